@@ -1,0 +1,202 @@
+// Typed wrapper over native/: argument checks, defaults and errors with string
+// codes. The addon handle stays private to this module.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export type CaptureErrorCode =
+  | 'NATIVE_MISSING'
+  | 'BPF_OBJECT_MISSING'
+  | 'BPF_LOAD_FAILED'
+  | 'ATTACH_FAILED'
+  | 'NETNS_NOT_FOUND'
+  | 'IFACE_NOT_FOUND'
+  | 'INVALID_ARGUMENT'
+  | 'CLOSED';
+
+export class CaptureError extends Error {
+  constructor(
+    readonly code: CaptureErrorCode,
+    message: string,
+    readonly errno?: number,
+  ) {
+    super(message);
+    this.name = 'CaptureError';
+  }
+}
+
+/** The package root, whether running from the sources or from dist/. */
+export const packageRoot = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  return dir;
+})();
+
+export const bpfObjectPath = (name: string) => path.join(packageRoot, 'bpf', '.output', `${name}.bpf.o`);
+
+interface NativeBpfObject {
+  attach(program: string, netnsPath: string, ifname: string, hook: string, xdpFlags: number): { link: number; ifindex: number };
+  detach(link: number): boolean;
+  startRing(map: string, onBatch: (batch: Buffer | null, records: number) => void, batchBytes: number, flushMs: number): void;
+  stopRing(map: string): void;
+  joinRing(map: string): void;
+  mapEntries(map: string): { keySize: number; valueSize: number; entries: Buffer };
+  close(): void;
+}
+
+interface NativeAddon {
+  BpfObject: new (objectPath: string, mapSizes: Record<string, number>) => NativeBpfObject;
+  clockOffsetNs(): bigint;
+  possibleCpus(): number;
+}
+
+let addon: NativeAddon | undefined;
+
+function native(): NativeAddon {
+  if (addon) return addon;
+  const file = path.join(packageRoot, 'native', 'build', 'Release', 'nettrail_native.node');
+  if (!existsSync(file)) {
+    throw new CaptureError('NATIVE_MISSING', `native addon not built (${file}); run scripts/setup.sh or npm run build:native`);
+  }
+  addon = createRequire(import.meta.url)(file) as NativeAddon;
+  return addon;
+}
+
+const errnoOf = (err: unknown) => (err as { errno?: number }).errno;
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** Nanoseconds to add to bpf_ktime_get_ns() for wall-clock time. */
+export function clockOffsetNs(): bigint {
+  return native().clockOffsetNs();
+}
+
+export function possibleCpus(): number {
+  return native().possibleCpus();
+}
+
+export type AttachHook = 'tc-ingress' | 'tc-egress' | 'xdp';
+
+export interface AttachedLink {
+  link: number;
+  ifindex: number;
+}
+
+export interface RingOptions {
+  /** Deliver a batch when it holds this many bytes (default 1 MiB). */
+  batchBytes?: number;
+  /** ... or when its first record is this old (default 100 ms). */
+  flushMs?: number;
+}
+
+export interface MapEntry {
+  key: Buffer;
+  value: Buffer;
+}
+
+const ENOENT = 2;
+const ENODEV = 19;
+
+/** A loaded BPF object: its programs attach through bpf_links, which the kernel removes when this process exits. */
+export class BpfObject {
+  #handle: NativeBpfObject | undefined;
+  readonly #rings = new Map<string, Promise<void>>();
+
+  private constructor(handle: NativeBpfObject) {
+    this.#handle = handle;
+  }
+
+  static load(objectPath: string, mapSizes: Record<string, number> = {}): BpfObject {
+    if (!existsSync(objectPath)) {
+      throw new CaptureError('BPF_OBJECT_MISSING', `BPF object not built (${objectPath}); run scripts/setup.sh or npm run build:bpf`);
+    }
+    for (const [map, size] of Object.entries(mapSizes)) {
+      if (!Number.isInteger(size) || size <= 0 || size > 2 ** 31) {
+        throw new CaptureError('INVALID_ARGUMENT', `map ${map}: size ${size} is not a positive 32-bit integer`);
+      }
+    }
+    const { BpfObject: NativeObject } = native();
+    try {
+      return new BpfObject(new NativeObject(objectPath, mapSizes));
+    } catch (err) {
+      throw new CaptureError('BPF_LOAD_FAILED', messageOf(err), errnoOf(err));
+    }
+  }
+
+  #live(): NativeBpfObject {
+    if (!this.#handle) throw new CaptureError('CLOSED', 'BPF object is closed');
+    return this.#handle;
+  }
+
+  /** Attach a program to `ifname` inside the network namespace opened by `netnsPath`. */
+  attach(program: string, netnsPath: string, ifname: string, hook: AttachHook, xdpFlags = 0): AttachedLink {
+    if (!/^[^\s/]{1,15}$/.test(ifname)) throw new CaptureError('INVALID_ARGUMENT', `bad interface name ${JSON.stringify(ifname)}`);
+    try {
+      return this.#live().attach(program, netnsPath, ifname, hook, xdpFlags);
+    } catch (err) {
+      if (err instanceof CaptureError) throw err;
+      const message = messageOf(err);
+      const errno = errnoOf(err);
+      if (message.startsWith('open ') && errno === ENOENT) throw new CaptureError('NETNS_NOT_FOUND', message, errno);
+      if (errno === ENODEV) throw new CaptureError('IFACE_NOT_FOUND', `no interface ${ifname} in ${netnsPath}`, errno);
+      throw new CaptureError('ATTACH_FAILED', message, errno);
+    }
+  }
+
+  detach(link: number): void {
+    this.#live().detach(link);
+  }
+
+  /**
+   * Drain ring buffer `map` on a native thread; `onBatch` gets one Buffer of
+   * many records at a time (see BATCH_RECORD_HEADER in layout.ts).
+   */
+  consume(map: string, onBatch: (batch: Buffer, records: number) => void, options: RingOptions = {}): void {
+    const batchBytes = options.batchBytes ?? 1 << 20;
+    const flushMs = options.flushMs ?? 100;
+    if (!Number.isInteger(batchBytes) || batchBytes < 4096) throw new CaptureError('INVALID_ARGUMENT', 'batchBytes must be an integer ≥ 4096');
+    if (!Number.isInteger(flushMs) || flushMs < 1 || flushMs > 10_000) throw new CaptureError('INVALID_ARGUMENT', 'flushMs must be 1..10000');
+    const handle = this.#live();
+    let finished!: () => void;
+    this.#rings.set(map, new Promise<void>((resolve) => (finished = resolve)));
+    handle.startRing(
+      map,
+      (batch, records) => {
+        if (batch) {
+          onBatch(batch, records);
+          return;
+        }
+        handle.joinRing(map);
+        this.#rings.delete(map);
+        finished();
+      },
+      batchBytes,
+      flushMs,
+    );
+  }
+
+  /** Stop consuming `map` after delivering every record already in the ring. */
+  async stopConsuming(map: string): Promise<void> {
+    const done = this.#rings.get(map);
+    if (!done) return;
+    this.#live().stopRing(map);
+    await done;
+  }
+
+  mapEntries(map: string): MapEntry[] {
+    const { keySize, valueSize, entries } = this.#live().mapEntries(map);
+    const pairs: MapEntry[] = [];
+    for (let at = 0; at + keySize + valueSize <= entries.length; at += keySize + valueSize) {
+      pairs.push({ key: entries.subarray(at, at + keySize), value: entries.subarray(at + keySize, at + keySize + valueSize) });
+    }
+    return pairs;
+  }
+
+  /** Stop consuming gracefully, then detach every link and free the object. */
+  async close(): Promise<void> {
+    if (!this.#handle) return;
+    await Promise.all([...this.#rings.keys()].map((map) => this.stopConsuming(map)));
+    this.#handle.close();
+    this.#handle = undefined;
+  }
+}

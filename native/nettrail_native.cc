@@ -1,0 +1,402 @@
+// nettrail's libbpf addon: mechanism only. Load an object, attach its programs
+// inside a network namespace through bpf_links, hand ring-buffer records to
+// JavaScript in batches, read maps. Validation and policy live in capture/.
+#include <napi.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdarg>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <map>
+#include <memory>
+#include <net/if.h>
+#include <sched.h>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+#include <atomic>
+
+namespace {
+
+// Attach types newer than the uapi headers this is built against (Linux 6.6+).
+constexpr int kAttachTcxIngress = 46;
+constexpr int kAttachTcxEgress = 47;
+constexpr int kAttachXdp = 37;
+
+thread_local std::string libbpfLog;
+
+int CollectLibbpfLog(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char line[1024];
+  int n = vsnprintf(line, sizeof(line), fmt, args);
+  if (libbpfLog.size() < 64 * 1024) libbpfLog.append(line);
+  return n;
+}
+
+Napi::Error SystemError(Napi::Env env, const std::string& what, int err) {
+  std::string message = what + ": " + strerror(err);
+  if (!libbpfLog.empty()) {
+    message += "\n" + libbpfLog;
+    libbpfLog.clear();
+  }
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("errno", Napi::Number::New(env, err));
+  return error;
+}
+
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Runs fn with the calling thread inside the network namespace at netnsPath.
+template <typename Fn>
+int InNetns(const std::string& netnsPath, Fn fn, std::string* failedStep) {
+  FdGuard home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (home.get() < 0) {
+    *failedStep = "open /proc/thread-self/ns/net";
+    return errno;
+  }
+  FdGuard target(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (target.get() < 0) {
+    *failedStep = "open " + netnsPath;
+    return errno;
+  }
+  if (setns(target.get(), CLONE_NEWNET) != 0) {
+    *failedStep = "setns " + netnsPath;
+    return errno;
+  }
+  int err = fn();
+  if (setns(home.get(), CLONE_NEWNET) != 0) abort();  // the thread must never stay elsewhere
+  return err;
+}
+
+// One ring buffer drained on its own thread. Records go to JavaScript in
+// batches: [u32 size][u32 0][size bytes, padded to 8] repeated.
+class RingConsumer {
+ public:
+  RingConsumer(int mapFd, Napi::ThreadSafeFunction onBatch, size_t batchBytes, int flushMs)
+      : onBatch_(onBatch), batchBytes_(batchBytes), flushMs_(flushMs) {
+    ring_ = ring_buffer__new(mapFd, &RingConsumer::OnRecord, this, nullptr);
+  }
+  ~RingConsumer() {
+    if (ring_) ring_buffer__free(ring_);
+  }
+  bool ok() const { return ring_ != nullptr; }
+  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void RequestStop() { stop_ = true; }
+  // For close() without a graceful stop: pending batches are dropped, nothing blocks.
+  void Abort() {
+    stop_ = true;
+    onBatch_.Abort();
+  }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static int OnRecord(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<RingConsumer*>(ctx);
+    if (!self->batch_) {
+      self->batch_ = new std::vector<uint8_t>();
+      self->batch_->reserve(self->batchBytes_ + 4096);
+      self->batchStarted_ = std::chrono::steady_clock::now();
+    }
+    std::vector<uint8_t>& batch = *self->batch_;
+    uint32_t header[2] = {static_cast<uint32_t>(size), 0};
+    const uint8_t* bytes = static_cast<const uint8_t*>(data);
+    batch.insert(batch.end(), reinterpret_cast<uint8_t*>(header), reinterpret_cast<uint8_t*>(header) + 8);
+    batch.insert(batch.end(), bytes, bytes + size);
+    batch.resize((batch.size() + 7) & ~size_t(7));
+    self->records_++;
+    if (batch.size() >= self->batchBytes_) self->Deliver();
+    return 0;
+  }
+
+  // Hands the batch to JavaScript, waiting while its queue is full (the kernel
+  // then counts what no longer fits in the ring as lost).
+  void Deliver() {
+    if (!batch_) return;
+    auto* payload = new Batch{batch_, records_};
+    batch_ = nullptr;
+    records_ = 0;
+    napi_status status;
+    while ((status = onBatch_.NonBlockingCall(payload, &RingConsumer::CallJs)) == napi_queue_full)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (status != napi_ok) {
+      delete payload->bytes;
+      delete payload;
+    }
+  }
+
+  void Run() {
+    while (!stop_) {
+      ring_buffer__poll(ring_, flushMs_);
+      if (batch_ && std::chrono::steady_clock::now() - batchStarted_ >= std::chrono::milliseconds(flushMs_))
+        Deliver();
+    }
+    ring_buffer__consume(ring_);
+    Deliver();
+    if (onBatch_.BlockingCall(static_cast<Batch*>(nullptr), &RingConsumer::CallJs) == napi_ok) onBatch_.Release();
+  }
+
+  struct Batch {
+    std::vector<uint8_t>* bytes;
+    uint32_t records;
+  };
+
+  static void CallJs(Napi::Env env, Napi::Function callback, Batch* batch) {
+    if (!batch) {
+      callback.Call({env.Null(), Napi::Number::New(env, 0)});
+      return;
+    }
+    std::vector<uint8_t>* bytes = batch->bytes;
+    uint32_t records = batch->records;
+    delete batch;
+    if (env == nullptr) {
+      delete bytes;
+      return;
+    }
+    auto buffer = Napi::Buffer<uint8_t>::New(env, bytes->data(), bytes->size(),
+                                             [](Napi::Env, uint8_t*, std::vector<uint8_t>* owner) { delete owner; },
+                                             bytes);
+    callback.Call({buffer, Napi::Number::New(env, records)});
+  }
+
+  ring_buffer* ring_ = nullptr;
+  Napi::ThreadSafeFunction onBatch_;
+  size_t batchBytes_;
+  int flushMs_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::vector<uint8_t>* batch_ = nullptr;
+  uint32_t records_ = 0;
+  std::chrono::steady_clock::time_point batchStarted_;
+};
+
+class BpfObject : public Napi::ObjectWrap<BpfObject> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "BpfObject",
+                       {
+                           InstanceMethod("attach", &BpfObject::Attach),
+                           InstanceMethod("detach", &BpfObject::Detach),
+                           InstanceMethod("startRing", &BpfObject::StartRing),
+                           InstanceMethod("stopRing", &BpfObject::StopRing),
+                           InstanceMethod("joinRing", &BpfObject::JoinRing),
+                           InstanceMethod("mapEntries", &BpfObject::MapEntries),
+                           InstanceMethod("close", &BpfObject::Close),
+                       });
+  }
+
+  // new BpfObject(path, { [mapName]: maxEntries })
+  BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
+    Napi::Env env = info.Env();
+    std::string path = info[0].As<Napi::String>();
+    libbpfLog.clear();
+    object_ = bpf_object__open_file(path.c_str(), nullptr);
+    if (!object_) {
+      object_ = nullptr;
+      throw SystemError(env, "open " + path, errno);
+    }
+    if (info.Length() > 1 && info[1].IsObject()) {
+      Napi::Object sizes = info[1].As<Napi::Object>();
+      Napi::Array names = sizes.GetPropertyNames();
+      for (uint32_t i = 0; i < names.Length(); i++) {
+        std::string name = names.Get(i).As<Napi::String>();
+        bpf_map* map = bpf_object__find_map_by_name(object_, name.c_str());
+        if (!map) throw Napi::Error::New(env, "no map " + name + " in " + path);
+        int err = bpf_map__set_max_entries(map, sizes.Get(name).As<Napi::Number>().Uint32Value());
+        if (err) throw SystemError(env, "size map " + name, -err);
+      }
+    }
+    int err = bpf_object__load(object_);
+    if (err) {
+      Napi::Error error = SystemError(env, "load " + path, -err);
+      bpf_object__close(object_);
+      object_ = nullptr;
+      throw error;
+    }
+  }
+
+  ~BpfObject() { Release(); }
+
+ private:
+  bpf_object* Object(Napi::Env env) {
+    if (!object_) throw Napi::Error::New(env, "object is closed");
+    return object_;
+  }
+
+  // attach(program, netnsPath, ifname, hook: 'tc-ingress'|'tc-egress'|'xdp', xdpFlags) -> { link, ifindex }
+  Napi::Value Attach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string programName = info[0].As<Napi::String>();
+    std::string netnsPath = info[1].As<Napi::String>();
+    std::string ifname = info[2].As<Napi::String>();
+    std::string hook = info[3].As<Napi::String>();
+    uint32_t xdpFlags = info.Length() > 4 ? info[4].As<Napi::Number>().Uint32Value() : 0;
+    bpf_program* program = bpf_object__find_program_by_name(Object(env), programName.c_str());
+    if (!program) throw Napi::Error::New(env, "no program " + programName);
+    int attachType = hook == "tc-ingress" ? kAttachTcxIngress : hook == "tc-egress" ? kAttachTcxEgress : kAttachXdp;
+
+    unsigned ifindex = 0;
+    int linkFd = -1;
+    std::string failedStep;
+    libbpfLog.clear();
+    int err = InNetns(netnsPath, [&]() -> int {
+      ifindex = if_nametoindex(ifname.c_str());
+      if (ifindex == 0) return errno;
+      LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = attachType == kAttachXdp ? xdpFlags : 0);
+      linkFd = bpf_link_create(bpf_program__fd(program), ifindex, static_cast<bpf_attach_type>(attachType), &opts);
+      return linkFd < 0 ? -linkFd : 0;
+    }, &failedStep);
+    if (!failedStep.empty()) throw SystemError(env, failedStep, err);
+    if (err) throw SystemError(env, "attach " + programName + " to " + ifname + " (" + hook + ")", err);
+    links_.push_back(linkFd);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("link", Napi::Number::New(env, linkFd));
+    result.Set("ifindex", Napi::Number::New(env, ifindex));
+    return result;
+  }
+
+  // detach(link): closing a bpf_link's last fd detaches its program.
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    int linkFd = info[0].As<Napi::Number>().Int32Value();
+    for (auto it = links_.begin(); it != links_.end(); ++it) {
+      if (*it == linkFd) {
+        close(linkFd);
+        links_.erase(it);
+        return Napi::Boolean::New(info.Env(), true);
+      }
+    }
+    return Napi::Boolean::New(info.Env(), false);
+  }
+
+  // startRing(map, onBatch(buffer|null, records), batchBytes, flushMs)
+  Napi::Value StartRing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string mapName = info[0].As<Napi::String>();
+    if (rings_.count(mapName)) throw Napi::Error::New(env, "ring " + mapName + " already started");
+    bpf_map* map = bpf_object__find_map_by_name(Object(env), mapName.c_str());
+    if (!map) throw Napi::Error::New(env, "no map " + mapName);
+    auto onBatch = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "nettrail-ring", 8, 1);
+    size_t batchBytes = info[2].As<Napi::Number>().Uint32Value();
+    int flushMs = info[3].As<Napi::Number>().Int32Value();
+    auto consumer = std::make_unique<RingConsumer>(bpf_map__fd(map), onBatch, batchBytes, flushMs);
+    if (!consumer->ok()) {
+      onBatch.Release();
+      throw SystemError(env, "ring_buffer__new " + mapName, errno);
+    }
+    consumer->Start();
+    rings_[mapName] = std::move(consumer);
+    return env.Undefined();
+  }
+
+  // stopRing(map): the thread drains, delivers its last batch and then null.
+  Napi::Value StopRing(const Napi::CallbackInfo& info) {
+    std::string mapName = info[0].As<Napi::String>();
+    auto it = rings_.find(mapName);
+    if (it != rings_.end()) it->second->RequestStop();
+    return info.Env().Undefined();
+  }
+
+  // joinRing(map): after the null batch arrived, the thread has finished.
+  Napi::Value JoinRing(const Napi::CallbackInfo& info) {
+    std::string mapName = info[0].As<Napi::String>();
+    auto it = rings_.find(mapName);
+    if (it != rings_.end()) {
+      it->second->Join();
+      rings_.erase(it);
+    }
+    return info.Env().Undefined();
+  }
+
+  // mapEntries(map) -> { keySize, valueSize, entries: Buffer of key|value pairs }.
+  // Per-CPU maps give valueSize * possible CPUs (each rounded to 8) per value.
+  Napi::Value MapEntries(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string mapName = info[0].As<Napi::String>();
+    bpf_map* map = bpf_object__find_map_by_name(Object(env), mapName.c_str());
+    if (!map) throw Napi::Error::New(env, "no map " + mapName);
+    int fd = bpf_map__fd(map);
+    size_t keySize = bpf_map__key_size(map);
+    size_t valueSize = bpf_map__value_size(map);
+    bpf_map_type type = bpf_map__type(map);
+    if (type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY)
+      valueSize = ((valueSize + 7) & ~size_t(7)) * libbpf_num_possible_cpus();
+    std::vector<uint8_t> key(keySize), next(keySize), value(valueSize), out;
+    void* previous = nullptr;
+    while (bpf_map_get_next_key(fd, previous, next.data()) == 0) {
+      if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) {
+        out.insert(out.end(), next.begin(), next.end());
+        out.insert(out.end(), value.begin(), value.end());
+      }
+      key.swap(next);
+      previous = key.data();
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("keySize", Napi::Number::New(env, keySize));
+    result.Set("valueSize", Napi::Number::New(env, valueSize));
+    result.Set("entries", Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size()));
+    return result;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  void Release() {
+    for (auto& ring : rings_) ring.second->Abort();
+    for (auto& ring : rings_) ring.second->Join();
+    rings_.clear();
+    for (int fd : links_) close(fd);
+    links_.clear();
+    if (object_) bpf_object__close(object_);
+    object_ = nullptr;
+  }
+
+  bpf_object* object_ = nullptr;
+  std::vector<int> links_;
+  std::map<std::string, std::unique_ptr<RingConsumer>> rings_;
+
+};
+
+// realtime - monotonic in ns: bpf_ktime_get_ns() + offset = wall clock.
+Napi::Value ClockOffsetNs(const Napi::CallbackInfo& info) {
+  timespec realtime, monotonic;
+  clock_gettime(CLOCK_MONOTONIC, &monotonic);
+  clock_gettime(CLOCK_REALTIME, &realtime);
+  int64_t offset = (int64_t(realtime.tv_sec) - int64_t(monotonic.tv_sec)) * 1000000000LL +
+                   (int64_t(realtime.tv_nsec) - int64_t(monotonic.tv_nsec));
+  return Napi::BigInt::New(info.Env(), offset);
+}
+
+Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), libbpf_num_possible_cpus());
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  libbpf_set_print(CollectLibbpfLog);
+  exports.Set("BpfObject", BpfObject::Init(env));
+  exports.Set("clockOffsetNs", Napi::Function::New(env, ClockOffsetNs));
+  exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(nettrail_native, Init)
