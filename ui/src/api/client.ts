@@ -1,0 +1,64 @@
+import type { ApiErrorBody, FlowFilters } from './types';
+
+/** A failed API call: an HTTP error with the server's {error:{code,message}}, or a network failure (status 0). */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function toApiError(failure: unknown): ApiError {
+  if (failure instanceof ApiError) return failure;
+  const message = failure instanceof Error ? failure.message : String(failure);
+  return new ApiError(0, 'NETWORK_ERROR', message || 'the request failed');
+}
+
+function isErrorBody(body: unknown): body is ApiErrorBody {
+  if (typeof body !== 'object' || body === null || !('error' in body)) return false;
+  const error = (body as { error: unknown }).error;
+  return typeof error === 'object' && error !== null && 'code' in error && 'message' in error;
+}
+
+async function errorFromResponse(response: Response): Promise<ApiError> {
+  const text = await response.text();
+  try {
+    const body: unknown = JSON.parse(text);
+    if (isErrorBody(body)) return new ApiError(response.status, body.error.code, body.error.message);
+  } catch {
+    // not JSON: fall through to the status line
+  }
+  return new ApiError(response.status, `HTTP_${response.status}`, response.statusText || text.slice(0, 200));
+}
+
+export async function getJson<T>(url: string, signal: AbortSignal): Promise<T> {
+  const response = await fetch(url, { signal, headers: { accept: 'application/json' } });
+  if (!response.ok) throw await errorFromResponse(response);
+  const contentType = response.headers.get('content-type') ?? '';
+  if (!contentType.includes('json')) {
+    throw new ApiError(response.status, 'BAD_RESPONSE', `expected JSON from ${url}, got ${contentType || 'no content type'}`);
+  }
+  return (await response.json()) as T;
+}
+
+function withTuple(path: string, tuple: string): string {
+  return `${path}?tuple=${encodeURIComponent(tuple)}`;
+}
+
+export const connectionUrl = (tuple: string) => withTuple('/api/v1/connections', tuple);
+export const timelineUrl = (tuple: string) => withTuple('/api/v1/connections/timeline', tuple);
+export const pcapUrl = (tuple: string) => withTuple('/api/v1/pcap', tuple);
+export const captureStatusUrl = '/api/v1/capture/status';
+
+export function flowsUrl(filters: FlowFilters): string {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(filters)) {
+    if (value !== undefined && value !== '') params.set(name, String(value));
+  }
+  return `/api/v1/flows?${params}`;
+}

@@ -1,0 +1,17 @@
+import { toValue, type MaybeRefOrGetter } from 'vue';
+import { timelineUrl } from '../api/client';
+import type { TimelineResponse } from '../api/types';
+import { useApiResource } from './useApiResource';
+
+/** GET /api/v1/connections/timeline?tuple= — every packet and drop of the connection at every capture point, in time order. */
+export function useTimeline(tuple: MaybeRefOrGetter<string>) {
+  const resource = useApiResource<TimelineResponse>(() => {
+    const text = toValue(tuple).trim();
+    return text ? timelineUrl(text) : null;
+  });
+  return {
+    timeline: resource.data,
+    loading: resource.loading,
+    error: resource.error,
+  };
+}

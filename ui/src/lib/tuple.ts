@@ -1,0 +1,34 @@
+import type { Endpoint, FourTuple, Proto } from '../api/types';
+
+export type TupleField = keyof FourTuple;
+
+/** `ip:port`, with IPv6 addresses in brackets. */
+export function formatEndpoint(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** `src:sport -> dst:dport` — the contract's tuple notation, so it can be pasted back anywhere. */
+export function formatTuple(tuple: FourTuple): string {
+  return `${formatEndpoint(tuple.src, tuple.sport)} -> ${formatEndpoint(tuple.dst, tuple.dport)}`;
+}
+
+export function flowTupleText(proto: Proto, client: Endpoint, server: Endpoint): string {
+  return `${proto} ${formatEndpoint(client.ip, client.port)} -> ${formatEndpoint(server.ip, server.port)}`;
+}
+
+export function connectionHref(tuple: string): string {
+  return `/connection?tuple=${encodeURIComponent(tuple)}`;
+}
+
+export function changedFields(before: FourTuple, after: FourTuple): Set<TupleField> {
+  const fields: TupleField[] = ['src', 'sport', 'dst', 'dport'];
+  return new Set(fields.filter((field) => before[field] !== after[field]));
+}
+
+export function sameTuple(a: FourTuple, b: FourTuple): boolean {
+  return a.src === b.src && a.sport === b.sport && a.dst === b.dst && a.dport === b.dport;
+}
+
+export function reversedTuple(tuple: FourTuple): FourTuple {
+  return { src: tuple.dst, sport: tuple.dport, dst: tuple.src, dport: tuple.sport };
+}
