@@ -2,7 +2,7 @@
 // them as they come and go, decoding ring-buffer batches, per-point counters.
 import type { NetnsRef, PacketRecord } from '../flowlog/records.js';
 import { decodePacketBatch, type PointNamer } from './decode.js';
-import { DIRECTION, HOOK, pointKeyLayout } from './layout.js';
+import { DIRECTION, HEADER_BYTES, HOOK, pointKeyLayout } from './layout.js';
 import { BpfObject, CaptureError, bpfObjectPath, clockOffsetNs, type AttachHook } from './native.js';
 import { listInterfaces, listNamespaces, resolveNamespace, type NetIface } from './netns.js';
 
@@ -19,6 +19,8 @@ export interface CaptureConfig {
   followMs?: number;
   /** Ring buffer bytes (a power of two ≥ page size). */
   ringBytes?: number;
+  /** Bytes kept per packet from the link-layer header on; default and maximum HEADER_BYTES (headers only). */
+  snaplen?: number;
 }
 
 export interface PointStatus {
@@ -77,12 +79,20 @@ export class PacketCapture {
     this.#bpf = bpf;
     this.#namer = {
       node: config.node,
+      snaplen: config.snaplen ?? HEADER_BYTES,
       netnsName: (ino) => this.#netnsNames.get(ino) ?? `ino:${ino}`,
       ifaceName: (ino, ifindex) => this.#ifaceNames.get(pointKey(ino, ifindex)) ?? `if${ifindex}`,
     };
   }
 
   static async start(config: CaptureConfig): Promise<PacketCapture> {
+    const { snaplen } = config;
+    if (snaplen !== undefined && (!Number.isInteger(snaplen) || snaplen < 34 || snaplen > HEADER_BYTES)) {
+      throw new CaptureError(
+        'INVALID_ARGUMENT',
+        `snaplen ${snaplen}: from 34 (Ethernet + IPv4 + ports) to ${HEADER_BYTES} bytes (the L2-L4 headers); payload capture is not available yet`,
+      );
+    }
     const bpf = BpfObject.load(bpfObjectPath('tc_capture'), config.ringBytes ? { packet_events: config.ringBytes } : {});
     const capture = new PacketCapture(config, bpf);
     bpf.consume('packet_events', (batch) => capture.#onBatch(batch));
@@ -183,6 +193,13 @@ export class PacketCapture {
       lost.set(point, (lost.get(point) ?? 0) + Number(value.readBigUInt64LE(0)));
     }
     return lost;
+  }
+
+  /** The namespaces with at least one attached interface. */
+  namespaces(): NetnsRef[] {
+    const unique = new Map<number, NetnsRef>();
+    for (const { netns } of this.#attachments.values()) unique.set(netns.ino, netns);
+    return [...unique.values()];
   }
 
   status(): CaptureStatus {

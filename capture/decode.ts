@@ -3,9 +3,11 @@ import type { Direction, Hook, PacketRecord, TcpOptions } from '../flowlog/recor
 import { LINKTYPE_ETHERNET } from '../flowlog/records.js';
 import { BATCH_RECORD_HEADER, DIRECTION, FAMILY, HOOK, LINK, packetEventLayout } from './layout.js';
 
-/** Names for what the kernel reports by number. */
+/** Names for what the kernel reports by number, and how much of each packet to keep. */
 export interface PointNamer {
   node: string;
+  /** Header bytes kept per packet (the rest is cut). */
+  snaplen: number;
   netnsName(netnsIno: number): string;
   ifaceName(netnsIno: number, ifindex: number): string;
 }
@@ -170,6 +172,6 @@ function decodePacketEvent(batch: Buffer, view: DataView, at: number, clockOffse
     options: isTcp ? parseTcpOptions(headers, l4 + 20, l4End) : {},
     packetId: packetIdOf(headers, l4, l4End, protoNumber, ipId, len),
     linkType: LINKTYPE_ETHERNET,
-    headers,
+    headers: headers.length > namer.snaplen ? headers.slice(0, namer.snaplen) : headers,
   };
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine (root, Linux with BTF):
+# system packages, npm dependencies, BPF objects, the native addon, TypeScript and the UI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 iptables conntrack tcpdump tshark
+  ethtool openvswitch-switch chromium iperf3 make g++ python3 util-linux procps)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # tshark asks whether non-root users may capture; answer for it.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -r /sys/kernel/btf/vmlinux ]; then
+  echo "setup: this kernel has no BTF (/sys/kernel/btf/vmlinux); nettrail needs CONFIG_DEBUG_INFO_BTF=y" >&2
+  exit 1
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+# vmlinux.h is generated from this kernel's BTF by bpf/Makefile.
+make -s -C bpf
+if [ ! -f native/build/Release/nettrail_native.node ] || [ native/nettrail_native.cc -nt native/build/Release/nettrail_native.node ]; then
+  (cd native && npx node-gyp rebuild >/dev/null)
+fi
+npx tsc -p tsconfig.json
+npx vite build --config ui/vite.config.ts --logLevel warn
+echo "setup: done"
