@@ -65,10 +65,10 @@ export async function findConnection(reader: FlowLogReader, tuple: ConnectionTup
   let tuples = path.tuples;
   if (path.hops.length === 0 && flows.length > 0 && !sameTuple(flowTuple(flows[0]), tuples[0])) tuples = [reverseTuple(tuples[0])];
 
-  const times = [
-    ...flows.flatMap((f) => [f.start, f.end]),
-    ...path.hops.flatMap((h) => [h.translation.firstSeen, h.translation.lastSeen]),
-  ];
+  // Packets are the evidence of when; translation times (conntrack's, coarser) only when no packet was seen.
+  const times = flows.length > 0
+    ? flows.flatMap((f) => [f.start, f.end])
+    : path.hops.flatMap((h) => [h.translation.firstSeen, h.translation.lastSeen]);
   const firstSeen = times.reduce((a, b) => (b < a ? b : a));
   const lastSeen = times.reduce((a, b) => (b > a ? b : a));
   return { proto, tuples, hops: path.hops, flows, firstSeen, lastSeen };

@@ -28,14 +28,11 @@ function parsePort(text: string, what: string): number {
 
 function parseEndpoint(text: string, what: string): { ip: string; port: number } {
   const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(text);
-  const [, host, port] = bracketed ?? /^([^:]+):(.*)$/.exec(text) ?? [];
-  if (host === undefined || port === undefined) {
-    throw new TupleError(
-      text.split(':').length > 2
-        ? `${what} ${JSON.stringify(text)}: write IPv6 addresses in brackets, e.g. [fd00::1]:80`
-        : `${what} ${JSON.stringify(text)} is not ADDRESS:PORT`,
-    );
+  if (!bracketed && text.split(':').length > 2) {
+    throw new TupleError(`${what} ${JSON.stringify(text)}: write IPv6 addresses in brackets, e.g. [fd00::1]:80`);
   }
+  const [, host, port] = bracketed ?? /^([^:]+):(.*)$/.exec(text) ?? [];
+  if (host === undefined || port === undefined) throw new TupleError(`${what} ${JSON.stringify(text)} is not ADDRESS:PORT`);
   const ip = canonicalAddress(host);
   if (ip === null) throw new TupleError(`${what} address ${JSON.stringify(host)} is not an IPv4 or IPv6 address`);
   if (bracketed && !ip.includes(':')) throw new TupleError(`${what} address ${host}: brackets are only for IPv6`);

@@ -136,7 +136,11 @@ export class FlowTable {
     const r = flow.record;
     const side = fromClient ? 'c2s' : 's2c';
     const dir = fromClient ? flow.c2s : flow.s2c;
-    const letter = (code: string) => dir.history.add(code) && (r.history += fromClient ? code : code.toLowerCase());
+    const letter = (code: string) => {
+      if (dir.history.has(code)) return;
+      dir.history.add(code);
+      r.history += fromClient ? code : code.toLowerCase();
+    };
     flow.changed = true;
     if (p.ts < r.start) r.start = p.ts;
     if (p.ts > r.end) r.end = p.ts;
