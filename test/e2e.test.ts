@@ -1,0 +1,162 @@
+// End to end: a real connection through the lab's NAT router, captured by
+// nettrail and by tcpdump at the same interfaces; the API's NAT hop, packets
+// and PCAP must agree with what tcpdump saw.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { startService } from '../api/service.js';
+import type { ConnectionJson, PacketJson } from '../api/schemas.js';
+import { TCP_FLAGS } from '../flowlog/records.js';
+import { useLab } from './lab/fixture.js';
+
+interface Seen {
+  seq: number;
+  ack: number;
+  flags: number;
+  len: number;
+}
+
+const key = (p: Seen) => `${p.seq}/${p.ack}/${p.flags}/${p.len}`;
+const sorted = (packets: Seen[]) => packets.map(key).sort();
+
+/** tshark's view of a capture file: per interface name (or one list), seq/ack/flags/len of each TCP packet. */
+function tsharkPackets(file: string): Map<string, Seen[]> {
+  const out = execFileSync('tshark', ['-r', file, '-Y', 'tcp', '-T', 'fields', '-E', 'separator=|',
+    '-e', 'frame.interface_name', '-e', 'tcp.seq_raw', '-e', 'tcp.ack_raw', '-e', 'tcp.flags', '-e', 'tcp.len'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const byInterface = new Map<string, Seen[]>();
+  for (const line of out.toString().trim().split('\n').filter(Boolean)) {
+    const [iface, seq, ack, flags, len] = line.split('|');
+    const list = byInterface.get(iface) ?? [];
+    list.push({ seq: Number(seq), ack: Number(ack), flags: parseInt(flags, 16), len: Number(len) });
+    byInterface.set(iface, list);
+  }
+  return byInterface;
+}
+
+const flagBits = (names: string[]) => names.reduce((bits, name) => bits | (1 << TCP_FLAGS.indexOf(name as (typeof TCP_FLAGS)[number])), 0);
+
+async function startTcpdump(netns: string, iface: string, file: string): Promise<ChildProcess> {
+  const proc = spawn('ip', ['netns', 'exec', netns, 'tcpdump', '-i', iface, '-nn', '-U', '-w', file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`tcpdump on ${netns}/${iface} did not start: ${stderr}`)), 5000);
+    proc.stderr!.on('data', (chunk: string) => {
+      stderr += chunk;
+      if (stderr.includes('listening on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return proc;
+}
+
+test('a connection through DNAT + MASQUERADE: NAT hop, packets and PCAP match tcpdump', async (t) => {
+  // After-hooks run first to last: the service goes before the lab, so conntrack never sees its namespaces vanish.
+  let closeService = async () => {};
+  t.after(() => closeService());
+  const lab = await useLab(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-e2e-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const { client, router, server } = lab.nodes;
+  const points = [
+    { netns: client.netns.name, iface: client.ifaces[0].name },
+    { netns: router.netns.name, iface: router.ifaces[0].name },
+    { netns: router.netns.name, iface: router.ifaces[1].name },
+    { netns: server.netns.name, iface: server.ifaces[0].name },
+  ];
+  const dumps = await Promise.all(points.map((p, i) => startTcpdump(p.netns, p.iface, path.join(dir, `tcpdump-${i}.pcap`))));
+  t.after(() => dumps.forEach((d) => d.kill('SIGKILL')));
+
+  const service = await startService({
+    store: { path: path.join(dir, 'store') },
+    netns: lab.namespaces.map((n) => n.name),
+    ifaces: null,
+    listen: { host: '127.0.0.1', port: 0 },
+    node: 'lab-node',
+    flowFlushMs: 200,
+    log: (message) => t.diagnostic(message),
+  });
+  closeService = () => service.close();
+
+  const localPort = 40000 + Math.floor(Math.random() * 20000);
+  const response = await lab.request({ localPort });
+  assert.equal(response.status, 200);
+
+  // Let the last ACKs and conntrack's events arrive, then stop tcpdump (it flushes on SIGINT).
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  for (const dump of dumps) {
+    dump.kill('SIGINT');
+    await once(dump, 'exit');
+  }
+  await service.flush();
+
+  const clientTuple = `${client.ifaces[0].ip}:${localPort} -> ${lab.service.ip}:${lab.service.port}`;
+  const api = async (route: string, tuple: string) => {
+    const res = await fetch(`${service.url}${route}?tuple=${encodeURIComponent(tuple)}`);
+    assert.equal(res.status, 200, `${route} ${tuple}: ${res.status} ${await res.clone().text()}`);
+    return res;
+  };
+  const { connection } = (await (await api('/api/v1/connections', clientTuple)).json()) as { connection: ConnectionJson };
+
+  // One hop on the router: DNAT to the server and MASQUERADE to the router's server-side address.
+  assert.equal(connection.hops.length, 1, JSON.stringify(connection.hops));
+  const [hop] = connection.hops;
+  assert.equal(hop.kind, 'FULLNAT');
+  assert.equal(hop.via, 'iptables');
+  assert.equal(hop.netns, router.netns.name);
+  assert.deepEqual(hop.before, { src: client.ifaces[0].ip, sport: localPort, dst: lab.service.ip, dport: lab.service.port });
+  assert.equal(hop.after.src, lab.masqueradeIp);
+  assert.equal(hop.after.dst, lab.server.ip);
+  assert.equal(hop.after.dport, lab.server.port);
+  assert.deepEqual(connection.tuples, [hop.before, hop.after]);
+
+  // The same connection whichever tuple is entered: server side, either direction, any notation.
+  const after = hop.after;
+  for (const tuple of [
+    `${after.src}:${after.sport} -> ${after.dst}:${after.dport}`,
+    `${after.dst}:${after.dport},${after.src}:${after.sport}`,
+    `tcp ${lab.service.ip}:${lab.service.port} ${client.ifaces[0].ip}:${localPort}`,
+  ]) {
+    const other = (await (await api('/api/v1/connections', tuple)).json()) as { connection: ConnectionJson };
+    assert.deepEqual(other.connection.hops, connection.hops, tuple);
+    assert.deepEqual(other.connection.tuples, connection.tuples, tuple);
+  }
+
+  // Packets at every capture point equal tcpdump's at the same interface.
+  const { packets } = (await (await api('/api/v1/connections/timeline', clientTuple)).json()) as { packets: PacketJson[] };
+  assert.ok(connection.points.length >= 4, JSON.stringify(connection.points));
+  const pcapFile = path.join(dir, 'connection.pcapng');
+  writeFileSync(pcapFile, Buffer.from(await (await api('/api/v1/pcap', clientTuple)).arrayBuffer()));
+  const fromPcap = tsharkPackets(pcapFile);
+  const counts: string[] = [];
+  for (const [i, point] of points.entries()) {
+    const [tcpdumpPackets = []] = tsharkPackets(path.join(dir, `tcpdump-${i}.pcap`)).values();
+    const name = `lab-node/${point.netns}/${point.iface}`;
+    const ours = packets
+      .filter((p) => p.netns === point.netns && p.iface === point.iface)
+      .map((p) => ({ seq: p.seq, ack: p.ack, flags: flagBits(p.flags), len: p.len }));
+    assert.ok(tcpdumpPackets.length >= 10, `tcpdump saw ${tcpdumpPackets.length} packets at ${name}`);
+    assert.deepEqual(sorted(ours), sorted(tcpdumpPackets), `API packets at ${name}`);
+    assert.deepEqual(sorted(fromPcap.get(name) ?? []), sorted(tcpdumpPackets), `PCAP packets at ${name}`);
+    counts.push(`${name}: tcpdump ${tcpdumpPackets.length}, nettrail ${ours.length}`);
+  }
+  t.diagnostic(counts.join('; '));
+
+  // The same packet at several points has one packet_id.
+  const synIds = new Set(packets.filter((p) => p.flags.length === 1 && p.flags[0] === 'SYN').map((p) => p.packet_id));
+  assert.equal(synIds.size, 1, 'the SYN has one packet_id at all four points');
+
+  // An unknown tuple is a 404 with a hint; a malformed one a 400 naming the problem.
+  const unknown = await fetch(`${service.url}/api/v1/connections?tuple=${encodeURIComponent('10.9.9.9:1 -> 10.9.9.8:2')}`);
+  assert.equal(unknown.status, 404);
+  const malformed = await fetch(`${service.url}/api/v1/connections?tuple=${encodeURIComponent('10.0.0.1:99999 -> 10.0.0.2:80')}`);
+  assert.equal(malformed.status, 400);
+  assert.match(((await malformed.json()) as { error: { message: string } }).error.message, /port "99999"/);
+});
