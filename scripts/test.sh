@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec node --test --test-concurrency=1 --test-reporter=spec dist/test/
+exec node --test --test-concurrency=1 --test-reporter=spec dist/test/*.test.js

@@ -254,7 +254,7 @@ test('a call with an invalid record is refused whole', async () => {
   await assert.rejects(collect(packetsForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
 });
 
-test('packet insert throughput', async () => {
+test('100 000 packets written in one bulk are all stored', async () => {
   const rows = 100_000;
   const tuple = { src: '10.8.0.1', sport: 48000, dst: '10.8.0.2', dport: 80 };
   const packets = Array.from({ length: rows }, (_, i) =>
