@@ -24,8 +24,10 @@ if [ ! -r /sys/kernel/btf/vmlinux ]; then
   exit 1
 fi
 
+# `npm install`, not `npm ci`: npm 11 leaves chdb's optional per-platform packages for
+# other platforms out of the lock file and `npm ci` then refuses it; install follows the lock.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
 fi
 
 # vmlinux.h is generated from this kernel's BTF by bpf/Makefile.
