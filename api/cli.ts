@@ -4,18 +4,33 @@ import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createLab, destroyLab, labStatus } from '../test/lab/lab.js';
-import type { ConnectionJson, FlowJson, FourTupleJson } from './schemas.js';
+import { createLab, destroyLab, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labStatus, type LabScenario } from '../test/lab/lab.js';
+import { DEMO_BLOCKED_PORT, startDropDemo } from '../test/lab/drops.js';
+import type { ConnectionJson, FlowsResponseJson, FourTupleJson } from './schemas.js';
+import { isLoopbackHost } from './address.js';
+import { XDP_MODES, type XdpMode } from '../capture/capture.js';
+import { parseFilter } from '../capture/filter.js';
 import { startService } from './service.js';
+import { FlowLogError } from '../flowlog/errors.js';
+import { checkIdentifier, TABLE_NAMES } from '../flowlog/schema.js';
+import { parseRetention, type StoreOptions } from '../flowlog/store.js';
+import { PcapngPacketCounter } from './pcapng.js';
 import { formatEndpoint, parseTuple, TupleError } from './tuple.js';
 
 const USAGE = `usage:
   nettrail serve [--listen HOST:PORT] [--store DIR | --clickhouse-url URL] [--netns NAME|all]... [--iface NAME]...
-                 [--snaplen BYTES] [--token TOKEN]
-  nettrail lab up|down|status
+                 [--snaplen BYTES] [--token TOKEN] [--rate-limit REQUESTS_PER_MINUTE|0]
+                 [--filter net=CIDR,...|port=N,...|proto=tcp|udp]... [--xdp off|native|generic|auto]
+                 [--conntrack-sysctls] [--ovs-rundir DIR]... [--drop-rate-limit EVENTS_PER_SECOND_PER_CPU|0]
+                 [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
+                 [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]
+  nettrail lab up|down|status [--scenario fullnat|dnat|snat|port-reuse|two-routers|ovs|all]... [--prefix P]
   nettrail trace TUPLE [--at TIME] [--server URL] [--json]
-  nettrail pcap TUPLE -o FILE [--from TIME] [--to TIME] [--server URL]
-  nettrail flows [--limit N] [--server URL] [--json]`;
+  nettrail pcap TUPLE -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
+  nettrail flows [--ip|--src|--dst ADDRESS|CIDR] [--port|--sport|--dport PORT] [--proto tcp|udp] [--from TIME] [--to TIME]
+                 [--state CONN_STATE]... [--has retrans|zero_window|drop|rst]... [--node N] [--netns N] [--iface N]
+                 [--order [-]start|end|duration|bytes|packets] [--limit N] [--cursor C] [--server URL] [--json]
+  (trace, pcap and flows send NETTRAIL_TOKEN, when set, as the bearer token)`;
 
 class UsageError extends Error {}
 
@@ -38,29 +53,74 @@ function parseListen(text: string): { host: string; port: number } {
   return { host: match[1] ?? match[2], port };
 }
 
+/** --store or --clickhouse-url with its options, and --retention. */
+function storeOptions(values: OptionValues): StoreOptions {
+  const server = ['clickhouse-user', 'clickhouse-password', 'clickhouse-database', 'clickhouse-cluster'] as const;
+  const given = server.filter((name) => values[name] !== undefined);
+  if (values.store && values['clickhouse-url']) throw new UsageError('give --store or --clickhouse-url, not both');
+  if (given.length > 0 && !values['clickhouse-url']) throw new UsageError(`--${given[0]} goes with --clickhouse-url`);
+  try {
+    const retention = parseRetention((values.retention as string[] | undefined) ?? []);
+    if (!values['clickhouse-url']) return { path: (values.store as string | undefined) ?? './nettrail-data', retention };
+    const [username, password, database, cluster] = server.map((name) => values[name] as string | undefined);
+    if (database !== undefined) checkIdentifier(database, '--clickhouse-database');
+    if (cluster !== undefined) checkIdentifier(cluster, '--clickhouse-cluster');
+    return { url: values['clickhouse-url'] as string, username, password, database, cluster, retention };
+  } catch (err) {
+    if (err instanceof FlowLogError && err.code === 'STORE_CONFIG') throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 async function serve(args: string[]): Promise<void> {
   const { values } = parse(args, {
     listen: { type: 'string', default: '127.0.0.1:7070' },
     store: { type: 'string' },
     'clickhouse-url': { type: 'string' },
+    'clickhouse-user': { type: 'string' },
+    'clickhouse-password': { type: 'string' },
+    'clickhouse-database': { type: 'string' },
+    'clickhouse-cluster': { type: 'string' },
+    retention: { type: 'string', multiple: true },
     netns: { type: 'string', multiple: true },
     iface: { type: 'string', multiple: true },
     snaplen: { type: 'string' },
+    filter: { type: 'string', multiple: true },
+    xdp: { type: 'string', default: 'off' },
     token: { type: 'string' },
+    'rate-limit': { type: 'string' },
+    'conntrack-sysctls': { type: 'boolean' },
+    'ovs-rundir': { type: 'string', multiple: true },
+    'drop-rate-limit': { type: 'string' },
   });
-  if (values.store && values['clickhouse-url']) throw new UsageError('give --store or --clickhouse-url, not both');
   const listen = parseListen(values.listen as string);
-  const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(listen.host);
-  if (!loopback && !values.token) throw new UsageError(`--listen ${values.listen} is not a loopback address: give --token TOKEN so that the API is not open to anyone`);
+  if (!isLoopbackHost(listen.host) && !values.token) throw new UsageError(`--listen ${values.listen} is not a loopback address: give --token TOKEN so that the API is not open to anyone`);
   if (values.snaplen !== undefined && !/^\d+$/.test(values.snaplen as string)) throw new UsageError(`--snaplen ${values.snaplen} is not a number of bytes`);
+  if (!XDP_MODES.includes(values.xdp as XdpMode)) throw new UsageError(`--xdp ${values.xdp}: one of ${XDP_MODES.join(', ')}`);
+  let filter;
+  try {
+    filter = parseFilter((values.filter as string[] | undefined) ?? []);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const rateLimit = values['rate-limit'] as string | undefined;
+  if (rateLimit !== undefined && !/^\d{1,9}$/.test(rateLimit)) throw new UsageError(`--rate-limit ${rateLimit} is not a number of requests per minute (0: no limit)`);
+  const dropRateLimit = values['drop-rate-limit'] as string | undefined;
+  if (dropRateLimit !== undefined && !/^\d{1,9}$/.test(dropRateLimit)) throw new UsageError(`--drop-rate-limit ${dropRateLimit} is not a number of drop events per second per CPU (0: no limit)`);
   const netns = values.netns as string[] | undefined;
   const service = await startService({
-    store: values['clickhouse-url'] ? { url: values['clickhouse-url'] as string } : { path: (values.store as string | undefined) ?? './nettrail-data' },
+    store: storeOptions(values),
     netns: !netns || netns.includes('all') ? 'all' : netns,
     ifaces: (values.iface as string[] | undefined) ?? null,
     snaplen: values.snaplen === undefined ? undefined : Number(values.snaplen),
+    xdp: values.xdp as XdpMode,
+    filter,
     token: values.token as string | undefined,
+    rateLimitPerMinute: rateLimit === undefined ? undefined : Number(rateLimit) || null,
     listen,
+    conntrackSysctls: values['conntrack-sysctls'] === true,
+    ovsRundirs: values['ovs-rundir'] as string[] | undefined,
+    dropRateLimit: dropRateLimit === undefined ? undefined : Number(dropRateLimit),
   });
   const status = service.capture.status();
   console.error(`nettrail: capturing on ${status.points.length} interfaces in ${service.capture.namespaces().length} namespaces; serving ${service.url}`);
@@ -78,37 +138,67 @@ async function serve(args: string[]): Promise<void> {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
 }
 
+/** The client port the port-reuse scenario's traffic connects from, every time. */
+const REUSED_CLIENT_PORT = 40404;
+
+/** --scenario values: default fullnat, `all` for every one. */
+function labScenarios(given: string[] | undefined): LabScenario[] {
+  if (!given || given.length === 0) return ['fullnat'];
+  if (given.includes('all')) return [...LAB_SCENARIOS];
+  const unknown = given.filter((s) => !(LAB_SCENARIOS as readonly string[]).includes(s));
+  if (unknown.length > 0) throw new UsageError(`--scenario ${unknown.join(', ')}: one of ${LAB_SCENARIOS.join(', ')}, all`);
+  return [...new Set(given)] as LabScenario[];
+}
+
 async function lab(args: string[]): Promise<void> {
-  const { positionals } = parse(args, {});
+  const { values, positionals } = parse(args, { scenario: { type: 'string', multiple: true }, prefix: { type: 'string', default: 'nt' } });
   const [action] = positionals;
+  const prefix = values.prefix as string;
+  const scenarios = labScenarios(values.scenario as string[] | undefined);
   if (action === 'up') {
-    const created = await createLab({ persist: true });
-    await created.request();
-    created.startTraffic(2000);
-    console.log(`lab up: ${created.namespaces.map((n) => n.name).join(', ')}`);
-    console.log(`  client ${created.nodes.client.ifaces[0].ip} -> service ${formatEndpoint(created.service.ip, created.service.port)}` +
-      ` (DNAT to ${formatEndpoint(created.server.ip, created.server.port)}, MASQUERADE as ${created.masqueradeIp}); a request every 2 s`);
+    for (const scenario of scenarios) {
+      const created = await createLab({ prefix, scenario, persist: true });
+      await created.request();
+      const localPort = scenario === 'port-reuse' ? REUSED_CLIENT_PORT : undefined;
+      await created.startTraffic(2000, { localPort });
+      console.log(`lab up, ${scenario} (${LAB_SCENARIO_SUMMARY[scenario]}): ${created.namespaces.map((n) => n.name).join(', ')}`);
+      console.log(`  client ${created.nodes.client.ifaces[0].ip} -> service ${formatEndpoint(created.service.ip, created.service.port)} -> ` +
+        `${created.backends.map((b) => formatEndpoint(b.ip, b.port)).join(' / ')}` +
+        `${created.masqueradeIp ? `, masqueraded as ${created.masqueradeIp}` : ''}; a request every 2 s${localPort ? ` from port ${localPort}` : ''}`);
+      if (created.ovsRundir) console.log(`  Open vSwitch runs in ${created.ovsRundir}: nettrail serve --ovs-rundir ${created.ovsRundir}`);
+      if (scenario !== 'ovs') {
+        await startDropDemo(created, 2000);
+        console.log(`  a drop: TCP to ${formatEndpoint(created.server.ip, DEMO_BLOCKED_PORT)} is dropped in the FORWARD chain of ` +
+          `${created.nodes.router.netns.name}; the client tries every 2 s`);
+      }
+    }
     return;
   }
   if (action === 'down') {
-    await destroyLab();
+    await destroyLab(prefix);
     console.log('lab down');
     return;
   }
   if (action === 'status') {
-    console.log(JSON.stringify(await labStatus(), null, 2));
+    const statuses = await Promise.all(scenarios.map((scenario) => labStatus(prefix, scenario)));
+    console.log(JSON.stringify(statuses.length === 1 ? statuses[0] : statuses, null, 2));
     return;
   }
-  throw new UsageError('nettrail lab up|down|status');
+  throw new UsageError('nettrail lab up|down|status [--scenario NAME|all]... [--prefix P]');
 }
 
-async function get(server: string, path: string, params: Record<string, string | undefined>): Promise<Response> {
+async function get(server: string, path: string, params: Record<string, string | string[] | undefined>): Promise<Response> {
   const url = new URL(path, server);
-  for (const [name, value] of Object.entries(params)) if (value !== undefined) url.searchParams.set(name, value);
-  const response = await fetch(url);
+  for (const [name, value] of Object.entries(params)) {
+    for (const one of value === undefined ? [] : [value].flat()) url.searchParams.append(name, one);
+  }
+  const token = process.env.NETTRAIL_TOKEN;
+  const response = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   if (!response.ok) {
     const body = (await response.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
-    throw new Error(body?.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${response.status} from ${url}`);
+    const message = body?.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${response.status} from ${url}`;
+    // A request the server finds malformed is a usage error, as a malformed TUPLE is.
+    throw response.status === 400 ? new UsageError(message) : new Error(message);
   }
   return response;
 }
@@ -148,29 +238,78 @@ async function pcap(args: string[]): Promise<void> {
     output: { type: 'string', short: 'o' },
     from: { type: 'string' },
     to: { type: 'string' },
+    point: { type: 'string', multiple: true },
     server: { type: 'string', default: DEFAULT_SERVER },
   });
   const tuple = tupleArgument(positionals);
   if (!values.output) throw new UsageError('-o FILE is required');
-  const response = await get(values.server as string, '/api/v1/pcap', { tuple, from: values.from as string | undefined, to: values.to as string | undefined });
-  await pipeline(Readable.fromWeb(response.body! as never), createWriteStream(values.output as string));
-  console.error(`wrote ${values.output}`);
+  const server = values.server as string;
+  const { connection } = (await (await get(server, '/api/v1/connections', { tuple })).json()) as { connection: ConnectionJson };
+  const expected = connection.points.reduce((sum, point) => sum + point.packets, 0);
+  const points = (values.point as string[] | undefined)?.join(',');
+  const response = await get(server, '/api/v1/pcap', { tuple, from: values.from as string | undefined, to: values.to as string | undefined, points });
+  const counter = new PcapngPacketCounter();
+  const progress = () =>
+    `${counter.packets.toLocaleString('en')} of ~${expected.toLocaleString('en')} packets, ${(counter.bytes / 1e6).toFixed(1)} MB`;
+  const ticker = process.stderr.isTTY ? setInterval(() => process.stderr.write(`\r${progress()}  `), 250) : undefined;
+  const counted = async function* (chunks: AsyncIterable<Uint8Array>) {
+    for await (const chunk of chunks) {
+      counter.push(chunk);
+      yield chunk;
+    }
+  };
+  try {
+    await pipeline(Readable.fromWeb(response.body! as never), counted, createWriteStream(values.output as string));
+  } finally {
+    clearInterval(ticker);
+  }
+  console.error(`${process.stderr.isTTY ? '\r' : ''}wrote ${values.output}: ${progress()}`);
 }
 
+/** `nettrail flows` options: the API's filters, each passed on as the query parameter of the same name. */
+const FLOW_FILTER_OPTIONS = {
+  ip: { type: 'string' },
+  src: { type: 'string' },
+  dst: { type: 'string' },
+  port: { type: 'string' },
+  sport: { type: 'string' },
+  dport: { type: 'string' },
+  proto: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  state: { type: 'string', multiple: true },
+  has: { type: 'string', multiple: true },
+  node: { type: 'string' },
+  netns: { type: 'string' },
+  iface: { type: 'string' },
+  order: { type: 'string' },
+  limit: { type: 'string', default: '50' },
+  cursor: { type: 'string' },
+} as const;
+
 async function flows(args: string[]): Promise<void> {
-  const { values } = parse(args, { limit: { type: 'string', default: '50' }, server: { type: 'string', default: DEFAULT_SERVER }, json: { type: 'boolean' } });
-  const response = await get(values.server as string, '/api/v1/flows', { limit: values.limit as string });
-  const body = (await response.json()) as { flows: FlowJson[] };
+  const { values, positionals } = parse(args, { ...FLOW_FILTER_OPTIONS, server: { type: 'string', default: DEFAULT_SERVER }, json: { type: 'boolean' } });
+  if (positionals.length > 0) throw new UsageError(`nettrail flows takes options only, not ${JSON.stringify(positionals.join(' '))}`);
+  const params: Record<string, string | string[] | undefined> = {};
+  for (const name of Object.keys(FLOW_FILTER_OPTIONS)) {
+    const value = values[name] as string | string[] | undefined;
+    // --has retrans,rst is --has retrans --has rst.
+    params[name] = Array.isArray(value) ? value.flatMap((one) => one.split(',')) : value;
+  }
+  const response = await get(values.server as string, '/api/v1/flows', params);
+  const body = (await response.json()) as FlowsResponseJson;
   if (values.json) {
     console.log(JSON.stringify(body, null, 2));
     return;
   }
   for (const f of body.flows) {
     console.log(
-      `${f.start}  ${f.proto} ${formatEndpoint(f.client.ip, f.client.port)} -> ${formatEndpoint(f.server.ip, f.server.port)}  ` +
-        `${f.node}/${f.netns}/${f.iface}  ${f.conn_state} ${f.history}  ${f.packets.c2s}/${f.packets.s2c} pkts`,
+      `${f.start}  ${f.id}  ${f.proto} ${formatEndpoint(f.client.ip, f.client.port)} -> ${formatEndpoint(f.server.ip, f.server.port)}  ` +
+        `${f.node}/${f.netns}/${f.iface}  ${f.conn_state} ${f.history}  ${f.packets.c2s}/${f.packets.s2c} pkts` +
+        `${f.retrans.c2s + f.retrans.s2c > 0 ? `  retrans ${f.retrans.c2s}/${f.retrans.s2c}` : ''}  ${f.close}`,
     );
   }
+  if (body.next_cursor !== null) console.error(`more: repeat with --cursor ${body.next_cursor}`);
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lab, trace, pcap, flows };

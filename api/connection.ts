@@ -1,9 +1,10 @@
 // One connection, from any of its tuples: its NAT path, the flows at each
 // capture point, its packets across all points; and their JSON shapes.
-import type { EpochNs, FlowRecord, FourTuple, NatTranslation, PacketRecord, Proto } from '../flowlog/records.js';
+import type { DropRecord, EpochNs, FlowRecord, FourTuple, NatTranslation, PacketRecord, Proto } from '../flowlog/records.js';
 import { tcpFlagNames } from '../flowlog/records.js';
 import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
 import { resolveNatPath, type NatHop } from '../nat-tracker/resolver.js';
+import { connectionOfDrops, dropJson } from './drops.js';
 import type { ConnectionJson, FlowJson, NatHopJson, NatTranslationJson, PacketJson } from './schemas.js';
 import { isoNs } from './time.js';
 import type { ConnectionTuple } from './tuple.js';
@@ -17,7 +18,10 @@ export interface TimeRange {
 export interface FlowLogReader {
   natForTuple(proto: Proto, tuple: FourTuple, at?: EpochNs): Promise<NatTranslation[]>;
   flowsForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): Promise<FlowRecord[]>;
+  flowsBySynSeq(proto: Proto, synSeq: number, synAckSeq: number, range: TimeRange): Promise<FlowRecord[]>;
   packetsForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): AsyncIterable<PacketRecord>;
+  /** Drops with any of `tuples`, or of a packet seen with one of them, in time order. */
+  dropsForTuples(proto: Proto, tuples: FourTuple[], range: TimeRange): Promise<DropRecord[]>;
 }
 
 export interface Connection {
@@ -27,6 +31,7 @@ export interface Connection {
   flows: FlowRecord[];
   firstSeen: EpochNs;
   lastSeen: EpochNs;
+  drops: DropRecord[];
 }
 
 /** Flows of one connection at different points overlap in time; this much slack allows for clock and queueing. */
@@ -56,10 +61,10 @@ function flowsOfOneConnection(flows: FlowRecord[], at?: EpochNs): FlowRecord[] {
 /** Find the connection `tuple` belongs to; null when nothing is known of it. */
 export async function findConnection(reader: FlowLogReader, tuple: ConnectionTuple, at?: EpochNs): Promise<Connection | null> {
   const { proto } = tuple;
-  const path = await resolveNatPath((t) => reader.natForTuple(proto, t, at), tuple, at);
-  const window = at ?? (path.hops.length > 0 ? path.hops[0].translation.lastSeen : undefined);
+  const path = await resolveNatPath(reader, proto, tuple, at);
+  const window = at ?? (path.hops.length > 0 ? path.hops[0].lastSeen : undefined);
   const flows = flowsOfOneConnection(await reader.flowsForTuples(proto, path.tuples), window);
-  if (flows.length === 0 && path.hops.length === 0) return null;
+  if (flows.length === 0 && path.hops.length === 0) return connectionOfDrops(reader, proto, path.tuples);
 
   // Without a NAT hop the entered tuple's orientation is a guess: the flows know who the client was.
   let tuples = path.tuples;
@@ -68,10 +73,12 @@ export async function findConnection(reader: FlowLogReader, tuple: ConnectionTup
   // Packets are the evidence of when; translation times (conntrack's, coarser) only when no packet was seen.
   const times = flows.length > 0
     ? flows.flatMap((f) => [f.start, f.end])
-    : path.hops.flatMap((h) => [h.translation.firstSeen, h.translation.lastSeen]);
+    : path.hops.flatMap((h) => [h.firstSeen, h.lastSeen]);
   const firstSeen = times.reduce((a, b) => (b < a ? b : a));
   const lastSeen = times.reduce((a, b) => (b > a ? b : a));
-  return { proto, tuples, hops: path.hops, flows, firstSeen, lastSeen };
+  const connection: Connection = { proto, tuples, hops: path.hops, flows, firstSeen, lastSeen, drops: [] };
+  connection.drops = await reader.dropsForTuples(proto, path.tuples, connectionRange(connection));
+  return connection;
 }
 
 /** The time range the connection's packets lie in. */
@@ -84,8 +91,16 @@ export function connectionRange(connection: Connection, range: TimeRange = {}): 
   };
 }
 
-export function connectionPackets(reader: FlowLogReader, connection: Connection, range?: TimeRange): AsyncIterable<PacketRecord> {
-  return reader.packetsForTuples(connection.proto, connection.tuples, connectionRange(connection, range));
+/** The connection's packets in time order, optionally only those at `points` (node/netns/iface names). */
+export async function* connectionPackets(
+  reader: FlowLogReader,
+  connection: Connection,
+  range?: TimeRange,
+  points: ReadonlySet<string> | null = null,
+): AsyncIterable<PacketRecord> {
+  for await (const packet of reader.packetsForTuples(connection.proto, connection.tuples, connectionRange(connection, range))) {
+    if (points === null || points.has(`${packet.node}/${packet.netns}/${packet.iface}`)) yield packet;
+  }
 }
 
 export const hopJson = (hop: NatHop): NatHopJson => ({
@@ -174,7 +189,7 @@ export function connectionJson(c: Connection): ConnectionJson {
     hops: c.hops.map(hopJson),
     points: [...points.values()],
     flows: c.flows.map(flowJson),
-    drops: [],
+    drops: c.drops.map(dropJson),
   };
 }
 

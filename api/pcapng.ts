@@ -6,7 +6,7 @@
 // nanosecond timestamps (magic 0xa1b23c4d).
 
 import os from 'node:os';
-import { LINKTYPE_ETHERNET, type PacketRecord } from '../flowlog/records.js';
+import { LINKTYPE_ETHERNET, type DropRecord, type PacketRecord } from '../flowlog/records.js';
 
 export type CaptureFileFormat = 'pcapng' | 'pcap';
 
@@ -22,7 +22,14 @@ export interface PacketItem {
   comment?: string;
 }
 
-export type CaptureItem = PacketItem;
+/** A packet the kernel dropped: its headers as dropped, with `comment` (reason, location) — pcapng only, classic pcap leaves drops out. */
+export interface DropItem {
+  kind: 'drop';
+  drop: DropRecord;
+  comment: string;
+}
+
+export type CaptureItem = PacketItem | DropItem;
 
 export interface CaptureFileOptions {
   /** Default pcapng. */
@@ -31,7 +38,7 @@ export interface CaptureFileOptions {
   sectionComment?: string;
 }
 
-export type CaptureFileErrorCode = 'PCAP_MIXED_LINKTYPES' | 'PCAP_TIMESTAMP_RANGE';
+export type CaptureFileErrorCode = 'PCAP_MIXED_LINKTYPES' | 'PCAP_TIMESTAMP_RANGE' | 'PCAPNG_MALFORMED';
 
 export class CaptureFileError extends Error {
   constructor(
@@ -57,27 +64,48 @@ export async function* writeCaptureFile(
 ): AsyncGenerator<Buffer, void, undefined> {
   const sink = new ChunkSink();
   const encoder: Encoder = options.format === 'pcap' ? new PcapEncoder(sink) : new PcapngEncoder(sink, options.sectionComment);
-  for await (const item of items) {
-    encoder.packet(item);
-    if (sink.size >= CHUNK_BYTES) yield sink.take();
+  // A sync source is read without a promise per item.
+  if (Symbol.iterator in items) {
+    for (const item of items) {
+      encoder.packet(item);
+      if (sink.size >= CHUNK_BYTES) yield sink.take();
+    }
+  } else {
+    for await (const item of items) {
+      encoder.packet(item);
+      if (sink.size >= CHUNK_BYTES) yield sink.take();
+    }
   }
   encoder.end?.();
   if (sink.size > 0) yield sink.take();
 }
 
-/** Collects encoded blocks until a chunk is due. */
+/** Encoded bytes of the chunk being filled; blocks are written into it in place. */
 class ChunkSink {
-  private parts: Buffer[] = [];
+  private buffer = Buffer.allocUnsafe(2 * CHUNK_BYTES);
   size = 0;
 
-  push(block: Buffer): void {
-    this.parts.push(block);
-    this.size += block.length;
+  /** Room for `length` more bytes: the buffer and the offset to write at. */
+  reserve(length: number): [Buffer, number] {
+    if (this.size + length > this.buffer.length) {
+      const larger = Buffer.allocUnsafe(Math.max(2 * this.buffer.length, this.size + length));
+      this.buffer.copy(larger, 0, 0, this.size);
+      this.buffer = larger;
+    }
+    const at = this.size;
+    this.size += length;
+    return [this.buffer, at];
   }
 
+  push(block: Buffer): void {
+    const [buffer, at] = this.reserve(block.length);
+    block.copy(buffer, at);
+  }
+
+  /** The chunk so far; later blocks go into a fresh buffer, so the chunk is the caller's. */
   take(): Buffer {
-    const chunk = Buffer.concat(this.parts, this.size);
-    this.parts = [];
+    const chunk = this.buffer.subarray(0, this.size);
+    this.buffer = Buffer.allocUnsafe(2 * CHUNK_BYTES);
     this.size = 0;
     return chunk;
   }
@@ -119,9 +147,14 @@ interface BlockOption {
   value: Uint8Array;
 }
 
+/** What makes a pcapng interface: a capture point, its hook (or `drop`) and link type. */
+type InterfaceKey = Pick<PacketRecord, 'node' | 'netns' | 'iface' | 'linkType'> & { hook: PacketRecord['hook'] | 'drop' };
+
 class PcapngEncoder implements Encoder {
   /** Interface id by capture point key, in the order the IDBs were written. */
   private readonly interfaceIds = new Map<string, number>();
+  /** The interface of the previous packet: consecutive packets mostly share one. */
+  private lastInterface: (InterfaceKey & { id: number }) | null = null;
 
   constructor(
     private readonly sink: ChunkSink,
@@ -138,20 +171,60 @@ class PcapngEncoder implements Encoder {
     sink.push(encodeBlock(BLOCK_SHB, [BYTE_ORDER_MAGIC, 1, 0xffffffff, 0xffffffff], null, options));
   }
 
+  /** An EPB written in place: fields, data, epb_flags, epb_packetid, opt_comment if any. */
   packet(item: CaptureItem): void {
+    if (item.kind === 'drop') return this.drop(item);
     const p = item.packet;
+    const interfaceId = this.interfaceId(p);
     const [tsHigh, tsLow] = splitTimestamp(p.ts);
-    const options: BlockOption[] = [
-      u32Option(EPB_FLAGS, p.direction === 'ingress' ? EPB_FLAGS_INBOUND : EPB_FLAGS_OUTBOUND),
-      u64Option(EPB_PACKETID, p.packetId),
-    ];
-    if (item.comment !== undefined) options.push(textOption(OPT_COMMENT, item.comment));
-    const fields = [this.interfaceId(p), tsHigh, tsLow, p.headers.length, originalLength(p)];
-    this.sink.push(encodeBlock(BLOCK_EPB, fields, p.headers, options));
+    const comment = item.comment === undefined ? null : textOption(OPT_COMMENT, item.comment).value;
+    const dataLength = pad4(p.headers.length);
+    const commentLength = comment === null ? 0 : 4 + pad4(comment.length);
+    const total = 28 + dataLength + 8 + 12 + commentLength + 4 + 4;
+    const [b, start] = this.sink.reserve(total);
+    let at = start;
+    at = b.writeUInt32LE(BLOCK_EPB, at);
+    at = b.writeUInt32LE(total, at);
+    at = b.writeUInt32LE(interfaceId, at);
+    at = b.writeUInt32LE(tsHigh, at);
+    at = b.writeUInt32LE(tsLow, at);
+    at = b.writeUInt32LE(p.headers.length, at);
+    at = b.writeUInt32LE(originalLength(p), at);
+    b.set(p.headers, at);
+    b.fill(0, at + p.headers.length, at + dataLength);
+    at += dataLength;
+    at = b.writeUInt16LE(EPB_FLAGS, at);
+    at = b.writeUInt16LE(4, at);
+    at = b.writeUInt32LE(p.direction === 'ingress' ? EPB_FLAGS_INBOUND : EPB_FLAGS_OUTBOUND, at);
+    at = b.writeUInt16LE(EPB_PACKETID, at);
+    at = b.writeUInt16LE(8, at);
+    at = b.writeBigUInt64LE(BigInt.asUintN(64, p.packetId), at);
+    if (comment !== null) {
+      at = b.writeUInt16LE(OPT_COMMENT, at);
+      at = b.writeUInt16LE(comment.length, at);
+      b.set(comment, at);
+      b.fill(0, at + comment.length, at + pad4(comment.length));
+      at += pad4(comment.length);
+    }
+    at = b.writeUInt32LE(OPT_ENDOFOPT, at);
+    b.writeUInt32LE(total, at);
+  }
+
+  /** A dropped packet: on an interface of its own per point (hook `drop`), no direction, the drop's comment. */
+  private drop({ drop: d, comment }: DropItem): void {
+    const [tsHigh, tsLow] = splitTimestamp(d.ts);
+    const packetId = Buffer.alloc(8);
+    packetId.writeBigUInt64LE(BigInt.asUintN(64, d.packetId));
+    const fields = [this.interfaceId({ ...d, hook: 'drop' }), tsHigh, tsLow, d.headers.length, Math.max(d.wireLen, d.headers.length)];
+    this.sink.push(encodeBlock(BLOCK_EPB, fields, d.headers, [{ code: EPB_PACKETID, value: packetId }, textOption(OPT_COMMENT, comment)]));
   }
 
   /** The packet's interface id, writing its IDB first if this is the first packet seen there. */
-  private interfaceId(p: PacketRecord): number {
+  private interfaceId(p: InterfaceKey): number {
+    const last = this.lastInterface;
+    if (last && last.node === p.node && last.netns === p.netns && last.iface === p.iface && last.hook === p.hook && last.linkType === p.linkType) {
+      return last.id;
+    }
     // The hook and link type are part of the key: tc and xdp on one device are separate interfaces.
     const key = `${p.node}\0${p.netns}\0${p.iface}\0${p.hook}\0${p.linkType}`;
     let id = this.interfaceIds.get(key);
@@ -160,12 +233,13 @@ class PcapngEncoder implements Encoder {
       this.interfaceIds.set(key, id);
       const options = [
         textOption(IF_NAME, `${p.node}/${p.netns}/${p.iface}`),
-        textOption(IF_DESCRIPTION, `${p.hook} hook, netns ${p.netns} on node ${p.node}`),
+        textOption(IF_DESCRIPTION, `${p.hook === 'drop' ? 'packets the kernel dropped (skb:kfree_skb)' : `${p.hook} hook`}, netns ${p.netns} on node ${p.node}`),
         { code: IF_TSRESOL, value: Uint8Array.of(TSRESOL_NANOSECONDS) },
       ];
       // Fields: link type (u16) + reserved (u16), snaplen 0 (no limit).
       this.sink.push(encodeBlock(BLOCK_IDB, [p.linkType & 0xffff, 0], null, options));
     }
+    this.lastInterface = { node: p.node, netns: p.netns, iface: p.iface, hook: p.hook, linkType: p.linkType, id };
     return id;
   }
 }
@@ -209,18 +283,6 @@ function textOption(code: number, text: string): BlockOption {
   return { code, value: bytes.subarray(0, length) };
 }
 
-function u32Option(code: number, value: number): BlockOption {
-  const bytes = Buffer.allocUnsafe(4);
-  bytes.writeUInt32LE(value >>> 0);
-  return { code, value: bytes };
-}
-
-function u64Option(code: number, value: bigint): BlockOption {
-  const bytes = Buffer.allocUnsafe(8);
-  bytes.writeBigUInt64LE(BigInt.asUintN(64, value));
-  return { code, value: bytes };
-}
-
 function splitTimestamp(ts: bigint): [number, number] {
   if (ts < 0n || ts > 0xffffffffffffffffn) {
     throw new CaptureFileError('PCAP_TIMESTAMP_RANGE', `timestamp ${ts} ns is outside 0..2^64-1`);
@@ -241,6 +303,7 @@ class PcapEncoder implements Encoder {
   constructor(private readonly sink: ChunkSink) {}
 
   packet(item: CaptureItem): void {
+    if (item.kind === 'drop') return; // no comments in classic pcap to say why: drops are left out
     const p = item.packet;
     if (this.linkType === null) {
       this.linkType = p.linkType;
@@ -255,13 +318,12 @@ class PcapEncoder implements Encoder {
     if (p.ts < 0n || seconds > 0xffffffffn) {
       throw new CaptureFileError('PCAP_TIMESTAMP_RANGE', `timestamp ${p.ts} ns does not fit classic pcap's 32-bit seconds`);
     }
-    const record = Buffer.allocUnsafe(16 + p.headers.length);
-    record.writeUInt32LE(Number(seconds), 0);
-    record.writeUInt32LE(Number(p.ts % 1_000_000_000n), 4);
-    record.writeUInt32LE(p.headers.length, 8);
-    record.writeUInt32LE(originalLength(p), 12);
-    record.set(p.headers, 16);
-    this.sink.push(record);
+    const [b, at] = this.sink.reserve(16 + p.headers.length);
+    b.writeUInt32LE(Number(seconds), at);
+    b.writeUInt32LE(Number(p.ts % 1_000_000_000n), at + 4);
+    b.writeUInt32LE(p.headers.length, at + 8);
+    b.writeUInt32LE(originalLength(p), at + 12);
+    b.set(p.headers, at + 16);
   }
 
   /** A file without packets still gets a header (Ethernet). */
@@ -290,4 +352,42 @@ function originalLength(p: PacketRecord): number {
 
 function pad4(n: number): number {
   return (n + 3) & ~3;
+}
+
+/**
+ * Counts the packet blocks (EPB) of a little-endian pcapng stream as its
+ * chunks go by, for progress: block boundaries are followed through chunk
+ * boundaries by their total-length fields.
+ */
+export class PcapngPacketCounter {
+  packets = 0;
+  bytes = 0;
+  /** Bytes still to skip of the current block. */
+  private skip = 0;
+  /** A block header split across chunks. */
+  private partial = Buffer.alloc(0);
+
+  push(chunk: Uint8Array): void {
+    this.bytes += chunk.length;
+    let data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.partial.length > 0) {
+      data = Buffer.concat([this.partial, data]);
+      this.partial = Buffer.alloc(0);
+    }
+    let at = Math.min(this.skip, data.length);
+    this.skip -= at;
+    while (this.skip === 0 && at < data.length) {
+      if (data.length - at < 8) {
+        this.partial = Buffer.from(data.subarray(at));
+        return;
+      }
+      const type = data.readUInt32LE(at);
+      const length = data.readUInt32LE(at + 4);
+      if (length < 12) throw new CaptureFileError('PCAPNG_MALFORMED', `block at byte ${this.bytes - data.length + at} has length ${length}`);
+      if (type === BLOCK_EPB) this.packets++;
+      const inChunk = Math.min(length, data.length - at);
+      this.skip = length - inChunk;
+      at += inChunk;
+    }
+  }
 }

@@ -1,10 +1,11 @@
 // TypeBox schemas of the HTTP API (../shared/contract.md): the one source of
 // request validation, response serialization and the TypeScript types.
 import { Type, type Static } from 'typebox';
+import { CONN_STATES, DEFAULT_FLOW_ORDER, FLOW_ORDERS, FLOW_TRAITS } from '../flowlog/search.js';
 
 const Time = Type.String({ description: 'ISO-8601 UTC with nanoseconds, e.g. 2026-11-21T19:23:03.123456789Z' });
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
-const Proto = Type.Union([Type.Literal('tcp'), Type.Literal('udp')]);
+const Proto = Type.Enum(['tcp', 'udp']);
 
 export const FourTupleSchema = Type.Object({ src: Type.String(), sport: Port, dst: Type.String(), dport: Port });
 
@@ -60,10 +61,13 @@ export const DropSchema = Type.Object({
   sport: Port,
   dst: Type.String(),
   dport: Port,
-  reason: Type.String(),
-  location: Type.String(),
-  stack: Type.Array(Type.String()),
-  cause: Type.String(),
+  reason: Type.String({ description: "the kernel's name (enum skb_drop_reason, read from its BTF), or the number when it has none" }),
+  location: Type.String({ description: 'function+0xoffset that freed the packet' }),
+  stack: Type.Array(Type.String(), { description: 'kernel stack from the location outwards' }),
+  cause: Type.String({ description: 'plain-language cause and what to check' }),
+  proto: Proto,
+  reason_code: Type.Integer({ description: 'enum skb_drop_reason value, subsystem in the high 16 bits' }),
+  packet_id: Type.String({ description: "the dropped packet's packet_id (as in PACKET): the same packet seen before the drop" }),
 });
 
 export const TcpOptionsSchema = Type.Object({
@@ -107,8 +111,15 @@ export const ConnectionSchema = Type.Object({
 });
 
 export const ErrorSchema = Type.Object({
-  error: Type.Object({ code: Type.String(), message: Type.String() }),
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    parameter: Type.Optional(Type.String({ description: 'the query or path parameter at fault' })),
+  }),
 });
+
+/** The error statuses every data route may answer with. */
+export const ErrorResponses = { 400: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema, 500: ErrorSchema, 503: ErrorSchema };
 
 const TupleFields = {
   tuple: Type.Optional(Type.String({ description: 'e.g. "tcp 10.0.0.1:43210 -> 10.0.0.2:80" (see the contract)' })),
@@ -127,19 +138,95 @@ export const PcapQuery = Type.Object(
     from: Type.Optional(Type.String()),
     to: Type.Optional(Type.String()),
     format: Type.Optional(Type.Union([Type.Literal('pcapng'), Type.Literal('pcap')])),
+    points: Type.Optional(
+      Type.String({ maxLength: 4096, description: 'only these capture points, comma-separated node/netns/iface (as if_name in the file)' }),
+    ),
   },
   { additionalProperties: false },
 );
+
+const AddressOrCidr = (description: string) =>
+  Type.Optional(Type.String({ maxLength: 64, description: `${description}: an IPv4 or IPv6 address or CIDR range (10.0.0.0/8, fd00::/16)` }));
+const QueryPort = (description: string) => Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description }));
+const QueryTime = (description: string) =>
+  Type.Optional(Type.String({ maxLength: 64, description: `${description}: ISO-8601 (2026-11-21T19:23:03.123456789Z) or epoch milliseconds` }));
+const PointName = (description: string) => Type.Optional(Type.String({ minLength: 1, maxLength: 256, description }));
+/** A parameter that may be repeated: `has=retrans&has=rst`. */
+const Repeatable = <const Values extends string[]>(values: readonly [...Values], description: string) =>
+  Type.Optional(Type.Array(Type.Enum(values), { maxItems: values.length, description }));
 
 export const FlowsQuery = Type.Object(
   {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+    ip: AddressOrCidr('either side'),
+    src: AddressOrCidr('the client (the side that opened the connection)'),
+    dst: AddressOrCidr('the server'),
+    port: QueryPort('either side\'s port'),
+    sport: QueryPort("the client's port"),
+    dport: QueryPort("the server's port"),
+    proto: Type.Optional(Proto),
+    from: QueryTime('flows active at or after'),
+    to: QueryTime('flows active at or before'),
+    state: Repeatable(CONN_STATES, "Zeek conn_state; repeat for any of several (state=S0&state=REJ)"),
+    has: Repeatable(FLOW_TRAITS, 'flows with retransmissions, a zero window, a drop or a reset; repeat for all of several'),
+    node: PointName('capture point: node'),
+    netns: PointName('capture point: network namespace'),
+    iface: PointName('capture point: interface'),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'flows per page' })),
+    cursor: Type.Optional(Type.String({ maxLength: 2048, description: 'next_cursor of the previous page (same filters and order)' })),
+    order: Type.Optional(
+      Type.Enum(FLOW_ORDERS, { default: DEFAULT_FLOW_ORDER, description: 'sort key, descending with a leading -; ties in id order' }),
+    ),
   },
   { additionalProperties: false },
 );
 
+export const FlowsResponse = Type.Object({
+  flows: Type.Array(FlowSchema),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor= for the next page; null on the last page' }),
+});
+
+export const FlowIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256 }) });
+
+export const DropsQuery = Type.Object(
+  {
+    ip: AddressOrCidr('either side of the dropped packet'),
+    src: AddressOrCidr("the dropped packet's source"),
+    dst: AddressOrCidr("the dropped packet's destination"),
+    port: QueryPort("either of the dropped packet's ports"),
+    sport: QueryPort("the dropped packet's source port"),
+    dport: QueryPort("the dropped packet's destination port"),
+    proto: Type.Optional(Proto),
+    from: QueryTime('drops at or after'),
+    to: QueryTime('drops at or before'),
+    reason: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9_]{1,64}$' }), { maxItems: 32, description: 'drop reason (NETFILTER_DROP); repeat for any of several' }),
+    ),
+    node: PointName('where it was dropped: node'),
+    netns: PointName('where it was dropped: network namespace'),
+    iface: PointName('where it was dropped: interface'),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'drops per page' })),
+    cursor: Type.Optional(Type.String({ maxLength: 2048, description: 'next_cursor of the previous page (same filters and order)' })),
+    order: Type.Optional(Type.Enum(['-ts', 'ts'], { default: '-ts', description: 'by time, newest first (-ts) or oldest first' })),
+  },
+  { additionalProperties: false },
+);
+
+export const DropsResponse = Type.Object({
+  drops: Type.Array(DropSchema),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor= for the next page; null on the last page' }),
+});
+
 export const NatQuery = Type.Object(
-  { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
+  {
+    ip: Type.Optional(Type.String({ maxLength: 64, description: "an address of the entry's original or reply tuple (IPv4 or IPv6)" })),
+    port: QueryPort("a port of the entry's original or reply tuple"),
+    proto: Type.Optional(Proto),
+    node: PointName('where the translation was recorded: node'),
+    netns: PointName('where the translation was recorded: network namespace'),
+    from: QueryTime('entries seen at or after'),
+    to: QueryTime('entries seen at or before'),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  },
   { additionalProperties: false },
 );
 
@@ -155,6 +242,29 @@ export const NatTranslationSchema = Type.Object({
   last_seen: Time,
 });
 
+/** Kernel counters of a capture point (struct nt_point_stats); every packet a program sees lands in one. */
+const KernelCounters = {
+  events: Type.Optional(Type.Integer({ description: 'written to the ring buffer' })),
+  filtered: Type.Optional(Type.Integer({ description: 'left out by the capture filter' })),
+  not_ip: Type.Optional(Type.Integer()),
+  other_l4: Type.Optional(Type.Integer({ description: 'IP but neither TCP nor UDP' })),
+};
+
+/** The drop tracer's counters (capture/drops.ts): every kfree_skb in a traced namespace counts in `seen` and one other. */
+export const DropTracingSchema = Type.Object({
+  namespaces: Type.Integer({ description: 'namespaces traced' }),
+  seen: Type.Integer(),
+  reported: Type.Integer(),
+  ignored: Type.Integer({ description: 'a reason in ignored_reasons (no loss of a packet in flight)' }),
+  unparsed: Type.Integer({ description: 'no IPv4/IPv6 TCP/UDP header (ARP, ICMP, ...)' }),
+  filtered: Type.Integer({ description: 'left out by the capture filter' }),
+  rate_limited: Type.Integer(),
+  ring_full: Type.Integer(),
+  malformed: Type.Integer({ description: 'events user space could not decode' }),
+  rate_limit: Type.Integer({ description: 'events per second per CPU; 0: none' }),
+  ignored_reasons: Type.Array(Type.String()),
+});
+
 export const CaptureStatusSchema = Type.Object({
   capturing: Type.Boolean(),
   points: Type.Array(
@@ -166,18 +276,38 @@ export const CaptureStatusSchema = Type.Object({
       hooks: Type.Array(Type.String()),
       packets: Type.Integer(),
       lost: Type.Integer(),
+      ...KernelCounters,
+      malformed: Type.Optional(Type.Integer({ description: 'truncated or inconsistent headers' })),
+      events_per_s: Type.Optional(Type.Number()),
+      lost_per_s: Type.Optional(Type.Number()),
+      by_hook: Type.Optional(Type.Array(Type.Object({ hook: Type.String(), ...KernelCounters, lost: Type.Integer(), malformed: Type.Integer() }))),
     }),
   ),
   packets: Type.Integer(),
   lost: Type.Integer(),
   malformed: Type.Integer(),
   skipped: Type.Array(Type.Object({ netns: Type.String(), iface: Type.String(), reason: Type.String() })),
+  ...KernelCounters,
+  events_per_s: Type.Optional(Type.Number()),
+  lost_per_s: Type.Optional(Type.Number()),
+  undecodable: Type.Optional(Type.Integer({ description: 'ring-buffer records user space could not decode (part of malformed)' })),
+  unattributed_fragments: Type.Optional(Type.Integer({ description: 'later IP fragments whose first fragment was not seen' })),
+  ring_bytes: Type.Optional(Type.Integer()),
+  snaplen: Type.Optional(Type.Integer({ description: '0: the L2-L4 headers only' })),
+  xdp: Type.Optional(Type.String()),
+  filter: Type.Optional(Type.Object({ nets: Type.Array(Type.String()), ports: Type.Array(Type.Integer()), protos: Type.Array(Type.String()) })),
+  drops: Type.Optional(DropTracingSchema),
 });
 
 export type FourTupleJson = Static<typeof FourTupleSchema>;
 export type NatHopJson = Static<typeof NatHopSchema>;
 export type FlowJson = Static<typeof FlowSchema>;
+export type FlowsQueryJson = Static<typeof FlowsQuery>;
+export type FlowsResponseJson = Static<typeof FlowsResponse>;
 export type PacketJson = Static<typeof PacketSchema>;
 export type ConnectionJson = Static<typeof ConnectionSchema>;
 export type DropJson = Static<typeof DropSchema>;
+export type DropTracingJson = Static<typeof DropTracingSchema>;
+export type DropsQueryJson = Static<typeof DropsQuery>;
+export type DropsResponseJson = Static<typeof DropsResponse>;
 export type NatTranslationJson = Static<typeof NatTranslationSchema>;

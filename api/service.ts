@@ -3,14 +3,18 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { PacketCapture } from '../capture/capture.js';
+import { PacketCapture, type XdpMode } from '../capture/capture.js';
+import { DropTracer } from '../capture/drops.js';
+import type { CaptureFilter } from '../capture/filter.js';
 import { FlowTable } from '../capture/flows.js';
 import { packageRoot } from '../capture/native.js';
-import type { NetnsRef } from '../flowlog/records.js';
 import { openStore, type FlowLogStore, type StoreOptions } from '../flowlog/store.js';
 import { FlowLogWriter } from '../flowlog/writer.js';
-import { flowsForTuples, natForTuple, natTranslations, packetsForTuples, recentFlows } from '../flowlog/queries.js';
-import { ConntrackSource } from '../nat-tracker/conntrack.js';
+import { dropsForTuples, searchDrops } from '../flowlog/drops.js';
+import { flowsForTuples, natForTuple, natTranslations, packetsForTuples } from '../flowlog/queries.js';
+import { flowById, searchFlows } from '../flowlog/search.js';
+import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
+import { NatSources } from '../nat-tracker/sources.js';
 import { buildServer } from './server.js';
 
 export interface ServiceOptions {
@@ -19,20 +23,38 @@ export interface ServiceOptions {
   netns: string[] | 'all';
   ifaces: string[] | null;
   snaplen?: number;
+  /** XDP at ingress besides TC (default off). */
+  xdp?: XdpMode;
+  /** In-kernel capture filter (default everything); drop tracing applies it too. */
+  filter?: CaptureFilter;
+  /** Trace drops (skb:kfree_skb) in the captured namespaces (default true); without it capture goes on. */
+  traceDrops?: boolean;
+  /** Drop events per second per CPU, more are counted only (default DropTracer's; 0: no limit). */
+  dropRateLimit?: number;
+  /** Drop reasons counted but not reported (default DEFAULT_IGNORED_REASONS: QUEUE_PURGE). */
+  ignoredDropReasons?: string[];
   /** Bearer token required on the API when set. */
   token?: string;
+  /** API requests per client address and minute; null turns rate limiting off (default: the app's). */
+  rateLimitPerMinute?: number | null;
   listen: { host: string; port: number };
   node?: string;
   /** How often flows are written while they last (ms). */
   flowFlushMs?: number;
   logger?: boolean;
   log?: (message: string) => void;
+  /** Let NAT tracking turn on conntrack timestamps (and events when off) in the captured namespaces (default false). */
+  conntrackSysctls?: boolean;
+  /** ovs-vswitchd run directories whose userspace-datapath conntrack is tracked (default /var/run/openvswitch). */
+  ovsRundirs?: string[];
 }
 
 export interface Service {
   server: FastifyInstance;
   store: FlowLogStore;
   capture: PacketCapture;
+  /** null when drop tracing is off or could not start. */
+  drops: DropTracer | null;
   writer: FlowLogWriter;
   /** The address the HTTP server listens on. */
   url: string;
@@ -49,13 +71,21 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const store = await openStore(options.store);
   const writer = new FlowLogWriter(store);
   const flows = new FlowTable();
-  const conntrack = new Map<number, ConntrackSource>();
+  const nat = new NatSources({
+    node,
+    onTranslations: (records) => writer.addNat(records),
+    log,
+    conntrackSysctls: options.conntrackSysctls,
+    ovsRundirs: options.ovsRundirs,
+  });
 
   const capture = await PacketCapture.start({
     node,
     netns: options.netns,
     ifaces: options.ifaces,
     snaplen: options.snaplen,
+    xdp: options.xdp,
+    filter: options.filter,
     onPackets(packets) {
       writer.addPackets(packets);
       flows.add(packets);
@@ -67,32 +97,28 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     throw err;
   });
 
-  // NAT tracking follows the namespaces capture is attached in.
-  const trackNamespaces = async (namespaces: NetnsRef[]) => {
-    const wanted = new Map(namespaces.map((netns) => [netns.ino, netns]));
-    for (const [ino, source] of conntrack) {
-      if (wanted.has(ino)) continue;
-      conntrack.delete(ino);
-      await source.stop();
-    }
-    for (const [ino, netns] of wanted) {
-      if (conntrack.has(ino)) continue;
-      const source = new ConntrackSource({
+  // NAT tracking and drop tracing follow the namespaces capture is attached in.
+  await nat.follow(capture.namespaces());
+  const drops = options.traceDrops === false
+    ? null
+    : await DropTracer.start({
         node,
-        netns,
-        onTranslations: (records) => writer.addNat(records),
-        onError: (err) => log(`conntrack in ${netns.name}: ${err.message}`),
+        filter: options.filter,
+        rateLimit: options.dropRateLimit,
+        ignoredReasons: options.ignoredDropReasons,
+        onDrops: (records) => writer.addDrops(records),
+        onWarning: log,
+      }).catch((err: Error) => {
+        log(`drop tracing is off: ${err.message}`);
+        return null;
       });
-      conntrack.set(ino, source);
-      await source.start();
-    }
-  };
-  await trackNamespaces(capture.namespaces());
+  drops?.setNamespaces(capture.namespaces());
 
   const flushFlows = () => writer.addFlows(flows.collect(nowNs()));
   const timer = setInterval(() => {
     flushFlows();
-    void trackNamespaces(capture.namespaces());
+    void nat.follow(capture.namespaces());
+    drops?.setNamespaces(capture.namespaces());
   }, options.flowFlushMs ?? 1000);
   timer.unref();
 
@@ -101,14 +127,21 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       reader: {
         natForTuple: (proto, tuple, at) => natForTuple(store, proto, tuple, at),
         flowsForTuples: (proto, tuples, range) => flowsForTuples(store, proto, tuples, range),
+        flowsBySynSeq: (proto, synSeq, synAckSeq, range) => flowsBySynSeq(store, proto, synSeq, synAckSeq, range),
         packetsForTuples: (proto, tuples, range) => packetsForTuples(store, proto, tuples, range),
+        dropsForTuples: (proto, tuples, range) => dropsForTuples(store, proto, tuples, range),
       },
-      recentFlows: (limit) => recentFlows(store, limit),
-      natTranslations: (limit) => natTranslations(store, { limit }),
+      searchFlows: (filter, page) => searchFlows(store, filter, page),
+      searchDrops: (filter, page) => searchDrops(store, filter, page),
+      flowById: (id) => flowById(store, id),
+      natTranslations: (filter) => natTranslations(store, filter),
       storeHealthy: () => store.ping(),
       captureStatus: () => capture.status(),
+      dropStatus: () => drops?.status() ?? null,
+      writerStats: () => writer.stats(),
       uiDir: path.join(packageRoot, 'ui', 'dist'),
       token: options.token ?? null,
+      rateLimitPerMinute: options.rateLimitPerMinute,
     },
     options.logger ?? false,
   );
@@ -119,10 +152,12 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     server,
     store,
     capture,
+    drops,
     writer,
     url,
     async flush() {
       flushFlows();
+      await drops?.settled();
       await writer.flush();
     },
     close() {
@@ -130,8 +165,9 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         clearInterval(timer);
         await server.close();
         await capture.stop();
+        await drops?.stop();
         writer.addFlows(flows.drain());
-        await Promise.all([...conntrack.values()].map((source) => source.stop()));
+        await nat.stop();
         await writer.close();
         await store.close();
       })();

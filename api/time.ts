@@ -3,7 +3,11 @@ import type { EpochNs } from '../flowlog/records.js';
 
 export class TimeError extends Error {
   readonly code = 'BAD_TIME';
-  constructor(message: string) {
+  constructor(
+    /** The parameter the time was given in. */
+    readonly parameter: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'TimeError';
   }
@@ -19,13 +23,22 @@ export function isoNs(ns: EpochNs): string {
 
 const ISO = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
 
-/** Parse `what` from ISO-8601 (up to nanoseconds, with a zone) or epoch milliseconds. */
+/** The latest time nanoseconds since the epoch hold in 64 bits (as the store keeps them): 2262-04-11T23:47:16.854775807Z. */
+const MAX_NS = (1n << 63n) - 1n;
+
+/** Parse `what` from ISO-8601 (up to nanoseconds, with a zone) or epoch milliseconds, from 1970 to 2262. */
 export function parseTime(text: string, what: string): EpochNs {
-  if (/^\d{1,16}$/.test(text)) return BigInt(text) * 1_000_000n;
-  const match = ISO.exec(text);
-  const ms = match ? Date.parse(`${match[1]}${match[3]}`) : NaN;
-  if (!match || Number.isNaN(ms)) {
-    throw new TimeError(`${what} ${JSON.stringify(text.slice(0, 64))} is not an ISO-8601 time (2026-11-21T19:23:03.123456789Z) or epoch milliseconds`);
+  let ns: EpochNs;
+  if (/^\d{1,16}$/.test(text)) {
+    ns = BigInt(text) * 1_000_000n;
+  } else {
+    const match = ISO.exec(text);
+    const ms = match ? Date.parse(`${match[1]}${match[3]}`) : NaN;
+    if (!match || Number.isNaN(ms)) {
+      throw new TimeError(what, `${what} ${JSON.stringify(text.slice(0, 64))} is not an ISO-8601 time (2026-11-21T19:23:03.123456789Z) or epoch milliseconds`);
+    }
+    ns = BigInt(ms) * 1_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
   }
-  return BigInt(ms) * 1_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
+  if (ns < 0n || ns > MAX_NS) throw new TimeError(what, `${what} ${JSON.stringify(text.slice(0, 64))} is outside 1970-01-01 .. 2262-04-11`);
+  return ns;
 }

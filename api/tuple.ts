@@ -1,6 +1,6 @@
 // The contract's tuple syntax: `[tcp|udp] SRC:SPORT (->|,|space) DST:DPORT`, IPv6 in brackets.
-import { isIPv4, isIPv6 } from 'node:net';
 import type { FourTuple, Proto } from '../flowlog/records.js';
+import { canonicalAddress } from './address.js';
 
 export class TupleError extends Error {
   readonly code = 'BAD_TUPLE';
@@ -12,13 +12,6 @@ export class TupleError extends Error {
 
 export interface ConnectionTuple extends FourTuple {
   proto: Proto;
-}
-
-/** Canonical text of an address: IPv4 dotted, IPv6 per RFC 5952 (lower case, `::` for the longest zero run). */
-export function canonicalAddress(text: string): string | null {
-  if (isIPv4(text)) return text.split('.').map((octet) => String(Number(octet))).join('.');
-  if (isIPv6(text) && !text.includes('%')) return new URL(`http://[${text}]/`).hostname.slice(1, -1);
-  return null;
 }
 
 function parsePort(text: string, what: string): number {

@@ -98,8 +98,8 @@ test('a connection through DNAT + MASQUERADE: NAT hop, packets and PCAP match tc
   await service.flush();
 
   const clientTuple = `${client.ifaces[0].ip}:${localPort} -> ${lab.service.ip}:${lab.service.port}`;
-  const api = async (route: string, tuple: string) => {
-    const res = await fetch(`${service.url}${route}?tuple=${encodeURIComponent(tuple)}`);
+  const api = async (route: string, tuple: string, extraQuery = '') => {
+    const res = await fetch(`${service.url}${route}?tuple=${encodeURIComponent(tuple)}${extraQuery}`);
     assert.equal(res.status, 200, `${route} ${tuple}: ${res.status} ${await res.clone().text()}`);
     return res;
   };
@@ -148,6 +148,37 @@ test('a connection through DNAT + MASQUERADE: NAT hop, packets and PCAP match tc
     counts.push(`${name}: tcpdump ${tcpdumpPackets.length}, nettrail ${ours.length}`);
   }
   t.diagnostic(counts.join('; '));
+
+  // The PCAP names its interfaces, carries the NAT hop as a comment where the translated packet first shows, and capinfos agrees.
+  const comments = execFileSync('tshark', ['-r', pcapFile, '-Y', 'frame.comment', '-T', 'fields', '-E', 'separator=|', '-e', 'frame.interface_name', '-e', 'frame.comment'])
+    .toString().trim().split('\n');
+  assert.equal(comments.length, 1, comments.join('\n'));
+  const [commentIface, comment] = comments[0].split('|');
+  assert.equal(commentIface, `lab-node/${router.netns.name}/${router.ifaces[1].name}`);
+  assert.match(comment, new RegExp(`^FULLNAT via iptables at lab-node/${router.netns.name} zone 0: ${client.ifaces[0].ip}:${localPort} -> `));
+  const capinfos = execFileSync('capinfos', ['-M', pcapFile]).toString();
+  assert.match(capinfos, /Number of interfaces in file: 4/);
+  assert.match(capinfos, new RegExp(`Number of packets:\\s+${packets.length}\\b`));
+  assert.equal(execFileSync('tshark', ['-r', pcapFile, '-Y', '_ws.malformed || _ws.expert.severity >= error']).toString().trim(), '');
+
+  // Only the chosen capture points, only the chosen time.
+  const clientPoint = `lab-node/${client.netns.name}/${client.ifaces[0].name}`;
+  const onePointFile = path.join(dir, 'client-point.pcapng');
+  writeFileSync(onePointFile, Buffer.from(await (await api('/api/v1/pcap', clientTuple, `&points=${encodeURIComponent(clientPoint)}`)).arrayBuffer()));
+  assert.deepEqual([...tsharkPackets(onePointFile).keys()], [clientPoint]);
+  assert.equal(tsharkPackets(onePointFile).get(clientPoint)!.length, 10);
+  const synAckTs = packets.find((p) => p.flags.join() === 'SYN,ACK')!.ts;
+  const fromSynAckFile = path.join(dir, 'from-syn-ack.pcapng');
+  writeFileSync(fromSynAckFile, Buffer.from(await (await api('/api/v1/pcap', clientTuple, `&from=${encodeURIComponent(synAckTs)}`)).arrayBuffer()));
+  const fromSynAck = [...tsharkPackets(fromSynAckFile).values()].flat();
+  assert.equal(fromSynAck.length, packets.filter((p) => p.ts >= synAckTs).length);
+  assert.ok(fromSynAck.every((p) => p.flags !== 0x02), 'no SYN before the SYN-ACK');
+
+  // Classic pcap (nanosecond magic) for tools without pcapng: tcpdump reads every packet.
+  const classicFile = path.join(dir, 'connection.pcap');
+  writeFileSync(classicFile, Buffer.from(await (await api('/api/v1/pcap', clientTuple, '&format=pcap')).arrayBuffer()));
+  const classic = execFileSync('tcpdump', ['-nn', '-r', classicFile], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim().split('\n');
+  assert.equal(classic.length, packets.length);
 
   // The same packet at several points has one packet_id.
   const synIds = new Set(packets.filter((p) => p.flags.length === 1 && p.flags[0] === 'SYN').map((p) => p.packet_id));

@@ -14,9 +14,11 @@ import vm from 'node:vm';
 import {
   CAPTURE_FILE_TYPES,
   CaptureFileError,
+  PcapngPacketCounter,
   writeCaptureFile,
   type CaptureFileFormat,
   type CaptureItem,
+  type PacketItem,
 } from '../api/pcapng.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_RAW, type Direction, type Hook, type PacketRecord } from '../flowlog/records.js';
 
@@ -131,7 +133,7 @@ const BASE_TS = 1_763_752_983_123_456_789n;
 const PAYLOAD = 1448;
 
 /** Packet number `i` of a deterministic mix over `points`, headers only (wireLen counts the payload). */
-function makeItem(i: number, points: Point[] = POINTS): CaptureItem {
+function makeItem(i: number, points: Point[] = POINTS): PacketItem {
   const pt = points[i % points.length]!;
   const flags = pt.proto === 'tcp' ? FLAG_CYCLE[i % FLAG_CYCLE.length]! : 0;
   const direction: Direction = pt.hook === 'xdp' || i % 2 === 0 ? 'ingress' : 'egress';
@@ -165,13 +167,13 @@ function makeItem(i: number, points: Point[] = POINTS): CaptureItem {
   const l3l4 = pt.proto === 'tcp' ? ipv4Tcp(packet) : ipv6Udp(packet);
   packet.headers = pt.linkType === LINKTYPE_RAW ? l3l4 : Buffer.concat([ethernet(pt.proto === 'tcp' ? 0x0800 : 0x86dd), l3l4]);
   packet.wireLen = packet.headers.length + packet.len;
-  const item: CaptureItem = { kind: 'packet', packet };
+  const item: PacketItem = { kind: 'packet', packet };
   if (i % 7 === 0) item.comment = `SNAT ${pt.src}:${pt.sport} → 198.51.100.7:${pt.sport} (#${i})`;
   else if (i % 11 === 0) item.comment = `drop: NETFILTER_DROP at nf_hook_slow+0x9f — “Grüße” #${i}`;
   return item;
 }
 
-function* makeItems(count: number, points?: Point[]): Generator<CaptureItem> {
+function* makeItems(count: number, points?: Point[]): Generator<PacketItem> {
   for (let i = 0; i < count; i++) yield makeItem(i, points);
 }
 
@@ -409,4 +411,25 @@ test('a large export streams with bounded memory', async () => {
   );
   assert.ok(fileBytes > 20e6, `file of ${fileBytes} bytes`);
   assert.ok(peak < fileBytes / 8, `retained ${peak} bytes while writing ${fileBytes}`);
+});
+
+test('the packet counter follows blocks across any chunking of the stream', async () => {
+  const chunks: Buffer[] = [];
+  for await (const chunk of writeCaptureFile(makeItems(500))) chunks.push(chunk);
+  const file = Buffer.concat(chunks);
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (const maxPiece of [1, 7, 64, 4096, file.length]) {
+    const counter = new PcapngPacketCounter();
+    for (let at = 0; at < file.length; ) {
+      const piece = 1 + Math.floor(random() * maxPiece);
+      counter.push(file.subarray(at, at + piece));
+      at += piece;
+    }
+    assert.equal(counter.packets, 500, `pieces up to ${maxPiece} bytes`);
+    assert.equal(counter.bytes, file.length);
+  }
+  const broken = Buffer.from(file);
+  broken.writeUInt32LE(4, 4); // the section header claims 4 bytes
+  assert.throws(() => new PcapngPacketCounter().push(broken), /PCAPNG_MALFORMED|length 4/);
 });

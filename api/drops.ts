@@ -1,0 +1,85 @@
+// Drops in the API: their JSON shape (DROP in the contract), their pcapng
+// comment, and their place among a connection's packets in a capture file.
+import type { DropTracerStatus } from '../capture/drops.js';
+import type { DropRecord, EpochNs, FourTuple, Proto } from '../flowlog/records.js';
+import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
+import type { Connection, FlowLogReader } from './connection.js';
+import type { CaptureItem } from './pcapng.js';
+import type { DropJson, DropTracingJson } from './schemas.js';
+import { isoNs } from './time.js';
+
+export function dropJson(d: DropRecord): DropJson {
+  return {
+    ts: isoNs(d.ts),
+    node: d.node,
+    netns: d.netns,
+    iface: d.iface,
+    src: d.src,
+    sport: d.sport,
+    dst: d.dst,
+    dport: d.dport,
+    reason: d.reason,
+    location: d.location,
+    stack: d.stack,
+    cause: d.cause,
+    proto: d.proto,
+    reason_code: d.reasonCode,
+    packet_id: d.packetId.toString(16).padStart(16, '0'),
+  };
+}
+
+export const dropTracingJson = (s: DropTracerStatus): DropTracingJson => ({
+  namespaces: s.namespaces,
+  seen: s.seen,
+  reported: s.reported,
+  ignored: s.ignored,
+  unparsed: s.unparsed,
+  filtered: s.filtered,
+  rate_limited: s.rateLimited,
+  ring_full: s.ringFull,
+  malformed: s.malformed,
+  rate_limit: s.rateLimit,
+  ignored_reasons: s.ignoredReasons,
+});
+
+/**
+ * A connection no capture point saw — every packet dropped before one could,
+ * e.g. in the sender's OUTPUT chain — known by its drops alone; null without any.
+ */
+export async function connectionOfDrops(reader: FlowLogReader, proto: Proto, tuples: FourTuple[]): Promise<Connection | null> {
+  const drops = await reader.dropsForTuples(proto, tuples, {});
+  if (drops.length === 0) return null;
+  // The first dropped packet went from the client.
+  const clientFirst = sameTuple(drops[0], tuples[0]) ? tuples : [reverseTuple(tuples[0])];
+  return { proto, tuples: clientFirst, hops: [], flows: [], firstSeen: drops[0].ts, lastSeen: drops[drops.length - 1].ts, drops };
+}
+
+/** The pcapng comment of a dropped packet: what, where, why. */
+export function dropComment(d: DropRecord): string {
+  return `DROPPED (${d.reason}) at ${d.node}/${d.netns}${d.iface ? `/${d.iface}` : ''} in ${d.location}: ${d.cause}`;
+}
+
+/**
+ * `items` (in time order) with the drops in `range` and at `points` (node/netns/iface
+ * names; null for all) merged in by time, each with its comment.
+ */
+export async function* withDropItems(
+  items: AsyncIterable<CaptureItem>,
+  drops: readonly DropRecord[],
+  range: { from?: EpochNs; to?: EpochNs },
+  points: ReadonlySet<string> | null,
+): AsyncIterable<CaptureItem> {
+  const pending = drops.filter(
+    (d) =>
+      (range.from === undefined || d.ts >= range.from) &&
+      (range.to === undefined || d.ts <= range.to) &&
+      (points === null || points.has(`${d.node}/${d.netns}/${d.iface}`)),
+  );
+  let next = 0;
+  for await (const item of items) {
+    const ts = item.kind === 'packet' ? item.packet.ts : item.drop.ts;
+    for (; next < pending.length && pending[next].ts <= ts; next++) yield { kind: 'drop', drop: pending[next], comment: dropComment(pending[next]) };
+    yield item;
+  }
+  for (; next < pending.length; next++) yield { kind: 'drop', drop: pending[next], comment: dropComment(pending[next]) };
+}

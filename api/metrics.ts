@@ -1,0 +1,126 @@
+// Prometheus metrics at /metrics: capture events and losses per point, the
+// drop tracer's outcomes, the flow-log writer's rows and failures per table,
+// HTTP latency per route, and the process's own (CPU, memory, event loop).
+// One registry per app.
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Type } from 'typebox';
+import type { CaptureStatus } from '../capture/capture.js';
+import type { DropTracerStatus } from '../capture/drops.js';
+import type { WriterStats } from '../flowlog/writer.js';
+
+export interface MetricSources {
+  /** null when this process does not capture. */
+  captureStatus(): CaptureStatus | null;
+  /** null when this process does not write the flow log. */
+  writerStats(): WriterStats | null;
+  /** null when this process does not trace drops. */
+  dropStatus(): DropTracerStatus | null;
+}
+
+export interface ApiMetrics {
+  registry: Registry;
+  /** An onResponse hook: the request's latency by method, route and status. */
+  observeResponse(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+}
+
+/** Latency buckets (seconds): sub-millisecond lookups up to slow searches and PCAP downloads. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export function createMetrics(sources: MetricSources): ApiMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const pointLabels = ['node', 'netns', 'iface'] as const;
+  /** A counter whose value is read from a source at scrape time. */
+  const sourcedCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        read((labels, value) => this.inc(labels, value));
+      },
+    });
+  const sourcedGauge = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        read((labels, value) => this.set(labels, value));
+      },
+    });
+
+  const eachPoint = (value: (point: CaptureStatus['points'][number]) => number) => (set: (labels: Record<(typeof pointLabels)[number], string>, value: number) => void) => {
+    for (const point of sources.captureStatus()?.points ?? []) set({ node: point.node, netns: point.netns, iface: point.iface }, value(point));
+  };
+  sourcedGauge('nettrail_capture_points', 'Capture points (interface and hook sets) attached', [], (set) => {
+    const status = sources.captureStatus();
+    if (status) set({}, status.points.length);
+  });
+  sourcedCounter('nettrail_capture_events_total', 'Packet events the kernel wrote to the ring buffer, per capture point', pointLabels, eachPoint((p) => p.events));
+  sourcedCounter('nettrail_capture_lost_events_total', 'Packet events the kernel could not write (ring buffer full), per capture point', pointLabels, eachPoint((p) => p.lost));
+  sourcedCounter('nettrail_capture_filtered_total', 'Packets left out by the capture filter, per capture point', pointLabels, eachPoint((p) => p.filtered));
+  sourcedCounter('nettrail_capture_malformed_total', 'Packets with truncated or inconsistent headers, per capture point', pointLabels, eachPoint((p) => p.malformed));
+  sourcedCounter('nettrail_capture_packets_total', 'Packets decoded in user space, per capture point', pointLabels, eachPoint((p) => p.packets));
+
+  sourcedCounter('nettrail_drop_events_total', 'kfree_skb calls in traced namespaces, by what became of them (reported, ignored, unparsed, filtered, rate_limited, ring_full)', ['outcome'], (set) => {
+    const status = sources.dropStatus();
+    if (!status) return;
+    const { reported, ignored, unparsed, filtered, rateLimited, ringFull } = status;
+    for (const [outcome, value] of Object.entries({ reported, ignored, unparsed, filtered, rate_limited: rateLimited, ring_full: ringFull })) set({ outcome }, value);
+  });
+
+  type TableStat = keyof WriterStats[keyof WriterStats];
+  const eachTable = (stat: TableStat) => (set: (labels: { table: string }, value: number) => void) => {
+    for (const [table, stats] of Object.entries(sources.writerStats() ?? {})) set({ table }, stats[stat]);
+  };
+  sourcedCounter('nettrail_store_rows_accepted_total', 'Rows taken into the flow-log writer, per table', ['table'], eachTable('accepted'));
+  sourcedCounter('nettrail_store_rows_written_total', 'Rows written to the flow-log store, per table (rate() of it is the write rate)', ['table'], eachTable('written'));
+  sourcedCounter('nettrail_store_rows_dropped_total', 'Rows refused because the writer buffer was full, per table', ['table'], eachTable('dropped'));
+  sourcedCounter('nettrail_store_insert_failures_total', 'Failed inserts into the flow-log store (their rows are retried), per table', ['table'], eachTable('failures'));
+  sourcedGauge('nettrail_store_buffered_rows', 'Rows accepted and not yet written, per table', ['table'], eachTable('bufferedRows'));
+
+  const latency = new Histogram({
+    name: 'nettrail_http_request_duration_seconds',
+    help: 'HTTP request latency, by method, route pattern and status code',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+
+  return {
+    registry,
+    async observeResponse(request, reply) {
+      const route = request.routeOptions.url ?? 'unmatched';
+      latency.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    },
+  };
+}
+
+export const metricsRoutes: FastifyPluginAsync<{ metrics: ApiMetrics }> = async (fastify, { metrics }) => {
+  fastify.get(
+    '/metrics',
+    {
+      schema: {
+        summary: 'Prometheus metrics (text exposition format)',
+        response: {
+          200: {
+            description: 'Prometheus text exposition format',
+            content: { 'text/plain; version=0.0.4': { schema: Type.String() } },
+          },
+        },
+      },
+    },
+    async (_request, reply) => {
+      reply.header('content-type', metrics.registry.contentType);
+      return metrics.registry.metrics();
+    },
+  );
+};
