@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* TC capture: one nt_packet_event per TCP/UDP packet at a tcx ingress or egress hook. */
+/* Packet capture at XDP ingress and TC (tcx) ingress/egress: one nt_packet_event per TCP/UDP packet. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -13,186 +13,493 @@
 #define ETH_P_8021AD 0x88A8
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
+#define IPV6_FRAG_OFFSET 0xFFF8
+#define IPV6_FRAG_MF 0x0001
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_DEST 60
 #define TC_ACT_UNSPEC (-1)
+#define PARSE_MASK (NT_PARSE_BYTES - 1)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Packet bytes kept beyond the L2-L4 headers, up to this many from the link layer on (0: headers only). */
+const volatile __u32 snaplen = 0;
+
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
+/* Sized by user space: bytes per CPU x possible CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
 } packet_events SEC(".maps");
 
-/* Events that found the ring buffer full, per capture point. */
+/* Entries are made by the programs as points first see packets; allocated then, not up front. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct nt_point_key);
-	__type(value, __u64);
-} lost_events SEC(".maps");
+	__type(value, struct nt_point_stats);
+} point_stats SEC(".maps");
 
-static __always_inline void count_lost(__u32 netns_ino, __u32 ifindex, __u8 direction)
+/* Counts of packets at points that found point_stats full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nt_point_stats);
+} unattributed_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nt_filter);
+} filter_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nt_lpm_v4);
+	__type(value, __u8);
+} filter_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nt_lpm_v6);
+	__type(value, __u8);
+} filter_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} filter_ports SEC(".maps");
+
+/* Link-layer bytes TC may find in front of skb->data (see mac_bytes_before_data). */
+#define MAC_BEFORE_MAX 64
+
+/* The event under construction, then the packet bytes it carries. */
+struct packet_scratch {
+	struct nt_packet_event event;
+	__u8 bytes[NT_CAPTURE_MAX + MAC_BEFORE_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct packet_scratch);
+} scratch SEC(".maps");
+
+enum verdict { KEEP, FILTERED, NOT_IP, OTHER_L4, MALFORMED };
+
+static __always_inline __u16 be16_at(const __u8 *b, __u32 off)
 {
-	struct nt_point_key key = {
-		.netns_ino = netns_ino, .ifindex = ifindex,
-		.hook = NT_HOOK_TC, .direction = direction,
-	};
-	__u64 one = 1, *lost = bpf_map_lookup_elem(&lost_events, &key);
-
-	if (lost)
-		__sync_fetch_and_add(lost, 1);
-	else
-		bpf_map_update_elem(&lost_events, &key, &one, BPF_NOEXIST);
+	off &= PARSE_MASK;
+	return ((__u16)b[off] << 8) | b[off + 1];
 }
 
-static __always_inline __u16 load_be16(const __u8 *p)
+static __always_inline __u32 be32_at(const __u8 *b, __u32 off)
 {
-	return ((__u16)p[0] << 8) | p[1];
+	off &= PARSE_MASK;
+	return ((__u32)b[off] << 24) | ((__u32)b[off + 1] << 16) | ((__u32)b[off + 2] << 8) | b[off + 3];
 }
 
-static __always_inline __u32 load_be32(const __u8 *p)
+static __always_inline struct nt_point_stats *stats_of(__u32 netns_ino, __u32 ifindex, __u8 hook, __u8 direction)
 {
-	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
+	struct nt_point_key key = { .netns_ino = netns_ino, .ifindex = ifindex, .hook = hook, .direction = direction };
+	struct nt_point_stats *stats = bpf_map_lookup_elem(&point_stats, &key), zero = {};
+	__u32 first = 0;
+
+	if (stats)
+		return stats;
+	bpf_map_update_elem(&point_stats, &key, &zero, BPF_NOEXIST);
+	stats = bpf_map_lookup_elem(&point_stats, &key);
+	return stats ? stats : bpf_map_lookup_elem(&unattributed_stats, &first);
 }
 
-/* Parse header[0..copied) in place; returns 0 when the event holds a TCP/UDP header. */
-static __always_inline int parse_headers(struct nt_packet_event *e, __u32 copied)
+/* IPv4 header at l3; sets the event's L3 fields and *proto, *l4, *ip_end. */
+static __always_inline enum verdict parse_ipv4(struct nt_packet_event *e, const __u8 *b, __u32 parsed,
+					       __u32 l3, __u8 *proto, __u32 *l4, __u32 *ip_end)
 {
-	__u32 l3 = ETH_HLEN, l4, ip_payload, l4_hdr;
-	__u16 eth_proto = load_be16(&e->header[12]);
-	__u8 proto;
+	__u32 ihl, total;
+	__u16 frag;
 
-	/* Up to two VLAN tags (802.1Q, 802.1ad). */
-#pragma unroll
+	if (l3 + 20 > parsed)
+		return MALFORMED;
+	ihl = (b[l3 & PARSE_MASK] & 0x0f) * 4;
+	total = be16_at(b, l3 + 2);
+	frag = be16_at(b, l3 + 6);
+	if (ihl < 20 || total < ihl)
+		return MALFORMED;
+	*proto = b[(l3 + 9) & PARSE_MASK];
+	e->family = NT_FAMILY_IPV4;
+	e->ip_id = be16_at(b, l3 + 4);
+	__builtin_memcpy(e->saddr, &b[(l3 + 12) & PARSE_MASK], 4);
+	__builtin_memcpy(e->daddr, &b[(l3 + 16) & PARSE_MASK], 4);
+	if (frag & IP_OFFSET)
+		e->frag = NT_FRAG_LATER;
+	else if (frag & IP_MF)
+		e->frag = NT_FRAG_FIRST;
+	*l4 = l3 + ihl;
+	*ip_end = l3 + total;
+	return KEEP;
+}
+
+/* IPv6 header at l3 and its extension headers, walked up to NT_IPV6_EXT_MAX deep. */
+static __always_inline enum verdict parse_ipv6(struct nt_packet_event *e, const __u8 *b, __u32 parsed,
+					       __u32 l3, __u8 *proto, __u32 *l4, __u32 *ip_end)
+{
+	__u32 off = l3 + 40;
+	__u8 next;
+
+	if (off > parsed)
+		return MALFORMED;
+	next = b[(l3 + 6) & PARSE_MASK];
+	e->family = NT_FAMILY_IPV6;
+	__builtin_memcpy(e->saddr, &b[(l3 + 8) & PARSE_MASK], 16);
+	__builtin_memcpy(e->daddr, &b[(l3 + 24) & PARSE_MASK], 16);
+	/* A payload length of 0 is a jumbogram (BIG TCP): its real length is the packet's. */
+	*ip_end = be16_at(b, l3 + 4) ? off + be16_at(b, l3 + 4) : 0;
+
+	for (int i = 0; i < NT_IPV6_EXT_MAX; i++) {
+		__u32 len;
+
+		if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_FRAGMENT &&
+		    next != NEXTHDR_AUTH && next != NEXTHDR_DEST)
+			break;
+		if (off + 8 > parsed)
+			return MALFORMED;
+		if (next == NEXTHDR_FRAGMENT) {
+			__u16 frag = be16_at(b, off + 2);
+
+			e->frag = (frag & IPV6_FRAG_OFFSET) ? NT_FRAG_LATER : (frag & IPV6_FRAG_MF) ? NT_FRAG_FIRST : 0;
+			len = 8;
+		} else if (next == NEXTHDR_AUTH) {
+			len = (b[(off + 1) & PARSE_MASK] + 2) * 4;
+		} else {
+			len = (b[(off + 1) & PARSE_MASK] + 1) * 8;
+		}
+		next = b[off & PARSE_MASK];
+		off += len;
+		if (e->frag == NT_FRAG_LATER)
+			break;
+	}
+	if (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_FRAGMENT ||
+	    next == NEXTHDR_AUTH || next == NEXTHDR_DEST)
+		return MALFORMED; /* deeper than NT_IPV6_EXT_MAX */
+	*proto = next;
+	*l4 = off;
+	return KEEP;
+}
+
+static __always_inline bool addr_matches(const struct nt_packet_event *e)
+{
+	if (e->family == NT_FAMILY_IPV4) {
+		struct nt_lpm_v4 key = { .prefixlen = 32 };
+
+		__builtin_memcpy(key.addr, e->saddr, 4);
+		if (bpf_map_lookup_elem(&filter_v4, &key))
+			return true;
+		__builtin_memcpy(key.addr, e->daddr, 4);
+		return bpf_map_lookup_elem(&filter_v4, &key) != NULL;
+	}
+	struct nt_lpm_v6 key = { .prefixlen = 128 };
+
+	__builtin_memcpy(key.addr, e->saddr, 16);
+	if (bpf_map_lookup_elem(&filter_v6, &key))
+		return true;
+	__builtin_memcpy(key.addr, e->daddr, 16);
+	return bpf_map_lookup_elem(&filter_v6, &key) != NULL;
+}
+
+static __always_inline bool port_matches(const struct nt_packet_event *e)
+{
+	__u32 sport = e->sport, dport = e->dport;
+	__u8 *set = bpf_map_lookup_elem(&filter_ports, &sport);
+
+	if (set && *set)
+		return true;
+	set = bpf_map_lookup_elem(&filter_ports, &dport);
+	return set && *set;
+}
+
+static __always_inline bool filter_keeps(const struct nt_packet_event *e)
+{
+	__u32 first = 0;
+	struct nt_filter *filter = bpf_map_lookup_elem(&filter_config, &first);
+
+	if (!filter)
+		return true;
+	if (filter->protos && !(filter->protos & (e->proto == IPPROTO_TCP ? NT_PROTO_TCP : NT_PROTO_UDP)))
+		return false;
+	if (filter->match_addr && !addr_matches(e))
+		return false;
+	if (filter->match_port && (e->frag == NT_FRAG_LATER || !port_matches(e)))
+		return false;
+	return true;
+}
+
+/* FNV-1a of up to NT_PAYLOAD_HASH_BYTES payload bytes at off that lie in the parse window. */
+static __always_inline __u32 hash_payload(const __u8 *b, __u32 off, __u32 end)
+{
+	__u32 h = 2166136261u;
+
+	if (off >= end)
+		return 0;
+	for (int i = 0; i < NT_PAYLOAD_HASH_BYTES; i++) {
+		__u32 at = off + i;
+
+		if (at >= end || at >= NT_PARSE_BYTES)
+			break;
+		barrier_var(at);
+		h = (h ^ b[at & PARSE_MASK]) * 16777619u;
+	}
+	return h;
+}
+
+/*
+ * Parses the first `copied` bytes of a `wire_len` packet into s->event; returns
+ * an enum verdict. Every field it sets is relative to those bytes, so the same
+ * code serves TC and XDP. Headers must end within NT_PARSE_BYTES (reads are
+ * masked to it). A global function: the verifier checks it once.
+ */
+__noinline int parse_packet(struct packet_scratch *s, __u32 copied, __u32 wire_len)
+{
+	__u32 parsed = copied < NT_PARSE_BYTES ? copied : NT_PARSE_BYTES;
+	__u32 l3 = ETH_HLEN, l4 = 0, ip_end = 0, payload;
+	struct nt_packet_event *e;
+	const __u8 *b;
+	__u16 eth_proto;
+	__u8 proto = 0;
+	enum verdict verdict;
+
+	if (!s || copied < ETH_HLEN)
+		return MALFORMED;
+	e = &s->event;
+	b = s->bytes;
+	eth_proto = be16_at(b, 12);
+	/* Up to two VLAN tags (802.1ad outer, 802.1Q inner) in the packet bytes. */
 	for (int i = 0; i < 2; i++) {
 		if (eth_proto != ETH_P_8021Q && eth_proto != ETH_P_8021AD)
 			break;
-		if (l3 + 4 > copied)
-			return -1;
-		eth_proto = load_be16(&e->header[l3 + 2]);
+		if (l3 + 4 > parsed)
+			return MALFORMED;
+		eth_proto = be16_at(b, l3 + 2);
 		l3 += 4;
 	}
-
-	if (eth_proto == ETH_P_IP) {
-		if (l3 + 20 > copied)
-			return -1;
-		const __u8 *ip = &e->header[l3];
-		__u32 ihl = (ip[0] & 0x0f) * 4;
-		__u16 frag = load_be16(&ip[6]);
-
-		if (ihl < 20)
-			return -1;
-		/* Later fragments carry no L4 header. */
-		if (frag & IP_OFFSET)
-			return -1;
-		proto = ip[9];
-		e->family = NT_FAMILY_IPV4;
-		e->ip_id = load_be16(&ip[4]);
-		__builtin_memcpy(e->saddr, &ip[12], 4);
-		__builtin_memcpy(e->daddr, &ip[16], 4);
-		ip_payload = load_be16(&ip[2]);
-		if (ip_payload < ihl)
-			return -1;
-		ip_payload -= ihl;
-		l4 = l3 + ihl;
-	} else if (eth_proto == ETH_P_IPV6) {
-		if (l3 + 40 > copied)
-			return -1;
-		const __u8 *ip6 = &e->header[l3];
-
-		proto = ip6[6];
-		e->family = NT_FAMILY_IPV6;
-		e->ip_id = 0;
-		__builtin_memcpy(e->saddr, &ip6[8], 16);
-		__builtin_memcpy(e->daddr, &ip6[24], 16);
-		ip_payload = load_be16(&ip6[4]);
-		l4 = l3 + 40;
-	} else {
-		return -1;
-	}
-
-	l4 &= 0x7f; /* l4 <= 22 + 60: keeps the verifier's bound tight */
-	if (proto == IPPROTO_TCP) {
-		if (l4 + 20 > copied)
-			return -1;
-		const __u8 *tcp = &e->header[l4];
-
-		l4_hdr = (tcp[12] >> 4) * 4;
-		if (l4_hdr < 20 || l4_hdr > ip_payload)
-			return -1;
-		e->sport = load_be16(&tcp[0]);
-		e->dport = load_be16(&tcp[2]);
-		e->seq = load_be32(&tcp[4]);
-		e->ack = load_be32(&tcp[8]);
-		e->tcp_flags = tcp[13];
-		e->window = load_be16(&tcp[14]);
-	} else if (proto == IPPROTO_UDP) {
-		if (l4 + 8 > copied)
-			return -1;
-		const __u8 *udp = &e->header[l4];
-
-		l4_hdr = 8;
-		if (l4_hdr > ip_payload)
-			return -1;
-		e->sport = load_be16(&udp[0]);
-		e->dport = load_be16(&udp[2]);
-		e->seq = 0;
-		e->ack = 0;
-		e->tcp_flags = 0;
-		e->window = 0;
-	} else {
-		return -1;
-	}
-
+	if (eth_proto == ETH_P_IP)
+		verdict = parse_ipv4(e, b, parsed, l3, &proto, &l4, &ip_end);
+	else if (eth_proto == ETH_P_IPV6)
+		verdict = parse_ipv6(e, b, parsed, l3, &proto, &l4, &ip_end);
+	else
+		return NOT_IP;
+	if (verdict != KEEP)
+		return verdict;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return OTHER_L4;
+	if (!ip_end)
+		ip_end = wire_len;
+	if (ip_end > wire_len || l4 > ip_end)
+		return MALFORMED;
 	e->proto = proto;
 	e->l3_offset = l3;
 	e->l4_offset = l4;
-	e->payload_len = ip_payload - l4_hdr;
-	e->header_len = l4 + l4_hdr < copied ? l4 + l4_hdr : copied;
-	return 0;
+
+	if (e->frag == NT_FRAG_LATER) {
+		e->l4_end = l4;
+		e->payload_len = ip_end - l4;
+		e->payload_hash = hash_payload(b, l4, copied < ip_end ? copied : ip_end);
+		return KEEP;
+	}
+	if (proto == IPPROTO_TCP) {
+		__u32 doff;
+
+		if (l4 + 20 > parsed)
+			return MALFORMED;
+		doff = (b[(l4 + 12) & PARSE_MASK] >> 4) * 4;
+		if (doff < 20 || l4 + doff > ip_end || l4 + doff > parsed)
+			return MALFORMED;
+		e->sport = be16_at(b, l4);
+		e->dport = be16_at(b, l4 + 2);
+		e->seq = be32_at(b, l4 + 4);
+		e->ack = be32_at(b, l4 + 8);
+		e->tcp_flags = b[(l4 + 13) & PARSE_MASK];
+		e->window = be16_at(b, l4 + 14);
+		e->l4_end = l4 + doff;
+	} else {
+		if (l4 + 8 > parsed || l4 + 8 > ip_end)
+			return MALFORMED;
+		e->sport = be16_at(b, l4);
+		e->dport = be16_at(b, l4 + 2);
+		e->l4_end = l4 + 8;
+	}
+	payload = ip_end - e->l4_end;
+	e->payload_len = payload;
+	e->payload_hash = hash_payload(b, e->l4_end, copied < ip_end ? copied : ip_end);
+	return KEEP;
 }
 
-static __always_inline int capture(struct __sk_buff *ctx, __u8 direction)
+/* Bytes to copy for parsing and for the record: the parse window, or snaplen when larger. */
+static __always_inline __u32 copy_len(__u32 wire_len)
+{
+	__u32 want = snaplen > NT_PARSE_BYTES ? snaplen : NT_PARSE_BYTES;
+
+	if (want > NT_CAPTURE_MAX)
+		want = NT_CAPTURE_MAX;
+	return wire_len < want ? wire_len : want;
+}
+
+/* Counts the packet and, when it is kept, writes its event and bytes to the ring buffer. */
+static __always_inline void record(struct packet_scratch *s, struct nt_point_stats *stats, enum verdict verdict, __u32 copied)
+{
+	struct nt_packet_event *e = &s->event;
+	__u32 keep;
+
+	if (verdict == KEEP && !filter_keeps(e))
+		verdict = FILTERED;
+	switch (verdict) {
+	case FILTERED:
+		__sync_fetch_and_add(&stats->filtered, 1);
+		return;
+	case NOT_IP:
+		__sync_fetch_and_add(&stats->not_ip, 1);
+		return;
+	case OTHER_L4:
+		__sync_fetch_and_add(&stats->other_l4, 1);
+		return;
+	case MALFORMED:
+		__sync_fetch_and_add(&stats->malformed, 1);
+		return;
+	default:
+		break;
+	}
+	/* The headers always, payload up to snaplen. */
+	keep = snaplen > e->l4_end ? snaplen : e->l4_end;
+	if (keep > copied)
+		keep = copied;
+	barrier_var(keep);
+	if (keep > NT_CAPTURE_MAX) {
+		__sync_fetch_and_add(&stats->malformed, 1);
+		return;
+	}
+	e->cap_len = keep;
+	if (bpf_ringbuf_output(&packet_events, s, sizeof(*e) + keep, 0))
+		__sync_fetch_and_add(&stats->lost, 1);
+	else
+		__sync_fetch_and_add(&stats->events, 1);
+}
+
+static __always_inline struct packet_scratch *new_event(__u32 netns_ino, __u32 ifindex, __u32 wire_len,
+							__u8 hook, __u8 direction)
+{
+	__u32 first = 0;
+	struct packet_scratch *s = bpf_map_lookup_elem(&scratch, &first);
+
+	if (!s)
+		return NULL;
+	__builtin_memset(&s->event, 0, sizeof(s->event));
+	s->event.ts_ns = bpf_ktime_get_ns();
+	s->event.netns_ino = netns_ino;
+	s->event.ifindex = ifindex;
+	s->event.wire_len = wire_len;
+	s->event.hook = hook;
+	s->event.direction = direction;
+	s->event.link_type = NT_LINK_ETHERNET;
+	return s;
+}
+
+/*
+ * Bytes of the link-layer header in front of skb->data. 0 normally; after
+ * generic (skb-mode) XDP passes a packet, TC ingress gets it with data at the
+ * network header (seen on 6.18), so packet bytes are read from the MAC header.
+ */
+static __always_inline __u32 mac_bytes_before_data(struct sk_buff *skb)
+{
+	__u16 mac_header = BPF_CORE_READ(skb, mac_header);
+	long before = BPF_CORE_READ(skb, data) - (BPF_CORE_READ(skb, head) + mac_header);
+
+	return mac_header != (__u16)~0U && before > 0 && before <= MAC_BEFORE_MAX ? before : 0;
+}
+
+/* Copies the first `copied` bytes from the link-layer header on; `before` of them lie in front of skb->data. */
+static __always_inline long load_skb_bytes(struct __sk_buff *ctx, __u8 *bytes, __u64 copied, __u64 before)
+{
+	if (!before)
+		return bpf_skb_load_bytes(ctx, 0, bytes, copied);
+	/* The link-layer header is linear; the rest may sit in page fragments. */
+	__u64 rest = copied - before;
+
+	barrier_var(rest);
+	if (before > MAC_BEFORE_MAX || rest < 1 || rest > NT_CAPTURE_MAX ||
+	    bpf_skb_load_bytes_relative(ctx, 0, bytes, before, BPF_HDR_START_MAC))
+		return -1;
+	return bpf_skb_load_bytes(ctx, 0, bytes + before, rest);
+}
+
+static __always_inline int capture_skb(struct __sk_buff *ctx, __u8 direction)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
 	__u32 netns_ino = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	__u32 copied = ctx->len;
-	struct nt_packet_event *e;
+	__u64 before = mac_bytes_before_data(skb);
+	__u32 wire_len = ctx->len + before;
+	__u64 copied = copy_len(wire_len);
+	struct nt_point_stats *stats = stats_of(netns_ino, ctx->ifindex, NT_HOOK_TC, direction);
+	struct packet_scratch *s = new_event(netns_ino, ctx->ifindex, wire_len, NT_HOOK_TC, direction);
 
-	if (copied < ETH_HLEN)
+	if (!stats || !s)
 		return TC_ACT_UNSPEC;
-	if (copied > NT_HEADER_BYTES)
-		copied = NT_HEADER_BYTES;
-
-	e = bpf_ringbuf_reserve(&packet_events, sizeof(*e), 0);
-	if (!e) {
-		count_lost(netns_ino, ctx->ifindex, direction);
+	if (ctx->vlan_present) {
+		s->event.vlan_tci = ctx->vlan_tci;
+		s->event.vlan_proto = bpf_ntohs(ctx->vlan_proto);
+	}
+	barrier_var(copied);
+	if (copied < ETH_HLEN || copied > NT_CAPTURE_MAX || load_skb_bytes(ctx, s->bytes, copied, before)) {
+		__sync_fetch_and_add(&stats->malformed, 1);
 		return TC_ACT_UNSPEC;
 	}
-	if (bpf_skb_load_bytes(ctx, 0, e->header, copied) || parse_headers(e, copied)) {
-		bpf_ringbuf_discard(e, 0);
-		return TC_ACT_UNSPEC;
-	}
-	e->ts_ns = bpf_ktime_get_ns();
-	e->netns_ino = netns_ino;
-	e->ifindex = ctx->ifindex;
-	e->wire_len = ctx->len;
-	e->hook = NT_HOOK_TC;
-	e->direction = direction;
-	e->link_type = NT_LINK_ETHERNET;
-	bpf_ringbuf_submit(e, 0);
+	record(s, stats, parse_packet(s, copied, wire_len), copied);
 	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int tc_ingress(struct __sk_buff *ctx)
 {
-	return capture(ctx, NT_DIR_INGRESS);
+	return capture_skb(ctx, NT_DIR_INGRESS);
 }
 
 SEC("tc")
 int tc_egress(struct __sk_buff *ctx)
 {
-	return capture(ctx, NT_DIR_EGRESS);
+	return capture_skb(ctx, NT_DIR_EGRESS);
+}
+
+/* xdp.frags: also attaches where frames span several buffers (jumbo MTU); bpf_xdp_load_bytes reads across them. */
+SEC("xdp.frags")
+int xdp_ingress(struct xdp_md *ctx)
+{
+	struct xdp_buff *xdp = bpf_cast_to_kern_ctx(ctx);
+	__u32 netns_ino = BPF_CORE_READ(xdp, rxq, dev, nd_net.net, ns.inum);
+	__u32 wire_len = bpf_xdp_get_buff_len(ctx);
+	__u64 copied = copy_len(wire_len);
+	struct nt_point_stats *stats = stats_of(netns_ino, ctx->ingress_ifindex, NT_HOOK_XDP, NT_DIR_INGRESS);
+	struct packet_scratch *s = new_event(netns_ino, ctx->ingress_ifindex, wire_len, NT_HOOK_XDP, NT_DIR_INGRESS);
+
+	if (!stats || !s)
+		return XDP_PASS;
+	barrier_var(copied);
+	if (copied < ETH_HLEN || copied > NT_CAPTURE_MAX || bpf_xdp_load_bytes(ctx, 0, s->bytes, copied)) {
+		__sync_fetch_and_add(&stats->malformed, 1);
+		return XDP_PASS;
+	}
+	record(s, stats, parse_packet(s, copied, wire_len), copied);
+	return XDP_PASS;
 }

@@ -1,10 +1,19 @@
-// Packet capture: attach policy (which namespaces and interfaces), following
-// them as they come and go, decoding ring-buffer batches, per-point counters.
+// Packet capture: attach policy (which namespaces, interfaces and hooks), following
+// them as they come and go, the in-kernel filter, decoding ring-buffer batches,
+// per-point counters and rates.
 import type { NetnsRef, PacketRecord } from '../flowlog/records.js';
-import { decodePacketBatch, type PointNamer } from './decode.js';
-import { DIRECTION, HEADER_BYTES, HOOK, pointKeyLayout } from './layout.js';
-import { BpfObject, CaptureError, bpfObjectPath, clockOffsetNs, type AttachHook } from './native.js';
+import { PacketDecoder } from './decode.js';
+import { CAPTURE_EVERYTHING, writeFilter, type CaptureFilter } from './filter.js';
+import { CAPTURE_MAX, DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from './layout.js';
+import { BpfObject, CaptureError, bpfObjectPath, clockOffsetNs, possibleCpus, type AttachHook } from './native.js';
 import { listInterfaces, listNamespaces, resolveNamespace, type NetIface } from './netns.js';
+
+/**
+ * XDP at ingress, besides TC: `off` (default), `native` (driver mode), `generic`
+ * (skb mode), `auto` (native where the driver has it, else generic).
+ */
+export type XdpMode = 'off' | 'native' | 'generic' | 'auto';
+export const XDP_MODES: readonly XdpMode[] = ['off', 'native', 'generic', 'auto'];
 
 export interface CaptureConfig {
   node: string;
@@ -15,29 +24,49 @@ export interface CaptureConfig {
   onPackets(packets: PacketRecord[]): void;
   /** Problems that do not stop capture elsewhere (one interface failing to attach, a namespace vanishing). */
   onWarning(message: string): void;
-  /** How often to look for new namespaces and interfaces (ms). */
+  /** How often to look for new namespaces and interfaces, and to sample rates (ms). */
   followMs?: number;
-  /** Ring buffer bytes (a power of two ≥ page size). */
-  ringBytes?: number;
-  /** Bytes kept per packet from the link-layer header on; default and maximum HEADER_BYTES (headers only). */
+  /** Ring-buffer bytes per possible CPU (default 4 MiB); the ring is this times the CPUs, rounded up to a power of two. */
+  ringBytesPerCpu?: number;
+  /** Bytes kept per packet from the link-layer header on, payload included; the L2-L4 headers are always kept whole. 0 (default): headers only. */
   snaplen?: number;
+  xdp?: XdpMode;
+  /** What the kernel programs capture; default everything. */
+  filter?: CaptureFilter;
 }
 
-export interface PointStatus {
+/** Kernel counters of one hook (or their sum): see struct nt_point_stats. */
+export type HookCounters = Record<PointCounter, number>;
+
+export interface PointStatus extends HookCounters {
   node: string;
   netns: string;
   iface: string;
   ifindex: number;
   hooks: AttachHook[];
+  /** Packets decoded in user space. */
   packets: number;
-  lost: number;
+  /** Over the last sampling interval. */
+  events_per_s: number;
+  lost_per_s: number;
+  by_hook: Array<{ hook: AttachHook } & HookCounters>;
 }
 
-export interface CaptureStatus {
+export interface CaptureStatus extends HookCounters {
   points: PointStatus[];
+  /** Packets decoded in user space. */
   packets: number;
-  lost: number;
-  malformed: number;
+  /** Kernel-counted totals include points detached since and packets whose point found the counter table full. */
+  events_per_s: number;
+  lost_per_s: number;
+  /** Ring-buffer records user space could not decode (added to `malformed`). */
+  undecodable: number;
+  /** Later IP fragments whose first fragment was not seen: kept with ports 0. */
+  unattributed_fragments: number;
+  ring_bytes: number;
+  snaplen: number;
+  xdp: XdpMode;
+  filter: CaptureFilter;
   skipped: Array<{ netns: string; iface: string; reason: string }>;
 }
 
@@ -49,54 +78,81 @@ interface Attachment {
   packets: number;
 }
 
-const TC_HOOKS: Array<[AttachHook, string]> = [
-  ['tc-ingress', 'tc_ingress'],
-  ['tc-egress', 'tc_egress'],
-];
-/** Link types whose frames start with an Ethernet header at TC. */
+const PROGRAMS: Record<AttachHook, string> = { 'tc-ingress': 'tc_ingress', 'tc-egress': 'tc_egress', xdp: 'xdp_ingress' };
+const XDP_FLAGS_SKB_MODE = 1 << 1;
+const XDP_FLAGS_DRV_MODE = 1 << 2;
+/** Link types whose frames start with an Ethernet header at TC and XDP. */
 const ETHERNET_LINK_TYPES = new Set(['ether', 'loopback']);
+const DEFAULT_RING_BYTES_PER_CPU = 4 << 20;
+const MAX_RING_BYTES = 1 << 30;
 
 const pointKey = (netnsIno: number, ifindex: number) => `${netnsIno}/${ifindex}`;
+const zeroCounters = (): HookCounters => Object.fromEntries(POINT_COUNTERS.map((c) => [c, 0])) as HookCounters;
+const hookOf = (hook: number, direction: number): AttachHook | null =>
+  hook === HOOK.xdp ? 'xdp' : hook !== HOOK.tc ? null : direction === DIRECTION.ingress ? 'tc-ingress' : direction === DIRECTION.egress ? 'tc-egress' : null;
+
+/** The ring size for `perCpu` bytes per possible CPU: a power of two, at least one page. */
+export function ringBytesFor(perCpu: number, cpus: number): number {
+  let bytes = 4096;
+  while (bytes < perCpu * cpus && bytes < MAX_RING_BYTES) bytes *= 2;
+  return bytes;
+}
 
 export class PacketCapture {
   readonly #config: CaptureConfig;
   readonly #bpf: BpfObject;
+  readonly #decoder: PacketDecoder;
+  readonly #ringBytes: number;
+  readonly #snaplen: number;
+  readonly #xdp: XdpMode;
+  #filter: CaptureFilter;
   readonly #attachments = new Map<string, Attachment>();
   /** Names of every namespace and interface seen, kept after they vanish for late events. */
   readonly #netnsNames = new Map<number, string>();
   readonly #ifaceNames = new Map<string, string>();
   readonly #skipped = new Map<string, { netns: string; iface: string; reason: string }>();
   #clockOffset = clockOffsetNs();
-  #malformed = 0;
+  #undecodable = 0;
   #packets = 0;
+  /** The previous sample of kernel counters per point (and `*` for the total), for rates. */
+  #sample: { at: number; events: Map<string, [number, number]> } | null = null;
+  #rates = new Map<string, { events: number; lost: number }>();
   #follow: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> = Promise.resolve();
+  /** The kernel counters as they were when capture stopped. */
+  #finalCounters: Map<string, Map<AttachHook, HookCounters>> | null = null;
 
-  readonly #namer: PointNamer;
-
-  private constructor(config: CaptureConfig, bpf: BpfObject) {
+  private constructor(config: CaptureConfig, bpf: BpfObject, ringBytes: number, snaplen: number, xdp: XdpMode) {
     this.#config = config;
     this.#bpf = bpf;
-    this.#namer = {
+    this.#ringBytes = ringBytes;
+    this.#snaplen = snaplen;
+    this.#xdp = xdp;
+    this.#filter = CAPTURE_EVERYTHING;
+    this.#decoder = new PacketDecoder({
       node: config.node,
-      snaplen: config.snaplen ?? HEADER_BYTES,
       netnsName: (ino) => this.#netnsNames.get(ino) ?? `ino:${ino}`,
       ifaceName: (ino, ifindex) => this.#ifaceNames.get(pointKey(ino, ifindex)) ?? `if${ifindex}`,
-    };
+    });
   }
 
   static async start(config: CaptureConfig): Promise<PacketCapture> {
-    const { snaplen } = config;
-    if (snaplen !== undefined && (!Number.isInteger(snaplen) || snaplen < 34 || snaplen > HEADER_BYTES)) {
-      throw new CaptureError(
-        'INVALID_ARGUMENT',
-        `snaplen ${snaplen}: from 34 (Ethernet + IPv4 + ports) to ${HEADER_BYTES} bytes (the L2-L4 headers); payload capture is not available yet`,
-      );
+    const snaplen = config.snaplen ?? 0;
+    if (!Number.isInteger(snaplen) || snaplen < 0 || snaplen > CAPTURE_MAX) {
+      throw new CaptureError('INVALID_ARGUMENT', `snaplen ${snaplen}: from 0 (the L2-L4 headers only) to ${CAPTURE_MAX} bytes`);
     }
-    const bpf = BpfObject.load(bpfObjectPath('tc_capture'), config.ringBytes ? { packet_events: config.ringBytes } : {});
-    const capture = new PacketCapture(config, bpf);
-    bpf.consume('packet_events', (batch) => capture.#onBatch(batch));
+    const xdp = config.xdp ?? 'off';
+    if (!XDP_MODES.includes(xdp)) throw new CaptureError('INVALID_ARGUMENT', `xdp mode ${xdp}: one of ${XDP_MODES.join(', ')}`);
+    const perCpu = config.ringBytesPerCpu ?? DEFAULT_RING_BYTES_PER_CPU;
+    if (!Number.isInteger(perCpu) || perCpu < 4096) throw new CaptureError('INVALID_ARGUMENT', `ring bytes per CPU ${perCpu}: an integer ≥ 4096`);
+    const ringBytes = ringBytesFor(perCpu, possibleCpus());
+    const rodataSnaplen = Buffer.alloc(4);
+    rodataSnaplen.writeUInt32LE(snaplen);
+    const bpf = BpfObject.load(bpfObjectPath('capture'), { packet_events: ringBytes }, { snaplen: rodataSnaplen });
+    const capture = new PacketCapture(config, bpf, ringBytes, snaplen, xdp);
     try {
+      capture.setFilter(config.filter ?? CAPTURE_EVERYTHING);
+      bpf.consume('packet_events', (batch) => capture.#onBatch(batch));
       await capture.refresh();
     } catch (err) {
       await bpf.close();
@@ -107,9 +163,15 @@ export class PacketCapture {
     return capture;
   }
 
+  /** Replace the in-kernel filter; takes effect for the next packet at every point. */
+  setFilter(filter: CaptureFilter): void {
+    writeFilter(this.#bpf, filter, this.#filter);
+    this.#filter = structuredClone(filter);
+  }
+
   #onBatch(batch: Buffer): void {
-    const { packets, malformed } = decodePacketBatch(batch, this.#clockOffset, this.#namer);
-    this.#malformed += malformed;
+    const { packets, malformed } = this.#decoder.decode(batch, this.#clockOffset);
+    this.#undecodable += malformed;
     this.#packets += packets.length;
     for (const packet of packets) {
       const attachment = this.#attachments.get(pointKey(packet.netnsIno, packet.ifindex));
@@ -118,7 +180,7 @@ export class PacketCapture {
     if (packets.length > 0) this.#config.onPackets(packets);
   }
 
-  /** Attach to namespaces and interfaces that appeared, forget those that vanished. Serialized. */
+  /** Attach to namespaces and interfaces that appeared, forget those that vanished, sample rates. Serialized. */
   refresh(): Promise<void> {
     this.#refreshing = this.#refreshing.then(() => this.#refresh()).catch((err) => this.#config.onWarning(`refresh: ${(err as Error).message}`));
     return this.#refreshing;
@@ -164,13 +226,15 @@ export class PacketCapture {
       for (const link of attachment.links) this.#bpf.detach(link);
       this.#attachments.delete(key);
     }
+    this.#sampleRates();
   }
 
   #attach(netns: NetnsRef, iface: NetIface, key: string): void {
     const attachment: Attachment = { netns, iface, links: [], hooks: [], packets: 0 };
-    for (const [hook, program] of TC_HOOKS) {
+    const hooks: AttachHook[] = this.#xdp === 'off' ? ['tc-ingress', 'tc-egress'] : ['xdp', 'tc-ingress', 'tc-egress'];
+    for (const hook of hooks) {
       try {
-        attachment.links.push(this.#bpf.attach(program, netns.path, iface.name, hook).link);
+        attachment.links.push(this.#attachHook(netns, iface, hook));
         attachment.hooks.push(hook);
       } catch (err) {
         if (err instanceof CaptureError && (err.code === 'NETNS_NOT_FOUND' || err.code === 'IFACE_NOT_FOUND')) return;
@@ -180,19 +244,62 @@ export class PacketCapture {
     if (attachment.links.length > 0) this.#attachments.set(key, attachment);
   }
 
-  /** Ring-buffer reservations that failed, per point, as counted by the kernel program. */
-  #lostByPoint(): Map<string, number> {
-    const lost = new Map<string, number>();
-    const F = pointKeyLayout.fields;
-    for (const { key, value } of this.#bpf.mapEntries('lost_events')) {
-      if (key.length < pointKeyLayout.size) continue;
-      const point = pointKey(key.readUInt32LE(F.netns_ino.offset), key.readUInt32LE(F.ifindex.offset));
-      const hook = key.readUInt8(F.hook.offset);
-      const direction = key.readUInt8(F.direction.offset);
-      if (hook !== HOOK.tc || (direction !== DIRECTION.ingress && direction !== DIRECTION.egress)) continue;
-      lost.set(point, (lost.get(point) ?? 0) + Number(value.readBigUInt64LE(0)));
+  #attachHook(netns: NetnsRef, iface: NetIface, hook: AttachHook): number {
+    const attach = (flags = 0) => this.#bpf.attach(PROGRAMS[hook], netns.path, iface.name, hook, flags).link;
+    if (hook !== 'xdp') return attach();
+    if (this.#xdp === 'generic') return attach(XDP_FLAGS_SKB_MODE);
+    if (this.#xdp === 'native') return attach(XDP_FLAGS_DRV_MODE);
+    try {
+      return attach(XDP_FLAGS_DRV_MODE);
+    } catch (err) {
+      if (err instanceof CaptureError && err.code === 'ATTACH_FAILED') return attach(XDP_FLAGS_SKB_MODE);
+      throw err;
     }
-    return lost;
+  }
+
+  /** Kernel counters per point and hook, summed over CPUs, plus the table-full remainder under key `*`. */
+  #kernelCounters(): Map<string, Map<AttachHook, HookCounters>> {
+    if (this.#finalCounters) return this.#finalCounters;
+    const out = new Map<string, Map<AttachHook, HookCounters>>();
+    const K = pointKeyLayout.fields;
+    const slot = (pointStatsLayout.size + 7) & ~7;
+    const add = (point: string, hook: AttachHook, value: Buffer) => {
+      const byHook = out.get(point) ?? new Map<AttachHook, HookCounters>();
+      const counters = byHook.get(hook) ?? zeroCounters();
+      for (let cpu = 0; cpu + pointStatsLayout.size <= value.length; cpu += slot) {
+        for (const name of POINT_COUNTERS) counters[name] += Number(value.readBigUInt64LE(cpu + pointStatsLayout.fields[name].offset));
+      }
+      byHook.set(hook, counters);
+      out.set(point, byHook);
+    };
+    for (const { key, value } of this.#bpf.mapEntries('point_stats')) {
+      const hook = hookOf(key.readUInt8(K.hook.offset), key.readUInt8(K.direction.offset));
+      if (hook) add(pointKey(key.readUInt32LE(K.netns_ino.offset), key.readUInt32LE(K.ifindex.offset)), hook, value);
+    }
+    for (const { value } of this.#bpf.mapEntries('unattributed_stats')) add('*', 'tc-ingress', value);
+    return out;
+  }
+
+  #sampleRates(): void {
+    const now = performance.now();
+    const current = new Map<string, [number, number]>();
+    let total: [number, number] = [0, 0];
+    for (const [point, byHook] of this.#kernelCounters()) {
+      const sum = sumCounters([...byHook.values()]);
+      current.set(point, [sum.events, sum.lost]);
+      total = [total[0] + sum.events, total[1] + sum.lost];
+    }
+    current.set('', total);
+    const previous = this.#sample;
+    if (previous && now > previous.at) {
+      const seconds = (now - previous.at) / 1000;
+      this.#rates = new Map();
+      for (const [point, [events, lost]] of current) {
+        const [events0, lost0] = previous.events.get(point) ?? [0, 0];
+        this.#rates.set(point, { events: (events - events0) / seconds, lost: (lost - lost0) / seconds });
+      }
+    }
+    this.#sample = { at: now, events: current };
   }
 
   /** The namespaces with at least one attached interface. */
@@ -203,9 +310,11 @@ export class PacketCapture {
   }
 
   status(): CaptureStatus {
-    const lost = this.#lostByPoint();
+    const counters = this.#kernelCounters();
     const points: PointStatus[] = [];
     for (const [key, a] of this.#attachments) {
+      const byHook = counters.get(key) ?? new Map<AttachHook, HookCounters>();
+      const rate = this.#rates.get(key) ?? { events: 0, lost: 0 };
       points.push({
         node: this.#config.node,
         netns: a.netns.name,
@@ -213,22 +322,44 @@ export class PacketCapture {
         ifindex: a.iface.ifindex,
         hooks: [...a.hooks],
         packets: a.packets,
-        lost: lost.get(key) ?? 0,
+        ...sumCounters([...byHook.values()]),
+        events_per_s: rate.events,
+        lost_per_s: rate.lost,
+        by_hook: [...byHook].map(([hook, c]) => ({ hook, ...c })),
       });
     }
+    const totals = sumCounters([...counters.values()].flatMap((byHook) => [...byHook.values()]));
+    const rate = this.#rates.get('') ?? { events: 0, lost: 0 };
     return {
       points,
       packets: this.#packets,
-      lost: [...lost.values()].reduce((sum, n) => sum + n, 0),
-      malformed: this.#malformed,
+      ...totals,
+      malformed: totals.malformed + this.#undecodable,
+      events_per_s: rate.events,
+      lost_per_s: rate.lost,
+      undecodable: this.#undecodable,
+      unattributed_fragments: this.#decoder.unattributedFragments,
+      ring_bytes: this.#ringBytes,
+      snaplen: this.#snaplen,
+      xdp: this.#xdp,
+      filter: structuredClone(this.#filter),
       skipped: [...this.#skipped.values()],
     };
   }
 
-  /** Detach everything after delivering every packet already captured. */
+  /** Detach everything after delivering every packet already captured; status() then stays as it ended. */
   async stop(): Promise<void> {
     clearInterval(this.#follow);
     await this.#refreshing;
+    if (this.#finalCounters) return;
+    for (const attachment of this.#attachments.values()) for (const link of attachment.links) this.#bpf.detach(link);
+    this.#finalCounters = this.#kernelCounters();
     await this.#bpf.close();
   }
+}
+
+function sumCounters(all: HookCounters[]): HookCounters {
+  const sum = zeroCounters();
+  for (const counters of all) for (const name of POINT_COUNTERS) sum[name] += counters[name];
+  return sum;
 }

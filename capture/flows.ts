@@ -1,5 +1,6 @@
 // Flow assembly: one FlowRecord per five-tuple per capture point, with Zeek's
-// conn_state and history, handshake RTT, retransmissions and zero windows.
+// conn_state and history, handshake RTT, retransmissions, out-of-order segments
+// and zero windows.
 import { createHash } from 'node:crypto';
 import type { CloseType, FlowRecord, PacketRecord } from '../flowlog/records.js';
 
@@ -26,9 +27,23 @@ export const DEFAULT_FLOW_TIMEOUTS: FlowTimeouts = {
   closedLingerNs: 2_000_000_000n,
 };
 
+/** Sequence space skipped at this point: segments that fill it later are out of order or retransmitted. */
+interface Gap {
+  start: number;
+  end: number;
+  /** When the segment that skipped it was seen. */
+  ts: bigint;
+}
+
+/** Gaps remembered per direction; the oldest are forgotten first. */
+const MAX_GAPS = 32;
+/** A gap filled sooner than this (or the handshake RTT, when longer) is reordering, not a retransmission. */
+const REORDER_WINDOW_NS = 3_000_000n;
+
 interface DirectionState {
   /** Next sequence number expected after the highest one seen (TCP), or null before the first packet. */
   nextSeq: number | null;
+  gaps: Gap[];
   fin: boolean;
   rst: boolean;
   history: Set<string>;
@@ -44,7 +59,7 @@ interface FlowState {
   changed: boolean;
 }
 
-const newDirection = (): DirectionState => ({ nextSeq: null, fin: false, rst: false, history: new Set() });
+const newDirection = (): DirectionState => ({ nextSeq: null, gaps: [], fin: false, rst: false, history: new Set() });
 
 /** Is sequence number a before b, modulo 2^32? */
 const seqBefore = (a: number, b: number) => ((a - b) | 0) < 0;
@@ -118,6 +133,7 @@ export class FlowTable {
         history: '',
         rttNs: null,
         retrans: { c2s: 0, s2c: 0 },
+        outOfOrder: { c2s: 0, s2c: 0 },
         zeroWindow: { c2s: 0, s2c: 0 },
         close: 'open',
         synSeq: null,
@@ -147,6 +163,8 @@ export class FlowTable {
     r.packets[side]++;
     r.bytes[side] += p.wireLen;
 
+    // A later fragment carries no L4 header: it counts, and tells nothing more.
+    if (p.fragment === 'later') return;
     if (p.proto === 'udp') {
       if (p.len > 0) letter('D');
       r.connState = r.packets.c2s > 0 && r.packets.s2c > 0 ? 'SF' : fromClient ? 'S0' : 'SHR';
@@ -184,13 +202,26 @@ export class FlowTable {
 
     // Sequence space this packet covers: payload plus one for SYN and FIN.
     const span = p.len + (syn ? 1 : 0) + (p.flags & FIN ? 1 : 0);
-    if (span > 0 && !(p.flags & RST)) {
+    const keepAlive = span === 1 && !syn && !(p.flags & FIN) && dir.nextSeq !== null && ((p.seq + 1) >>> 0) === dir.nextSeq;
+    if (span > 0 && !(p.flags & RST) && !keepAlive) {
       const end = (p.seq + span) >>> 0;
-      if (dir.nextSeq !== null && !seqBefore(dir.nextSeq, end)) {
-        r.retrans[side]++;
-        letter('T');
-      } else {
+      if (dir.nextSeq === null) {
         dir.nextSeq = end;
+      } else if (seqBefore(dir.nextSeq, end)) {
+        if (seqBefore(dir.nextSeq, p.seq)) {
+          dir.gaps.push({ start: dir.nextSeq, end: p.seq, ts: p.ts });
+          if (dir.gaps.length > MAX_GAPS) dir.gaps.shift();
+        }
+        dir.nextSeq = end;
+      } else {
+        const filledAt = fillGap(dir.gaps, p.seq, end);
+        const window = r.rttNs !== null && r.rttNs > REORDER_WINDOW_NS ? r.rttNs : REORDER_WINDOW_NS;
+        if (filledAt !== null && p.ts - filledAt < window) {
+          r.outOfOrder![side]++;
+        } else {
+          r.retrans[side]++;
+          letter('T');
+        }
       }
     }
     r.connState = tcpConnState(flow);
@@ -229,6 +260,18 @@ export class FlowTable {
     this.#flows.clear();
     return out;
   }
+}
+
+/** Removes [start, end) from the gap it falls in; returns when that gap was made, or null when it fell in none. */
+function fillGap(gaps: Gap[], start: number, end: number): bigint | null {
+  const i = gaps.findIndex((g) => !seqBefore(start, g.start) && seqBefore(start, g.end));
+  if (i < 0) return null;
+  const gap = gaps[i];
+  const rest: Gap[] = [];
+  if (seqBefore(gap.start, start)) rest.push({ start: gap.start, end: start, ts: gap.ts });
+  if (seqBefore(end, gap.end)) rest.push({ start: end, end: gap.end, ts: gap.ts });
+  gaps.splice(i, 1, ...rest);
+  return gap.ts;
 }
 
 function closeOf(flow: FlowState, previous: CloseType): CloseType {

@@ -13,6 +13,8 @@ export type CaptureErrorCode =
   | 'NETNS_NOT_FOUND'
   | 'IFACE_NOT_FOUND'
   | 'INVALID_ARGUMENT'
+  | 'MAP_UPDATE_FAILED'
+  | 'TEST_RUN_FAILED'
   | 'CLOSED';
 
 export class CaptureError extends Error {
@@ -37,16 +39,20 @@ export const bpfObjectPath = (name: string) => path.join(packageRoot, 'bpf', '.o
 
 interface NativeBpfObject {
   attach(program: string, netnsPath: string, ifname: string, hook: string, xdpFlags: number): { link: number; ifindex: number };
+  attachTracing(program: string): number;
   detach(link: number): boolean;
   startRing(map: string, onBatch: (batch: Buffer | null, records: number) => void, batchBytes: number, flushMs: number): void;
   stopRing(map: string): void;
   joinRing(map: string): void;
   mapEntries(map: string): { keySize: number; valueSize: number; entries: Buffer };
+  mapUpdate(map: string, key: Buffer, value: Buffer): void;
+  mapDelete(map: string, key: Buffer): boolean;
+  testRun(program: string, packet: Buffer, ringMap: string): TestRunResult;
   close(): void;
 }
 
 interface NativeAddon {
-  BpfObject: new (objectPath: string, mapSizes: Record<string, number>) => NativeBpfObject;
+  BpfObject: new (objectPath: string, mapSizes: Record<string, number>, rodata: Record<string, Buffer>) => NativeBpfObject;
   clockOffsetNs(): bigint;
   possibleCpus(): number;
 }
@@ -94,6 +100,13 @@ export interface MapEntry {
   value: Buffer;
 }
 
+/** One BPF_PROG_TEST_RUN: the program's return value and what it wrote to the ring buffer, as a batch. */
+export interface TestRunResult {
+  retval: number;
+  records: number;
+  batch: Buffer;
+}
+
 const ENOENT = 2;
 const ENODEV = 19;
 
@@ -106,7 +119,8 @@ export class BpfObject {
     this.#handle = handle;
   }
 
-  static load(objectPath: string, mapSizes: Record<string, number> = {}): BpfObject {
+  /** `rodata`: values of `const volatile` globals, each exactly as many bytes as the variable. */
+  static load(objectPath: string, mapSizes: Record<string, number> = {}, rodata: Record<string, Buffer> = {}): BpfObject {
     if (!existsSync(objectPath)) {
       throw new CaptureError('BPF_OBJECT_MISSING', `BPF object not built (${objectPath}); run scripts/setup.sh or npm run build:bpf`);
     }
@@ -117,7 +131,7 @@ export class BpfObject {
     }
     const { BpfObject: NativeObject } = native();
     try {
-      return new BpfObject(new NativeObject(objectPath, mapSizes));
+      return new BpfObject(new NativeObject(objectPath, mapSizes, rodata));
     } catch (err) {
       throw new CaptureError('BPF_LOAD_FAILED', messageOf(err), errnoOf(err));
     }
@@ -140,6 +154,16 @@ export class BpfObject {
       if (message.startsWith('open ') && errno === ENOENT) throw new CaptureError('NETNS_NOT_FOUND', message, errno);
       if (errno === ENODEV) throw new CaptureError('IFACE_NOT_FOUND', `no interface ${ifname} in ${netnsPath}`, errno);
       throw new CaptureError('ATTACH_FAILED', message, errno);
+    }
+  }
+
+  /** Attach a tracing program (tp_btf, raw_tp) to the tracepoint its section names; returns the link. */
+  attachTracing(program: string): number {
+    try {
+      return this.#live().attachTracing(program);
+    } catch (err) {
+      if (err instanceof CaptureError) throw err;
+      throw new CaptureError('ATTACH_FAILED', messageOf(err), errnoOf(err));
     }
   }
 
@@ -190,6 +214,35 @@ export class BpfObject {
       pairs.push({ key: entries.subarray(at, at + keySize), value: entries.subarray(at + keySize, at + keySize + valueSize) });
     }
     return pairs;
+  }
+
+  /** Insert or replace; a per-CPU map's value holds one slot (rounded to 8 bytes) per possible CPU. */
+  mapUpdate(map: string, key: Buffer, value: Buffer): void {
+    try {
+      this.#live().mapUpdate(map, key, value);
+    } catch (err) {
+      throw new CaptureError('MAP_UPDATE_FAILED', messageOf(err), errnoOf(err));
+    }
+  }
+
+  /** Remove a key; false when it was not there. */
+  mapDelete(map: string, key: Buffer): boolean {
+    try {
+      return this.#live().mapDelete(map, key);
+    } catch (err) {
+      throw new CaptureError('MAP_UPDATE_FAILED', messageOf(err), errnoOf(err));
+    }
+  }
+
+  /** Run `program` once on `packet` with BPF_PROG_TEST_RUN; returns what it wrote to ring buffer `ringMap`. */
+  testRun(program: string, packet: Buffer, ringMap: string): TestRunResult {
+    if (this.#rings.has(ringMap)) throw new CaptureError('INVALID_ARGUMENT', `ring ${ringMap} is being consumed`);
+    try {
+      return this.#live().testRun(program, packet, ringMap);
+    } catch (err) {
+      if (err instanceof CaptureError) throw err;
+      throw new CaptureError('TEST_RUN_FAILED', messageOf(err), errnoOf(err));
+    }
   }
 
   /** Stop consuming gracefully, then detach every link and free the object. */

@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <cerrno>
@@ -84,8 +85,16 @@ int InNetns(const std::string& netnsPath, Fn fn, std::string* failedStep) {
   return err;
 }
 
-// One ring buffer drained on its own thread. Records go to JavaScript in
-// batches: [u32 size][u32 0][size bytes, padded to 8] repeated.
+// Batches of ring-buffer records for JavaScript: [u32 size][u32 0][size bytes, padded to 8] repeated.
+void AppendRecord(std::vector<uint8_t>& batch, const void* data, size_t size) {
+  uint32_t header[2] = {static_cast<uint32_t>(size), 0};
+  const uint8_t* bytes = static_cast<const uint8_t*>(data);
+  batch.insert(batch.end(), reinterpret_cast<uint8_t*>(header), reinterpret_cast<uint8_t*>(header) + 8);
+  batch.insert(batch.end(), bytes, bytes + size);
+  batch.resize((batch.size() + 7) & ~size_t(7));
+}
+
+// One ring buffer drained on its own thread, its records handed over in batches.
 class RingConsumer {
  public:
   RingConsumer(int mapFd, Napi::ThreadSafeFunction onBatch, size_t batchBytes, int flushMs)
@@ -115,14 +124,9 @@ class RingConsumer {
       self->batch_->reserve(self->batchBytes_ + 4096);
       self->batchStarted_ = std::chrono::steady_clock::now();
     }
-    std::vector<uint8_t>& batch = *self->batch_;
-    uint32_t header[2] = {static_cast<uint32_t>(size), 0};
-    const uint8_t* bytes = static_cast<const uint8_t*>(data);
-    batch.insert(batch.end(), reinterpret_cast<uint8_t*>(header), reinterpret_cast<uint8_t*>(header) + 8);
-    batch.insert(batch.end(), bytes, bytes + size);
-    batch.resize((batch.size() + 7) & ~size_t(7));
+    AppendRecord(*self->batch_, data, size);
     self->records_++;
-    if (batch.size() >= self->batchBytes_) self->Deliver();
+    if (self->batch_->size() >= self->batchBytes_) self->Deliver();
     return 0;
   }
 
@@ -193,16 +197,20 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return DefineClass(env, "BpfObject",
                        {
                            InstanceMethod("attach", &BpfObject::Attach),
+                           InstanceMethod("attachTracing", &BpfObject::AttachTracing),
                            InstanceMethod("detach", &BpfObject::Detach),
                            InstanceMethod("startRing", &BpfObject::StartRing),
                            InstanceMethod("stopRing", &BpfObject::StopRing),
                            InstanceMethod("joinRing", &BpfObject::JoinRing),
                            InstanceMethod("mapEntries", &BpfObject::MapEntries),
+                           InstanceMethod("mapUpdate", &BpfObject::MapUpdate),
+                           InstanceMethod("mapDelete", &BpfObject::MapDelete),
+                           InstanceMethod("testRun", &BpfObject::TestRun),
                            InstanceMethod("close", &BpfObject::Close),
                        });
   }
 
-  // new BpfObject(path, { [mapName]: maxEntries })
+  // new BpfObject(path, { [mapName]: maxEntries }, { [rodataVariable]: Buffer })
   BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
     Napi::Env env = info.Env();
     std::string path = info[0].As<Napi::String>();
@@ -212,16 +220,20 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       object_ = nullptr;
       throw SystemError(env, "open " + path, errno);
     }
-    if (info.Length() > 1 && info[1].IsObject()) {
-      Napi::Object sizes = info[1].As<Napi::Object>();
-      Napi::Array names = sizes.GetPropertyNames();
-      for (uint32_t i = 0; i < names.Length(); i++) {
-        std::string name = names.Get(i).As<Napi::String>();
-        bpf_map* map = bpf_object__find_map_by_name(object_, name.c_str());
-        if (!map) throw Napi::Error::New(env, "no map " + name + " in " + path);
-        int err = bpf_map__set_max_entries(map, sizes.Get(name).As<Napi::Number>().Uint32Value());
-        if (err) throw SystemError(env, "size map " + name, -err);
-      }
+    Napi::Object sizes = info[1].As<Napi::Object>();
+    Napi::Array names = sizes.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      std::string name = names.Get(i).As<Napi::String>();
+      bpf_map* map = bpf_object__find_map_by_name(object_, name.c_str());
+      if (!map) throw Napi::Error::New(env, "no map " + name + " in " + path);
+      int err = bpf_map__set_max_entries(map, sizes.Get(name).As<Napi::Number>().Uint32Value());
+      if (err) throw SystemError(env, "size map " + name, -err);
+    }
+    Napi::Object rodata = info[2].As<Napi::Object>();
+    names = rodata.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      std::string name = names.Get(i).As<Napi::String>();
+      SetRodata(env, name, rodata.Get(name).As<Napi::Buffer<uint8_t>>());
     }
     int err = bpf_object__load(object_);
     if (err) {
@@ -235,6 +247,37 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   ~BpfObject() { Release(); }
 
  private:
+  // Writes a `const volatile` global's value before load, found through the object's BTF.
+  void SetRodata(Napi::Env env, const std::string& name, Napi::Buffer<uint8_t> value) {
+    bpf_map* map = bpf_object__find_map_by_name(object_, ".rodata");
+    btf* objectBtf = bpf_object__btf(object_);
+    int sectionId = objectBtf ? btf__find_by_name_kind(objectBtf, ".rodata", BTF_KIND_DATASEC) : -1;
+    if (!map || sectionId < 0) throw Napi::Error::New(env, "no .rodata in the object");
+    const btf_type* section = btf__type_by_id(objectBtf, sectionId);
+    const btf_var_secinfo* vars = btf_var_secinfos(section);
+    for (int i = 0; i < btf_vlen(section); i++) {
+      const btf_type* var = btf__type_by_id(objectBtf, vars[i].type);
+      if (name != btf__name_by_offset(objectBtf, var->name_off)) continue;
+      if (vars[i].size != value.Length())
+        throw Napi::Error::New(env, "rodata " + name + " has " + std::to_string(vars[i].size) + " bytes, not " + std::to_string(value.Length()));
+      size_t size = 0;
+      auto* initial = static_cast<const uint8_t*>(bpf_map__initial_value(map, &size));
+      if (!initial || vars[i].offset + vars[i].size > size) throw Napi::Error::New(env, "rodata " + name + " is out of the section");
+      std::vector<uint8_t> data(initial, initial + size);
+      memcpy(data.data() + vars[i].offset, value.Data(), value.Length());
+      int err = bpf_map__set_initial_value(map, data.data(), data.size());
+      if (err) throw SystemError(env, "set rodata " + name, -err);
+      return;
+    }
+    throw Napi::Error::New(env, "no rodata variable " + name);
+  }
+
+  bpf_map* Map(Napi::Env env, const std::string& name) {
+    bpf_map* map = bpf_object__find_map_by_name(Object(env), name.c_str());
+    if (!map) throw Napi::Error::New(env, "no map " + name);
+    return map;
+  }
+
   bpf_object* Object(Napi::Env env) {
     if (!object_) throw Napi::Error::New(env, "object is closed");
     return object_;
@@ -272,6 +315,19 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return result;
   }
 
+  // attachTracing(program) -> link: a tp_btf / raw_tp program, at the tracepoint its section names.
+  Napi::Value AttachTracing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string programName = info[0].As<Napi::String>();
+    bpf_program* program = bpf_object__find_program_by_name(Object(env), programName.c_str());
+    if (!program) throw Napi::Error::New(env, "no program " + programName);
+    libbpfLog.clear();
+    int linkFd = bpf_raw_tracepoint_open(nullptr, bpf_program__fd(program));
+    if (linkFd < 0) throw SystemError(env, "attach " + programName, -linkFd);
+    links_.push_back(linkFd);
+    return Napi::Number::New(env, linkFd);
+  }
+
   // detach(link): closing a bpf_link's last fd detaches its program.
   Napi::Value Detach(const Napi::CallbackInfo& info) {
     int linkFd = info[0].As<Napi::Number>().Int32Value();
@@ -290,8 +346,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     Napi::Env env = info.Env();
     std::string mapName = info[0].As<Napi::String>();
     if (rings_.count(mapName)) throw Napi::Error::New(env, "ring " + mapName + " already started");
-    bpf_map* map = bpf_object__find_map_by_name(Object(env), mapName.c_str());
-    if (!map) throw Napi::Error::New(env, "no map " + mapName);
+    bpf_map* map = Map(env, mapName);
     auto onBatch = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "nettrail-ring", 8, 1);
     size_t batchBytes = info[2].As<Napi::Number>().Uint32Value();
     int flushMs = info[3].As<Napi::Number>().Int32Value();
@@ -329,8 +384,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value MapEntries(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::string mapName = info[0].As<Napi::String>();
-    bpf_map* map = bpf_object__find_map_by_name(Object(env), mapName.c_str());
-    if (!map) throw Napi::Error::New(env, "no map " + mapName);
+    bpf_map* map = Map(env, mapName);
     int fd = bpf_map__fd(map);
     size_t keySize = bpf_map__key_size(map);
     size_t valueSize = bpf_map__value_size(map);
@@ -351,6 +405,65 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     result.Set("keySize", Napi::Number::New(env, keySize));
     result.Set("valueSize", Napi::Number::New(env, valueSize));
     result.Set("entries", Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size()));
+    return result;
+  }
+
+  // mapUpdate(map, key, value): BPF_ANY; per-CPU maps take one value per possible CPU.
+  Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_map* map = Map(env, info[0].As<Napi::String>());
+    auto key = info[1].As<Napi::Buffer<uint8_t>>();
+    auto value = info[2].As<Napi::Buffer<uint8_t>>();
+    int err = bpf_map__update_elem(map, key.Data(), key.Length(), value.Data(), value.Length(), BPF_ANY);
+    if (err) throw SystemError(env, "update " + std::string(bpf_map__name(map)), -err);
+    return env.Undefined();
+  }
+
+  // mapDelete(map, key) -> whether the key was there.
+  Napi::Value MapDelete(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_map* map = Map(env, info[0].As<Napi::String>());
+    auto key = info[1].As<Napi::Buffer<uint8_t>>();
+    int err = bpf_map__delete_elem(map, key.Data(), key.Length(), 0);
+    if (err && err != -ENOENT) throw SystemError(env, "delete from " + std::string(bpf_map__name(map)), -err);
+    return Napi::Boolean::New(env, err == 0);
+  }
+
+  // testRun(program, packet, ringMap) -> { retval, records, batch }: runs the program once on
+  // the packet (BPF_PROG_TEST_RUN) and hands back what it wrote to ringMap, as a batch.
+  Napi::Value TestRun(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string programName = info[0].As<Napi::String>();
+    auto packet = info[1].As<Napi::Buffer<uint8_t>>();
+    std::string ringName = info[2].As<Napi::String>();
+    bpf_program* program = bpf_object__find_program_by_name(Object(env), programName.c_str());
+    if (!program) throw Napi::Error::New(env, "no program " + programName);
+    if (rings_.count(ringName)) throw Napi::Error::New(env, "ring " + ringName + " is being consumed");
+    struct Drained {
+      std::vector<uint8_t> batch;
+      uint32_t records = 0;
+    } drained;
+    ring_buffer* ring = ring_buffer__new(bpf_map__fd(Map(env, ringName)), [](void* ctx, void* data, size_t size) {
+      auto* out = static_cast<Drained*>(ctx);
+      AppendRecord(out->batch, data, size);
+      out->records++;
+      return 0;
+    }, &drained, nullptr);
+    if (!ring) throw SystemError(env, "ring_buffer__new " + ringName, errno);
+    ring_buffer__consume(ring);  // what earlier runs left
+    drained = Drained();
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.Data(), .data_size_in = static_cast<uint32_t>(packet.Length()), .repeat = 1);
+    int err = bpf_prog_test_run_opts(bpf_program__fd(program), &opts);
+    if (err) {
+      ring_buffer__free(ring);
+      throw SystemError(env, "test run " + programName, -err);
+    }
+    ring_buffer__consume(ring);
+    ring_buffer__free(ring);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("retval", Napi::Number::New(env, static_cast<int32_t>(opts.retval)));
+    result.Set("records", Napi::Number::New(env, drained.records));
+    result.Set("batch", Napi::Buffer<uint8_t>::Copy(env, drained.batch.data(), drained.batch.size()));
     return result;
   }
 

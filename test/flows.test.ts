@@ -85,3 +85,37 @@ test('a flow picked up at the SYN-ACK is oriented client → server', () => {
   assert.deepEqual(flow.server, { ip: '10.0.0.2', port: 80 });
   assert.equal(flow.connState, 'OTH');
 });
+
+test('out of order: a gap filled within the reordering window; a gap filled later is a retransmission', () => {
+  const table = new FlowTable();
+  const handshake = [packet(C, F.SYN, 100, 0), packet(S, F.SYN | F.ACK, 900, 101), packet(C, F.ACK, 101, 901)];
+  const reordered = packet(C, F.ACK, 101, 901, 100);
+  const overtaking = packet(C, F.ACK, 201, 901, 100);
+  [reordered.ts, overtaking.ts] = [overtaking.ts, reordered.ts];
+  table.add([...handshake, overtaking, reordered]);
+  const [flow] = table.drain();
+  assert.deepEqual(flow.outOfOrder, { c2s: 1, s2c: 0 });
+  assert.deepEqual(flow.retrans, { c2s: 0, s2c: 0 });
+  assert.equal(flow.history, 'ShAD');
+
+  // The original was lost before this point: its retransmission fills the gap an RTO later.
+  const lossy = new FlowTable();
+  const handshake2 = [packet(C, F.SYN, 100, 0), packet(S, F.SYN | F.ACK, 900, 101), packet(C, F.ACK, 101, 901)];
+  const after = packet(C, F.ACK, 201, 901, 100);
+  clock += 200_000_000n;
+  const retransmitted = packet(C, F.ACK, 101, 901, 100);
+  lossy.add([...handshake2, after, retransmitted]);
+  const [lossyFlow] = lossy.drain();
+  assert.deepEqual(lossyFlow.outOfOrder, { c2s: 0, s2c: 0 });
+  assert.deepEqual(lossyFlow.retrans, { c2s: 1, s2c: 0 });
+
+  // A keep-alive (one old byte) is neither; a later fragment only counts.
+  const quiet = new FlowTable();
+  const keepAlive = packet(C, F.ACK, 200, 901, 1);
+  const fragment = { ...packet(C, 0, 0, 0, 1200), fragment: 'later' as const };
+  quiet.add([...handshake, packet(C, F.ACK, 101, 901, 100), keepAlive, fragment]);
+  const [quietFlow] = quiet.drain();
+  assert.deepEqual([quietFlow.retrans, quietFlow.outOfOrder], [{ c2s: 0, s2c: 0 }, { c2s: 0, s2c: 0 }]);
+  assert.equal(quietFlow.packets.c2s, 5);
+  assert.equal(quietFlow.connState, 'S1');
+});

@@ -1,11 +1,12 @@
-// The kernel↔user structs: capture/layout.ts must match bpf/*.h as the C compiler lays them out.
+// The kernel↔user structs and constants: capture/layout.ts must match bpf/packet_event.h as the C compiler lays it out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { HEADER_BYTES, packetEventLayout, pointKeyLayout, type StructLayout } from '../capture/layout.js';
+import * as layout from '../capture/layout.js';
+import { filterLayout, lpmV4Layout, lpmV6Layout, packetEventLayout, pointKeyLayout, pointStatsLayout, type StructLayout } from '../capture/layout.js';
 import { packageRoot } from '../capture/native.js';
 
 /** sizeof and offsetof/sizeof of every field, printed by a C program compiled against the header. */
@@ -43,9 +44,31 @@ function assertSameLayout(header: string, struct: string, layout: StructLayout<s
 
 test('struct nt_packet_event matches packetEventLayout', () => {
   assertSameLayout('packet_event.h', 'nt_packet_event', packetEventLayout);
-  assert.equal(packetEventLayout.fields.header.size, HEADER_BYTES);
 });
 
-test('struct nt_point_key matches pointKeyLayout', () => {
+test('the counter, filter and key structs match their layouts', () => {
   assertSameLayout('packet_event.h', 'nt_point_key', pointKeyLayout);
+  assertSameLayout('packet_event.h', 'nt_point_stats', pointStatsLayout);
+  assertSameLayout('packet_event.h', 'nt_filter', filterLayout);
+  assertSameLayout('packet_event.h', 'nt_lpm_v4', lpmV4Layout);
+  assertSameLayout('packet_event.h', 'nt_lpm_v6', lpmV6Layout);
+});
+
+test('the constants of packet_event.h match layout.ts', () => {
+  const header = readFileSync(path.join(packageRoot, 'bpf', 'packet_event.h'), 'utf8');
+  const define = (name: string) => {
+    const match = new RegExp(`^#define ${name} (\\S+)`, 'm').exec(header);
+    assert.ok(match, `#define ${name}`);
+    return Number(match[1]);
+  };
+  assert.equal(layout.PARSE_BYTES, define('NT_PARSE_BYTES'));
+  assert.equal(layout.CAPTURE_MAX, define('NT_CAPTURE_MAX'));
+  assert.equal(layout.IPV6_EXT_MAX, define('NT_IPV6_EXT_MAX'));
+  assert.equal(layout.PAYLOAD_HASH_BYTES, define('NT_PAYLOAD_HASH_BYTES'));
+  assert.deepEqual(layout.HOOK, { tc: define('NT_HOOK_TC'), xdp: define('NT_HOOK_XDP') });
+  assert.deepEqual(layout.DIRECTION, { ingress: define('NT_DIR_INGRESS'), egress: define('NT_DIR_EGRESS') });
+  assert.deepEqual(layout.LINK, { ethernet: define('NT_LINK_ETHERNET') });
+  assert.deepEqual(layout.FAMILY, { ipv4: define('NT_FAMILY_IPV4'), ipv6: define('NT_FAMILY_IPV6') });
+  assert.deepEqual(layout.FRAG, { first: define('NT_FRAG_FIRST'), later: define('NT_FRAG_LATER') });
+  assert.deepEqual(layout.FILTER_PROTO, { tcp: define('NT_PROTO_TCP'), udp: define('NT_PROTO_UDP') });
 });
