@@ -1,0 +1,280 @@
+// The drops table (schema.ts DROPS): DropRecords <-> rows, a connection's drops,
+// and drop search with filters and keyset (cursor) pagination. Inserts are
+// RowBinary rows of DROP_COLUMNS; every query value goes in as a parameter.
+
+import type { DropRecord, EpochNs, FourTuple, Proto } from './records.js';
+import { addressBytes, recordAddress, storedAddress } from './address.js';
+import { FlowLogError } from './errors.js';
+import type { RowBinaryWriter } from './rowbinary.js';
+import { connKeySql, PROTO_NUMBER } from './schema.js';
+import type { IpRange } from './search.js';
+import type { FlowLogStore } from './store.js';
+
+const U16 = 0xffff;
+const U32 = 0xffffffff;
+const MAX_TS_NS = (1n << 63n) - 1n;
+
+function invalid(field: string, value: unknown): FlowLogError {
+  return new FlowLogError('INVALID_VALUE', `${field}: invalid value ${JSON.stringify(String(value))}`);
+}
+
+function uint(value: number, max: number, field: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > max) throw invalid(field, value);
+  return value;
+}
+
+function text(value: string, field: string): Buffer {
+  if (typeof value !== 'string') throw invalid(field, value);
+  return Buffer.from(value, 'utf8');
+}
+
+// ---- rows
+
+export const DROP_COLUMNS = [
+  'ts', 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'proto', 'src', 'sport', 'dst', 'dport',
+  'reason', 'reason_code', 'location', 'stack', 'cause', 'packet_id', 'wire_len', 'link_type', 'headers',
+] as const;
+
+export function encodeDrop(d: DropRecord, out: RowBinaryWriter): void {
+  if (typeof d.ts !== 'bigint' || d.ts < 0n || d.ts > MAX_TS_NS) throw invalid('ts', d.ts);
+  if (!Object.hasOwn(PROTO_NUMBER, d.proto)) throw invalid('proto', d.proto);
+  if (typeof d.packetId !== 'bigint' || d.packetId < 0n || d.packetId >= 1n << 64n) throw invalid('packetId', d.packetId);
+  if (!Array.isArray(d.stack)) throw invalid('stack', d.stack);
+  if (!(d.headers instanceof Uint8Array)) throw invalid('headers', d.headers);
+  const src = addressBytes(d.src, 'src');
+  const dst = addressBytes(d.dst, 'dst');
+  out.i64(d.ts);
+  out.string(text(d.node, 'node'));
+  out.string(text(d.netns, 'netns'));
+  out.u32(uint(d.netnsIno, U32, 'netnsIno'));
+  out.string(text(d.iface, 'iface'));
+  out.u32(uint(d.ifindex, U32, 'ifindex'));
+  out.u8(PROTO_NUMBER[d.proto]);
+  out.fixed(src);
+  out.u16(uint(d.sport, U16, 'sport'));
+  out.fixed(dst);
+  out.u16(uint(d.dport, U16, 'dport'));
+  out.string(text(d.reason, 'reason'));
+  out.u32(uint(d.reasonCode, U32, 'reasonCode'));
+  out.string(text(d.location, 'location'));
+  out.varUInt(d.stack.length);
+  d.stack.forEach((frame, i) => out.string(text(frame, `stack[${i}]`)));
+  out.string(text(d.cause, 'cause'));
+  out.u64(d.packetId);
+  out.u32(uint(d.wireLen, U32, 'wireLen'));
+  out.u16(uint(d.linkType, U16, 'linkType'));
+  out.string(d.headers);
+}
+
+const nsOf = (column: string): string => `toString(toUnixTimestamp64Nano(${column}))`;
+
+const DROP_SELECT_COLUMNS = [
+  nsOf('ts'), 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'proto', 'toString(src)', 'sport', 'toString(dst)', 'dport',
+  'reason', 'reason_code', 'location', 'stack', 'cause', 'toString(packet_id)', 'wire_len', 'link_type', 'base64Encode(headers)',
+].join(', ');
+
+type DropRow = [
+  string, string, string, number, string, number, Proto, string, number, string, number,
+  string, number, string, string[], string, string, number, number, string,
+];
+
+export function decodeDrop(row: unknown): DropRecord {
+  const [
+    ts, node, netns, netnsIno, iface, ifindex, proto, src, sport, dst, dport,
+    reason, reasonCode, location, stack, cause, packetId, wireLen, linkType, headers,
+  ] = row as DropRow;
+  const bytes = Buffer.from(headers, 'base64');
+  return {
+    ts: BigInt(ts), node, netns, netnsIno, iface, ifindex, proto,
+    src: recordAddress(src), sport, dst: recordAddress(dst), dport,
+    reason, reasonCode, location, stack, cause,
+    packetId: BigInt(packetId), wireLen, linkType,
+    headers: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  };
+}
+
+// ---- queries
+
+type Params = Record<string, unknown>;
+
+const tsParam = (name: string): string => `fromUnixTimestamp64Nano({${name}:Int64}, 'UTC')`;
+
+async function selectDrops(store: FlowLogStore, query: string, params: Params): Promise<unknown[][]> {
+  const result = await store.client.query({ query, query_params: params, format: 'JSONCompactEachRow' });
+  return result.json<unknown[]>();
+}
+
+/**
+ * The drops of one connection within `range`: those whose own tuple is one of
+ * the connection's (either direction), and those of a packet capture saw as
+ * part of it (same packet id), whatever tuple the packet had where it was
+ * dropped (e.g. after a DNAT no conntrack event reported, as when the packet
+ * was dropped before the entry was confirmed).
+ */
+export async function dropsForTuples(
+  store: FlowLogStore,
+  proto: Proto,
+  tuples: readonly FourTuple[],
+  range: { from?: EpochNs; to?: EpochNs } = {},
+): Promise<DropRecord[]> {
+  if (tuples.length === 0) return [];
+  const params: Params = { proto: PROTO_NUMBER[proto], from: range.from ?? 0n, to: range.to ?? MAX_TS_NS };
+  const keys = tuples
+    .map((t, i) => {
+      params[`src${i}`] = storedAddress(t.src, `tuples[${i}].src`);
+      params[`sport${i}`] = uint(t.sport, U16, `tuples[${i}].sport`);
+      params[`dst${i}`] = storedAddress(t.dst, `tuples[${i}].dst`);
+      params[`dport${i}`] = uint(t.dport, U16, `tuples[${i}].dport`);
+      return connKeySql('{proto:UInt8}', `{src${i}:String}`, `{sport${i}:UInt16}`, `{dst${i}:String}`, `{dport${i}:UInt16}`);
+    })
+    .join(', ');
+  const inRange = (column: string) => `${column} >= ${tsParam('from')} AND ${column} <= ${tsParam('to')}`;
+  const query = `SELECT ${DROP_SELECT_COLUMNS} FROM ${store.table('drops')}
+    WHERE ${inRange('ts')} AND (conn_key IN (${keys})
+      OR packet_id IN (SELECT packet_id FROM ${store.table('packets')} WHERE conn_key IN (${keys}) AND ${inRange('ts')}))
+    ORDER BY ts, node, netns_ino, packet_id`;
+  return (await selectDrops(store, query, params)).map(decodeDrop);
+}
+
+/** Every condition given must hold. Addresses and ports are the dropped packet's: `ip`/`port` either side, `src`/`sport`, `dst`/`dport` as it travelled. */
+export interface DropFilter {
+  ip?: IpRange;
+  src?: IpRange;
+  dst?: IpRange;
+  port?: number;
+  sport?: number;
+  dport?: number;
+  proto?: Proto;
+  /** Drops at or after `from` and at or before `to` (epoch ns). */
+  from?: EpochNs;
+  to?: EpochNs;
+  /** Any of these reasons (`NETFILTER_DROP`, or a number the kernel has no name for). */
+  reasons?: string[];
+  node?: string;
+  netns?: string;
+  iface?: string;
+}
+
+export type DropOrder = 'ts' | '-ts';
+export const DROP_ORDERS: readonly DropOrder[] = ['ts', '-ts'];
+
+/** A position in one order: the last drop of a page. */
+export interface DropCursor {
+  order: DropOrder;
+  ts: EpochNs;
+  node: string;
+  netnsIno: number;
+  packetId: bigint;
+}
+
+export interface DropPage {
+  drops: DropRecord[];
+  /** Where the next page starts; null when this page is the last. */
+  next: DropCursor | null;
+}
+
+/** A cursor as opaque text (base64url of JSON). */
+export function encodeDropCursor(cursor: DropCursor): string {
+  return Buffer.from(JSON.stringify([cursor.order, cursor.ts.toString(), cursor.node, cursor.netnsIno, cursor.packetId.toString()])).toString('base64url');
+}
+
+/** The cursor `text` encodes, or null when it is not one of `encodeDropCursor`'s. */
+export function decodeDropCursor(text: string): DropCursor | null {
+  if (!/^[A-Za-z0-9_-]{1,2048}$/.test(text)) return null;
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 5) return null;
+  const [order, ts, node, netnsIno, packetId] = decoded as unknown[];
+  if (typeof order !== 'string' || !(DROP_ORDERS as readonly string[]).includes(order)) return null;
+  if (typeof ts !== 'string' || !/^\d{1,19}$/.test(ts) || BigInt(ts) > MAX_TS_NS) return null;
+  if (typeof node !== 'string' || node.length > 256) return null;
+  if (typeof netnsIno !== 'number' || !Number.isInteger(netnsIno) || netnsIno < 0 || netnsIno > U32) return null;
+  if (typeof packetId !== 'string' || !/^\d{1,20}$/.test(packetId) || BigInt(packetId) >= 1n << 64n) return null;
+  return { order: order as DropOrder, ts: BigInt(ts), node, netnsIno, packetId: BigInt(packetId) };
+}
+
+/** An address bound as ClickHouse's IPv6 type parses it (eight hex groups). */
+function ipv6Param(value: bigint): string {
+  return Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(':');
+}
+
+function filterConditions(filter: DropFilter, params: Params): string[] {
+  const conditions: string[] = [];
+  const range = (name: string, columns: string[], ip: IpRange) => {
+    params[`${name}_first`] = ipv6Param(ip.first);
+    params[`${name}_last`] = ipv6Param(ip.last);
+    const between = columns.map((column) => `${column} BETWEEN {${name}_first:IPv6} AND {${name}_last:IPv6}`);
+    conditions.push(between.length > 1 ? `(${between.join(' OR ')})` : between[0]);
+  };
+  const port = (name: string, columns: string[], value: number) => {
+    params[name] = uint(value, U16, name);
+    const equal = columns.map((column) => `${column} = {${name}:UInt16}`);
+    conditions.push(equal.length > 1 ? `(${equal.join(' OR ')})` : equal[0]);
+  };
+  const equals = (name: 'node' | 'netns' | 'iface', value: string) => {
+    params[name] = value;
+    conditions.push(`${name} = {${name}:String}`);
+  };
+  if (filter.ip) range('ip', ['src', 'dst'], filter.ip);
+  if (filter.src) range('src', ['src'], filter.src);
+  if (filter.dst) range('dst', ['dst'], filter.dst);
+  if (filter.port !== undefined) port('port', ['sport', 'dport'], filter.port);
+  if (filter.sport !== undefined) port('sport', ['sport'], filter.sport);
+  if (filter.dport !== undefined) port('dport', ['dport'], filter.dport);
+  if (filter.proto !== undefined) {
+    params.proto = PROTO_NUMBER[filter.proto];
+    conditions.push('toUInt8(proto) = {proto:UInt8}');
+  }
+  if (filter.from !== undefined) {
+    params.from = filter.from;
+    conditions.push(`ts >= ${tsParam('from')}`);
+  }
+  if (filter.to !== undefined) {
+    params.to = filter.to;
+    conditions.push(`ts <= ${tsParam('to')}`);
+  }
+  if (filter.reasons !== undefined) {
+    params.reasons = filter.reasons;
+    conditions.push('reason IN {reasons:Array(String)}');
+  }
+  if (filter.node !== undefined) equals('node', filter.node);
+  if (filter.netns !== undefined) equals('netns', filter.netns);
+  if (filter.iface !== undefined) equals('iface', filter.iface);
+  return conditions;
+}
+
+/** Drops matching `filter`, `limit` at a time in `order` (by time), starting after `after`. */
+export async function searchDrops(
+  store: FlowLogStore,
+  filter: DropFilter,
+  page: { order: DropOrder; limit: number; after?: DropCursor },
+): Promise<DropPage> {
+  const { order, limit, after } = page;
+  const params: Params = { limit: uint(limit, U32, 'limit') + 1 };
+  const conditions = filterConditions(filter, params);
+  const direction = order === '-ts' ? 'DESC' : 'ASC';
+  if (after) {
+    params.after_ts = after.ts;
+    params.after_node = after.node;
+    params.after_ino = after.netnsIno;
+    params.after_packet = after.packetId.toString();
+    const [op, bound] = direction === 'DESC' ? ['<', '<='] : ['>', '>='];
+    // The first condition alone lets ClickHouse skip partitions.
+    conditions.push(`ts ${bound} ${tsParam('after_ts')}`);
+    conditions.push(`(ts, node, netns_ino, packet_id) ${op} (${tsParam('after_ts')}, {after_node:String}, {after_ino:UInt32}, {after_packet:UInt64})`);
+  }
+  const query = `SELECT ${DROP_SELECT_COLUMNS} FROM ${store.table('drops')}
+    ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
+    ORDER BY ts ${direction}, node ${direction}, netns_ino ${direction}, packet_id ${direction}
+    LIMIT {limit:UInt32}`;
+  const drops = (await selectDrops(store, query, params)).map(decodeDrop);
+  const last = drops.length > limit ? drops[limit - 1] : undefined;
+  return {
+    drops: drops.slice(0, limit),
+    next: last === undefined ? null : { order, ts: last.ts, node: last.node, netnsIno: last.netnsIno, packetId: last.packetId },
+  };
+}

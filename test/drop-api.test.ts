@@ -1,0 +1,148 @@
+// Drops through the whole service: traced in the lab's namespaces, stored, tied to
+// their connections (also when the tuple where the packet died is not one a NAT
+// event reported), searched with /api/v1/drops, and written into the pcapng.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomInt } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ConnectionJson, DropJson, DropTracingJson, PacketJson } from '../api/schemas.js';
+import { startService } from '../api/service.js';
+import { useLab } from './lab/fixture.js';
+import { dropForwarded, dropOutput, probeFrom } from './lab/drops.js';
+
+const WAIT_MS = 15_000;
+
+test('drops in the API: per connection, in the timeline, searchable, in the pcapng', async (t) => {
+  let closeService = async () => {};
+  t.after(() => closeService());
+  const lab = await useLab(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-drop-api-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const service = await startService({
+    store: { path: path.join(dir, 'store') },
+    netns: lab.namespaces.map((n) => n.name),
+    ifaces: null,
+    listen: { host: '127.0.0.1', port: 0 },
+    node: 'lab-node',
+    flowFlushMs: 200,
+    log: (message) => t.diagnostic(message),
+  });
+  closeService = () => service.close();
+  assert.ok(service.drops, 'drop tracing runs');
+  const { client, router } = lab.nodes;
+  const clientIp = client.ifaces[0].ip;
+
+  // 1. Through DNAT, then dropped in the router's FORWARD chain: conntrack never confirms the
+  // entry, so only the packet id ties the drop (server-side tuple) to the client's connection.
+  await dropForwarded(lab, 'tcp', lab.server.port);
+  const blockedPort = randomInt(40000, 50000);
+  const blocked = await probeFrom(client.netns.name, { proto: 'tcp', host: lab.service.ip, port: lab.service.port, localPort: blockedPort, timeoutMs: 1500 });
+  assert.equal(blocked.outcome, 'timeout');
+  // 2. A UDP datagram dropped in the client's own OUTPUT chain: no capture point ever sees it.
+  await dropOutput(client.netns, 'udp', 5353);
+  const outputPort = randomInt(50000, 60000);
+  assert.equal((await probeFrom(client.netns.name, { proto: 'udp', host: lab.server.ip, port: 5353, localPort: outputPort })).error, 'EPERM');
+
+  const api = async <T>(route: string): Promise<T> => {
+    const res = await fetch(`${service.url}${route}`);
+    assert.equal(res.status, 200, `${route}: ${res.status} ${await res.clone().text()}`);
+    return (await res.json()) as T;
+  };
+  const blockedTuple = encodeURIComponent(`${clientIp}:${blockedPort} -> ${lab.service.ip}:${lab.service.port}`);
+  const deadline = Date.now() + WAIT_MS;
+  let connection: ConnectionJson;
+  for (;;) {
+    await service.flush();
+    const res = await fetch(`${service.url}/api/v1/connections?tuple=${blockedTuple}`);
+    connection = res.status === 200 ? ((await res.json()) as { connection: ConnectionJson }).connection : (undefined as never);
+    if ((connection && connection.drops.length >= 2) || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  assert.ok(connection, 'the blocked connection is known');
+
+  // The SYN and its retransmission, both dropped at the router after DNAT.
+  assert.ok(connection.drops.length >= 2, JSON.stringify(connection.drops));
+  for (const drop of connection.drops) {
+    assert.deepEqual(
+      { netns: drop.netns, iface: drop.iface, proto: drop.proto, src: drop.src, sport: drop.sport, dst: drop.dst, dport: drop.dport, reason: drop.reason },
+      { netns: router.netns.name, iface: 'to-client', proto: 'tcp', src: clientIp, sport: blockedPort, dst: lab.server.ip, dport: lab.server.port, reason: 'NETFILTER_DROP' },
+    );
+    assert.match(drop.cause, /FORWARD chain/);
+    assert.match(drop.location, /^\w+\+0x[0-9a-f]+$/);
+  }
+  assert.equal(connection.hops.length, 0, 'no confirmed NAT entry');
+  const { packets, drops } = await api<{ packets: PacketJson[]; drops: DropJson[] }>(`/api/v1/connections/timeline?tuple=${blockedTuple}`);
+  assert.deepEqual(drops, connection.drops);
+  // Each dropped packet is one capture saw on its way in: same packet_id.
+  const ingressIds = new Set(packets.filter((p) => p.netns === router.netns.name && p.iface === 'to-client').map((p) => p.packet_id));
+  assert.ok(drops.every((d) => ingressIds.has(d.packet_id)), 'dropped packets were captured at the router first');
+
+  // The pcapng: the dropped packets with their reason, on an interface of their own.
+  const pcapFile = path.join(dir, 'blocked.pcapng');
+  const pcap = await fetch(`${service.url}/api/v1/pcap?tuple=${blockedTuple}`);
+  assert.equal(pcap.status, 200);
+  writeFileSync(pcapFile, Buffer.from(await pcap.arrayBuffer()));
+  const commented = execFileSync('tshark', ['-r', pcapFile, '-Y', 'frame.comment contains "DROPPED"', '-T', 'fields', '-E', 'separator=|',
+    '-e', 'frame.interface_name', '-e', 'frame.interface_description', '-e', 'ip.dst', '-e', 'tcp.dstport', '-e', 'tcp.flags.syn', '-e', 'frame.comment'])
+    .toString().trim().split('\n');
+  assert.equal(commented.length, drops.length, commented.join('\n'));
+  for (const line of commented) {
+    const [iface, description, dst, dport, syn, comment] = line.split('|');
+    assert.equal(iface, `lab-node/${router.netns.name}/to-client`);
+    assert.match(description, /^packets the kernel dropped/);
+    assert.deepEqual([dst, dport, syn], [lab.server.ip, String(lab.server.port), '1']);
+    assert.match(comment, new RegExp(`^DROPPED \\(NETFILTER_DROP\\) at lab-node/${router.netns.name}/to-client in \\w+\\+0x[0-9a-f]+: dropped by a netfilter rule in the FORWARD chain`));
+  }
+  assert.equal(execFileSync('tshark', ['-r', pcapFile, '-Y', '_ws.malformed || _ws.expert.severity >= error']).toString().trim(), '');
+
+  // 2. A connection known by its drop alone; its packet starts at the IP header (no MAC header yet).
+  const outputTuple = encodeURIComponent(`udp ${clientIp}:${outputPort} -> ${lab.server.ip}:5353`);
+  const { connection: unseen } = await api<{ connection: ConnectionJson }>(`/api/v1/connections?tuple=${outputTuple}`);
+  assert.equal(unseen.flows.length, 0);
+  assert.equal(unseen.drops.length, 1);
+  assert.deepEqual([unseen.drops[0].netns, unseen.drops[0].iface, unseen.drops[0].reason], [client.netns.name, '', 'NETFILTER_DROP']);
+  assert.match(unseen.drops[0].cause, /OUTPUT chain/);
+  const outputFile = path.join(dir, 'output.pcapng');
+  writeFileSync(outputFile, Buffer.from(await (await fetch(`${service.url}/api/v1/pcap?tuple=${outputTuple}`)).arrayBuffer()));
+  const raw = execFileSync('tshark', ['-r', outputFile, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.encap_type', '-e', 'udp.srcport', '-e', 'udp.dstport'])
+    .toString().trim();
+  assert.equal(raw, `7|${outputPort}|5353`, 'one raw-IP frame (WTAP_ENCAP_RAW_IP) with the UDP header');
+
+  // Search: filters and pages.
+  type Page = { drops: DropJson[]; next_cursor: string | null };
+  const all = await api<Page>('/api/v1/drops?limit=1000');
+  assert.ok(all.drops.length >= 3);
+  assert.deepEqual(all.drops.map((d) => d.ts), [...all.drops.map((d) => d.ts)].sort().reverse(), 'newest first');
+  const byReasonAndNetns = await api<Page>(`/api/v1/drops?reason=NETFILTER_DROP&netns=${router.netns.name}`);
+  assert.deepEqual(byReasonAndNetns.drops.map((d) => d.packet_id).sort(), connection.drops.map((d) => d.packet_id).sort());
+  const udp = await api<Page>(`/api/v1/drops?proto=udp&dport=5353&src=${encodeURIComponent(`${clientIp.split('.').slice(0, 3).join('.')}.0/24`)}`);
+  assert.deepEqual(udp.drops.map((d) => d.sport), [outputPort]);
+  assert.equal((await api<Page>('/api/v1/drops?reason=TC_INGRESS')).drops.length, 0);
+  assert.equal((await api<Page>(`/api/v1/drops?port=${outputPort}&iface=nonexistent`)).drops.length, 0);
+  const until = encodeURIComponent(all.drops[all.drops.length - 1].ts);
+  assert.equal((await api<Page>(`/api/v1/drops?to=${until}`)).drops.length, all.drops.filter((d) => d.ts <= all.drops[all.drops.length - 1].ts).length);
+  const paged: DropJson[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: Page = await api<Page>(`/api/v1/drops?limit=1&order=ts${cursor ? `&cursor=${cursor}` : ''}`);
+    paged.push(...page.drops);
+    cursor = page.next_cursor;
+  } while (cursor !== null && paged.length <= all.drops.length);
+  assert.deepEqual(paged, [...all.drops].reverse(), 'pages of one, oldest first, neither repeat nor skip');
+  const badCursor = await fetch(`${service.url}/api/v1/drops?cursor=nonsense`);
+  assert.equal(badCursor.status, 400);
+  assert.equal(((await badCursor.json()) as { error: { code: string } }).error.code, 'BAD_CURSOR');
+  assert.equal((await fetch(`${service.url}/api/v1/drops?src=10.0.0.0/33`)).status, 400);
+
+  // What the tracer counted, suppressed included, in the capture status and the metrics.
+  const status = await api<{ drops?: DropTracingJson }>('/api/v1/capture/status');
+  assert.ok(status.drops, 'capture status has the drop counters');
+  assert.equal(status.drops.namespaces, lab.namespaces.length);
+  assert.ok(status.drops.reported >= all.drops.length, JSON.stringify(status.drops));
+  assert.deepEqual(status.drops.ignored_reasons, ['QUEUE_PURGE']);
+  const metrics = await (await fetch(`${service.url}/metrics`)).text();
+  assert.match(metrics, /^nettrail_drop_events_total\{outcome="reported"\} [1-9]\d*$/m);
+});
