@@ -27,3 +27,8 @@ export function classifyNat(orig: FourTuple, reply: FourTuple): NatKind | null {
   if (snat) return 'SNAT';
   return null;
 }
+
+/** What a hop that turns the original-direction tuple `before` into `after` is. */
+export function hopKind(before: FourTuple, after: FourTuple): NatKind | null {
+  return classifyNat(before, reverseTuple(after));
+}

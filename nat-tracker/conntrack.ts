@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import type { EpochNs, FourTuple, NatTranslation, NetnsRef, Proto } from '../flowlog/records.js';
 import { classifyNat } from './classify.js';
+import { runCommand } from './command.js';
 
 export type ConntrackErrorCode =
   | 'CONNTRACK_NOT_FOUND' // nsenter or conntrack binary missing
@@ -14,6 +15,8 @@ export type ConntrackErrorCode =
   | 'CONNTRACK_DUMP_FAILED'
   | 'CONNTRACK_EVENTS_LOST' // netlink overflow (ENOBUFS); a dump follows
   | 'CONNTRACK_SUBSCRIBE_TIMEOUT'
+  | 'CONNTRACK_EVENTS_OFF' // net.netfilter.nf_conntrack_events is 0: only the periodic dumps see entries
+  | 'CONNTRACK_SYSCTL_FAILED'
   | 'CONNTRACK_PARSE';
 
 export class ConntrackError extends Error {
@@ -82,7 +85,7 @@ function intText(el: XmlElement | undefined, what: string): number {
   return n;
 }
 
-/** One conntrack entry as printed by `conntrack -o xml,id`. */
+/** One conntrack entry as printed by `conntrack -o xml,id,ktimestamp`. */
 export interface ConntrackEntry {
   /** The event type for `-E` output, null for a dump. */
   event: 'new' | 'update' | 'destroy' | null;
@@ -94,6 +97,9 @@ export interface ConntrackEntry {
   id: number;
   /** Seconds since the entry was created (present when nf_conntrack_timestamp is on). */
   deltaSec: number | null;
+  /** The kernel's creation and destruction times, epoch ns (with nf_conntrack_timestamp; start in dumps and DESTROY events, stop in DESTROY events). */
+  startNs: bigint | null;
+  stopNs: bigint | null;
 }
 
 function tupleOf(meta: XmlElement | undefined, direction: string): FourTuple {
@@ -120,6 +126,13 @@ export function parseConntrackFlow(xml: string): ConntrackEntry {
   }
   const zoneEl = child(independent, 'zone') ?? child(orig, 'zone');
   const deltaEl = child(independent, 'deltatime');
+  const timestamp = child(independent, 'timestamp');
+  const ns = (name: string): bigint | null => {
+    const el = child(timestamp, name);
+    if (!el) return null;
+    if (!/^\d{1,20}$/.test(el.text.trim())) throw new ConntrackError('CONNTRACK_PARSE', `flow with a bad timestamp ${name}`);
+    return BigInt(el.text.trim());
+  };
   return {
     event: type ?? null,
     proto: child(orig, 'layer4')?.attrs['protoname'] ?? 'unknown',
@@ -128,6 +141,8 @@ export function parseConntrackFlow(xml: string): ConntrackEntry {
     zone: zoneEl ? intText(zoneEl, 'zone') : 0,
     id: intText(child(independent, 'id'), 'id'),
     deltaSec: deltaEl ? intText(deltaEl, 'deltatime') : null,
+    startNs: ns('start'),
+    stopNs: ns('stop'),
   };
 }
 
@@ -168,6 +183,13 @@ export interface ConntrackSourceOptions {
   restartMs?: number;
   /** The conntrack binary; default `conntrack` from PATH. */
   conntrackBin?: string;
+  /**
+   * Whether the source may turn on, in its namespace, what it needs of the
+   * kernel: net.netfilter.nf_conntrack_timestamp (exact creation and
+   * destruction times) and nf_conntrack_events when 0. Default false: it only
+   * reads them, and reports events being off.
+   */
+  sysctls?: boolean;
 }
 
 interface Tracked {
@@ -177,6 +199,9 @@ interface Tracked {
 }
 
 const EVENT_BUFFER_BYTES = 8 * 1024 * 1024;
+/** XML with entry ids and, where nf_conntrack_timestamp is on, the kernel's start and stop times. */
+const OUTPUT_FORMAT = 'xml,id,ktimestamp';
+const SYSCTL_DIR = '/proc/sys/net/netfilter';
 const SUBSCRIBE_TIMEOUT_MS = 5000;
 const NETLINK_NETFILTER = 12;
 
@@ -252,7 +277,10 @@ export class ConntrackSource {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    if (await this.subscribe()) await this.resync();
+    if (await this.subscribe()) {
+      await this.checkSysctls();
+      await this.resync();
+    }
     if (this.running) this.resyncTimer = setInterval(() => void this.resync(), this.resyncMs).unref();
   }
 
@@ -276,6 +304,35 @@ export class ConntrackSource {
     this.flush();
   }
 
+  /**
+   * Reads the sysctls the source depends on and, where it may, turns on what
+   * it needs; otherwise reports events being off (then only dumps see entries).
+   */
+  private async checkSysctls(): Promise<void> {
+    const { path, name } = this.opts.netns;
+    const read = async (sysctl: string): Promise<string | null> => {
+      const result = await runCommand('nsenter', [`--net=${path}`, 'cat', `${SYSCTL_DIR}/${sysctl}`]);
+      return result.code === 0 ? result.stdout.trim() : null;
+    };
+    const [events, timestamp] = [await read('nf_conntrack_events'), await read('nf_conntrack_timestamp')];
+    if (!this.opts.sysctls) {
+      if (events === '0') {
+        this.opts.onError(new ConntrackError('CONNTRACK_EVENTS_OFF', `net.netfilter.nf_conntrack_events is 0 in ${name}: translations are seen only by the dump every ${this.resyncMs / 1000} s, short connections are missed (--conntrack-sysctls lets nettrail turn events on)`));
+      }
+      return;
+    }
+    const settings = [
+      ...(timestamp === '0' ? ['net.netfilter.nf_conntrack_timestamp=1'] : []),
+      ...(events === '0' ? ['net.netfilter.nf_conntrack_events=1'] : []),
+    ];
+    if (settings.length === 0) return;
+    const result = await runCommand('nsenter', [`--net=${path}`, 'sysctl', '-qw', ...settings]);
+    if (result.code !== 0) {
+      const detail = (result.spawnError?.message ?? result.stderr.trim()) || `exit code ${result.code}`;
+      this.opts.onError(new ConntrackError('CONNTRACK_SYSCTL_FAILED', `setting ${settings.join(' ')} in ${name} failed: ${detail}`));
+    }
+  }
+
   private spawnConntrack(args: string[]): ChildProcess {
     return spawn('nsenter', [`--net=${this.opts.netns.path}`, this.bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   }
@@ -294,7 +351,7 @@ export class ConntrackSource {
 
   /** Starts `conntrack -E` and waits until its netlink socket is subscribed. */
   private async subscribe(): Promise<boolean> {
-    const proc = this.spawnConntrack(['-E', '-o', 'xml,id', '-b', String(EVENT_BUFFER_BYTES)]);
+    const proc = this.spawnConntrack(['-E', '-o', OUTPUT_FORMAT, '-b', String(EVENT_BUFFER_BYTES)]);
     this.events = proc;
     const splitter = new FlowSplitter();
     let stderr = '';
@@ -361,7 +418,7 @@ export class ConntrackSource {
   private dump(family: string): Promise<void> {
     return new Promise((resolve, reject) => {
       if (!this.running) return resolve();
-      const proc = this.spawnConntrack(['-L', '-f', family, '-o', 'xml,id']);
+      const proc = this.spawnConntrack(['-L', '-f', family, '-o', OUTPUT_FORMAT]);
       this.dumps.add(proc);
       const splitter = new FlowSplitter();
       let stderr = '';
@@ -391,7 +448,7 @@ export class ConntrackSource {
     const key = `${entry.zone}/${entry.id}/${entry.proto}/${tupleKey(entry.orig)}`;
     let tracked = this.entries.get(key);
     if (!tracked) {
-      const started = entry.deltaSec === null ? now : now - BigInt(entry.deltaSec) * 1_000_000_000n;
+      const started = entry.startNs ?? (entry.deltaSec === null ? now : now - BigInt(entry.deltaSec) * 1_000_000_000n);
       tracked = {
         generation: this.generation,
         record: {
@@ -403,14 +460,15 @@ export class ConntrackSource {
           orig: entry.orig,
           reply: entry.reply,
           firstSeen: started,
-          lastSeen: now,
+          lastSeen: entry.stopNs ?? now,
           entryId: entry.id,
         },
       };
       this.entries.set(key, tracked);
     }
     tracked.generation = this.generation;
-    if (now > tracked.record.lastSeen) tracked.record.lastSeen = now;
+    const seen = entry.stopNs ?? now;
+    if (seen > tracked.record.lastSeen) tracked.record.lastSeen = seen;
     this.pending.set(key, copyRecord(tracked.record));
     if (entry.event === 'destroy') this.entries.delete(key);
   }

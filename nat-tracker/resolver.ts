@@ -1,18 +1,45 @@
 // The NAT path of a connection: from any tuple, any hop, either direction,
 // the ordered chain of translations from the client side to the server side.
-import type { EpochNs, FourTuple, NatKind, NatTranslation, NatVia } from '../flowlog/records.js';
-import { afterTuple, classifyNat, reverseTuple, sameTuple } from './classify.js';
+//
+// Two kinds of evidence, and each hop says which it rests on (`via`):
+// - translation entries recorded from NAT devices (conntrack, IPVS, OVS),
+//   chained where one entry's translated tuple is the next one's original;
+// - for TCP, the SYN and SYN-ACK sequence numbers, which NAT leaves alone:
+//   flows with the same pair at different capture points but different tuples
+//   were translated between those points by something nettrail does not
+//   observe (`tcp-seq`).
+import type { EpochNs, FlowRecord, FourTuple, NatKind, NatTranslation, NatVia, Proto } from '../flowlog/records.js';
+import { afterTuple, classifyNat, hopKind, reverseTuple, sameTuple } from './classify.js';
 
-export interface NatHop {
+interface HopCommon {
   kind: NatKind;
-  via: NatVia;
   node: string;
   netns: string;
   zone: number;
+  /** The original-direction tuple as it reaches the hop, and as it leaves it. */
   before: FourTuple;
   after: FourTuple;
+  firstSeen: EpochNs;
+  lastSeen: EpochNs;
+}
+
+/** A hop a NAT device recorded. */
+export interface TranslationHop extends HopCommon {
+  via: NatVia;
   translation: NatTranslation;
 }
+
+/**
+ * A hop inferred from two flows with equal SYN and SYN-ACK sequence numbers
+ * and different tuples. Its node and netns are those of the capture point that
+ * first saw the translated tuple: the translation happened on the way there.
+ */
+export interface SeqHop extends HopCommon {
+  via: 'tcp-seq';
+  flows: { before: FlowRecord; after: FlowRecord };
+}
+
+export type NatHop = TranslationHop | SeqHop;
 
 export interface NatPath {
   /** Every tuple the connection had, client side first (one per hop boundary). */
@@ -20,72 +47,194 @@ export interface NatPath {
   hops: NatHop[];
 }
 
-/** Translations whose orig or reply tuple is `tuple` in either direction. */
-export type NatLookup = (tuple: FourTuple) => Promise<NatTranslation[]>;
+export interface TimeRange {
+  from?: EpochNs;
+  to?: EpochNs;
+}
+
+/** What the resolver reads: the flow-log store answers it (flowlog/queries.ts, nat-tracker/seq-query.ts). */
+export interface NatEvidenceReader {
+  /** Translation entries whose original or reply tuple is `tuple`, in either direction, at any time. */
+  natForTuple(proto: Proto, tuple: FourTuple): Promise<NatTranslation[]>;
+  /** Flows with any of `tuples` (either direction). */
+  flowsForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): Promise<FlowRecord[]>;
+  /** TCP flows at any capture point whose SYN and SYN-ACK carried these sequence numbers, started within `range`. */
+  flowsBySynSeq(proto: Proto, synSeq: number, synAckSeq: number, range: TimeRange): Promise<FlowRecord[]>;
+}
 
 /** A chain longer than this is a loop the visited set did not catch, or a misconfiguration. */
 const MAX_HOPS = 32;
+/** The SYN of one connection reaches all its capture points within this (retransmitted SYNs and node clocks included). */
+const SYN_WINDOW_NS = 120_000_000_000n;
 
 const entryKey = (t: NatTranslation) =>
   `${t.via}|${t.node}|${t.netns}|${t.zone}|${t.entryId}|${t.orig.src}|${t.orig.sport}|${t.orig.dst}|${t.orig.dport}|${t.firstSeen}`;
 
-const hopOf = (translation: NatTranslation): NatHop | null => {
+const eitherWay = (a: FourTuple, b: FourTuple) => sameTuple(a, b) || sameTuple(a, reverseTuple(b));
+
+export const flowTuple = (f: FlowRecord): FourTuple => ({ src: f.client.ip, sport: f.client.port, dst: f.server.ip, dport: f.server.port });
+
+function translationHop(translation: NatTranslation): TranslationHop | null {
   const kind = classifyNat(translation.orig, translation.reply);
   if (!kind) return null;
-  const { via, node, netns, zone, orig, reply } = translation;
-  return { kind, via, node, netns, zone, before: orig, after: afterTuple(reply), translation };
-};
+  const { via, node, netns, zone, orig, reply, firstSeen, lastSeen } = translation;
+  return { kind, via, node, netns, zone, before: orig, after: afterTuple(reply), firstSeen, lastSeen, translation };
+}
 
-/** How far a translation's lifetime is from `at` (0 when it covers it). */
-const distance = (t: NatTranslation, at: EpochNs): bigint => (at < t.firstSeen ? t.firstSeen - at : at > t.lastSeen ? at - t.lastSeen : 0n);
+interface Lifetime {
+  firstSeen: EpochNs;
+  lastSeen: EpochNs;
+}
 
-/** The candidate closest in time to `at`, so a reused port maps to the right connection. */
-function closest(candidates: NatHop[], at: EpochNs): NatHop | undefined {
-  let best: NatHop | undefined;
-  for (const hop of candidates) {
-    if (!best || distance(hop.translation, at) < distance(best.translation, at)) best = hop;
+/** How far a lifetime is from `at` (0 when it covers it). */
+const distance = (t: Lifetime, at: EpochNs): bigint => (at < t.firstSeen ? t.firstSeen - at : at > t.lastSeen ? at - t.lastSeen : 0n);
+
+/**
+ * The candidate closest in time to `at`; of several alive then, the one that
+ * began last: a reused tuple's entry outlives its connection a little (until
+ * the reuse replaces it), the newer one is the connection of that moment.
+ */
+function closest<T extends Lifetime>(candidates: T[], at: EpochNs): T | undefined {
+  let best: T | undefined;
+  for (const c of candidates) {
+    if (!best) best = c;
+    else {
+      const [d, bestD] = [distance(c, at), distance(best, at)];
+      if (d < bestD || (d === bestD && c.firstSeen > best.firstSeen)) best = c;
+    }
   }
   return best;
 }
 
-/**
- * Resolve the chain through `tuple`. `at` picks among translations of reused
- * tuples (default: the newest). With no translation found, the path is the
- * tuple alone, as given.
- */
-export async function resolveNatPath(lookup: NatLookup, tuple: FourTuple, at?: EpochNs): Promise<NatPath> {
-  const visited = new Set<string>();
-  const hopsFor = async (t: FourTuple, matches: (hop: NatHop) => boolean): Promise<NatHop[]> =>
-    (await lookup(t))
-      .filter((translation) => !visited.has(entryKey(translation)))
-      .map(hopOf)
-      .filter((hop): hop is NatHop => hop !== null && matches(hop));
+interface Segment {
+  tuples: FourTuple[];
+  hops: NatHop[];
+}
 
-  // The hop the entered tuple belongs to, as its before or after side, in either direction.
-  const touching = await hopsFor(tuple, (hop) =>
-    [hop.before, hop.after].some((side) => sameTuple(side, tuple) || sameTuple(side, reverseTuple(tuple))),
-  );
-  const anchorTime = at ?? touching.reduce<EpochNs>((newest, hop) => (hop.translation.lastSeen > newest ? hop.translation.lastSeen : newest), 0n);
-  const first = closest(touching, anchorTime);
-  if (!first) return { tuples: [tuple], hops: [] };
+/**
+ * The chain of recorded translations through `tuple`: the hop the tuple
+ * belongs to (as its before or after side, either direction), then upstream and
+ * downstream hop by hop. `at` picks among reused tuples (default: the newest).
+ */
+async function translationChain(reader: NatEvidenceReader, proto: Proto, tuple: FourTuple, at?: EpochNs): Promise<{ segment: Segment; at: EpochNs } | null> {
+  const visited = new Set<string>();
+  const hopsFor = async (t: FourTuple, matches: (hop: TranslationHop) => boolean): Promise<TranslationHop[]> =>
+    (await reader.natForTuple(proto, t))
+      .filter((translation) => !visited.has(entryKey(translation)))
+      .map(translationHop)
+      .filter((hop): hop is TranslationHop => hop !== null && matches(hop));
+
+  const touching = await hopsFor(tuple, (hop) => eitherWay(hop.before, tuple) || eitherWay(hop.after, tuple));
+  const anchor = at ?? touching.reduce<EpochNs>((newest, hop) => (hop.lastSeen > newest ? hop.lastSeen : newest), 0n);
+  const first = closest(touching, anchor);
+  if (!first) return null;
   visited.add(entryKey(first.translation));
 
-  const hops = [first];
-  // Upstream: the hop whose after side is this hop's before side.
-  while (hops.length < MAX_HOPS) {
-    const head = hops[0];
-    const previous = closest(await hopsFor(head.before, (hop) => sameTuple(hop.after, head.before)), anchorTime);
-    if (!previous) break;
-    visited.add(entryKey(previous.translation));
-    hops.unshift(previous);
+  // Upstream (the hop whose after side is this one's before side) and downstream, at the same time.
+  const walk = async (step: (from: TranslationHop) => Promise<TranslationHop | undefined>): Promise<TranslationHop[]> => {
+    const walked: TranslationHop[] = [];
+    for (let from = first; walked.length < MAX_HOPS / 2; ) {
+      const hop = await step(from);
+      if (!hop) break;
+      visited.add(entryKey(hop.translation));
+      walked.push(hop);
+      from = hop;
+    }
+    return walked;
+  };
+  const [upstream, downstream] = await Promise.all([
+    walk(async (from) => closest(await hopsFor(from.before, (hop) => sameTuple(hop.after, from.before)), anchor)),
+    walk(async (from) => closest(await hopsFor(from.after, (hop) => sameTuple(hop.before, from.after)), anchor)),
+  ]);
+  // In a loop both walks can reach the same entry: it is on the chain once.
+  const upstreamKeys = new Set(upstream.map((hop) => entryKey(hop.translation)));
+  const hops = [...upstream.reverse(), first, ...downstream.filter((hop) => !upstreamKeys.has(entryKey(hop.translation)))];
+  return { segment: { tuples: [hops[0].before, ...hops.map((hop) => hop.after)], hops }, at: anchor };
+}
+
+const byStart = (a: FlowRecord, b: FlowRecord): number => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0);
+
+/** The flow closest in time to `at` (default: the newest). */
+function closestFlow(flows: FlowRecord[], at?: EpochNs): FlowRecord | undefined {
+  if (at === undefined) return [...flows].sort(byStart).at(-1);
+  return closest(flows.map((flow) => ({ firstSeen: flow.start, lastSeen: flow.end, flow })), at)?.flow;
+}
+
+/** The flows of `segment`'s tuples among `flows`, in path order then time. */
+function segmentFlows(segment: Segment, flows: FlowRecord[]): FlowRecord[] {
+  return segment.tuples.flatMap((t) => flows.filter((f) => sameTuple(flowTuple(f), t)).sort(byStart));
+}
+
+function seqHop(before: FourTuple, after: FourTuple, beforeFlow: FlowRecord, afterFlow: FlowRecord): SeqHop | null {
+  const kind = hopKind(before, after);
+  if (!kind) return null;
+  return {
+    kind,
+    via: 'tcp-seq',
+    node: afterFlow.node,
+    netns: afterFlow.netns,
+    zone: 0,
+    before,
+    after,
+    firstSeen: beforeFlow.start < afterFlow.start ? beforeFlow.start : afterFlow.start,
+    lastSeen: beforeFlow.end > afterFlow.end ? beforeFlow.end : afterFlow.end,
+    flows: { before: beforeFlow, after: afterFlow },
+  };
+}
+
+/**
+ * Resolve the chain through `tuple`. `at` picks among connections of reused
+ * tuples (default: the newest). With nothing known, the path is the tuple
+ * alone, as given.
+ */
+export async function resolveNatPath(reader: NatEvidenceReader, proto: Proto, tuple: FourTuple, at?: EpochNs): Promise<NatPath> {
+  // The flows of the entered tuple are looked up meanwhile: any tuple of the connection gives its handshake.
+  const [observed, enteredFlows] = await Promise.all([
+    translationChain(reader, proto, tuple, at),
+    proto === 'tcp' ? reader.flowsForTuples(proto, [tuple]) : Promise.resolve([]),
+  ]);
+  const alone: NatPath = observed?.segment ?? { tuples: [tuple], hops: [] };
+  if (proto !== 'tcp') return alone;
+
+  // The connection's handshake, as seen where the entered tuple (else another of the chain's) was captured.
+  const withHandshake = (flows: FlowRecord[]) => flows.filter((f) => f.synSeq !== null && f.synAckSeq !== null);
+  let handshakes = withHandshake(enteredFlows);
+  if (handshakes.length === 0 && alone.tuples.length > 1) handshakes = withHandshake(await reader.flowsForTuples(proto, alone.tuples));
+  const synFlow = closestFlow(handshakes, at ?? observed?.at);
+  if (!synFlow) return alone;
+
+  // Every point that saw the same handshake; tuples not on the chain yet were translated unobserved.
+  const seqFlows = await reader.flowsBySynSeq(proto, synFlow.synSeq!, synFlow.synAckSeq!, {
+    from: synFlow.start - SYN_WINDOW_NS,
+    to: synFlow.start + SYN_WINDOW_NS,
+  });
+  const segments: Segment[] = [observed?.segment ?? { tuples: [flowTuple(synFlow)], hops: [] }];
+  const known = (t: FourTuple) => segments.some((s) => s.tuples.some((u) => eitherWay(u, t)));
+  for (const flow of [...seqFlows].sort(byStart)) {
+    const t = flowTuple(flow);
+    if (known(t)) continue;
+    const chain = await translationChain(reader, proto, t, flow.start);
+    const segment = chain?.segment ?? { tuples: [t], hops: [] };
+    if (segment.tuples.some(known)) continue; // joins what is known through a different entry: no new evidence
+    segments.push(segment);
   }
-  // Downstream: the hop whose before side is this hop's after side.
-  while (hops.length < MAX_HOPS) {
-    const tail = hops[hops.length - 1];
-    const next = closest(await hopsFor(tail.after, (hop) => sameTuple(hop.before, tail.after)), anchorTime);
-    if (!next) break;
-    visited.add(entryKey(next.translation));
-    hops.push(next);
+  if (segments.length === 1) return segments[0];
+
+  // The SYN passes the points in path order: order the segments by when their points first saw it.
+  const firstSyn = (s: Segment) => segmentFlows(s, seqFlows).reduce<EpochNs | null>((min, f) => (min === null || f.start < min ? f.start : min), null);
+  const ordered = segments
+    .map((segment) => ({ segment, flows: segmentFlows(segment, seqFlows), at: firstSyn(segment) }))
+    .filter((s): s is { segment: Segment; flows: FlowRecord[]; at: EpochNs } => s.at !== null)
+    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  const path: NatPath = { tuples: [], hops: [] };
+  for (const [i, { segment, flows }] of ordered.entries()) {
+    if (i > 0) {
+      const previous = ordered[i - 1];
+      const hop = seqHop(previous.segment.tuples.at(-1)!, segment.tuples[0], previous.flows.at(-1)!, flows[0]);
+      if (hop) path.hops.push(hop);
+    }
+    path.hops.push(...segment.hops);
+    path.tuples.push(...segment.tuples);
   }
-  return { tuples: [hops[0].before, ...hops.map((hop) => hop.after)], hops };
+  return path;
 }

@@ -15,6 +15,12 @@ const CAPTURED_EVENTS =
 const CAPTURED_DUMP_IPV6 =
   '<flow><meta direction="original"><layer3 protonum="10" protoname="ipv6"><src>fd00:231::2</src><dst>fd00:231::1</dst></layer3><layer4 protonum="17" protoname="udp"><sport>34747</sport><dport>5353</dport></layer4></meta><meta direction="reply"><layer3 protonum="10" protoname="ipv6"><src>fd00:231::1</src><dst>fd00:231::2</dst></layer3><layer4 protonum="17" protoname="udp"><sport>53</sport><dport>34747</dport></layer4></meta><meta direction="independent"><timeout>29</timeout><mark>0</mark><use>1</use><id>1830687774</id><unreplied/><deltatime>7</deltatime></meta></flow>';
 
+// Captured from `conntrack -L -o xml,id,ktimestamp` and `-E` with net.netfilter.nf_conntrack_timestamp=1 (conntrack-tools 1.4.7, Linux 6.18).
+const CAPTURED_TIMESTAMPED_DUMP =
+  '<flow><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>127.0.0.1</src><dst>127.0.0.5</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>32848</sport><dport>81</dport></layer4></meta><meta direction="reply"><layer3 protonum="2" protoname="ipv4"><src>127.0.0.1</src><dst>127.0.0.1</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>80</sport><dport>32848</dport></layer4></meta><meta direction="independent"><state>ESTABLISHED</state><timeout>431999</timeout><mark>0</mark><use>1</use><id>305300384</id><assured/><timestamp><start>1795291699560086031</start></timestamp><deltatime>1</deltatime></meta></flow>';
+const CAPTURED_TIMESTAMPED_DESTROY =
+  '<flow type="destroy"><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>127.0.0.1</src><dst>127.0.0.5</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>58926</sport><dport>81</dport></layer4></meta><meta direction="reply"><layer3 protonum="2" protoname="ipv4"><src>127.0.0.1</src><dst>127.0.0.1</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>80</sport><dport>58926</dport></layer4></meta><meta direction="independent"><state>CLOSE</state><timeout>120</timeout><id>55224486</id><unreplied/><timestamp><start>1795291690811407494</start><stop>1795291690811452110</stop></timestamp><deltatime>0</deltatime></meta></flow>';
+
 describe('classifyNat', () => {
   const orig = { src: '10.0.0.2', sport: 40000, dst: '10.0.0.1', dport: 8080 };
   test('no translation', () => assert.equal(classifyNat(orig, reverseTuple(orig)), null));
@@ -44,6 +50,8 @@ describe('conntrack XML parsing', () => {
       zone: 0,
       id: 2177776030,
       deltaSec: null,
+      startNs: null,
+      stopNs: null,
     });
     assert.deepEqual(parseConntrackFlow(flows[1]!), {
       event: 'destroy',
@@ -53,6 +61,8 @@ describe('conntrack XML parsing', () => {
       zone: 5,
       id: 2128359942,
       deltaSec: 0,
+      startNs: null,
+      stopNs: null,
     });
   });
 
@@ -62,6 +72,20 @@ describe('conntrack XML parsing', () => {
     assert.deepEqual(e.orig, { src: 'fd00:231::2', sport: 34747, dst: 'fd00:231::1', dport: 5353 });
     assert.equal(e.deltaSec, 7);
     assert.equal(classifyNat(e.orig, e.reply), 'DNAT');
+  });
+
+  test('kernel timestamps (`-o ktimestamp` with nf_conntrack_timestamp on): start in dumps, start and stop on DESTROY', () => {
+    const dumped = parseConntrackFlow(CAPTURED_TIMESTAMPED_DUMP);
+    assert.equal(dumped.startNs, 1795291699560086031n);
+    assert.equal(dumped.stopNs, null);
+    assert.equal(dumped.deltaSec, 1);
+    const destroyed = parseConntrackFlow(CAPTURED_TIMESTAMPED_DESTROY);
+    assert.equal(destroyed.event, 'destroy');
+    assert.deepEqual([destroyed.startNs, destroyed.stopNs], [1795291690811407494n, 1795291690811452110n]);
+    assert.throws(
+      () => parseConntrackFlow(CAPTURED_TIMESTAMPED_DUMP.replace('<start>1795291699560086031</start>', '<start>soon</start>')),
+      (e: unknown) => e instanceof ConntrackError && e.code === 'CONNTRACK_PARSE',
+    );
   });
 
   test('the splitter reassembles flows cut at any byte', () => {
@@ -207,6 +231,58 @@ describe('ConntrackSource in a lab router', () => {
     await source.start();
     assert.equal(out.errors[0]?.code, 'CONNTRACK_NOT_FOUND');
     assert.match(out.errors[0]!.message, /conntrack-missing-for-test/);
+  });
+
+  const sysctl = (lab: Lab, name: string): string =>
+    execFileSync('ip', ['netns', 'exec', lab.nodes.router.netns.name, 'sysctl', '-n', `net.netfilter.${name}`], { encoding: 'utf8' }).trim();
+
+  test('with sysctls allowed, timestamps are turned on and times are the kernel\'s', async (t) => {
+    const lab = await useLab(t);
+    assert.equal(sysctl(lab, 'nf_conntrack_timestamp'), '0', 'a new namespace starts without timestamps');
+    const allowed = collector();
+    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, sysctls: true, ...allowed });
+    t.after(() => source.stop());
+    await source.start();
+    assert.equal(sysctl(lab, 'nf_conntrack_timestamp'), '1');
+
+    const localPort = randomPort();
+    const before = BigInt(Date.now()) * 1_000_000n;
+    await lab.request({ localPort });
+    const after = BigInt(Date.now()) * 1_000_000n;
+    // A later source finds it in the dump, with the kernel's creation time; a deletion gives its end.
+    const dumped = collector();
+    const second = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, ...dumped });
+    t.after(() => second.stop());
+    await second.start();
+    const rec = dumped.records.find((r) => r.orig.sport === localPort);
+    assert.ok(rec, 'the dump has the entry');
+    assert.ok(rec.firstSeen >= before - 1_000_000n && rec.firstSeen <= after, `kernel start ${rec.firstSeen} within the request ${before}..${after}`);
+    execFileSync('ip', ['netns', 'exec', lab.nodes.router.netns.name, 'conntrack', '-D', '-p', 'tcp', '--orig-port-src', String(localPort)], { stdio: 'ignore' });
+    const destroyed = await waitFor('the DESTROY', () => allowed.records.find((r) => r.orig.sport === localPort && r.lastSeen > after));
+    assert.ok(destroyed.lastSeen <= BigInt(Date.now()) * 1_000_000n);
+    assert.deepEqual([...allowed.errors, ...dumped.errors], []);
+  });
+
+  test('events turned off: reported without sysctls allowed, turned back on with', async (t) => {
+    const lab = await useLab(t);
+    execFileSync('ip', ['netns', 'exec', lab.nodes.router.netns.name, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_events=0']);
+    const readOnly = collector();
+    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, ...readOnly });
+    t.after(() => source.stop());
+    await source.start();
+    assert.deepEqual(readOnly.errors.map((e) => e.code), ['CONNTRACK_EVENTS_OFF']);
+    assert.match(readOnly.errors[0]!.message, /--conntrack-sysctls/);
+    assert.equal(sysctl(lab, 'nf_conntrack_events'), '0', 'left as it was');
+
+    const allowed = collector();
+    const fixing = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, sysctls: true, ...allowed });
+    t.after(() => fixing.stop());
+    await fixing.start();
+    assert.equal(sysctl(lab, 'nf_conntrack_events'), '1');
+    assert.deepEqual(allowed.errors, []);
+    const localPort = randomPort();
+    await lab.request({ localPort });
+    assertLabTranslation(lab, await waitFor('the translation from an event', () => allowed.records.find((r) => r.orig.sport === localPort)), localPort);
   });
 
   test('a vanished namespace is a CONNTRACK_NETNS_GONE error', async () => {
