@@ -1,11 +1,14 @@
-// Records <-> table rows. Inserts are JSONCompactEachRow lines (one JSON array
-// per row, in the order of the *_INSERT_COLUMNS); reads select the
+// Records <-> table rows. Inserts are RowBinary rows of the *_COLUMNS, in
+// that order, with the tables' own column types; reads select the
 // *_SELECT_COLUMNS in JSONCompactEachRow and decode them here. 64-bit values
 // are read through toString() so they stay exact.
 
-import { isIPv4, isIPv6 } from 'node:net';
 import type { FlowRecord, FourTuple, NatTranslation, PacketRecord, TcpOptions } from './records.js';
+import { addressBytes, recordAddress } from './address.js';
 import { FlowLogError } from './errors.js';
+import { headerLayout, xorColumnBytes } from './residual.js';
+import type { RowBinaryWriter } from './rowbinary.js';
+import { PROTO_NUMBER } from './schema.js';
 
 const U8 = 0xff;
 const U16 = 0xffff;
@@ -13,6 +16,7 @@ const U32 = 0xffffffff;
 const U64 = (1n << 64n) - 1n;
 /** The largest DateTime64(9) value: 2262-04-11T23:47:16.854775807Z. */
 const MAX_TS_NS = (1n << 63n) - 1n;
+const SAFE = Number.MAX_SAFE_INTEGER;
 
 function invalid(field: string, value: unknown): FlowLogError {
   return new FlowLogError('INVALID_VALUE', `${field}: invalid value ${JSON.stringify(String(value))}`);
@@ -23,106 +27,123 @@ function uint(value: number, max: number, field: string): number {
   return value;
 }
 
-function oneOf<T extends string>(value: T, allowed: readonly T[], field: string): T {
-  if (!allowed.includes(value)) throw invalid(field, value);
-  return value;
-}
-
-function text(value: string, field: string): string {
-  if (typeof value !== 'string') throw invalid(field, value);
-  return value;
-}
-
-function u64Text(value: bigint, field: string): string {
+function u64(value: bigint, field: string): bigint {
   if (typeof value !== 'bigint' || value < 0n || value > U64) throw invalid(field, value);
-  return value.toString();
+  return value;
 }
 
-/** An address as the IPv6 columns take it: IPv4 becomes IPv4-mapped `::ffff:a.b.c.d`. */
-export function storedAddress(ip: string, field: string): string {
-  if (isIPv4(ip)) return `::ffff:${ip}`;
-  if (isIPv6(ip)) return ip;
-  throw invalid(field, ip);
-}
-
-/** An IPv6 column's text back as the records spell it: IPv4-mapped becomes dotted IPv4. */
-function recordAddress(stored: string): string {
-  return stored.startsWith('::ffff:') && stored.includes('.') ? stored.slice(7) : stored;
-}
-
-let cachedSecond = -1n;
-let cachedSecondText = '';
-
-/** `YYYY-MM-DD hh:mm:ss.nnnnnnnnn` (UTC): the unambiguous text form of DateTime64(9). */
-export function dateTime64Text(ns: bigint, field: string): string {
+/** A DateTime64(9) value: epoch nanoseconds. */
+function timestamp(ns: bigint, field: string): bigint {
   if (typeof ns !== 'bigint' || ns < 0n || ns > MAX_TS_NS) throw invalid(field, ns);
-  const second = ns / 1_000_000_000n;
-  if (second !== cachedSecond) {
-    const iso = new Date(Number(second) * 1000).toISOString();
-    cachedSecond = second;
-    cachedSecondText = `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
+  return ns;
+}
+
+/** The Enum8 value of `value`. */
+function enumValue(value: string, values: ReadonlyMap<string, number>, field: string): number {
+  const number = values.get(value);
+  if (number === undefined) throw invalid(field, value);
+  return number;
+}
+
+const MAX_CACHED_TEXTS = 4096;
+const textCache = new Map<string, Buffer>();
+
+/** UTF-8 bytes of a String column's value; names of nodes, namespaces and interfaces repeat, so they are cached. */
+function utf8(value: string, field: string): Buffer {
+  if (typeof value !== 'string') throw invalid(field, value);
+  let bytes = textCache.get(value);
+  if (bytes === undefined) {
+    bytes = Buffer.from(value, 'utf8');
+    if (value.length <= 64) {
+      if (textCache.size >= MAX_CACHED_TEXTS) textCache.clear();
+      textCache.set(value, bytes);
+    }
   }
-  return `${cachedSecondText}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
+  return bytes;
 }
 
 /** SQL reading a DateTime64(9) column as exact epoch nanoseconds (text). */
 const nsOf = (column: string): string => `toString(toUnixTimestamp64Nano(${column}))`;
 
-const HOOKS = ['tc', 'xdp'] as const;
-const DIRECTIONS = ['ingress', 'egress'] as const;
-const PROTOS = ['tcp', 'udp'] as const;
-const CLOSE_TYPES = ['fin', 'rst', 'timeout', 'open'] as const;
-const NAT_VIAS = ['iptables', 'ipvs', 'ovs'] as const;
+/** Values of the Enum8 columns, as in schema.ts. */
+const HOOK = new Map([['tc', 1], ['xdp', 2]]);
+const DIRECTION = new Map([['ingress', 1], ['egress', 2]]);
+const PROTO = new Map(Object.entries(PROTO_NUMBER));
+const CLOSE = new Map([['fin', 1], ['rst', 2], ['timeout', 3], ['open', 4]]);
+const NAT_VIA = new Map([['iptables', 1], ['ipvs', 2], ['ovs', 3]]);
 
 /** Bits of `opt_present`. */
 const OPTION_BIT = { mss: 1, wscale: 2, sack_perm: 4, ts_val: 8, ts_ecr: 16, sack: 32 } as const;
+const OPTION_NAMES = Object.keys(OPTION_BIT) as Array<keyof typeof OPTION_BIT>;
 
 // ---- packets
 
-export const PACKET_INSERT_COLUMNS = [
+export const PACKET_COLUMNS = [
   'ts', 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto',
   'src', 'sport', 'dst', 'dport', 'ip_id', 'seq', 'ack', 'flags', 'win', 'len', 'wire_len',
   'opt_present', 'opt_mss', 'opt_wscale', 'opt_sack_perm', 'opt_ts_val', 'opt_ts_ecr', 'opt_sack',
-  'packet_id', 'link_type', 'headers_base64',
+  'link_type', 'packet_id', 'headers_residual',
 ] as const;
 
-export function encodePacket(p: PacketRecord): string {
+export function encodePacket(p: PacketRecord, out: RowBinaryWriter): void {
   const o = p.options;
   let present = 0;
-  for (const name of Object.keys(OPTION_BIT) as Array<keyof typeof OPTION_BIT>) {
-    if (o[name] !== undefined) present |= OPTION_BIT[name];
+  for (const name of OPTION_NAMES) if (o[name] !== undefined) present |= OPTION_BIT[name];
+  const src = addressBytes(p.src, 'src');
+  const dst = addressBytes(p.dst, 'dst');
+  out.i64(timestamp(p.ts, 'ts'));
+  out.string(utf8(p.node, 'node'));
+  out.string(utf8(p.netns, 'netns'));
+  out.u32(uint(p.netnsIno, U32, 'netnsIno'));
+  out.string(utf8(p.iface, 'iface'));
+  out.u32(uint(p.ifindex, U32, 'ifindex'));
+  out.u8(enumValue(p.hook, HOOK, 'hook'));
+  out.u8(enumValue(p.direction, DIRECTION, 'direction'));
+  out.u8(enumValue(p.proto, PROTO, 'proto'));
+  out.fixed(src);
+  out.u16(uint(p.sport, U16, 'sport'));
+  out.fixed(dst);
+  out.u16(uint(p.dport, U16, 'dport'));
+  out.u16(uint(p.ipId, U16, 'ipId'));
+  out.u32(uint(p.seq, U32, 'seq'));
+  out.u32(uint(p.ack, U32, 'ack'));
+  out.u8(uint(p.flags, U8, 'flags'));
+  out.u16(uint(p.win, U16, 'win'));
+  out.u32(uint(p.len, U32, 'len'));
+  out.u32(uint(p.wireLen, U32, 'wireLen'));
+  out.u8(present);
+  out.u16(uint(o.mss ?? 0, U16, 'options.mss'));
+  out.u8(uint(o.wscale ?? 0, U8, 'options.wscale'));
+  out.u8(o.sack_perm === true ? 1 : 0);
+  out.u32(uint(o.ts_val ?? 0, U32, 'options.ts_val'));
+  out.u32(uint(o.ts_ecr ?? 0, U32, 'options.ts_ecr'));
+  const sack = o.sack;
+  out.varUInt(sack === undefined ? 0 : sack.length);
+  for (let i = 0; sack !== undefined && i < sack.length; i++) {
+    out.u32(uint(sack[i][0], U32, `options.sack[${i}][0]`));
+    out.u32(uint(sack[i][1], U32, `options.sack[${i}][1]`));
   }
-  const sack = (o.sack ?? []).map(([left, right], i) => [
-    uint(left, U32, `options.sack[${i}][0]`),
-    uint(right, U32, `options.sack[${i}][1]`),
-  ]);
+  out.u16(uint(p.linkType, U16, 'linkType'));
+  out.u64(u64(p.packetId, 'packetId'));
   if (!(p.headers instanceof Uint8Array)) throw invalid('headers', p.headers);
-  return JSON.stringify([
-    dateTime64Text(p.ts, 'ts'), text(p.node, 'node'), text(p.netns, 'netns'), uint(p.netnsIno, U32, 'netnsIno'),
-    text(p.iface, 'iface'), uint(p.ifindex, U32, 'ifindex'), oneOf(p.hook, HOOKS, 'hook'),
-    oneOf(p.direction, DIRECTIONS, 'direction'), oneOf(p.proto, PROTOS, 'proto'),
-    storedAddress(p.src, 'src'), uint(p.sport, U16, 'sport'), storedAddress(p.dst, 'dst'), uint(p.dport, U16, 'dport'),
-    uint(p.ipId, U16, 'ipId'), uint(p.seq, U32, 'seq'), uint(p.ack, U32, 'ack'), uint(p.flags, U8, 'flags'),
-    uint(p.win, U16, 'win'), uint(p.len, U32, 'len'), uint(p.wireLen, U32, 'wireLen'),
-    present, uint(o.mss ?? 0, U16, 'options.mss'), uint(o.wscale ?? 0, U8, 'options.wscale'), o.sack_perm === true,
-    uint(o.ts_val ?? 0, U32, 'options.ts_val'), uint(o.ts_ecr ?? 0, U32, 'options.ts_ecr'), sack,
-    u64Text(p.packetId, 'packetId'), uint(p.linkType, U16, 'linkType'),
-    Buffer.from(p.headers.buffer, p.headers.byteOffset, p.headers.byteLength).toString('base64'),
-  ]);
+  const from = out.stringAt(p.headers);
+  const to = from + p.headers.length;
+  const bytes = out.raw;
+  xorColumnBytes(bytes, to, headerLayout(bytes, from, to, p.linkType), p, src, dst);
 }
 
 export const PACKET_SELECT_COLUMNS = [
   nsOf('ts'), 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto',
   'toString(src)', 'sport', 'toString(dst)', 'dport', 'ip_id', 'seq', 'ack', 'flags', 'win', 'len', 'wire_len',
   'opt_present', 'opt_mss', 'opt_wscale', 'opt_sack_perm', 'opt_ts_val', 'opt_ts_ecr', 'opt_sack',
-  'toString(packet_id)', 'link_type', 'base64Encode(headers)',
+  'link_type', 'toString(packet_id)', 'base64Encode(headers_residual)',
 ].join(', ');
 
 type PacketRow = [
   string, string, string, number, string, number, PacketRecord['hook'], PacketRecord['direction'], PacketRecord['proto'],
   string, number, string, number, number, number, number, number, number, number, number,
   number, number, number, boolean, number, number, Array<[number, number]>,
-  string, number, string,
+  number, string, string,
 ];
 
 export function decodePacket(row: unknown): PacketRecord {
@@ -130,7 +151,7 @@ export function decodePacket(row: unknown): PacketRecord {
     ts, node, netns, netnsIno, iface, ifindex, hook, direction, proto,
     src, sport, dst, dport, ipId, seq, ack, flags, win, len, wireLen,
     present, mss, wscale, sackPerm, tsVal, tsEcr, sack,
-    packetId, linkType, headers,
+    linkType, packetId, residual,
   ] = row as PacketRow;
   const options: TcpOptions = {};
   if (present & OPTION_BIT.mss) options.mss = mss;
@@ -139,47 +160,62 @@ export function decodePacket(row: unknown): PacketRecord {
   if (present & OPTION_BIT.ts_val) options.ts_val = tsVal;
   if (present & OPTION_BIT.ts_ecr) options.ts_ecr = tsEcr;
   if (present & OPTION_BIT.sack) options.sack = sack;
-  const bytes = Buffer.from(headers, 'base64');
+  const bytes = Buffer.from(residual, 'base64');
+  const headers = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const columns = { sport, dport, ipId, seq, ack, flags, win, len, options };
+  xorColumnBytes(headers, headers.length, headerLayout(headers, 0, headers.length, linkType), columns, addressBytes(src, 'src'), addressBytes(dst, 'dst'));
   return {
     ts: BigInt(ts), node, netns, netnsIno, iface, ifindex, hook, direction, proto,
     src: recordAddress(src), sport, dst: recordAddress(dst), dport,
     ipId, seq, ack, flags, win, len, wireLen, options,
-    packetId: BigInt(packetId), linkType,
-    headers: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    packetId: BigInt(packetId), linkType, headers,
   };
 }
 
 // ---- flows
 
-export const FLOW_INSERT_COLUMNS = [
+export const FLOW_COLUMNS = [
   'id', 'proto', 'client_ip', 'client_port', 'server_ip', 'server_port', 'node', 'netns', 'iface',
   'start_ts', 'end_ts', 'packets_c2s', 'packets_s2c', 'bytes_c2s', 'bytes_s2c', 'conn_state', 'history',
   'rtt_ns', 'retrans_c2s', 'retrans_s2c', 'zero_window_c2s', 'zero_window_s2c', 'close',
   'syn_seq', 'syn_ack_seq', 'version',
 ] as const;
 
-const SAFE = Number.MAX_SAFE_INTEGER;
+function nullableU32(value: number | null, field: string, out: RowBinaryWriter): void {
+  out.u8(value === null ? 1 : 0);
+  if (value !== null) out.u32(uint(value, U32, field));
+}
 
 /** `version` orders the flushes of one flow: the row with the highest is current. */
-export function encodeFlow(f: FlowRecord, version: bigint): string {
+export function encodeFlow(f: FlowRecord, version: bigint, out: RowBinaryWriter): void {
   if (typeof f.id !== 'string' || f.id === '') throw invalid('id', f.id);
-  return JSON.stringify([
-    f.id, oneOf(f.proto, PROTOS, 'proto'),
-    storedAddress(f.client.ip, 'client.ip'), uint(f.client.port, U16, 'client.port'),
-    storedAddress(f.server.ip, 'server.ip'), uint(f.server.port, U16, 'server.port'),
-    text(f.node, 'node'), text(f.netns, 'netns'), text(f.iface, 'iface'),
-    dateTime64Text(f.start, 'start'), dateTime64Text(f.end, 'end'),
-    uint(f.packets.c2s, SAFE, 'packets.c2s'), uint(f.packets.s2c, SAFE, 'packets.s2c'),
-    uint(f.bytes.c2s, SAFE, 'bytes.c2s'), uint(f.bytes.s2c, SAFE, 'bytes.s2c'),
-    text(f.connState, 'connState'), text(f.history, 'history'),
-    f.rttNs === null ? null : u64Text(f.rttNs, 'rttNs'),
-    uint(f.retrans.c2s, U32, 'retrans.c2s'), uint(f.retrans.s2c, U32, 'retrans.s2c'),
-    uint(f.zeroWindow.c2s, U32, 'zeroWindow.c2s'), uint(f.zeroWindow.s2c, U32, 'zeroWindow.s2c'),
-    oneOf(f.close, CLOSE_TYPES, 'close'),
-    f.synSeq === null ? null : uint(f.synSeq, U32, 'synSeq'),
-    f.synAckSeq === null ? null : uint(f.synAckSeq, U32, 'synAckSeq'),
-    version.toString(),
-  ]);
+  out.string(Buffer.from(f.id, 'utf8'));
+  out.u8(enumValue(f.proto, PROTO, 'proto'));
+  out.fixed(addressBytes(f.client.ip, 'client.ip'));
+  out.u16(uint(f.client.port, U16, 'client.port'));
+  out.fixed(addressBytes(f.server.ip, 'server.ip'));
+  out.u16(uint(f.server.port, U16, 'server.port'));
+  out.string(utf8(f.node, 'node'));
+  out.string(utf8(f.netns, 'netns'));
+  out.string(utf8(f.iface, 'iface'));
+  out.i64(timestamp(f.start, 'start'));
+  out.i64(timestamp(f.end, 'end'));
+  out.u64(BigInt(uint(f.packets.c2s, SAFE, 'packets.c2s')));
+  out.u64(BigInt(uint(f.packets.s2c, SAFE, 'packets.s2c')));
+  out.u64(BigInt(uint(f.bytes.c2s, SAFE, 'bytes.c2s')));
+  out.u64(BigInt(uint(f.bytes.s2c, SAFE, 'bytes.s2c')));
+  out.string(utf8(f.connState, 'connState'));
+  out.string(utf8(f.history, 'history'));
+  out.u8(f.rttNs === null ? 1 : 0);
+  if (f.rttNs !== null) out.u64(u64(f.rttNs, 'rttNs'));
+  out.u32(uint(f.retrans.c2s, U32, 'retrans.c2s'));
+  out.u32(uint(f.retrans.s2c, U32, 'retrans.s2c'));
+  out.u32(uint(f.zeroWindow.c2s, U32, 'zeroWindow.c2s'));
+  out.u32(uint(f.zeroWindow.s2c, U32, 'zeroWindow.s2c'));
+  out.u8(enumValue(f.close, CLOSE, 'close'));
+  nullableU32(f.synSeq, 'synSeq', out);
+  nullableU32(f.synAckSeq, 'synAckSeq', out);
+  out.u64(u64(version, 'version'));
 }
 
 export const FLOW_SELECT_COLUMNS = [
@@ -219,25 +255,30 @@ export function decodeFlow(row: unknown): FlowRecord {
 
 // ---- NAT translations
 
-export const NAT_INSERT_COLUMNS = [
+export const NAT_COLUMNS = [
   'via', 'node', 'netns', 'zone', 'proto',
   'orig_src', 'orig_sport', 'orig_dst', 'orig_dport', 'reply_src', 'reply_sport', 'reply_dst', 'reply_dport',
   'first_seen', 'last_seen', 'entry_id',
 ] as const;
 
-function encodeTuple(t: FourTuple, field: string): [string, number, string, number] {
-  return [
-    storedAddress(t.src, `${field}.src`), uint(t.sport, U16, `${field}.sport`),
-    storedAddress(t.dst, `${field}.dst`), uint(t.dport, U16, `${field}.dport`),
-  ];
+function encodeTuple(t: FourTuple, field: string, out: RowBinaryWriter): void {
+  out.fixed(addressBytes(t.src, `${field}.src`));
+  out.u16(uint(t.sport, U16, `${field}.sport`));
+  out.fixed(addressBytes(t.dst, `${field}.dst`));
+  out.u16(uint(t.dport, U16, `${field}.dport`));
 }
 
-export function encodeNat(n: NatTranslation): string {
-  return JSON.stringify([
-    oneOf(n.via, NAT_VIAS, 'via'), text(n.node, 'node'), text(n.netns, 'netns'), uint(n.zone, U16, 'zone'),
-    oneOf(n.proto, PROTOS, 'proto'), ...encodeTuple(n.orig, 'orig'), ...encodeTuple(n.reply, 'reply'),
-    dateTime64Text(n.firstSeen, 'firstSeen'), dateTime64Text(n.lastSeen, 'lastSeen'), uint(n.entryId, U32, 'entryId'),
-  ]);
+export function encodeNat(n: NatTranslation, out: RowBinaryWriter): void {
+  out.u8(enumValue(n.via, NAT_VIA, 'via'));
+  out.string(utf8(n.node, 'node'));
+  out.string(utf8(n.netns, 'netns'));
+  out.u16(uint(n.zone, U16, 'zone'));
+  out.u8(enumValue(n.proto, PROTO, 'proto'));
+  encodeTuple(n.orig, 'orig', out);
+  encodeTuple(n.reply, 'reply', out);
+  out.i64(timestamp(n.firstSeen, 'firstSeen'));
+  out.i64(timestamp(n.lastSeen, 'lastSeen'));
+  out.u32(uint(n.entryId, U32, 'entryId'));
 }
 
 export const NAT_SELECT_COLUMNS = [

@@ -1,8 +1,9 @@
 // Reads from the flow-log store. Every value goes in as a query parameter.
 
 import type { EpochNs, FlowRecord, FourTuple, NatTranslation, PacketRecord, Proto } from './records.js';
+import { storedAddress } from './address.js';
 import {
-  decodeFlow, decodeNat, decodePacket, FLOW_SELECT_COLUMNS, NAT_SELECT_COLUMNS, PACKET_SELECT_COLUMNS, storedAddress,
+  decodeFlow, decodeNat, decodePacket, FLOW_SELECT_COLUMNS, NAT_SELECT_COLUMNS, PACKET_SELECT_COLUMNS,
 } from './codec.js';
 import { FlowLogError } from './errors.js';
 import { connKeySql, PROTO_NUMBER } from './schema.js';
@@ -137,13 +138,6 @@ export async function flowsForTuples(
   }
   const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM ${store.table('flows')} FINAL WHERE ${where} ORDER BY start_ts, id`;
   return selectAll(store, query, params, decodeFlow);
-}
-
-/** The newest state of the `limit` most recently active flows, most recent first. */
-export async function recentFlows(store: FlowLogStore, limit: number): Promise<FlowRecord[]> {
-  const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM ${store.table('flows')} FINAL
-    ORDER BY end_ts DESC, start_ts DESC, id LIMIT {limit:UInt32}`;
-  return selectAll(store, query, { limit: positiveLimit(limit) }, decodeFlow);
 }
 
 /**

@@ -81,6 +81,8 @@ export interface PacketRecord extends CapturePoint, FourTuple {
   linkType: number;
   /** The packet's first bytes from the link-layer header on (headers only unless payload capture is on). */
   headers: Uint8Array;
+  /** Set for IP fragments: `later` ones carry no L4 header (seq, ack, flags 0; ports those of their first fragment, if seen). Not stored. */
+  fragment?: 'first' | 'later';
 }
 
 export type CloseType = 'fin' | 'rst' | 'timeout' | 'open';
@@ -107,6 +109,8 @@ export interface FlowRecord extends CapturePoint {
   /** SYN → SYN-ACK → ACK round trip seen at this point, or null. */
   rttNs: bigint | null;
   retrans: Directional;
+  /** Segments that filled a gap at this point sooner than a retransmission could have (max(RTT, 3 ms)). Not stored yet. */
+  outOfOrder?: Directional;
   zeroWindow: Directional;
   close: CloseType;
   synSeq: number | null;
@@ -133,3 +137,30 @@ export interface NatTranslation {
 }
 
 export type NatKind = 'SNAT' | 'DNAT' | 'FULLNAT';
+
+/** One packet the kernel dropped (skb:kfree_skb), where and why. */
+export interface DropRecord extends CapturePoint, FourTuple {
+  ts: EpochNs;
+  netnsIno: number;
+  /** The device the packet was on (`iface` its name), 0 and '' when it had none. */
+  ifindex: number;
+  proto: Proto;
+  /** The drop reason's name from the kernel's BTF (`NETFILTER_DROP`), or its number when the kernel has no name for it. */
+  reason: string;
+  /** enum skb_drop_reason value, subsystem in the high bits. */
+  reasonCode: number;
+  /** Where the kernel freed it: `function+0xoffset`. */
+  location: string;
+  /** Kernel stack from the location outwards, `function+0xoffset` each. */
+  stack: string[];
+  /** Plain-language cause and what to check. */
+  cause: string;
+  /** The packet id capture gives the same packet (PacketRecord.packetId), so a drop joins the packets seen before it. */
+  packetId: bigint;
+  /** Length of the packet from the start of `headers`' link layer. */
+  wireLen: number;
+  /** LINKTYPE_ETHERNET, or LINKTYPE_RAW when the packet had no MAC header (transmit path). */
+  linkType: number;
+  /** The packet's headers as the kernel held them when it dropped it, up to the end of the TCP/UDP header. */
+  headers: Uint8Array;
+}

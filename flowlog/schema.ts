@@ -1,13 +1,13 @@
-// The flow-log schema: table DDL per schema version and the one SQL expression
-// for the direction-insensitive connection key.
+// The flow-log schema: table definitions, the migrations that create and
+// evolve them (the one way the schema changes), how they are laid out on one
+// server or across a cluster, retention, and the one SQL expression for the
+// direction-insensitive connection key.
 
 import type { Proto } from './records.js';
+import { FlowLogError } from './errors.js';
 
-/** The schema version this code writes and reads. */
-export const SCHEMA_VERSION = 1;
-
-export type TableName = 'packets' | 'flows' | 'nat_translations';
-export const TABLE_NAMES: readonly TableName[] = ['packets', 'flows', 'nat_translations'];
+export type TableName = 'packets' | 'flows' | 'nat_translations' | 'drops';
+export const TABLE_NAMES: readonly TableName[] = ['packets', 'flows', 'nat_translations', 'drops'];
 
 /** IANA protocol numbers; also the values of the `proto` Enum8 columns. */
 export const PROTO_NUMBER: Record<Proto, number> = { tcp: 6, udp: 17 };
@@ -27,119 +27,287 @@ export function connKeySql(proto: string, a: string, aPort: string, b: string, b
   return `cityHash64(concat(toString(toUInt8(${proto})), '|', least(${endA}, ${endB}), '|', greatest(${endA}, ${endB})))`;
 }
 
-/** `db` must be a validated identifier. */
-export function schemaVersionTableDdl(db: string): string {
-  return `CREATE TABLE IF NOT EXISTS ${db}.schema_version (
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Throws STORE_CONFIG unless `name` is a plain identifier, safe to splice into SQL. */
+export function checkIdentifier(name: string, what: string): string {
+  if (!IDENTIFIER.test(name)) {
+    throw new FlowLogError('STORE_CONFIG', `${what} ${JSON.stringify(name)} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)`);
+  }
+  return name;
+}
+
+/** Where the schema lives: a database, on one server (or embedded) or on every node of a cluster. */
+export interface SchemaTarget {
+  /** A checked identifier. */
+  database: string;
+  /** A checked identifier: the cluster's name in the servers' remote_servers configuration; null for one server. */
+  cluster: string | null;
+}
+
+export interface TableDefinition {
+  name: TableName;
+  /** Column and index definitions, as in CREATE TABLE. */
+  columns: string;
+  engine: 'MergeTree' | 'ReplacingMergeTree';
+  /** Arguments of the engine (e.g. the version column of ReplacingMergeTree). */
+  engineArgs: string[];
+  partitionBy: string;
+  orderBy: string;
+  /** The time column retention counts from. */
+  retentionColumn: string;
+  /** In a cluster, spreads rows over shards so that all rows of a connection (and every version of a flow) share one. */
+  shardingKey: string;
+}
+
+const onCluster = (t: SchemaTarget): string => (t.cluster === null ? '' : ` ON CLUSTER ${t.cluster}`);
+
+/** The table that holds a table's rows on each node: the table itself on one server, `<name>_local` in a cluster. */
+export function storageTable(t: SchemaTarget, name: string): string {
+  return t.cluster === null ? `${t.database}.${name}` : `${t.database}.${name}_local`;
+}
+
+/**
+ * CREATE TABLE statements for a table. On one server: a MergeTree-family
+ * table. In a cluster: a Replicated* table `<name>_local` on every node and a
+ * Distributed table `<name>` over them, which is what inserts and queries use.
+ */
+export function createTableStatements(t: SchemaTarget, def: TableDefinition): string[] {
+  const body = `(
+${def.columns}
+)`;
+  const tail = `PARTITION BY ${def.partitionBy}
+ORDER BY ${def.orderBy}
+SETTINGS ttl_only_drop_parts = 1`;
+  if (t.cluster === null) {
+    const args = def.engineArgs.length > 0 ? `(${def.engineArgs.join(', ')})` : '';
+    return [`CREATE TABLE IF NOT EXISTS ${t.database}.${def.name} ${body}
+ENGINE = ${def.engine}${args}
+${tail}`];
+  }
+  const replicated = [`'/clickhouse/tables/{shard}/{database}/{table}'`, `'{replica}'`, ...def.engineArgs].join(', ');
+  return [
+    `CREATE TABLE IF NOT EXISTS ${storageTable(t, def.name)}${onCluster(t)} ${body}
+ENGINE = Replicated${def.engine}(${replicated})
+${tail}`,
+    `CREATE TABLE IF NOT EXISTS ${t.database}.${def.name}${onCluster(t)} AS ${storageTable(t, def.name)}
+ENGINE = Distributed(${t.cluster}, ${t.database}, ${def.name}_local, ${def.shardingKey})`,
+  ];
+}
+
+export function createDatabaseStatement(t: SchemaTarget): string {
+  return `CREATE DATABASE IF NOT EXISTS ${t.database}${onCluster(t)}`;
+}
+
+/** The applied migrations; in a cluster one table replicated to every node (no shard in its path). */
+export function schemaVersionTableStatement(t: SchemaTarget): string {
+  const engine = t.cluster === null ? 'MergeTree' : `ReplicatedMergeTree('/clickhouse/tables/{database}/{table}', '{replica}')`;
+  return `CREATE TABLE IF NOT EXISTS ${t.database}.schema_version${onCluster(t)} (
   version UInt32,
   applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = MergeTree ORDER BY version`;
+) ENGINE = ${engine} ORDER BY version`;
 }
+
+/** Retention of a table: seconds rows are kept after their time column, or null to keep them for ever. */
+export type Retention = number | null;
+
+/** The TTL expression for keeping a table's rows `seconds` (a positive integer). */
+export function ttlExpression(def: TableDefinition, seconds: number): string {
+  if (!Number.isSafeInteger(seconds) || seconds <= 0) {
+    throw new FlowLogError('STORE_CONFIG', `retention of ${def.name}: ${seconds} is not a positive number of seconds`);
+  }
+  return `toDateTime(${def.retentionColumn}) + toIntervalSecond(${seconds})`;
+}
+
+/** The statement that sets a table's retention. Expired rows go with whole daily partitions (ttl_only_drop_parts). */
+export function retentionStatement(t: SchemaTarget, def: TableDefinition, retention: Retention): string {
+  const change = retention === null ? 'REMOVE TTL' : `MODIFY TTL ${ttlExpression(def, retention)}`;
+  return `ALTER TABLE ${storageTable(t, def.name)}${onCluster(t)} ${change}`;
+}
+
+// ---- tables of schema version 1
+
+/** Codec of the time and counter columns that grow along a connection: deltas, then ZSTD. */
+const GROWING = 'CODEC(Delta, ZSTD(1))';
+const Z = 'CODEC(ZSTD(1))';
+const Z3 = 'CODEC(ZSTD(3))';
+
+export const PACKETS: TableDefinition = {
+  name: 'packets',
+  // node, netns and iface are plain Strings: with ZSTD(3) they take as little room as
+  // LowCardinality, whose conversion costs a quarter of the engine's time per inserted packet
+  // (ZSTD(1) misses their short repeats).
+  columns: `  ts DateTime64(9, 'UTC') ${GROWING},
+  node String ${Z3},
+  netns String ${Z3},
+  netns_ino UInt32 ${Z},
+  iface String ${Z3},
+  ifindex UInt32 ${Z},
+  hook Enum8('tc' = 1, 'xdp' = 2) ${Z},
+  direction Enum8('ingress' = 1, 'egress' = 2) ${Z},
+  proto ${PROTO_ENUM} ${Z},
+  src IPv6 ${Z},
+  sport UInt16 ${Z},
+  dst IPv6 ${Z},
+  dport UInt16 ${Z},
+  ip_id UInt16 ${GROWING},
+  seq UInt32 ${GROWING},
+  ack UInt32 ${GROWING},
+  flags UInt8 ${Z},
+  win UInt16 ${Z},
+  len UInt32 ${Z},
+  wire_len UInt32 ${Z},
+  opt_present UInt8 COMMENT 'TCP options carried: 1 mss, 2 wscale, 4 sack_perm, 8 ts_val, 16 ts_ecr, 32 sack' ${Z},
+  opt_mss UInt16 ${Z},
+  opt_wscale UInt8 ${Z},
+  opt_sack_perm Bool ${Z},
+  opt_ts_val UInt32 ${GROWING},
+  opt_ts_ecr UInt32 ${GROWING},
+  opt_sack Array(Tuple(UInt32, UInt32)) ${Z},
+  link_type UInt16 ${Z},
+  packet_id UInt64 ${Z},
+  headers_residual String COMMENT 'the raw header bytes XOR what the other columns say they are (flowlog/residual.ts)' ${Z3},
+  conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'src', 'sport', 'dst', 'dport')} ${Z}`,
+  engine: 'MergeTree',
+  engineArgs: [],
+  partitionBy: 'toDate(ts)',
+  // A connection's packets, one direction after the other, in time order: seq, ack, ids and
+  // header residuals change little from row to row, and a packet seen at several capture
+  // points comes as adjacent rows with equal packet ids and residuals, which compress away.
+  orderBy: '(conn_key, src, sport, ts)',
+  retentionColumn: 'ts',
+  shardingKey: connKeySql('proto', 'src', 'sport', 'dst', 'dport'),
+};
+
+/** Flows; the bloom filter on syn_seq serves nat-tracker's flowsBySynSeq (tcp-seq NAT hops). */
+export const FLOWS: TableDefinition = {
+  name: 'flows',
+  columns: `  id String ${Z},
+  proto ${PROTO_ENUM} ${Z},
+  client_ip IPv6 ${Z},
+  client_port UInt16 ${Z},
+  server_ip IPv6 ${Z},
+  server_port UInt16 ${Z},
+  node LowCardinality(String),
+  netns LowCardinality(String),
+  iface LowCardinality(String),
+  start_ts DateTime64(9, 'UTC') ${GROWING},
+  end_ts DateTime64(9, 'UTC') ${Z},
+  packets_c2s UInt64 ${Z},
+  packets_s2c UInt64 ${Z},
+  bytes_c2s UInt64 ${Z},
+  bytes_s2c UInt64 ${Z},
+  conn_state LowCardinality(String),
+  history String ${Z},
+  rtt_ns Nullable(UInt64) ${Z},
+  retrans_c2s UInt32 ${Z},
+  retrans_s2c UInt32 ${Z},
+  zero_window_c2s UInt32 ${Z},
+  zero_window_s2c UInt32 ${Z},
+  close Enum8('fin' = 1, 'rst' = 2, 'timeout' = 3, 'open' = 4) ${Z},
+  syn_seq Nullable(UInt32) ${Z},
+  syn_ack_seq Nullable(UInt32) ${Z},
+  version UInt64 COMMENT 'write order of the flushes of one flow; the highest is the current state' ${Z},
+  conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'client_ip', 'client_port', 'server_ip', 'server_port')} ${Z},
+  INDEX syn_seqs syn_seq TYPE bloom_filter(0.01) GRANULARITY 1`,
+  engine: 'ReplacingMergeTree',
+  engineArgs: ['version'],
+  partitionBy: 'toDate(start_ts)',
+  orderBy: '(conn_key, start_ts, id)',
+  retentionColumn: 'end_ts',
+  shardingKey: connKeySql('proto', 'client_ip', 'client_port', 'server_ip', 'server_port'),
+};
+
+export const NAT_TRANSLATIONS: TableDefinition = {
+  name: 'nat_translations',
+  columns: `  via Enum8('iptables' = 1, 'ipvs' = 2, 'ovs' = 3) ${Z},
+  node LowCardinality(String),
+  netns LowCardinality(String),
+  zone UInt16 ${Z},
+  proto ${PROTO_ENUM} ${Z},
+  orig_src IPv6 ${Z},
+  orig_sport UInt16 ${Z},
+  orig_dst IPv6 ${Z},
+  orig_dport UInt16 ${Z},
+  reply_src IPv6 ${Z},
+  reply_sport UInt16 ${Z},
+  reply_dst IPv6 ${Z},
+  reply_dport UInt16 ${Z},
+  first_seen DateTime64(9, 'UTC') ${Z},
+  last_seen DateTime64(9, 'UTC') ${Z},
+  entry_id UInt32 ${Z},
+  orig_key UInt64 MATERIALIZED ${connKeySql('proto', 'orig_src', 'orig_sport', 'orig_dst', 'orig_dport')} ${Z},
+  reply_key UInt64 MATERIALIZED ${connKeySql('proto', 'reply_src', 'reply_sport', 'reply_dst', 'reply_dport')} ${Z},
+  INDEX tuple_keys (orig_key, reply_key) TYPE bloom_filter(0.001) GRANULARITY 1`,
+  engine: 'ReplacingMergeTree',
+  engineArgs: ['last_seen'],
+  partitionBy: 'toDate(first_seen)',
+  orderBy: '(orig_key, node, netns, zone, via, proto, entry_id, orig_src, orig_sport, orig_dst, orig_dport, first_seen)',
+  retentionColumn: 'last_seen',
+  shardingKey: connKeySql('proto', 'orig_src', 'orig_sport', 'orig_dst', 'orig_dport'),
+};
+
+// ---- tables of schema version 2
+
+/** Packets the kernel dropped (skb:kfree_skb), with reason, location and the headers it held; flowlog/drops.ts. */
+export const DROPS: TableDefinition = {
+  name: 'drops',
+  columns: `  ts DateTime64(9, 'UTC') ${GROWING},
+  node LowCardinality(String),
+  netns LowCardinality(String),
+  netns_ino UInt32 ${Z},
+  iface LowCardinality(String),
+  ifindex UInt32 ${Z},
+  proto ${PROTO_ENUM} ${Z},
+  src IPv6 ${Z},
+  sport UInt16 ${Z},
+  dst IPv6 ${Z},
+  dport UInt16 ${Z},
+  reason LowCardinality(String) COMMENT 'the kernel''s name (enum skb_drop_reason, from its BTF), or the number',
+  reason_code UInt32 ${Z},
+  location LowCardinality(String) COMMENT 'function+0xoffset that freed the packet',
+  stack Array(LowCardinality(String)) ${Z},
+  cause String ${Z},
+  packet_id UInt64 COMMENT 'as capture computes it: joins a drop to the packets seen before it' ${Z},
+  wire_len UInt32 ${Z},
+  link_type UInt16 ${Z},
+  headers String CODEC(ZSTD(3)),
+  conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'src', 'sport', 'dst', 'dport')} ${Z},
+  INDEX packet_ids packet_id TYPE bloom_filter(0.01) GRANULARITY 1`,
+  engine: 'MergeTree',
+  engineArgs: [],
+  partitionBy: 'toDate(ts)',
+  orderBy: '(conn_key, ts)',
+  retentionColumn: 'ts',
+  shardingKey: connKeySql('proto', 'src', 'sport', 'dst', 'dport'),
+};
+
+/** Every table, by name. */
+export const TABLES: Record<TableName, TableDefinition> = {
+  packets: PACKETS,
+  flows: FLOWS,
+  nat_translations: NAT_TRANSLATIONS,
+  drops: DROPS,
+};
+
+// ---- migrations
 
 export interface Migration {
   version: number;
-  statements: string[];
+  /** What brings a store from version-1 to version, in order; every statement is idempotent. */
+  statements(t: SchemaTarget): string[];
 }
 
-/** Everything that brings a store from version N-1 to N, in order. Statements are idempotent. */
-export function migrations(db: string): Migration[] {
-  return [{ version: 1, statements: [packetsDdl(db), flowsDdl(db), natDdl(db)] }];
-}
+/**
+ * The schema's history, oldest first: the one way the schema changes is a new
+ * migration appended here (versions 1, 2, 3, ... without gaps). A table is
+ * created with createTableStatements, so that it is laid out the same way on
+ * one server and in a cluster.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, statements: (t) => [PACKETS, FLOWS, NAT_TRANSLATIONS].flatMap((def) => createTableStatements(t, def)) },
+  { version: 2, statements: (t) => createTableStatements(t, DROPS) },
+];
 
-function packetsDdl(db: string): string {
-  return `CREATE TABLE IF NOT EXISTS ${db}.packets (
-  ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-  node LowCardinality(String),
-  netns LowCardinality(String),
-  netns_ino UInt32,
-  iface LowCardinality(String),
-  ifindex UInt32,
-  hook Enum8('tc' = 1, 'xdp' = 2),
-  direction Enum8('ingress' = 1, 'egress' = 2),
-  proto ${PROTO_ENUM},
-  src IPv6,
-  sport UInt16,
-  dst IPv6,
-  dport UInt16,
-  ip_id UInt16,
-  seq UInt32 CODEC(ZSTD(1)),
-  ack UInt32 CODEC(ZSTD(1)),
-  flags UInt8,
-  win UInt16,
-  len UInt32,
-  wire_len UInt32,
-  opt_present UInt8 COMMENT 'TCP options carried: 1 mss, 2 wscale, 4 sack_perm, 8 ts_val, 16 ts_ecr, 32 sack',
-  opt_mss UInt16,
-  opt_wscale UInt8,
-  opt_sack_perm Bool,
-  opt_ts_val UInt32 CODEC(ZSTD(1)),
-  opt_ts_ecr UInt32 CODEC(ZSTD(1)),
-  opt_sack Array(Tuple(UInt32, UInt32)),
-  packet_id UInt64,
-  link_type UInt16,
-  headers_base64 String EPHEMERAL COMMENT 'insert-only: the raw headers, base64',
-  headers String DEFAULT base64Decode(headers_base64) CODEC(ZSTD(3)),
-  conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'src', 'sport', 'dst', 'dport')}
-) ENGINE = MergeTree
-PARTITION BY toDate(ts)
-ORDER BY (conn_key, ts)`;
-}
-
-function flowsDdl(db: string): string {
-  return `CREATE TABLE IF NOT EXISTS ${db}.flows (
-  id String,
-  proto ${PROTO_ENUM},
-  client_ip IPv6,
-  client_port UInt16,
-  server_ip IPv6,
-  server_port UInt16,
-  node LowCardinality(String),
-  netns LowCardinality(String),
-  iface LowCardinality(String),
-  start_ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-  end_ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-  packets_c2s UInt64,
-  packets_s2c UInt64,
-  bytes_c2s UInt64,
-  bytes_s2c UInt64,
-  conn_state LowCardinality(String),
-  history String,
-  rtt_ns Nullable(UInt64),
-  retrans_c2s UInt32,
-  retrans_s2c UInt32,
-  zero_window_c2s UInt32,
-  zero_window_s2c UInt32,
-  close Enum8('fin' = 1, 'rst' = 2, 'timeout' = 3, 'open' = 4),
-  syn_seq Nullable(UInt32),
-  syn_ack_seq Nullable(UInt32),
-  version UInt64 COMMENT 'write order of the flushes of one flow; the highest is the current state',
-  conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'client_ip', 'client_port', 'server_ip', 'server_port')}
-) ENGINE = ReplacingMergeTree(version)
-PARTITION BY toDate(start_ts)
-ORDER BY (conn_key, start_ts, id)`;
-}
-
-function natDdl(db: string): string {
-  return `CREATE TABLE IF NOT EXISTS ${db}.nat_translations (
-  via Enum8('iptables' = 1, 'ipvs' = 2, 'ovs' = 3),
-  node LowCardinality(String),
-  netns LowCardinality(String),
-  zone UInt16,
-  proto ${PROTO_ENUM},
-  orig_src IPv6,
-  orig_sport UInt16,
-  orig_dst IPv6,
-  orig_dport UInt16,
-  reply_src IPv6,
-  reply_sport UInt16,
-  reply_dst IPv6,
-  reply_dport UInt16,
-  first_seen DateTime64(9, 'UTC'),
-  last_seen DateTime64(9, 'UTC'),
-  entry_id UInt32,
-  orig_key UInt64 MATERIALIZED ${connKeySql('proto', 'orig_src', 'orig_sport', 'orig_dst', 'orig_dport')},
-  reply_key UInt64 MATERIALIZED ${connKeySql('proto', 'reply_src', 'reply_sport', 'reply_dst', 'reply_dport')},
-  INDEX tuple_keys (orig_key, reply_key) TYPE bloom_filter(0.001) GRANULARITY 1
-) ENGINE = ReplacingMergeTree(last_seen)
-PARTITION BY toDate(first_seen)
-ORDER BY (orig_key, node, netns, zone, via, proto, entry_id, orig_src, orig_sport, orig_dst, orig_dport, first_seen)`;
-}
+/** The schema version this code writes and reads: the last migration's. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

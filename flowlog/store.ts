@@ -1,51 +1,85 @@
 // Opening the flow-log store: embedded chDB on a directory, or a ClickHouse
-// server over HTTP. Checks the server version and brings the schema up to date.
+// server (or cluster) over HTTP. Checks the server version, brings the schema
+// up to date and applies the retention asked for.
 
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { createChdbConnection, type ChdbConnection } from 'chdb/connection';
+import { createChdbConnection } from 'chdb/connection';
 import { FlowLogError } from './errors.js';
-import { migrations, SCHEMA_VERSION, schemaVersionTableDdl, type TableName } from './schema.js';
+import {
+  checkIdentifier, createDatabaseStatement, MIGRATIONS, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement,
+  storageTable, TABLE_NAMES, TABLES, ttlExpression, type Retention, type SchemaTarget, type TableName,
+} from './schema.js';
 
 // chdb types its connection against @clickhouse/client-common; the client bundles its own copy of that interface.
 type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
 
+/** Per table: how long rows are kept (seconds), or null for ever. Tables not named keep the retention they have. */
+export type RetentionOptions = Partial<Record<TableName, Retention>>;
+
 export type StoreOptions =
-  | { path: string }
-  | { url: string; username?: string; password?: string; database?: string };
+  | { path: string; retention?: RetentionOptions }
+  | {
+      /** http[s]://[user:password@]host:port[/database]; the other options take precedence over the URL's parts. */
+      url: string;
+      username?: string;
+      password?: string;
+      database?: string;
+      /** Create replicated tables on every node of this cluster, and Distributed tables over them. */
+      cluster?: string;
+      retention?: RetentionOptions;
+    };
 
 /** Oldest ClickHouse server the schema and queries work on. */
 export const MIN_SERVER_VERSION = '23.8';
+/** Directory inside an embedded store's for the batch files the engine inserts from. */
+const INSERT_DIR = 'nettrail-inserts';
+
 /** Database used inside an embedded store, and by default on a server. */
 export const DEFAULT_DATABASE = 'nettrail';
 
 export class FlowLogStore {
+  private insertFiles = 0;
+
   constructor(
     readonly client: ClickHouseClient,
-    /** A validated identifier, safe to splice into SQL. */
-    readonly database: string,
+    /** Database and cluster, checked identifiers, safe to splice into SQL. */
+    readonly target: SchemaTarget,
     readonly serverVersion: string,
-    /** The embedded engine's connection, or null for a server. */
-    private readonly embedded: ChdbConnection | null,
+    /** Embedded: the directory of the batch files the engine inserts from; null for a server. */
+    private readonly insertDir: string | null,
   ) {}
 
-  /** The table's database-qualified name for SQL. */
+  /** The table's database-qualified name for SQL (in a cluster: the Distributed table). */
   table(name: TableName): string {
-    return `${this.database}.${name}`;
+    return `${this.target.database}.${name}`;
   }
 
-  /** Inserts JSONCompactEachRow rows (`body`, newline-terminated) into the given columns. */
-  async insertRows(name: TableName, columns: readonly string[], body: Buffer): Promise<void> {
-    if (this.embedded) {
-      // chDB's raw insert hands the bytes to the engine as they are.
-      await this.embedded.chdb.rawInsert({ table: this.table(name), columns, format: 'JSONCompactEachRow', values: body });
+  /** Inserts RowBinary rows (`body`) of the given columns, encoded with the table's column types. */
+  async insertRowBinary(name: TableName, columns: readonly string[], body: Buffer): Promise<void> {
+    const into = `INSERT INTO ${this.table(name)} (${columns.join(', ')})`;
+    if (this.insertDir !== null) {
+      // chDB takes inline insert data as text only: binary rows go through a file the engine reads.
+      const file = path.join(this.insertDir, `${name}-${++this.insertFiles}.bin`);
+      await writeFile(file, body);
+      try {
+        await this.client.command({
+          query: `${into} SELECT * FROM file({file:String}, RowBinary) SETTINGS use_structure_from_insertion_table_in_table_functions = 1`,
+          query_params: { file },
+        });
+      } finally {
+        await rm(file, { force: true });
+      }
       return;
     }
     const result = await this.client.exec({
-      query: `INSERT INTO ${this.table(name)} (${columns.join(', ')}) FORMAT JSONCompactEachRow`,
+      query: `${into} FORMAT RowBinary`,
       values: Readable.from([body], { objectMode: false }),
+      // In a cluster: written means on the shards, not queued on the node we talk to.
+      clickhouse_settings: this.target.cluster === null ? {} : { insert_distributed_sync: 1 },
     });
     result.stream.resume();
     await finished(result.stream);
@@ -63,32 +97,73 @@ export class FlowLogStore {
 
 export async function openStore(opts: StoreOptions): Promise<FlowLogStore> {
   let client: ClickHouseClient;
-  let embedded: ChdbConnection | null = null;
-  let database = DEFAULT_DATABASE;
-  const where = 'path' in opts ? opts.path : opts.url;
+  let insertDir: string | null = null;
+  let target: SchemaTarget;
+  const where = 'path' in opts ? opts.path : redactedUrl(opts.url);
   try {
     if ('path' in opts) {
       await mkdir(opts.path, { recursive: true });
-      embedded = createChdbConnection({ path: opts.path });
-      client = createClient({ connection: embedded as unknown as ClientConnection });
+      insertDir = path.join(opts.path, INSERT_DIR);
+      client = createClient({ connection: createChdbConnection({ path: opts.path }) as unknown as ClientConnection });
+      target = { database: DEFAULT_DATABASE, cluster: null };
     } else {
-      database = opts.database ?? DEFAULT_DATABASE;
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) {
-        throw new FlowLogError('STORE_CONFIG', `database name ${JSON.stringify(database)} is not a plain identifier`);
-      }
-      client = createClient({ url: opts.url, username: opts.username, password: opts.password });
+      const server = serverConfig(opts);
+      target = server.target;
+      client = createClient({ url: server.url, username: server.username, password: server.password });
     }
   } catch (err) {
     throw asOpenError(err, where);
   }
   try {
-    const version = await selectOne<string>(client, 'SELECT version()');
+    // TabSeparated: a format every server version speaks, so that an old one gets to the version check.
+    const version = (await (await client.query({ query: 'SELECT version()', format: 'TabSeparated' })).text()).trim();
     checkServerVersion(version);
-    await migrate(client, database);
-    return new FlowLogStore(client, database, version, embedded);
+    if (insertDir !== null) {
+      // The engine has the directory now. Batch files an earlier run left are of no use: they were inserted or failed.
+      await rm(insertDir, { recursive: true, force: true });
+      await mkdir(insertDir);
+    }
+    await migrate(client, target);
+    await applyRetention(client, target, opts.retention ?? {});
+    return new FlowLogStore(client, target, version, insertDir);
   } catch (err) {
     await client.close();
     throw asOpenError(err, where);
+  }
+}
+
+/** The URL without credentials and database, and those taken from the options or else the URL. */
+function serverConfig(opts: Extract<StoreOptions, { url: string }>) {
+  let url: URL;
+  try {
+    url = new URL(opts.url);
+  } catch {
+    throw new FlowLogError('STORE_CONFIG', `${JSON.stringify(redactedUrl(opts.url))} is not a URL (http[s]://host:port)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new FlowLogError('STORE_CONFIG', `the ClickHouse URL must be http:// or https://, not ${url.protocol}//`);
+  }
+  const username = opts.username ?? (url.username === '' ? undefined : decodeURIComponent(url.username));
+  const password = opts.password ?? (url.password === '' ? undefined : decodeURIComponent(url.password));
+  const database = opts.database ?? (url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : DEFAULT_DATABASE);
+  url.username = '';
+  url.password = '';
+  url.pathname = '/';
+  const target: SchemaTarget = {
+    database: checkIdentifier(database, 'database name'),
+    cluster: opts.cluster === undefined ? null : checkIdentifier(opts.cluster, 'cluster name'),
+  };
+  return { url: url.toString(), username, password, target };
+}
+
+/** The URL as it may be shown: without a password. */
+function redactedUrl(text: string): string {
+  try {
+    const url = new URL(text);
+    if (url.password !== '') url.password = '***';
+    return url.toString();
+  } catch {
+    return text.replace(/\/\/[^@/]*@/, '//***@');
   }
 }
 
@@ -102,7 +177,7 @@ function asOpenError(err: unknown, where: string): FlowLogError {
 export function checkServerVersion(version: string): void {
   const [major = 0, minor = 0] = version.split('.').map(Number);
   const [minMajor, minMinor] = MIN_SERVER_VERSION.split('.').map(Number) as [number, number];
-  if (major < minMajor || (major === minMajor && minor < minMinor)) {
+  if (!(major > minMajor || (major === minMajor && minor >= minMinor))) {
     throw new FlowLogError(
       'STORE_VERSION',
       `ClickHouse ${version} is too old for nettrail's flow log: the minimum is ${MIN_SERVER_VERSION}`,
@@ -110,30 +185,71 @@ export function checkServerVersion(version: string): void {
   }
 }
 
-async function migrate(client: ClickHouseClient, db: string): Promise<void> {
-  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
-  await client.command({ query: schemaVersionTableDdl(db) });
-  const current = Number(await selectOne<number>(client, `SELECT max(version) FROM ${db}.schema_version`));
+async function selectOne(client: ClickHouseClient, query: string, params: Record<string, unknown> = {}): Promise<unknown> {
+  const result = await client.query({ query, query_params: params, format: 'JSONCompactEachRow' });
+  const rows = await result.json<[unknown]>();
+  return rows[0]?.[0];
+}
+
+async function migrate(client: ClickHouseClient, t: SchemaTarget): Promise<void> {
+  await client.command({ query: createDatabaseStatement(t) });
+  await client.command({ query: schemaVersionTableStatement(t) });
+  const current = Number(await selectOne(client, `SELECT max(version) FROM ${t.database}.schema_version`));
   if (current > SCHEMA_VERSION) {
     throw new FlowLogError(
       'STORE_SCHEMA',
       `the store has schema version ${current}, written by a newer nettrail; this one knows up to ${SCHEMA_VERSION}`,
     );
   }
-  for (const migration of migrations(db)) {
+  for (const migration of MIGRATIONS) {
     if (migration.version <= current) continue;
-    for (const statement of migration.statements) await client.command({ query: statement });
+    for (const statement of migration.statements(t)) await client.command({ query: statement });
     await client.command({
-      query: `INSERT INTO ${db}.schema_version (version) SELECT {version:UInt32}`,
+      query: `INSERT INTO ${t.database}.schema_version (version) SELECT {version:UInt32}`,
       query_params: { version: migration.version },
     });
   }
 }
 
-async function selectOne<T>(client: ClickHouseClient, query: string): Promise<T> {
-  const result = await client.query({ query, format: 'JSONCompactEachRow' });
-  const rows = await result.json<[T]>();
-  const first = rows[0];
-  if (first === undefined) throw new Error(`no result from ${query}`);
-  return first[0];
+/** Sets each named table's TTL unless it already is the one asked for (changing it rewrites TTL information of every part). */
+async function applyRetention(client: ClickHouseClient, t: SchemaTarget, retention: RetentionOptions): Promise<void> {
+  for (const name of TABLE_NAMES) {
+    const wanted = retention[name];
+    if (wanted === undefined) continue;
+    const def = TABLES[name];
+    const [database, table] = storageTable(t, name).split('.');
+    const engine = String(await selectOne(
+      client,
+      'SELECT engine_full FROM system.tables WHERE database = {database:String} AND name = {table:String}',
+      { database, table },
+    ));
+    const current = /\bTTL (.*?)(?: SETTINGS |$)/.exec(engine)?.[1] ?? null;
+    if (current === (wanted === null ? null : ttlExpression(def, wanted))) continue;
+    await client.command({ query: retentionStatement(t, def, wanted) });
+  }
+}
+
+const DURATION_UNITS: Record<string, number> = { h: 3600, d: 86_400, w: 604_800 };
+
+/**
+ * Retention from `--retention` values: `DURATION` for every table or
+ * `TABLE=DURATION` for one (later values win); DURATION is a whole number of
+ * hours, days or weeks (`12h`, `7d`, `2w`) or `forever`.
+ */
+export function parseRetention(specs: readonly string[]): RetentionOptions {
+  const retention: RetentionOptions = {};
+  for (const spec of specs) {
+    const match = /^(?:([a-z_]+)=)?(?:(\d{1,9})([hdw])|(forever))$/.exec(spec);
+    const table = match?.[1];
+    if (!match || (table !== undefined && !(TABLE_NAMES as readonly string[]).includes(table))) {
+      throw new FlowLogError(
+        'STORE_CONFIG',
+        `retention ${JSON.stringify(spec)}: expected DURATION or TABLE=DURATION, DURATION as 12h, 7d, 2w or forever, TABLE one of ${TABLE_NAMES.join(', ')}`,
+      );
+    }
+    const seconds = match[4] ? null : Number(match[2]) * DURATION_UNITS[match[3]];
+    if (seconds === 0) throw new FlowLogError('STORE_CONFIG', `retention ${JSON.stringify(spec)}: must be longer than 0`);
+    for (const name of table === undefined ? TABLE_NAMES : [table as TableName]) retention[name] = seconds;
+  }
+  return retention;
 }

@@ -1,21 +1,23 @@
 // Batched, bounded, retrying writer of records into the flow-log store.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FlowRecord, NatTranslation, PacketRecord } from './records.js';
-import {
-  encodeFlow, encodeNat, encodePacket, FLOW_INSERT_COLUMNS, NAT_INSERT_COLUMNS, PACKET_INSERT_COLUMNS,
-} from './codec.js';
+import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from './records.js';
+import { encodeFlow, encodeNat, encodePacket, FLOW_COLUMNS, NAT_COLUMNS, PACKET_COLUMNS } from './codec.js';
+import { DROP_COLUMNS, encodeDrop } from './drops.js';
 import { FlowLogError } from './errors.js';
+import { RowBinaryWriter } from './rowbinary.js';
 import { TABLE_NAMES, type TableName } from './schema.js';
 import type { FlowLogStore } from './store.js';
 
 export interface WriterOptions {
-  /** A table's buffer is written once it holds this many rows (default 50 000); also the most rows per insert. */
+  /** A table's rows are inserted once this many are buffered (default 100 000); a call's records always go in one insert. */
   batchRows?: number;
-  /** ... or this long after its first buffered row (default 1000 ms). */
+  /** ... or this long after the first of them was buffered (default 1000 ms). */
   flushIntervalMs?: number;
   /** Rows a table may buffer; more are dropped and counted (default 500 000). */
   maxBufferedRows?: number;
+  /** Above this many buffered rows in a table the writer is over its high-water mark (default maxBufferedRows / 2). */
+  highWaterRows?: number;
   /** First delay before retrying a failed insert; doubles up to retryMaxMs (defaults 200 ms, 10 s). */
   retryInitialMs?: number;
   retryMaxMs?: number;
@@ -34,22 +36,33 @@ export interface TableStats {
   failures: number;
   /** Rows accepted and not yet written, including an insert in progress. */
   bufferedRows: number;
+  /** Bytes those rows take (encoded). */
+  bufferedBytes: number;
 }
 
 export type WriterStats = Record<TableName, TableStats>;
 
 const INSERT_COLUMNS: Record<TableName, readonly string[]> = {
-  packets: PACKET_INSERT_COLUMNS,
-  flows: FLOW_INSERT_COLUMNS,
-  nat_translations: NAT_INSERT_COLUMNS,
+  packets: PACKET_COLUMNS,
+  flows: FLOW_COLUMNS,
+  nat_translations: NAT_COLUMNS,
+  drops: DROP_COLUMNS,
 };
+
+/** Encoded rows of one insert. */
+interface Batch {
+  body: Buffer;
+  rows: number;
+}
 
 interface TableQueue {
   name: TableName;
-  /** Encoded rows waiting, oldest first. */
-  lines: string[];
-  /** Rows of the insert in progress. */
-  inFlight: number;
+  /** Sealed batches, oldest first; the first stays here while it is inserted, until it is written. */
+  batches: Batch[];
+  /** Rows being encoded into the next batch. */
+  open: RowBinaryWriter;
+  openRows: number;
+  bufferedRows: number;
   /** The insert in progress; inserts of one table run one at a time, in order. */
   writing: Promise<void> | null;
   /** A background write loop is running. */
@@ -59,17 +72,20 @@ interface TableQueue {
   /** The last background insert failed; the next one waits for the retry timer. */
   retrying: boolean;
   retryDelayMs: number;
-  stats: Omit<TableStats, 'bufferedRows'>;
+  stats: Omit<TableStats, 'bufferedRows' | 'bufferedBytes'>;
 }
 
 export class FlowLogWriter {
   private readonly batchRows: number;
   private readonly flushIntervalMs: number;
   private readonly maxBufferedRows: number;
+  private readonly highWaterRows: number;
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
   private readonly drainTimeoutMs: number;
   private readonly queues: Record<TableName, TableQueue>;
+  /** Callers of belowHighWater() waiting. */
+  private waiting: Array<() => void> = [];
   private lastFlowVersion = 0n;
   private closed = false;
 
@@ -77,37 +93,62 @@ export class FlowLogWriter {
     private readonly store: FlowLogStore,
     options: WriterOptions = {},
   ) {
-    this.batchRows = options.batchRows ?? 50_000;
+    this.batchRows = options.batchRows ?? 100_000;
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
     this.maxBufferedRows = options.maxBufferedRows ?? 500_000;
+    this.highWaterRows = options.highWaterRows ?? Math.ceil(this.maxBufferedRows / 2);
     this.retryInitialMs = options.retryInitialMs ?? 200;
     this.retryMaxMs = options.retryMaxMs ?? 10_000;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     const queue = (name: TableName): TableQueue => ({
-      name, lines: [], inFlight: 0, writing: null, pumping: false, timer: null, retrying: false,
-      retryDelayMs: this.retryInitialMs,
+      name, batches: [], open: new RowBinaryWriter(), openRows: 0, bufferedRows: 0,
+      writing: null, pumping: false, timer: null, retrying: false, retryDelayMs: this.retryInitialMs,
       stats: { accepted: 0, written: 0, dropped: 0, failures: 0 },
     });
-    this.queues = { packets: queue('packets'), flows: queue('flows'), nat_translations: queue('nat_translations') };
+    this.queues = Object.fromEntries(TABLE_NAMES.map((name) => [name, queue(name)])) as Record<TableName, TableQueue>;
   }
 
-  /** Returns how many records were accepted; the rest were dropped (buffer full). */
+  /** Returns how many records were accepted: the first ones, up to the buffer's bound; the rest were dropped and counted. */
   addPackets(records: readonly PacketRecord[]): number {
     return this.add(this.queues.packets, records, encodePacket);
   }
 
   /** Each call records a newer state of the flows it names; queries return the newest. */
   addFlows(records: readonly FlowRecord[]): number {
-    return this.add(this.queues.flows, records, (flow) => encodeFlow(flow, this.nextFlowVersion()));
+    return this.add(this.queues.flows, records, (flow, out) => encodeFlow(flow, this.nextFlowVersion(), out));
   }
 
   addNat(records: readonly NatTranslation[]): number {
     return this.add(this.queues.nat_translations, records, encodeNat);
   }
 
+  addDrops(records: readonly DropRecord[]): number {
+    return this.add(this.queues.drops, records, encodeDrop);
+  }
+
   stats(): WriterStats {
-    const of = (q: TableQueue): TableStats => ({ ...q.stats, bufferedRows: q.lines.length + q.inFlight });
-    return { packets: of(this.queues.packets), flows: of(this.queues.flows), nat_translations: of(this.queues.nat_translations) };
+    const of = (q: TableQueue): TableStats => ({
+      ...q.stats,
+      bufferedRows: q.bufferedRows,
+      bufferedBytes: q.open.length + q.batches.reduce((sum, batch) => sum + batch.body.length, 0),
+    });
+    return Object.fromEntries(TABLE_NAMES.map((name) => [name, of(this.queues[name])])) as WriterStats;
+  }
+
+  /**
+   * True while a table buffers more than highWaterRows rows: the store is
+   * behind. Whoever feeds the writer should then wait for belowHighWater()
+   * before taking more in (capture: before reading more from its ring buffer,
+   * so that what overflows is lost and counted where it is cheapest).
+   */
+  get overHighWater(): boolean {
+    return TABLE_NAMES.some((name) => this.queues[name].bufferedRows > this.highWaterRows);
+  }
+
+  /** Resolves once no table is over the high-water mark (at once if none is), or the writer is closed. */
+  belowHighWater(): Promise<void> {
+    if (!this.overHighWater || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
   }
 
   /** Writes every row accepted so far, retrying failed inserts for up to drainTimeoutMs. */
@@ -123,24 +164,33 @@ export class FlowLogWriter {
       if (q.timer) clearTimeout(q.timer);
       q.timer = null;
     }
+    this.wakeWaiting();
     await this.flush();
   }
 
-  private add<R>(q: TableQueue, records: readonly R[], encode: (record: R) => string): number {
+  private add<R>(q: TableQueue, records: readonly R[], encode: (record: R, out: RowBinaryWriter) => void): number {
     if (this.closed) throw new FlowLogError('WRITER_CLOSED', 'the flow-log writer is closed');
-    const room = Math.max(0, this.maxBufferedRows - q.lines.length - q.inFlight);
-    const taken = records.length <= room ? records : records.slice(0, room);
-    // Encode everything before buffering anything, so an invalid record leaves the buffer as it was.
-    const lines = taken.map(encode);
-    for (const line of lines) q.lines.push(line);
-    q.stats.accepted += lines.length;
-    q.stats.dropped += records.length - lines.length;
-    if (q.lines.length >= this.batchRows && !q.retrying) {
-      void this.pump(q);
-    } else if (q.lines.length > 0 && q.timer === null) {
+    const room = Math.max(0, this.maxBufferedRows - q.bufferedRows);
+    const taken = Math.min(room, records.length);
+    // An invalid record leaves the buffer as it was: the call is refused whole.
+    const start = q.open.length;
+    try {
+      for (let i = 0; i < taken; i++) encode(records[i], q.open);
+    } catch (err) {
+      q.open.truncate(start);
+      throw err;
+    }
+    q.openRows += taken;
+    q.bufferedRows += taken;
+    q.stats.accepted += taken;
+    q.stats.dropped += records.length - taken;
+    if (q.openRows >= this.batchRows) {
+      this.seal(q);
+      if (!q.retrying) void this.pump(q);
+    } else if (q.openRows > 0 && q.timer === null) {
       this.schedule(q, this.flushIntervalMs);
     }
-    return lines.length;
+    return taken;
   }
 
   private nextFlowVersion(): bigint {
@@ -149,22 +199,33 @@ export class FlowLogWriter {
     return this.lastFlowVersion;
   }
 
+  /** Ends the open batch: its rows are inserted next after the batches before it. */
+  private seal(q: TableQueue): void {
+    if (q.openRows === 0) return;
+    const body = q.open.contents();
+    q.batches.push({ body, rows: q.openRows });
+    // The batch keeps the buffer; the next one starts as large.
+    q.open = new RowBinaryWriter(body.length);
+    q.openRows = 0;
+  }
+
   private schedule(q: TableQueue, delayMs: number): void {
     if (this.closed) return;
     if (q.timer) clearTimeout(q.timer);
     q.timer = setTimeout(() => {
       q.timer = null;
+      this.seal(q);
       void this.pump(q);
     }, delayMs);
     q.timer.unref();
   }
 
-  /** Background write loop: writes until the buffer is empty; on failure retries later with backoff. */
+  /** Background write loop: writes until no batch is left; on failure retries later with backoff. */
   private async pump(q: TableQueue): Promise<void> {
     if (q.pumping) return;
     q.pumping = true;
     try {
-      while (q.lines.length > 0) await this.writeBatch(q);
+      while (q.batches.length > 0) await this.writeBatch(q);
     } catch {
       q.retrying = true;
       this.schedule(q, q.retryDelayMs);
@@ -176,6 +237,7 @@ export class FlowLogWriter {
 
   /** Writes the rows accepted until now, retrying until `deadline`. */
   private async drain(q: TableQueue, deadline: number): Promise<void> {
+    this.seal(q);
     const target = q.stats.accepted;
     let delayMs = this.retryInitialMs;
     while (q.stats.written < target) {
@@ -194,24 +256,22 @@ export class FlowLogWriter {
     }
   }
 
-  /** Inserts up to batchRows of the oldest buffered rows, after any insert in progress. */
+  /** Inserts the oldest batch, after any insert in progress. */
   private async writeBatch(q: TableQueue): Promise<void> {
     while (q.writing) await q.writing.catch(() => undefined);
-    if (q.lines.length === 0) return;
-    const batch = q.lines.splice(0, this.batchRows);
-    q.inFlight = batch.length;
-    const body = Buffer.from(batch.join('\n') + '\n');
-    q.writing = this.store.insertRows(q.name, INSERT_COLUMNS[q.name], body).then(
+    const batch = q.batches[0];
+    if (batch === undefined) return;
+    q.writing = this.store.insertRowBinary(q.name, INSERT_COLUMNS[q.name], batch.body).then(
       () => {
-        q.inFlight = 0;
-        q.stats.written += batch.length;
+        q.batches.shift();
+        q.bufferedRows -= batch.rows;
+        q.stats.written += batch.rows;
         q.retrying = false;
         q.retryDelayMs = this.retryInitialMs;
+        if (!this.overHighWater) this.wakeWaiting();
       },
       (err: unknown) => {
-        q.inFlight = 0;
         q.stats.failures++;
-        q.lines = batch.concat(q.lines);
         throw err;
       },
     );
@@ -220,5 +280,11 @@ export class FlowLogWriter {
     } finally {
       q.writing = null;
     }
+  }
+
+  private wakeWaiting(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const resolve of waiting) resolve();
   }
 }

@@ -1,12 +1,19 @@
 import { after, before, test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FlowRecord, FourTuple, NatTranslation, PacketRecord } from '../flowlog/records.js';
-import { checkServerVersion, openStore, type FlowLogStore } from '../flowlog/store.js';
+import { checkServerVersion, openStore, parseRetention, type FlowLogStore } from '../flowlog/store.js';
 import { FlowLogWriter } from '../flowlog/writer.js';
-import { flowsForTuples, natForTuple, natTranslations, packetsForTuples, recentFlows } from '../flowlog/queries.js';
+import {
+  createDatabaseStatement, MIGRATIONS, PACKETS, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement, TABLE_NAMES,
+} from '../flowlog/schema.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { packetHeaders } from './flowlog-headers.js';
+import { flowsForTuples, natForTuple, natTranslations, packetsForTuples } from '../flowlog/queries.js';
 
 let dir: string;
 let storePath: string;
@@ -62,8 +69,8 @@ function flow(fields: Partial<FlowRecord> & Pick<FlowRecord, 'id'>): FlowRecord 
   };
 }
 
-test('a new store records schema version 1 and answers ping', async () => {
-  assert.equal(await count('SELECT max(version) FROM nettrail.schema_version'), 1);
+test('a new store records the schema version and answers ping', async () => {
+  assert.equal(await count('SELECT max(version) FROM nettrail.schema_version'), SCHEMA_VERSION);
   assert.match(store.serverVersion, /^\d+\.\d+\./);
   assert.equal(await store.ping(), true);
   assert.throws(() => checkServerVersion('23.3.2.1'), (err: Error & { code?: string }) => {
@@ -87,31 +94,44 @@ test('packets round-trip exactly and are found from either direction', async () 
     ts: T0 + 2n, flags: 0b10000, seq: 0xfffffff1, ack: 8, len: 1448, packetId: 3n,
     options: { sack: [[1, 2], [0xffffffff, 0]] }, iface: 'veth-ü', netns: 'pid:4242',
   });
+  // Headers as a kernel builds them: stored as a residual that is zero wherever the columns say what the bytes are.
+  const dataFields = { seq: 0xfffffff1, ack: 8, flags: 0x18, win: 502, len: 1448, ipId: 7, options: { ts_val: 0xfedcba98, ts_ecr: 77 } };
+  const data = packet(c2s, {
+    ts: T0 + 3n, packetId: 6n, wireLen: 1514, ...dataFields,
+    headers: packetHeaders({ ...c2s, ...dataFields }, 6, { offloaded: true, optionBytes: [1, 1, 8, 10, 0xfe, 0xdc, 0xba, 0x98, 0, 0, 0, 77] }),
+  });
   const otherConnection = packet({ ...c2s, sport: 40001 }, { packetId: 4n });
   const v6 = { src: 'fd00::1', sport: 50000, dst: '2001:db8:0:1::2', dport: 443 };
   const v6Packet = packet(v6, { proto: 'udp', ts: 1n, flags: 0, ipId: 0, packetId: 5n, headers: ALL_BYTES.slice(7, 9) });
 
   const writer = new FlowLogWriter(store);
-  assert.equal(writer.addPackets([ack, otherConnection, synAck, v6Packet, syn]), 5);
+  assert.equal(writer.addPackets([ack, otherConnection, data, synAck, v6Packet, syn]), 6);
   await writer.close();
-  assert.deepEqual(writer.stats().packets, { accepted: 5, written: 5, dropped: 0, failures: 0, bufferedRows: 0 });
+  assert.deepEqual(writer.stats().packets, { accepted: 6, written: 6, dropped: 0, failures: 0, bufferedRows: 0, bufferedBytes: 0 });
 
-  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [c2s])), [syn, synAck, ack]);
-  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [reverse(c2s)])), [syn, synAck, ack]);
+  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [c2s])), [syn, synAck, ack, data]);
+  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [reverse(c2s)])), [syn, synAck, ack, data]);
   assert.deepEqual(await collect(packetsForTuples(store, 'udp', [reverse(v6)])), [v6Packet]);
   assert.deepEqual(await collect(packetsForTuples(store, 'udp', [c2s])), []);
   assert.deepEqual(
     await collect(packetsForTuples(store, 'tcp', [reverse(c2s), { ...c2s, sport: 40001 }])),
-    [otherConnection, syn, synAck, ack], // equal timestamps: by packet id
+    [otherConnection, syn, synAck, ack, data], // equal timestamps: by packet id
   );
   assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [c2s], { from: T0 + 1n, to: T0 + 1n })), [synAck]);
-  // Stored as IPv6 (IPv4-mapped), raw bytes as binary.
+  // Stored as IPv6 (IPv4-mapped); the header bytes as their residual (test/flowlog-residual.test.ts), as long as they are.
   const stored = await store.client.query({
-    query: `SELECT toString(src), length(headers), hex(headers) = {hex:String} FROM nettrail.packets WHERE packet_id = {id:UInt64}`,
-    query_params: { hex: Buffer.from(ALL_BYTES).toString('hex').toUpperCase(), id: syn.packetId },
+    query: `SELECT toString(src), length(headers_residual) FROM nettrail.packets WHERE packet_id = {id:UInt64}`,
+    query_params: { id: syn.packetId },
     format: 'JSONCompactEachRow',
   });
-  assert.deepEqual(await stored.json(), [['::ffff:10.1.0.1', 256, 1]]);
+  assert.deepEqual(await stored.json(), [['::ffff:10.1.0.1', 256]]);
+  const residual = await store.client.query({
+    query: `SELECT length(headers_residual), length(replaceAll(headers_residual, '\\0', '')) FROM nettrail.packets WHERE packet_id = 6`,
+    format: 'JSONCompactEachRow',
+  });
+  const [[length, nonZero]] = await residual.json<[number, number]>();
+  assert.equal(length, data.headers.length);
+  assert.ok(nonZero <= 24, `${nonZero} of ${length} residual bytes are not zero`);
 });
 
 test('packet pages split inside runs of equal timestamps without losing or repeating rows', async () => {
@@ -157,8 +177,6 @@ test('flows: the newest flush of each flow wins, found from either direction', a
   assert.deepEqual(await flowsForTuples(store, 'udp', [{ src: 'ff02::fb', sport: 5353, dst: 'fd00::5', dport: 5353 }]), [v6]);
   assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple], { from: T0 + 3n }), [closed]);
   assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple], { to: T0 - 1n }), []);
-  // Most recently active first: by end.
-  assert.deepEqual(await recentFlows(store, 3), [closed, v6, otherPoint]);
 });
 
 test('NAT entries are found from the original and the reply tuple, in both directions', async () => {
@@ -230,9 +248,11 @@ test('the writer drops and counts rows beyond its buffer bound; close() writes e
   const writer = new FlowLogWriter(store, { maxBufferedRows: 5, batchRows: 1000, flushIntervalMs: 60_000 });
   assert.equal(writer.addPackets(packets), 5);
   assert.equal(writer.addPackets(packets.slice(0, 2)), 0);
-  assert.deepEqual(writer.stats().packets, { accepted: 5, written: 0, dropped: 5, failures: 0, bufferedRows: 5 });
+  const { bufferedBytes, ...counts } = writer.stats().packets;
+  assert.deepEqual(counts, { accepted: 5, written: 0, dropped: 5, failures: 0, bufferedRows: 5 });
+  assert.ok(bufferedBytes > 5 * 54, `bufferedBytes ${bufferedBytes}`);
   await writer.close();
-  assert.deepEqual(writer.stats().packets, { accepted: 5, written: 5, dropped: 5, failures: 0, bufferedRows: 0 });
+  assert.deepEqual(writer.stats().packets, { accepted: 5, written: 5, dropped: 5, failures: 0, bufferedRows: 0, bufferedBytes: 0 });
   assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [tuple])), packets.slice(0, 5));
   assert.throws(() => writer.addPackets(packets), { code: 'WRITER_CLOSED' });
 });
@@ -260,11 +280,8 @@ test('100 000 packets written in one bulk are all stored', async () => {
   const packets = Array.from({ length: rows }, (_, i) =>
     packet(tuple, { ts: T0 + BigInt(i) * 1000n, packetId: BigInt(i), seq: i, headers: ALL_BYTES.subarray(0, 66) }));
   const writer = new FlowLogWriter(store);
-  const started = performance.now();
   for (let i = 0; i < rows; i += 1000) writer.addPackets(packets.slice(i, i + 1000));
   await writer.close();
-  const seconds = (performance.now() - started) / 1000;
-  console.log(`flowlog: wrote ${rows} packets in ${seconds.toFixed(2)} s (${Math.round(rows / seconds)} rows/s)`);
   assert.equal(writer.stats().packets.written, rows);
   assert.equal(await count(`SELECT count() FROM nettrail.packets WHERE sport = 48000`), rows);
 });
@@ -274,9 +291,150 @@ test('data is kept after closing and re-opening the same path', async () => {
   const before = await collect(packetsForTuples(store, 'tcp', [tuple]));
   await store.close();
   store = await openStore({ path: storePath });
-  assert.equal(await count('SELECT count() FROM nettrail.schema_version'), 1);
+  assert.equal(await count('SELECT count() FROM nettrail.schema_version'), SCHEMA_VERSION);
   assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [tuple])), before);
-  assert.equal(before.length, 3);
+  assert.equal(before.length, 4);
   assert.equal((await flowsForTuples(store, 'tcp', [{ src: '10.3.0.1', sport: 42000, dst: '10.3.0.2', dport: 443 }])).length, 2);
   assert.equal((await natForTuple(store, 'tcp', { src: '10.2.0.1', sport: 41000, dst: '10.96.0.10', dport: 80 })).length, 1);
+});
+
+test('migrations are numbered 1, 2, 3, ... and the schema version is the last', () => {
+  assert.deepEqual(MIGRATIONS.map((m) => m.version), MIGRATIONS.map((_, i) => i + 1));
+  assert.equal(SCHEMA_VERSION, MIGRATIONS.length);
+});
+
+test('cluster DDL: replicated tables and Distributed tables over them, ON CLUSTER; ClickHouse parses every statement', async () => {
+  const cluster = { database: 'nettrail', cluster: 'prod_2x2' };
+  const statements = [
+    createDatabaseStatement(cluster),
+    schemaVersionTableStatement(cluster),
+    ...MIGRATIONS.flatMap((m) => m.statements(cluster)),
+    retentionStatement(cluster, PACKETS, 86_400),
+    retentionStatement(cluster, PACKETS, null),
+  ];
+  for (const statement of statements) {
+    assert.match(statement, / ON CLUSTER prod_2x2\b/, statement);
+    // formatQuery() parses the statement (without running it: no cluster or ZooKeeper here) and prints it back.
+    const result = await store.client.query({ query: 'SELECT formatQuery({statement:String})', query_params: { statement }, format: 'JSONCompactEachRow' });
+    const [[formatted]] = await result.json<[string]>();
+    assert.match(formatted, /ON CLUSTER prod_2x2/);
+  }
+  for (const name of TABLE_NAMES) {
+    const local = statements.find((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS nettrail.${name}_local ON CLUSTER prod_2x2 (`));
+    const distributed = statements.find((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS nettrail.${name} ON CLUSTER prod_2x2 AS nettrail.${name}_local`));
+    assert.ok(local, `${name}_local`);
+    assert.match(local, /ENGINE = Replicated(Replacing)?MergeTree\('\/clickhouse\/tables\/\{shard\}\/\{database\}\/\{table\}', '\{replica\}'/);
+    assert.ok(distributed, `${name} (Distributed)`);
+    assert.match(distributed, new RegExp(`ENGINE = Distributed\\(prod_2x2, nettrail, ${name}_local, cityHash64\\(`));
+  }
+  assert.match(statements[1], /ReplicatedMergeTree\('\/clickhouse\/tables\/\{database\}\/\{table\}', '\{replica\}'\)/);
+  assert.equal(statements.at(-2), 'ALTER TABLE nettrail.packets_local ON CLUSTER prod_2x2 MODIFY TTL toDateTime(ts) + toIntervalSecond(86400)');
+  // One server: plain tables, no ON CLUSTER.
+  const single = MIGRATIONS.flatMap((m) => m.statements({ database: 'nettrail', cluster: null }));
+  assert.ok(single.every((s) => !s.includes('ON CLUSTER') && !s.includes('Replicated') && !s.includes('Distributed')));
+});
+
+test('names that go into SQL text must be plain identifiers', async () => {
+  for (const opts of [
+    { url: 'http://127.0.0.1:9/', database: 'nettrail; DROP TABLE x' },
+    { url: 'http://127.0.0.1:9/nettrail%60x' },
+    { url: 'http://127.0.0.1:9/', cluster: "c' OR 1" },
+  ]) {
+    await assert.rejects(openStore(opts), { code: 'STORE_CONFIG' }, JSON.stringify(opts));
+  }
+  await assert.rejects(openStore({ url: 'ftp://127.0.0.1/' }), { code: 'STORE_CONFIG' });
+});
+
+test('--retention values: DURATION for every table, TABLE=DURATION for one, forever', () => {
+  const everything = (seconds: number | null) => Object.fromEntries(TABLE_NAMES.map((name) => [name, seconds]));
+  assert.deepEqual(parseRetention(['7d']), everything(604_800));
+  assert.deepEqual(parseRetention(['30d', 'packets=12h']), { ...everything(2_592_000), packets: 43_200 });
+  assert.deepEqual(parseRetention(['flows=forever', 'drops=2w']), { flows: null, drops: 1_209_600 });
+  assert.deepEqual(parseRetention([]), {});
+  for (const bad of ['7', '0d', 'packets=0h', 'nope=1d', '1y', 'packets=', '=1d', '1d,2d']) {
+    assert.throws(() => parseRetention([bad]), { code: 'STORE_CONFIG' }, bad);
+  }
+});
+
+test('the writer says when it is over its high-water mark, and when it is below again', async () => {
+  const tuple = { src: '10.9.0.1', sport: 49000, dst: '10.9.0.2', dport: 80 };
+  const writer = new FlowLogWriter(store, { maxBufferedRows: 100, highWaterRows: 10, batchRows: 1000, flushIntervalMs: 60_000 });
+  assert.equal(writer.overHighWater, false);
+  await writer.belowHighWater();
+  writer.addPackets(Array.from({ length: 11 }, (_, i) => packet(tuple, { packetId: BigInt(300 + i) })));
+  assert.equal(writer.overHighWater, true);
+  let below = false;
+  const waiting = writer.belowHighWater().then(() => (below = true));
+  await sleep(20);
+  assert.equal(below, false, 'nothing was written yet');
+  await writer.flush();
+  await waiting;
+  assert.equal(writer.overHighWater, false);
+  await writer.close();
+});
+
+/** Polls `check` (re-running OPTIMIZE, which applies TTLs) until it holds; fails with `what` if it never does. */
+async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    for (const name of TABLE_NAMES) await store.client.command({ query: `OPTIMIZE TABLE nettrail.${name} FINAL` });
+    if (await check()) return;
+    await sleep(100);
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+// Last: it removes the other tests' rows.
+test('retention: a TTL per table deletes old rows (whole partitions) and keeps recent ones; forever removes it', async () => {
+  const old = 1_577_836_800_000_000_000n; // 2020-01-01
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const tuple = { src: '10.10.0.1', sport: 50000, dst: '10.10.0.2', dport: 80 };
+  const writer = new FlowLogWriter(store);
+  writer.addPackets([packet(tuple, { ts: old, packetId: 401n }), packet(tuple, { ts: now, packetId: 402n })]);
+  writer.addFlows([
+    flow({ id: 'old', start: old, end: old + SECOND, client: { ip: '10.10.0.1', port: 1 }, server: { ip: '10.10.0.2', port: 2 } }),
+    flow({ id: 'new', start: now - SECOND, end: now, client: { ip: '10.10.0.1', port: 3 }, server: { ip: '10.10.0.2', port: 4 } }),
+  ]);
+  await writer.close();
+  const packets = () => count(`SELECT count() FROM nettrail.packets WHERE packet_id IN (401, 402) AND sport = 50000`);
+  const flows = (id: string) => count(`SELECT count() FROM nettrail.flows WHERE id = '${id}'`);
+  const mutations = () => count(`SELECT count() FROM system.mutations WHERE database = 'nettrail'`);
+  assert.equal(await packets(), 2);
+
+  await store.close();
+  store = await openStore({ path: storePath, retention: parseRetention(['30d', 'packets=1d']) });
+  const ttl = await store.client.query({
+    query: `SELECT name, engine_full LIKE '%TTL toDateTime(%) + toIntervalSecond(%)%' FROM system.tables WHERE database = 'nettrail' AND name IN {names:Array(String)} ORDER BY name`,
+    query_params: { names: TABLE_NAMES },
+    format: 'JSONCompactEachRow',
+  });
+  assert.deepEqual(await ttl.json(), [...TABLE_NAMES].sort().map((name) => [name, 1]));
+  await eventually('old packets and flows deleted', async () => (await packets()) === 1 && (await flows('old')) === 0);
+  assert.equal(await count(`SELECT count() FROM nettrail.packets WHERE packet_id = 402 AND sport = 50000`), 1);
+  assert.equal(await flows('new'), 1);
+  assert.equal(await count(`SELECT count() FROM nettrail.packets WHERE toYear(ts) = 2025`), 0, 'the other tests\' rows are older than a day');
+
+  // The same retention again changes nothing (no new TTL mutation); forever removes the TTL.
+  const before = await mutations();
+  await store.close();
+  store = await openStore({ path: storePath, retention: parseRetention(['30d', 'packets=1d']) });
+  assert.equal(await mutations(), before);
+  await store.close();
+  store = await openStore({ path: storePath, retention: parseRetention(['packets=forever']) });
+  assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'packets' AND engine_full LIKE '% TTL %'`), 0);
+  assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'flows' AND engine_full LIKE '% TTL %'`), 1);
+});
+
+test('serve refuses malformed store options with exit code 2, before opening anything', async () => {
+  const cli = fileURLToPath(new URL('../api/cli.js', import.meta.url));
+  for (const [args, message] of [
+    [['--retention', '1y'], /retention "1y"/],
+    [['--retention', 'packets=0d'], /longer than 0/],
+    [['--clickhouse-cluster', 'c1'], /--clickhouse-cluster goes with --clickhouse-url/],
+    [['--clickhouse-url', 'http://127.0.0.1:9', '--clickhouse-database', 'a;b'], /not a plain identifier/],
+    [['--store', 'x', '--clickhouse-url', 'http://127.0.0.1:9'], /not both/],
+  ] as const) {
+    const run = spawnSync(process.execPath, [cli, 'serve', ...args], { encoding: 'utf8' });
+    assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+  }
 });

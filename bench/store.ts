@@ -1,0 +1,466 @@
+// Flow-log store benchmark on the embedded engine (chDB). Run it alone (it
+// measures time), as root only for nothing: everything stays in a temp dir.
+//   node dist/bench/store.js [--pcap DIR]... [--insert-rows N] [--lookup-flows N] [--lookup-packets-per-flow N] [--lookups N]
+// 1. bytes per stored header on real captures (DIRs from bench/store-capture.sh) and on synthetic TCP streams;
+//    bytes per stored flow;
+// 2. insert rates: packets and flows through the writer (records → stored), and the engine alone (RowBinary → stored);
+// 3. connection lookup latency (flows + packets of one connection) with N flows and N × P packets stored,
+//    generated inside ClickHouse (INSERT ... SELECT FROM numbers()); flows by SYN sequence numbers.
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatIPv4, formatIPv6, packetIdOf, parseTcpOptions } from '../capture/decode.js';
+import { encodePacket, PACKET_COLUMNS } from '../flowlog/codec.js';
+import { flowsForTuples, packetsForTuples } from '../flowlog/queries.js';
+import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
+import { LINKTYPE_ETHERNET, type FlowRecord, type FourTuple, type PacketRecord } from '../flowlog/records.js';
+import { RowBinaryWriter } from '../flowlog/rowbinary.js';
+import { openStore, type FlowLogStore } from '../flowlog/store.js';
+import { FlowLogWriter } from '../flowlog/writer.js';
+
+const { values: args } = parseArgs({
+  options: {
+    pcap: { type: 'string', multiple: true, default: [] },
+    'insert-rows': { type: 'string', default: '2000000' },
+    'lookup-flows': { type: 'string', default: '10000000' },
+    'lookup-packets-per-flow': { type: 'string', default: '10' },
+    lookups: { type: 'string', default: '200' },
+  },
+});
+
+const SECOND = 1_000_000_000n;
+
+/** CPU time of the whole process (JavaScript and the engine's threads) since `from`, per row. */
+const cpuPerRow = (from: NodeJS.CpuUsage, rows: number) => {
+  const used = process.cpuUsage(from);
+  return ((used.user + used.system) / rows).toFixed(2);
+};
+const fmt = (n: number, digits = 0) => n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+async function rows<T = unknown[]>(store: FlowLogStore, query: string, params: Record<string, unknown> = {}): Promise<T[]> {
+  const result = await store.client.query({ query, query_params: params, format: 'JSONCompactEachRow' });
+  return result.json<T>();
+}
+
+async function command(store: FlowLogStore, query: string): Promise<void> {
+  await store.client.command({ query });
+}
+
+/** Rows, compressed column bytes and bytes on disk (marks, index, checksums too) of a table's active parts. */
+async function tableSize(store: FlowLogStore, table: string) {
+  await command(store, `OPTIMIZE TABLE nettrail.${table} FINAL`);
+  const [[count, data, disk]] = await rows<[string, string, string]>(
+    store,
+    `SELECT sum(rows), sum(data_compressed_bytes), sum(bytes_on_disk) FROM system.parts
+     WHERE database = 'nettrail' AND table = {table:String} AND active`,
+    { table },
+  );
+  const columns = await rows<[string, string]>(
+    store,
+    `SELECT column, sum(column_data_compressed_bytes) FROM system.parts_columns
+     WHERE database = 'nettrail' AND table = {table:String} AND active GROUP BY column ORDER BY 2 DESC`,
+    { table },
+  );
+  return { rows: Number(count), data: Number(data), disk: Number(disk), columns: columns.map(([c, b]) => [c, Number(b)] as const) };
+}
+
+function reportSize(label: string, size: Awaited<ReturnType<typeof tableSize>>, unit: string): void {
+  console.log(`  ${label}: ${fmt(size.rows)} ${unit}s, ${fmt(size.data / size.rows, 2)} bytes/${unit} of column data, ` +
+    `${fmt(size.disk / size.rows, 2)} bytes/${unit} on disk`);
+  const top = size.columns.slice(0, 8).map(([c, b]) => `${c} ${fmt(b / size.rows, 2)}`).join(', ');
+  console.log(`    largest columns (bytes/${unit}): ${top}`);
+}
+
+// ---- packets from a pcap file (tcpdump, nanosecond timestamps, Ethernet)
+
+/** FNV-1a of the first payload bytes: stands in for the kernel's payload hash in the packet id. */
+function payloadHash(bytes: Uint8Array, from: number): number {
+  let h = 0x811c9dc5;
+  for (let i = from; i < Math.min(bytes.length, from + 64); i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  return h >>> 0;
+}
+
+function* pcapPackets(file: string, point: { netns: string; iface: string; local: string }): Generator<PacketRecord> {
+  const data = readFileSync(file);
+  const magic = data.readUInt32LE(0);
+  const nanos = magic === 0xa1b23c4d;
+  if (!nanos && magic !== 0xa1b2c3d4) throw new Error(`${file}: not a little-endian pcap file`);
+  if (data.readUInt32LE(20) !== LINKTYPE_ETHERNET) throw new Error(`${file}: not Ethernet`);
+  for (let at = 24; at + 16 <= data.length; ) {
+    const ts = BigInt(data.readUInt32LE(at)) * SECOND + BigInt(data.readUInt32LE(at + 4)) * (nanos ? 1n : 1000n);
+    const caplen = data.readUInt32LE(at + 8);
+    const wireLen = data.readUInt32LE(at + 12);
+    const frame = new Uint8Array(data.buffer, data.byteOffset + at + 16, caplen);
+    at += 16 + caplen;
+    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    const etherType = view.getUint16(12);
+    let l4: number;
+    let proto: number;
+    let src: string;
+    let dst: string;
+    let ipId = 0;
+    let l4Length: number;
+    if (etherType === 0x0800) {
+      l4 = 14 + (frame[14] & 0x0f) * 4;
+      proto = frame[23];
+      ipId = view.getUint16(18);
+      src = formatIPv4(frame, 26);
+      dst = formatIPv4(frame, 30);
+      l4Length = view.getUint16(16) - (l4 - 14);
+    } else if (etherType === 0x86dd) {
+      l4 = 54;
+      proto = frame[20];
+      src = formatIPv6(frame, 22);
+      dst = formatIPv6(frame, 38);
+      l4Length = view.getUint16(18);
+    } else continue;
+    if (proto !== 6 && proto !== 17) continue;
+    const tcp = proto === 6;
+    const l4End = l4 + (tcp ? (frame[l4 + 12] >> 4) * 4 : 8);
+    if (l4End > frame.length) continue;
+    const len = l4Length - (l4End - l4);
+    const options = tcp ? parseTcpOptions(frame, l4 + 20, l4End) : {};
+    const seq = tcp ? view.getUint32(l4 + 4) : 0;
+    const ack = tcp ? view.getUint32(l4 + 8) : 0;
+    const flags = tcp ? frame[l4 + 13] : 0;
+    const win = tcp ? view.getUint16(l4 + 14) : 0;
+    yield {
+      ts, node: 'bench', netns: point.netns, netnsIno: point.netns === 'a' ? 4026532001 : 4026532002, iface: point.iface,
+      ifindex: 2, hook: 'tc', direction: src === point.local ? 'egress' : 'ingress', proto: tcp ? 'tcp' : 'udp',
+      src, sport: view.getUint16(l4), dst, dport: view.getUint16(l4 + 2), ipId, seq, ack, flags, win, len, wireLen, options,
+      packetId: packetIdOf({
+        proto, ipId, fragOffset: 0, payloadLen: len, payloadHash: payloadHash(frame, l4End),
+        tcp: tcp ? { seq, ack, flags, win, urgent: view.getUint16(l4 + 18), tsVal: options.ts_val ?? 0, tsEcr: options.ts_ecr ?? 0 } : undefined,
+      }),
+      linkType: LINKTYPE_ETHERNET,
+      headers: frame.slice(0, l4End),
+    };
+  }
+}
+
+// ---- synthetic TCP streams
+
+/** A deterministic pseudo-random generator (xorshift32), so that runs compare. */
+function random(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x100000000;
+  };
+}
+
+/** Ethernet + IPv4 + TCP with the timestamps option (66 bytes), with a real IPv4 checksum and a random TCP one. */
+function tcpHeader(p: PacketRecord, macs: Uint8Array, ttl: number, tcpChecksum: number): Uint8Array {
+  const b = Buffer.alloc(66);
+  b.set(macs, 0);
+  b.writeUInt16BE(0x0800, 12);
+  b[14] = 0x45;
+  b.writeUInt16BE(52 + p.len, 16);
+  b.writeUInt16BE(p.ipId, 18);
+  b[20] = 0x40;
+  b[22] = ttl;
+  b[23] = 6;
+  for (const [i, part] of p.src.split('.').entries()) b[26 + i] = Number(part);
+  for (const [i, part] of p.dst.split('.').entries()) b[30 + i] = Number(part);
+  let sum = 0;
+  for (let i = 14; i < 34; i += 2) sum += b.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  b.writeUInt16BE(~sum & 0xffff, 24);
+  b.writeUInt16BE(p.sport, 34);
+  b.writeUInt16BE(p.dport, 36);
+  b.writeUInt32BE(p.seq, 38);
+  b.writeUInt32BE(p.ack, 42);
+  b[46] = 0x80;
+  b[47] = p.flags;
+  b.writeUInt16BE(p.win, 48);
+  b.writeUInt16BE(tcpChecksum, 50);
+  b.set([1, 1, 8, 10], 54);
+  b.writeUInt32BE(p.options.ts_val ?? 0, 58);
+  b.writeUInt32BE(p.options.ts_ecr ?? 0, 62);
+  return new Uint8Array(b.buffer, b.byteOffset, 66);
+}
+
+/**
+ * `connections` TCP connections of `packets` packets each (handshake, then two
+ * 1448-byte segments per ACK, then FIN), `active` at a time interleaved as
+ * capture sees them; each packet seen at two points (the client's and the
+ * server's interface), a few microseconds apart.
+ */
+function* syntheticPackets(connections: number, packets: number, active: number, t0: bigint): Generator<PacketRecord> {
+  const rnd = random(42);
+  interface Conn { n: number; sent: number; ts: bigint; c2s: FourTuple; seqC: number; seqS: number; idC: number; idS: number; tsC: number; tsS: number }
+  const open: Conn[] = [];
+  let next = 0;
+  const start = (ts: bigint): Conn => {
+    const n = next++;
+    return {
+      n, sent: 0, ts,
+      c2s: { src: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, sport: 1024 + (n % 60000), dst: '10.200.0.1', dport: 443 },
+      seqC: (rnd() * 2 ** 32) >>> 0, seqS: (rnd() * 2 ** 32) >>> 0, idC: (rnd() * 65536) | 0, idS: (rnd() * 65536) | 0,
+      tsC: (rnd() * 2 ** 31) >>> 0, tsS: (rnd() * 2 ** 31) >>> 0,
+    };
+  };
+  const macsC2s = Uint8Array.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+  const macsS2c = Uint8Array.from([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+  let ts = t0;
+  while (next < connections || open.length > 0) {
+    while (open.length < active && next < connections) open.push(start(ts));
+    const i = Math.floor(rnd() * open.length);
+    const c = open[i];
+    ts += BigInt(1 + Math.floor(rnd() * 20_000));
+    const k = c.sent++;
+    const last = k === packets - 1;
+    // Handshake, then data-data-ack.
+    const fromClient = k === 0 || k === 2 || (k > 2 && (k - 3) % 3 !== 2);
+    const flags = k === 0 ? 0x02 : k === 1 ? 0x12 : last ? 0x11 : k > 2 && fromClient ? 0x18 : 0x10;
+    const len = k > 2 && fromClient && !last ? 1448 : 0;
+    const tuple = fromClient ? c.c2s : { src: c.c2s.dst, sport: c.c2s.dport, dst: c.c2s.src, dport: c.c2s.sport };
+    const tsMs = Number((ts - t0) / 1_000_000n);
+    const record: PacketRecord = {
+      ts, node: 'bench', netns: '', netnsIno: 0, iface: '', ifindex: 0, hook: 'tc', direction: 'egress', proto: 'tcp', ...tuple,
+      ipId: fromClient ? c.idC++ & 0xffff : c.idS++ & 0xffff,
+      seq: fromClient ? c.seqC : c.seqS, ack: k === 0 ? 0 : fromClient ? c.seqS : c.seqC,
+      flags, win: fromClient ? 502 : 1024 + (k % 7), len, wireLen: 66 + len,
+      options: { ts_val: ((fromClient ? c.tsC : c.tsS) + tsMs) >>> 0, ts_ecr: k === 0 ? 0 : ((fromClient ? c.tsS : c.tsC) + tsMs - 1) >>> 0 },
+      packetId: 0n, linkType: LINKTYPE_ETHERNET, headers: new Uint8Array(0),
+    };
+    if (fromClient) c.seqC = (c.seqC + len + (k === 0 || last ? 1 : 0)) >>> 0;
+    else c.seqS = (c.seqS + (k === 1 ? 1 : 0)) >>> 0;
+    record.packetId = BigInt.asUintN(64, BigInt(Math.floor(rnd() * 2 ** 32)) << 32n | BigInt(Math.floor(rnd() * 2 ** 32)));
+    record.headers = tcpHeader(record, fromClient ? macsC2s : macsS2c, 64, Math.floor(rnd() * 65536));
+    const points = fromClient
+      ? [['client', 'eth0', 'egress'], ['server', 'eth0', 'ingress']]
+      : [['server', 'eth0', 'egress'], ['client', 'eth0', 'ingress']];
+    for (const [j, [netns, iface, direction]] of points.entries()) {
+      // An object literal with every field, as capture's decoder makes them (a spread copy would be slower to read).
+      const r = record;
+      yield {
+        ts: r.ts + BigInt(j * (3000 + Math.floor(rnd() * 2000))), node: r.node, netns, netnsIno: netns === 'client' ? 1 : 2, iface,
+        ifindex: 2, hook: r.hook, direction: direction as 'egress' | 'ingress', proto: r.proto, src: r.src, sport: r.sport, dst: r.dst,
+        dport: r.dport, ipId: r.ipId, seq: r.seq, ack: r.ack, flags: r.flags, win: r.win, len: r.len, wireLen: r.wireLen,
+        options: r.options, packetId: r.packetId, linkType: r.linkType, headers: r.headers,
+      };
+    }
+    if (last) open.splice(i, 1);
+  }
+}
+
+function syntheticFlows(count: number, t0: bigint): FlowRecord[] {
+  const rnd = random(7);
+  return Array.from({ length: count }, (_, n) => {
+    const start = t0 + BigInt(n) * 1_000_000n;
+    return {
+      id: Math.floor(rnd() * 2 ** 32).toString(16).padStart(8, '0') + Math.floor(rnd() * 2 ** 32).toString(16).padStart(8, '0'),
+      proto: 'tcp', client: { ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, port: 1024 + (n % 60000) },
+      server: { ip: '10.200.0.1', port: 443 }, node: 'bench', netns: 'client', iface: 'eth0',
+      start, end: start + BigInt(Math.floor(rnd() * 5e9)),
+      packets: { c2s: 5 + Math.floor(rnd() * 50), s2c: 5 + Math.floor(rnd() * 50) },
+      bytes: { c2s: Math.floor(rnd() * 1e5), s2c: Math.floor(rnd() * 1e6) }, connState: 'SF', history: 'ShADadFf',
+      rttNs: BigInt(Math.floor(rnd() * 1e6)), retrans: { c2s: 0, s2c: rnd() < 0.05 ? 1 : 0 }, zeroWindow: { c2s: 0, s2c: 0 },
+      close: 'fin', synSeq: Math.floor(rnd() * 2 ** 32), synAckSeq: Math.floor(rnd() * 2 ** 32),
+    };
+  });
+}
+
+async function writeAll(store: FlowLogStore, packets: Iterable<PacketRecord>): Promise<number> {
+  const writer = new FlowLogWriter(store, { maxBufferedRows: 4_000_000 });
+  let batch: PacketRecord[] = [];
+  let count = 0;
+  for (const p of packets) {
+    batch.push(p);
+    if (batch.length === 10_000) {
+      count += writer.addPackets(batch);
+      batch = [];
+    }
+  }
+  count += writer.addPackets(batch);
+  await writer.close();
+  return count;
+}
+
+async function main() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nettrail-bench-store-'));
+  const store = await openStore({ path: path.join(dir, 'store') });
+  const t0 = BigInt(Date.now() - 3_600_000) * 1_000_000n;
+  try {
+    console.log(`nettrail store benchmark: chDB ${store.serverVersion}, ${(await import('node:os')).cpus().length} CPUs`);
+
+    // 1. Bytes per stored header and per flow.
+    console.log('\n1. storage (after OPTIMIZE FINAL)');
+    for (const capture of args.pcap as string[]) {
+      const packets = function* () {
+        yield* pcapPackets(path.join(capture, 'client.pcap'), { netns: 'a', iface: 'ntb0', local: '10.250.0.1' });
+        yield* pcapPackets(path.join(capture, 'server.pcap'), { netns: 'b', iface: 'ntb1', local: '10.250.0.2' });
+      };
+      await writeAll(store, packets());
+      reportSize(`real capture ${path.basename(capture)}`, await tableSize(store, 'packets'), 'header');
+      await command(store, 'TRUNCATE TABLE nettrail.packets');
+    }
+    await writeAll(store, syntheticPackets(20_000, 60, 200, t0));
+    reportSize('synthetic streams (20 000 connections × 60 packets × 2 points, random TCP checksums)', await tableSize(store, 'packets'), 'header');
+    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    {
+      const writer = new FlowLogWriter(store);
+      const flows = syntheticFlows(1_000_000, t0);
+      for (let i = 0; i < flows.length; i += 10_000) {
+        writer.addFlows(flows.slice(i, i + 10_000));
+        await writer.belowHighWater();
+      }
+      await writer.close();
+      reportSize('synthetic flows', await tableSize(store, 'flows'), 'flow');
+      await command(store, 'TRUNCATE TABLE nettrail.flows');
+    }
+
+    // 2. Insert rates.
+    console.log('\n2. insert rates (embedded)');
+    const insertRows = Number(args['insert-rows']);
+    const sample = [...syntheticPackets(Math.ceil(500_000 / 120), 60, 200, t0)].slice(0, 500_000);
+    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    {
+      // Encoding on the main thread, with nothing else running: the best of three passes over the sample.
+      const bodies: Buffer[] = [];
+      let best = Infinity;
+      for (let pass = 0; pass < 3; pass++) {
+        bodies.length = 0;
+        const started = performance.now();
+        for (let i = 0; i < sample.length; i += 100_000) {
+          const out = new RowBinaryWriter(24_000_000);
+          for (let j = i; j < Math.min(i + 100_000, sample.length); j++) encodePacket(sample[j], out);
+          bodies.push(out.contents());
+        }
+        best = Math.min(best, performance.now() - started);
+      }
+      console.log(`  packets, encoding alone (records → RowBinary, JavaScript): ${fmt(sample.length / (best / 1000))} headers/s, ` +
+        `${fmt(bodies.reduce((n, b) => n + b.length, 0) / sample.length, 1)} bytes/row`);
+      const started = performance.now();
+      const cpu = process.cpuUsage();
+      let inserted = 0;
+      while (inserted < insertRows) {
+        for (const body of bodies) {
+          await store.insertRowBinary('packets', PACKET_COLUMNS, body);
+          inserted += 100_000;
+        }
+      }
+      const seconds = (performance.now() - started) / 1000;
+      console.log(`  packets, engine alone (RowBinary → stored, 100 000 rows per insert, one at a time): ${fmt(inserted / seconds)} headers/s; ` +
+        `${cpuPerRow(cpu, inserted)} µs of CPU per header`);
+    }
+    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    {
+      const writer = new FlowLogWriter(store, { batchRows: 100_000 });
+      const started = performance.now();
+      const cpu = process.cpuUsage();
+      let accepted = 0;
+      while (accepted < insertRows) {
+        for (let i = 0; i < sample.length && accepted < insertRows; i += 10_000) {
+          accepted += writer.addPackets(sample.slice(i, Math.min(i + 10_000, sample.length, i + insertRows - accepted)));
+          await writer.belowHighWater();
+        }
+      }
+      await writer.close();
+      const seconds = (performance.now() - started) / 1000;
+      console.log(`  packets through the writer (records → stored; encoding and inserts overlap): ${fmt(accepted / seconds)} headers/s ` +
+        `(${fmt(accepted)} in ${fmt(seconds, 1)} s, ${writer.stats().packets.dropped} dropped); ${cpuPerRow(cpu, accepted)} µs of CPU per header (all threads)`);
+    }
+    {
+      const flows = syntheticFlows(1_000_000, t0);
+      const writer = new FlowLogWriter(store, { batchRows: 100_000 });
+      const started = performance.now();
+      for (let i = 0; i < flows.length; i += 10_000) {
+        writer.addFlows(flows.slice(i, i + 10_000));
+        await writer.belowHighWater();
+      }
+      await writer.close();
+      const seconds = (performance.now() - started) / 1000;
+      console.log(`  flows through the writer: ${fmt(flows.length / seconds)} flows/s`);
+    }
+    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    await command(store, 'TRUNCATE TABLE nettrail.flows');
+
+    // 3. Lookup latency at scale.
+    const flowCount = Number(args['lookup-flows']);
+    const perFlow = Number(args['lookup-packets-per-flow']);
+    const packetCount = flowCount * perFlow;
+    console.log(`\n3. connection lookups with ${fmt(flowCount)} flows and ${fmt(packetCount)} packet headers stored`);
+    // Connection n: 10.a.b.c:sport -> 10.200.0.1:443, started n × 20 ms after t0 (so the data spans days).
+    const client = (n: string) => `toIPv6(concat('::ffff:10.', toString(intDiv(${n}, 65536) % 256), '.', toString(intDiv(${n}, 256) % 256), '.', toString(${n} % 256)))`;
+    const sport = (n: string) => `toUInt16(1024 + ${n} % 60000)`;
+    let started = performance.now();
+    await command(store, `INSERT INTO nettrail.flows (id, proto, client_ip, client_port, server_ip, server_port, node, netns, iface,
+        start_ts, end_ts, packets_c2s, packets_s2c, bytes_c2s, bytes_s2c, conn_state, history, rtt_ns, close, syn_seq, syn_ack_seq, version)
+      SELECT hex(cityHash64(number)), 'tcp', ${client('number')}, ${sport('number')}, toIPv6('::ffff:10.200.0.1'), 443, 'bench', 'client', 'eth0',
+        fromUnixTimestamp64Nano(toInt64(${t0}) + toInt64(number) * 20000000, 'UTC'),
+        fromUnixTimestamp64Nano(toInt64(${t0}) + toInt64(number) * 20000000 + 5000000000, 'UTC'),
+        ${perFlow / 2}, ${perFlow / 2}, 1000 + number % 5000, 20000 + number % 50000, 'SF', 'ShADadFf', 100000 + number % 1000, 'fin',
+        toUInt32(cityHash64(number, 1) % 4294967296), toUInt32(cityHash64(number, 2) % 4294967296), 1
+      FROM numbers(${flowCount})`);
+    const flowSeconds = (performance.now() - started) / 1000;
+    started = performance.now();
+    const residual = '00'.repeat(14) + '4500' + '00'.repeat(4) + '4000' + '4006' + '00'.repeat(32) + '0101080a' + '00'.repeat(8);
+    await command(store, `INSERT INTO nettrail.packets (ts, node, netns, iface, netns_ino, ifindex, direction, proto, src, sport, dst, dport,
+        ip_id, seq, ack, flags, win, len, wire_len, opt_present, opt_ts_val, opt_ts_ecr, link_type, packet_id, headers_residual)
+      SELECT fromUnixTimestamp64Nano(toInt64(${t0}) + toInt64(intDiv(number, ${perFlow})) * 20000000 + toInt64(number % ${perFlow}) * 500000, 'UTC'),
+        'bench', 'client', 'eth0', 1, 2, if(number % 2 = 0, 'egress', 'ingress'), 'tcp',
+        if(number % 2 = 0, ${client(`intDiv(number, ${perFlow})`)}, toIPv6('::ffff:10.200.0.1')), if(number % 2 = 0, ${sport(`intDiv(number, ${perFlow})`)}, 443),
+        if(number % 2 = 0, toIPv6('::ffff:10.200.0.1'), ${client(`intDiv(number, ${perFlow})`)}), if(number % 2 = 0, 443, ${sport(`intDiv(number, ${perFlow})`)}),
+        toUInt16(number % 65536), toUInt32(number * 1448 % 4294967296), toUInt32(number * 700 % 4294967296), 16, 502, 1448, 1514, 24,
+        toUInt32(intDiv(number, 10) % 4294967296), toUInt32(intDiv(number, 10) % 4294967296), 1, cityHash64(number),
+        concat(unhex('${residual.slice(0, 100)}'), reinterpretAsString(toUInt16(cityHash64(number, 3) % 65536)), unhex('${residual.slice(104)}'))
+      FROM numbers(${packetCount})`);
+    const packetSeconds = (performance.now() - started) / 1000;
+    console.log(`  generated in ClickHouse: flows ${fmt(flowSeconds, 1)} s (${fmt(flowCount / flowSeconds)}/s), ` +
+      `packets ${fmt(packetSeconds, 1)} s (${fmt(packetCount / packetSeconds)}/s)`);
+    const lookups = Number(args.lookups);
+    for (const state of ['as loaded', 'after OPTIMIZE FINAL']) {
+      if (state !== 'as loaded') {
+        started = performance.now();
+        await command(store, 'OPTIMIZE TABLE nettrail.packets FINAL');
+        await command(store, 'OPTIMIZE TABLE nettrail.flows FINAL');
+        console.log(`  OPTIMIZE FINAL of both tables: ${fmt((performance.now() - started) / 1000, 1)} s`);
+      }
+      const [[parts, partitions]] = await rows<[string, string]>(store,
+        `SELECT count(), uniqExact(partition) FROM system.parts WHERE database = 'nettrail' AND table = 'packets' AND active`);
+      console.log(`  ${state}: packets in ${parts} parts over ${partitions} daily partitions`);
+      const rnd = random(99);
+      const times = { flows: [] as number[], packets: [] as number[], both: [] as number[] };
+      for (let i = 0; i < lookups; i++) {
+        const n = Math.floor(rnd() * flowCount);
+        const tuple: FourTuple = { src: '10.200.0.1', sport: 443, dst: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, dport: 1024 + (n % 60000) };
+        const begin = performance.now();
+        const flows = await flowsForTuples(store, 'tcp', [tuple]);
+        const between = performance.now();
+        let packets = 0;
+        for await (const _ of packetsForTuples(store, 'tcp', [tuple])) packets++;
+        const end = performance.now();
+        times.flows.push(between - begin);
+        times.packets.push(end - between);
+        times.both.push(end - begin);
+        if (flows.length !== 1 || packets !== perFlow) throw new Error(`connection ${n}: ${flows.length} flows, ${packets} packets`);
+      }
+      const pct = (list: number[], q: number) => fmt([...list].sort((a, b) => a - b)[Math.min(list.length - 1, Math.floor(q * list.length))], 1);
+      for (const [what, list] of Object.entries(times)) {
+        console.log(`    ${lookups} lookups of random connections, ${what === 'both' ? 'flows + packets (the connection view)' : what}: ` +
+          `p50 ${pct(list, 0.5)} ms, p95 ${pct(list, 0.95)} ms, max ${pct(list, 1)} ms`);
+      }
+      const picks = await rows<[number, number]>(store, `SELECT syn_seq, syn_ack_seq FROM nettrail.flows ORDER BY rand() LIMIT 50`);
+      const seqTimes: number[] = [];
+      for (const [synSeq, synAckSeq] of picks) {
+        const begin = performance.now();
+        const flows = await flowsBySynSeq(store, 'tcp', synSeq, synAckSeq, {});
+        seqTimes.push(performance.now() - begin);
+        if (flows.length === 0) throw new Error(`no flow with syn_seq ${synSeq}`);
+      }
+      console.log(`    ${picks.length} flow lookups by SYN/SYN-ACK sequence numbers (nat-tracker's tcp-seq query, no time range): ` +
+        `p50 ${pct(seqTimes, 0.5)} ms, p95 ${pct(seqTimes, 0.95)} ms`);
+    }
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
