@@ -5,52 +5,30 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { startService } from '../api/service.js';
 import type { ConnectionJson, FlowJson, FourTupleJson, PacketJson } from '../api/schemas.js';
 import { useLab } from './lab/fixture.js';
+import {
+  ARTIFACTS,
+  assertDuration,
+  countBy,
+  epochNs,
+  openBrowser,
+  panel,
+  pointKey,
+  reversed,
+  sameTuple,
+  sighting,
+  squash,
+  textOf,
+  tupleText,
+} from './ui-browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const NODE = 'lab-node';
-
-const tupleText = (t: FourTupleJson) => `${t.src}:${t.sport} -> ${t.dst}:${t.dport}`;
-const sameTuple = (a: FourTupleJson, b: FourTupleJson) => a.src === b.src && a.sport === b.sport && a.dst === b.dst && a.dport === b.dport;
-const reversed = (t: FourTupleJson): FourTupleJson => ({ src: t.dst, sport: t.dport, dst: t.src, dport: t.sport });
-const pointKey = (p: { node: string; netns: string; iface: string }) => `${p.node}/${p.netns}/${p.iface}`;
-/** Collapses the whitespace a template puts between inline elements. */
-const squash = (text: string | null) => (text ?? '').replace(/\s+/g, ' ').trim();
-
-function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
-  return Object.fromEntries(Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)));
-}
-
-async function textOf(locator: Locator, what: string): Promise<string> {
-  try {
-    await locator.first().waitFor({ state: 'visible' });
-  } catch (err) {
-    throw new Error(`${what} did not appear: ${(err as Error).message.split('\n')[0]}`);
-  }
-  return squash(await locator.first().textContent());
-}
-
-/** The panel of the connection page whose heading is `title`. */
-const panel = (page: Page, title: string) => page.locator('section.panel').filter({ has: page.locator(`h2.panel__title:text-is("${title}")`) });
 
 interface DiagramRow {
   /** Lines of the row's hover text (the full header). */
@@ -59,6 +37,8 @@ interface DiagramRow {
   unmatched: boolean;
   drop: boolean;
   label: string;
+  /** The hop delay column: time since the same packet was seen at the previous point. */
+  hopDelay: string;
 }
 
 /**
@@ -85,6 +65,7 @@ async function allDiagramRows(page: Page): Promise<{ rows: DiagramRow[]; lanes: 
           unmatched: g.querySelector('circle.sequence-row__unmatched') !== null,
           drop: g.querySelector('.sequence-row__drop-mark, .sequence-row__drop-line') !== null,
           label: g.querySelector('text.sequence-row__label')?.textContent ?? '',
+          hopDelay: g.querySelector('text.sequence-row__hop-delay')?.textContent ?? '',
         });
       }
     };
@@ -99,21 +80,14 @@ async function allDiagramRows(page: Page): Promise<{ rows: DiagramRow[]; lanes: 
     }
     scroller.scrollTop = 0;
     await frame();
-    const lanes = [...scroller.querySelectorAll('.sequence-diagram__lane-head')].map((lane) =>
-      [...lane.querySelectorAll('span')].map((span) => span.textContent ?? '').join(' '),
-    );
+    const lanes = [...scroller.querySelectorAll('.sequence-diagram__lane-head')].map((lane) => lane.getAttribute('title') ?? '');
     return { rows: [...rows.values()], lanes, renderedAtOnce };
   });
 }
 
-test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, PCAP download, errors', { timeout: 180_000 }, async (t) => {
-  mkdirSync(ARTIFACTS, { recursive: true });
+test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop delay, PCAP download, errors', { timeout: 180_000 }, async (t) => {
   rmSync(path.join(ARTIFACTS, 'ui-failure.png'), { force: true });
-  // After-hooks run first to last: browser, then service, then the lab, then the temp dir.
-  let browser: Browser | null = null;
-  t.after(async () => {
-    await browser?.close();
-  });
+  // After-hooks run first to last: service, then the lab, then the temp dir; the browser (opened later) last.
   let closeService = async () => {};
   t.after(() => closeService());
   const lab = await useLab(t);
@@ -128,6 +102,7 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, PCAP dow
     { node: NODE, netns: server.netns.name, iface: server.ifaces[0].name },
   ];
   const pointKeys = points.map(pointKey).sort();
+  const pathOrder = (key: string) => points.map(pointKey).indexOf(key);
 
   const service = await startService({
     store: { path: path.join(dir, 'store') },
@@ -175,23 +150,7 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, PCAP dow
   t.diagnostic(`connection ${clientTupleText} => ${serverTupleText}; ${packets.length} packets ${JSON.stringify(packetsPerPoint)}`);
 
   // ---- the browser ----
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 1000 } });
-  const offsite: string[] = [];
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === '127.0.0.1') return route.continue();
-    offsite.push(url.href);
-    return route.abort();
-  });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  const pageErrors: string[] = [];
-  const consoleErrors: string[] = [];
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') consoleErrors.push(msg.text());
-  });
+  const { page, pageErrors, consoleErrors, offsite } = await openBrowser(t);
 
   try {
     // 1. Home page: title, and the lab connection's flows in the recent list.
@@ -262,6 +221,23 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, PCAP dow
         items.map((item) => [...item.querySelectorAll('span')].map((span) => (span.textContent ?? '').trim()).join(': ')),
       );
       assert.deepEqual(ends, [`client: ${client.ifaces[0].ip}:${localPort}`, `server: ${lab.server.ip}:${lab.server.port}`], `${where}: path ends`);
+      // Which capture points saw which tuple: the client side two before the hop, the server side two after it.
+      const steps = await page.locator('.nat-path > li').evaluateAll((items) => items.map((item) => item.className));
+      assert.deepEqual(steps, ['nat-path__end', 'nat-segment', 'nat-hop', 'nat-segment', 'nat-path__end'], `${where}: path steps`);
+      const segments = await page.locator('.nat-path .nat-segment').evaluateAll((items) =>
+        items.map((item) => ({
+          tuple: [...item.querySelectorAll('.nat-segment__tuple span')].map((span) => (span.textContent ?? '').trim()).join(' '),
+          points: [...item.querySelectorAll('.nat-segment__point')].map((point) => point.getAttribute('title')),
+        })),
+      );
+      assert.deepEqual(
+        segments,
+        [
+          { tuple: `${clientTuple.src}:${clientTuple.sport} → ${clientTuple.dst}:${clientTuple.dport}`, points: [pointKey(points[0]), pointKey(points[1])] },
+          { tuple: `${hop.after.src}:${hop.after.sport} → ${hop.after.dst}:${hop.after.dport}`, points: [pointKey(points[2]), pointKey(points[3])] },
+        ],
+        `${where}: the tuple each capture point saw`,
+      );
     };
     await checkNatPath('typed client tuple');
 
@@ -289,7 +265,7 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, PCAP dow
     assert.equal(lanes.length, 6, `diagram lanes (client, 4 points, server): ${JSON.stringify(lanes)}`);
     assert.equal(lanes[0], `client ${client.ifaces[0].ip}:${localPort}`);
     assert.equal(lanes[5], `server ${lab.server.ip}:${lab.server.port}`);
-    assert.deepEqual(lanes.slice(1, 5).map((l) => l.split(' ').join('/')).sort(), pointKeys, 'diagram lanes of the capture points');
+    assert.deepEqual(lanes.slice(1, 5), pointKeys.slice().sort((a, b) => pathOrder(a) - pathOrder(b)), 'diagram lanes of the capture points, in path order');
     assert.ok(!diagramRows.some((r) => r.drop), 'no drop rows for a clean connection');
     assert.equal(diagramRows.length, packets.length, `sequence diagram rows (${diagramRows.length}) vs timeline API packets (${packets.length})`);
     const arrows = diagramRows.filter((r) => r.arrow !== null);
@@ -307,13 +283,55 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, PCAP dow
     );
     assert.match(diagramRows.find((r) => r.description[0].includes('(+0 ns)'))?.label ?? '', /^\[SYN\] seq=0 /, 'the first row is the SYN');
 
+    // 3d. Per-hop delay: every packet crossed the 4 points; the API timestamps give each hop's delay.
+    const previousSighting = new Map<string, PacketJson>();
+    const expectedHops = new Map<string, number[]>();
+    const hopDelayOf = new Map<string, number>();
+    for (const p of packets) {
+      const earlier = previousSighting.get(p.packet_id);
+      previousSighting.set(p.packet_id, p);
+      if (!earlier) continue;
+      const delay = Number(epochNs(p.ts) - epochNs(earlier.ts));
+      const hopName = `${sighting(earlier)}|${sighting(p)}`;
+      expectedHops.set(hopName, [...(expectedHops.get(hopName) ?? []), delay]);
+      hopDelayOf.set(`${pointKey(p)}|${p.direction}|${p.packet_id}`, delay);
+    }
+    assert.equal(expectedHops.size, 6, `3 hops each way: ${JSON.stringify([...expectedHops.keys()])}`);
+    for (const row of diagramRows) {
+      const expected = hopDelayOf.get(rowKey(row));
+      if (expected === undefined) {
+        assert.equal(row.hopDelay, '', `no hop delay where a packet is first seen: ${row.description.join(' / ')}`);
+        continue;
+      }
+      assertDuration(row.hopDelay, expected, `hop delay of ${rowKey(row)}`);
+    }
+    const lastSynRow = diagramRows.find((r) => r.label.startsWith('[SYN]') && r.description.some((l) => l.startsWith(`at ${pointKey(points[3])}`)));
+    assert.ok(lastSynRow, 'the SYN at the server');
+    assert.ok(
+      lastSynRow.description.some((l) => l.startsWith('hop delay +') && l.endsWith(`after ${pointKey(points[2])} egress`)),
+      `the SYN's hover text names the hop delay from the router: ${lastSynRow.description.join(' / ')}`,
+    );
+    const hopRows = await packetsPanel.locator('table.hop-delays tbody tr').evaluateAll((rows) =>
+      rows.map((row) => [...row.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())),
+    );
+    assert.deepEqual(hopRows.map(([from, to]) => `${from}|${to}`).sort(), [...expectedHops.keys()].sort(), 'per-hop delay summary: hops');
+    for (const [from, to, count, min, median, max] of hopRows) {
+      const delays = expectedHops.get(`${from}|${to}`)!.sort((a, b) => a - b);
+      assert.equal(count, String(delays.length), `packets over ${from} -> ${to}`);
+      const middle = delays.length >> 1;
+      const expectedMedian = delays.length % 2 ? delays[middle] : Math.round((delays[middle - 1] + delays[middle]) / 2);
+      assertDuration(min, delays[0], `min delay ${from} -> ${to}`);
+      assertDuration(median, expectedMedian, `median delay ${from} -> ${to}`);
+      assertDuration(max, delays[delays.length - 1], `max delay ${from} -> ${to}`);
+    }
+
     // The table view lists the same packets (checked on its first rows).
     await packetsPanel.locator('button', { hasText: 'Table' }).click();
     const tableRows = packetsPanel.locator('.packet-table tbody tr[title]');
     await tableRows.first().waitFor({ state: 'visible' });
     const firstCells = (await tableRows.first().locator('td').allTextContents()).map(squash);
-    assert.equal(firstCells[5], 'SYN', `first table row is the SYN: ${JSON.stringify(firstCells)}`);
-    assert.equal(firstCells[4], clientTupleText, 'the SYN at the first point carries the client side tuple');
+    assert.equal(firstCells[6], 'SYN', `first table row is the SYN: ${JSON.stringify(firstCells)}`);
+    assert.equal(firstCells[5], clientTupleText, 'the SYN at the first point carries the client side tuple');
     await packetsPanel.locator('button', { hasText: 'Sequence diagram' }).click();
     await page.locator('.sequence-diagram svg g.sequence-row').first().waitFor({ state: 'visible' });
     await page.screenshot({ path: path.join(ARTIFACTS, 'ui-connection.png'), fullPage: true });
@@ -342,6 +360,20 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, PCAP dow
     await page.goto(`${origin}/connection?tuple=${encodeURIComponent(serverTupleText)}`);
     assert.equal(await textOf(page.locator('h1.page-header__title'), 'the deep-linked page heading'), serverTupleText);
     await checkNatPath('deep link with the server side tuple');
+
+    // 4b. A recent connection's link carries its start time (at=), which picks that connection among port reuses.
+    await page.goto(service.url);
+    const clientFlow = ours.find((f) => pointKey(f) === pointKey(points[0]))!;
+    await page.locator('table.data-table tbody tr', { hasText: pointKey(points[0]) }).locator('a', { hasText: clientTupleText }).first().click();
+    await page
+      .waitForURL((url) => url.pathname === '/connection' && url.searchParams.get('at') === clientFlow.start)
+      .catch(() => {
+        throw new Error(`the recent connection link did not open /connection?tuple=...&at=${clientFlow.start}; at ${page.url()}`);
+      });
+    assert.match(await textOf(page.locator('.page-header__at'), 'the at= line'), /^the connection closest to \d{4}-/);
+    await checkNatPath('recent connection link with at=');
+    const pcapHref = await page.locator('.pcap-actions a', { hasText: 'Download PCAP' }).getAttribute('href');
+    assert.equal(new URL(pcapHref ?? '', origin).searchParams.get('at'), clientFlow.start, 'the PCAP link keeps at=');
 
     // 6a. A malformed tuple: the server's 400 message inline, and no navigation.
     const malformed = '10.0.0.1:99999 -> 10.0.0.2:80';

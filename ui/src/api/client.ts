@@ -1,15 +1,19 @@
-import type { ApiErrorBody, FlowFilters } from './types';
+import { flowQueryParams } from '../lib/flowQuery';
+import type { ApiErrorBody, FlowQuery } from './types';
 
-/** A failed API call: an HTTP error with the server's {error:{code,message}}, or a network failure (status 0). */
+/** A failed API call: an HTTP error with the server's {error:{code,message,parameter?}}, or a network failure (status 0). */
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
+  /** The query parameter the server rejected, when it named one. */
+  readonly parameter: string | null;
 
-  constructor(status: number, code: string, message: string) {
+  constructor(status: number, code: string, message: string, parameter: string | null = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    this.parameter = parameter;
   }
 }
 
@@ -29,7 +33,7 @@ async function errorFromResponse(response: Response): Promise<ApiError> {
   const text = await response.text();
   try {
     const body: unknown = JSON.parse(text);
-    if (isErrorBody(body)) return new ApiError(response.status, body.error.code, body.error.message);
+    if (isErrorBody(body)) return new ApiError(response.status, body.error.code, body.error.message, body.error.parameter ?? null);
   } catch {
     // not JSON: fall through to the status line
   }
@@ -46,19 +50,15 @@ export async function getJson<T>(url: string, signal: AbortSignal): Promise<T> {
   return (await response.json()) as T;
 }
 
-function withTuple(path: string, tuple: string): string {
-  return `${path}?tuple=${encodeURIComponent(tuple)}`;
+/** A connection's URL under `path`; `at` picks, among connections that reused the tuple, the one closest to that time. */
+function withTuple(path: string, tuple: string, at: string | null): string {
+  const atPart = at ? `&at=${encodeURIComponent(at)}` : '';
+  return `${path}?tuple=${encodeURIComponent(tuple)}${atPart}`;
 }
 
-export const connectionUrl = (tuple: string) => withTuple('/api/v1/connections', tuple);
-export const timelineUrl = (tuple: string) => withTuple('/api/v1/connections/timeline', tuple);
-export const pcapUrl = (tuple: string) => withTuple('/api/v1/pcap', tuple);
+export const connectionUrl = (tuple: string, at: string | null = null) => withTuple('/api/v1/connections', tuple, at);
+export const timelineUrl = (tuple: string, at: string | null = null) => withTuple('/api/v1/connections/timeline', tuple, at);
+export const pcapUrl = (tuple: string, at: string | null = null) => withTuple('/api/v1/pcap', tuple, at);
 export const captureStatusUrl = '/api/v1/capture/status';
 
-export function flowsUrl(filters: FlowFilters): string {
-  const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(filters)) {
-    if (value !== undefined && value !== '') params.set(name, String(value));
-  }
-  return `/api/v1/flows?${params}`;
-}
+export const flowsUrl = (query: FlowQuery) => `/api/v1/flows?${flowQueryParams(query)}`;

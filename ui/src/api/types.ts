@@ -57,7 +57,8 @@ export interface Flow extends CapturePointRef {
   server: Endpoint;
   start: IsoTime;
   end: IsoTime;
-  duration_ns: number;
+  /** Nanoseconds as a decimal string (64-bit). */
+  duration_ns: string;
   packets: Directional;
   bytes: Directional;
   conn_state: string;
@@ -72,11 +73,18 @@ export interface Flow extends CapturePointRef {
 
 export interface Drop extends CapturePointRef, FourTuple {
   ts: IsoTime;
+  proto: Proto;
+  /** The kernel's skb_drop_reason name, e.g. NETFILTER_DROP. */
   reason: string;
+  reason_code: number;
+  /** function+0xoffset that freed the packet. */
   location: string;
+  /** Kernel stack from the location outwards. */
   stack: string[];
   /** Plain-language explanation; may be empty. */
   cause: string;
+  /** The dropped packet's packet_id: the same packet as seen by capture points before the drop. */
+  packet_id: string;
 }
 
 export interface Connection {
@@ -136,32 +144,43 @@ export interface FlowsResponse {
   next_cursor: string | null;
 }
 
-export type FlowTrait = 'retrans' | 'zero_window' | 'drop' | 'rst';
+export const FLOW_TRAITS = ['retrans', 'zero_window', 'drop', 'rst'] as const;
+export type FlowTrait = (typeof FLOW_TRAITS)[number];
 
-/** Query parameters of GET /api/v1/flows. Times are ISO-8601 or epoch milliseconds. */
-export interface FlowFilters {
+/** Sort keys of the flow search; a leading - sorts descending. */
+export const FLOW_ORDERS = ['-start', 'start', '-end', 'end', '-duration', 'duration', '-bytes', 'bytes', '-packets', 'packets'] as const;
+export type FlowOrder = (typeof FLOW_ORDERS)[number];
+
+/**
+ * Query parameters of GET /api/v1/flows, as typed by the user: the server validates them
+ * (and answers 400 naming the parameter). Times are ISO-8601 or epoch milliseconds;
+ * every listed state is accepted (any of), every listed trait is required (all of).
+ */
+export interface FlowQuery {
   ip?: string;
   src?: string;
   dst?: string;
-  port?: number;
-  sport?: number;
-  dport?: number;
-  proto?: Proto;
+  port?: string;
+  sport?: string;
+  dport?: string;
+  proto?: string;
   from?: string;
   to?: string;
-  state?: string;
-  has?: FlowTrait;
+  state?: string[];
+  has?: FlowTrait[];
   node?: string;
   netns?: string;
   iface?: string;
+  order?: FlowOrder;
   limit?: number;
   cursor?: string;
-  order?: string;
 }
 
 export interface ApiErrorBody {
   error: {
     code: string;
     message: string;
+    /** The query or path parameter at fault, when one is. */
+    parameter?: string;
   };
 }

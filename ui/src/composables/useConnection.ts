@@ -3,11 +3,14 @@ import { connectionUrl } from '../api/client';
 import type { ConnectionResponse } from '../api/types';
 import { useApiResource } from './useApiResource';
 
-/** GET /api/v1/connections?tuple= — the connection's tuples, NAT hops, capture points and drops (404: unknown). */
-export function useConnection(tuple: MaybeRefOrGetter<string>) {
+/**
+ * GET /api/v1/connections?tuple=[&at=] — the connection's tuples, NAT hops, capture points and drops (404: unknown).
+ * `at` picks, among connections that reused the tuple, the one closest to that time.
+ */
+export function useConnection(tuple: MaybeRefOrGetter<string>, at: MaybeRefOrGetter<string | null>) {
   const resource = useApiResource<ConnectionResponse>(() => {
     const text = toValue(tuple).trim();
-    return text ? connectionUrl(text) : null;
+    return text ? connectionUrl(text, toValue(at)) : null;
   });
   return {
     connection: computed(() => resource.data.value?.connection ?? null),

@@ -1,13 +1,14 @@
 import { computed, toValue, type MaybeRefOrGetter } from 'vue';
 import { flowsUrl } from '../api/client';
-import type { FlowFilters, FlowsResponse } from '../api/types';
+import type { FlowQuery, FlowsResponse } from '../api/types';
 import { useApiResource } from './useApiResource';
 
-/** GET /api/v1/flows — flow-log records matching `filters`. */
-export function useFlows(filters: MaybeRefOrGetter<FlowFilters>) {
-  const resource = useApiResource<FlowsResponse>(() => flowsUrl(toValue(filters)));
+/** GET /api/v1/flows — one page of the flow-log records matching `query`, and the cursor of the next. */
+export function useFlows(query: MaybeRefOrGetter<FlowQuery>) {
+  const resource = useApiResource<FlowsResponse>(() => flowsUrl(toValue(query)));
   return {
     flows: computed(() => resource.data.value?.flows ?? null),
+    nextCursor: computed(() => resource.data.value?.next_cursor ?? null),
     loading: resource.loading,
     error: resource.error,
     reload: resource.reload,

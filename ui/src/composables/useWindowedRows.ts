@@ -1,15 +1,11 @@
 import { computed, onBeforeUnmount, onMounted, ref, toValue, type MaybeRefOrGetter, type Ref } from 'vue';
+import { rowAt, rowCount, type RowLayout } from '../lib/rowLayout';
 
 /**
- * Windowing for a scroll container of fixed-height rows: only the rows in view (plus `overscan`
- * on each side) are rendered; `offsetTop` and `totalHeight` keep the scrollbar true to the full list.
+ * Windowing for a scroll container of rows laid out by `layout`: only the rows in view
+ * (plus `overscan` on each side) are rendered, so the DOM stays small however long the list.
  */
-export function useWindowedRows(
-  container: Ref<HTMLElement | null>,
-  rowCount: MaybeRefOrGetter<number>,
-  rowHeight: number,
-  overscan = 12,
-) {
+export function useWindowedRows(container: Ref<HTMLElement | null>, layout: MaybeRefOrGetter<RowLayout>, overscan = 12) {
   const scrollTop = ref(0);
   const viewportHeight = ref(0);
   const viewportWidth = ref(0);
@@ -30,20 +26,20 @@ export function useWindowedRows(
   });
   onBeforeUnmount(() => resizeObserver?.disconnect());
 
-  const first = computed(() => Math.max(0, Math.floor(scrollTop.value / rowHeight) - overscan));
-  const end = computed(() =>
-    Math.min(toValue(rowCount), Math.ceil((scrollTop.value + viewportHeight.value) / rowHeight) + overscan),
-  );
+  const first = computed(() => Math.max(0, rowAt(toValue(layout), scrollTop.value) - overscan));
+  const end = computed(() => {
+    const current = toValue(layout);
+    return Math.min(rowCount(current), rowAt(current, scrollTop.value + viewportHeight.value) + 1 + overscan);
+  });
 
   return {
     /** Index of the first rendered row. */
     first,
     /** One past the last rendered row. */
     end,
-    offsetTop: computed(() => first.value * rowHeight),
-    totalHeight: computed(() => toValue(rowCount) * rowHeight),
     /** The container's inner width, for layouts that fit it. */
     viewportWidth,
+    /** Re-reads the scroll position (on scroll, and after setting it). */
     onScroll: measure,
   };
 }

@@ -16,8 +16,10 @@ export function flowTupleText(proto: Proto, client: Endpoint, server: Endpoint):
   return `${proto} ${formatEndpoint(client.ip, client.port)} -> ${formatEndpoint(server.ip, server.port)}`;
 }
 
-export function connectionHref(tuple: string): string {
-  return `/connection?tuple=${encodeURIComponent(tuple)}`;
+/** The connection page of `tuple`; `at` picks, among connections that reused the tuple, the one closest to that time. */
+export function connectionHref(tuple: string, at: string | null = null): string {
+  const atPart = at ? `&at=${encodeURIComponent(at)}` : '';
+  return `/connection?tuple=${encodeURIComponent(tuple)}${atPart}`;
 }
 
 export function changedFields(before: FourTuple, after: FourTuple): Set<TupleField> {
