@@ -77,7 +77,10 @@ export async function findConnection(reader: FlowLogReader, tuple: ConnectionTup
   const firstSeen = times.reduce((a, b) => (b < a ? b : a));
   const lastSeen = times.reduce((a, b) => (b > a ? b : a));
   const connection: Connection = { proto, tuples, hops: path.hops, flows, firstSeen, lastSeen, drops: [] };
-  connection.drops = await reader.dropsForTuples(proto, path.tuples, connectionRange(connection));
+  // Inside a NAT device the filter chains see the destination translated but not yet the source
+  // (DNAT in PREROUTING, SNAT in POSTROUTING): drops there carry that tuple, in either direction.
+  const insideNat = path.hops.map((hop) => ({ src: hop.before.src, sport: hop.before.sport, dst: hop.after.dst, dport: hop.after.dport }));
+  connection.drops = await reader.dropsForTuples(proto, [...path.tuples, ...insideNat], connectionRange(connection));
   return connection;
 }
 
