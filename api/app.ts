@@ -63,6 +63,23 @@ function needsToken(request: FastifyRequest): boolean {
   return route !== undefined && (route.startsWith('/api/') || route === '/metrics');
 }
 
+/** The web UI keeps the token in this cookie (see ui/src/components/ApiErrorNotice.vue). */
+export const TOKEN_COOKIE = 'nettrail_token';
+
+function tokenCookie(header: string | undefined): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === TOKEN_COOKIE) {
+      try {
+        return decodeURIComponent(value.join('='));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
 export const app: FastifyPluginAsync<AppOptions> = async (fastify, options) => {
   fastify.setErrorHandler(handleError);
   fastify.addHook('preValidation', refuseInfiniteNumbers);
@@ -81,12 +98,17 @@ export const app: FastifyPluginAsync<AppOptions> = async (fastify, options) => {
   }
 
   if (options.token) {
-    const expected = Buffer.from(`Bearer ${options.token}`);
+    const expected = Buffer.from(options.token);
+    const matches = (given: string | undefined) => {
+      const bytes = Buffer.from(given ?? '');
+      return bytes.length === expected.length && timingSafeEqual(bytes, expected);
+    };
     fastify.addHook('onRequest', async (request, reply) => {
       if (!needsToken(request)) return;
-      const given = Buffer.from(request.headers.authorization ?? '');
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        return reply.code(401).send(errorBody('UNAUTHORIZED', 'this server requires Authorization: Bearer <token>'));
+      // Scripts send the header; the web UI (whose PCAP link is a plain download) the cookie it set.
+      const bearer = /^Bearer (.*)$/.exec(request.headers.authorization ?? '')?.[1];
+      if (!matches(bearer) && !matches(tokenCookie(request.headers.cookie))) {
+        return reply.code(401).send(errorBody('UNAUTHORIZED', 'this server requires Authorization: Bearer <token> (or the UI\'s token cookie)'));
       }
     });
   }

@@ -66,12 +66,18 @@ test('off 127.0.0.1 with a token: the data needs it, the UI, docs and health do 
       const response = await fetch(`${url}${route}`, { headers: authorization ? { authorization } : {} });
       assert.equal(response.status, 401, `${route} with ${authorization}`);
       assert.deepEqual(await response.json(), {
-        error: { code: 'UNAUTHORIZED', message: 'this server requires Authorization: Bearer <token>' },
+        error: { code: 'UNAUTHORIZED', message: "this server requires Authorization: Bearer <token> (or the UI's token cookie)" },
       });
     }
-    const allowed = await fetch(`${url}${route}`, { headers: { authorization: `Bearer ${TOKEN}` } });
-    assert.notEqual(allowed.status, 401, route);
-    assert.ok(allowed.status < 500, route);
+    for (const cookie of ['nettrail_token=wrong', `other=${TOKEN}`, `nettrail_token=${TOKEN}x`, 'nettrail_token=%E0%A4%A']) {
+      assert.equal((await fetch(`${url}${route}`, { headers: { cookie } })).status, 401, `${route} with cookie ${cookie}`);
+    }
+    // The header for scripts, the cookie the web UI sets for its fetches and its PCAP download link.
+    for (const headers of [{ authorization: `Bearer ${TOKEN}` }, { cookie: `theme=dark; nettrail_token=${encodeURIComponent(TOKEN)}` }] as Array<Record<string, string>>) {
+      const allowed = await fetch(`${url}${route}`, { headers });
+      assert.notEqual(allowed.status, 401, `${route} with ${JSON.stringify(headers)}`);
+      assert.ok(allowed.status < 500, route);
+    }
   }
   for (const route of ['/healthz', '/docs', '/openapi.json']) assert.equal((await fetch(`${url}${route}`)).status, 200, route);
   const spec = (await (await fetch(`${url}/openapi.json`)).json()) as { security: unknown };
