@@ -74,8 +74,12 @@ async function main() {
     const store = await openStore({ path: path.join(dir, 'store') });
     const writer = new FlowLogWriter(store);
     started = performance.now();
-    for (let i = 0; i < records.length; i += 10_000) writer.addPackets(records.slice(i, i + 10_000));
+    for (let i = 0; i < records.length; i += 10_000) {
+      if (writer.overHighWater) await writer.belowHighWater();
+      writer.addPackets(records.slice(i, i + 10_000));
+    }
     await writer.close();
+    if (writer.stats().packets.dropped > 0) throw new Error(`the writer dropped ${writer.stats().packets.dropped} packets`);
     const insertMs = performance.now() - started;
     records.length = 0;
 
