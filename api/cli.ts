@@ -11,6 +11,7 @@ import { isLoopbackHost } from './address.js';
 import { XDP_MODES, type XdpMode } from '../capture/capture.js';
 import { parseFilter } from '../capture/filter.js';
 import { startService } from './service.js';
+import { dropPrivileges, lookupUser, unreachableAncestor } from './privileges.js';
 import { FlowLogError } from '../flowlog/errors.js';
 import { checkIdentifier, TABLE_NAMES } from '../flowlog/schema.js';
 import { parseRetention, type StoreOptions } from '../flowlog/store.js';
@@ -22,6 +23,7 @@ const USAGE = `usage:
                  [--snaplen BYTES] [--token TOKEN] [--rate-limit REQUESTS_PER_MINUTE|0]
                  [--filter net=CIDR,...|port=N,...|proto=tcp|udp]... [--xdp off|native|generic|auto]
                  [--conntrack-sysctls] [--ovs-rundir DIR]... [--drop-rate-limit EVENTS_PER_SECOND_PER_CPU|0]
+                 [--ring-bytes-per-cpu BYTES] [--user USER]
                  [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
                  [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]
   nettrail lab up|down|status [--scenario fullnat|dnat|snat|port-reuse|two-routers|ovs|all]... [--prefix P]
@@ -92,8 +94,18 @@ async function serve(args: string[]): Promise<void> {
     'conntrack-sysctls': { type: 'boolean' },
     'ovs-rundir': { type: 'string', multiple: true },
     'drop-rate-limit': { type: 'string' },
+    'ring-bytes-per-cpu': { type: 'string' },
+    user: { type: 'string' },
   });
   const listen = parseListen(values.listen as string);
+  const ringBytes = values['ring-bytes-per-cpu'] as string | undefined;
+  if (ringBytes !== undefined && !(/^\d{1,10}$/.test(ringBytes) && Number(ringBytes) >= 4096)) throw new UsageError(`--ring-bytes-per-cpu ${ringBytes}: a number of bytes, at least 4096`);
+  const store = storeOptions(values);
+  // --user: checked before anything starts, applied once everything is attached (api/privileges.ts).
+  const user = values.user === undefined ? null : lookupUser(values.user as string);
+  if (values.user !== undefined && user === null) throw new UsageError(`--user ${values.user}: no such user`);
+  const blocked = user && 'path' in store ? unreachableAncestor(store.path, user) : null;
+  if (user && blocked) throw new UsageError(`--user ${user.name}: it cannot reach the store directory ${'path' in store ? store.path : ''} (${blocked} is not searchable for it)`);
   if (!isLoopbackHost(listen.host) && !values.token) throw new UsageError(`--listen ${values.listen} is not a loopback address: give --token TOKEN so that the API is not open to anyone`);
   if (values.snaplen !== undefined && !/^\d+$/.test(values.snaplen as string)) throw new UsageError(`--snaplen ${values.snaplen} is not a number of bytes`);
   if (!XDP_MODES.includes(values.xdp as XdpMode)) throw new UsageError(`--xdp ${values.xdp}: one of ${XDP_MODES.join(', ')}`);
@@ -109,7 +121,8 @@ async function serve(args: string[]): Promise<void> {
   if (dropRateLimit !== undefined && !/^\d{1,9}$/.test(dropRateLimit)) throw new UsageError(`--drop-rate-limit ${dropRateLimit} is not a number of drop events per second per CPU (0: no limit)`);
   const netns = values.netns as string[] | undefined;
   const service = await startService({
-    store: storeOptions(values),
+    store,
+    ringBytesPerCpu: ringBytes === undefined ? undefined : Number(ringBytes),
     netns: !netns || netns.includes('all') ? 'all' : netns,
     ifaces: (values.iface as string[] | undefined) ?? null,
     snaplen: values.snaplen === undefined ? undefined : Number(values.snaplen),
@@ -122,6 +135,7 @@ async function serve(args: string[]): Promise<void> {
     ovsRundirs: values['ovs-rundir'] as string[] | undefined,
     dropRateLimit: dropRateLimit === undefined ? undefined : Number(dropRateLimit),
   });
+  if (user) await dropPrivileges(service, user, 'path' in store ? store.path : null, (message) => console.error(`nettrail: ${message}`));
   const status = service.capture.status();
   console.error(`nettrail: capturing on ${status.points.length} interfaces in ${service.capture.namespaces().length} namespaces; serving ${service.url}`);
   const shutdown = (signal: string) => {

@@ -64,8 +64,9 @@ export class FlowLogStore {
     if (this.insertDir !== null) {
       // chDB takes inline insert data as text only: binary rows go through a file the engine reads.
       const file = path.join(this.insertDir, `${name}-${++this.insertFiles}.bin`);
-      await writeFile(file, body);
       try {
+        // Inside the try: a write that fails part way (a full disk) leaves no file behind either.
+        await writeFile(file, body);
         await this.client.command({
           query: `${into} SELECT * FROM file({file:String}, RowBinary) SETTINGS use_structure_from_insertion_table_in_table_functions = 1`,
           query_params: { file },

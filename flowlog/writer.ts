@@ -23,6 +23,11 @@ export interface WriterOptions {
   retryMaxMs?: number;
   /** How long flush() and close() keep retrying before they give up (default 30 s). */
   drainTimeoutMs?: number;
+  /**
+   * Called when an insert fails (`error` set, `failures` in a row so far) and when a
+   * table's inserts succeed again after failing (`error` null, `failures` the streak's length).
+   */
+  onInsertFailure?(event: { table: TableName; error: unknown; failures: number }): void;
 }
 
 export interface TableStats {
@@ -34,6 +39,8 @@ export interface TableStats {
   dropped: number;
   /** Inserts that failed (their rows stayed buffered). */
   failures: number;
+  /** Inserts that failed since the last one that succeeded: > 0 while the store refuses this table's rows. */
+  consecutiveFailures: number;
   /** Rows accepted and not yet written, including an insert in progress. */
   bufferedRows: number;
   /** Bytes those rows take (encoded). */
@@ -83,6 +90,7 @@ export class FlowLogWriter {
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
   private readonly drainTimeoutMs: number;
+  private readonly onInsertFailure: WriterOptions['onInsertFailure'];
   private readonly queues: Record<TableName, TableQueue>;
   /** Callers of belowHighWater() waiting. */
   private waiting: Array<() => void> = [];
@@ -100,10 +108,11 @@ export class FlowLogWriter {
     this.retryInitialMs = options.retryInitialMs ?? 200;
     this.retryMaxMs = options.retryMaxMs ?? 10_000;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    this.onInsertFailure = options.onInsertFailure;
     const queue = (name: TableName): TableQueue => ({
       name, batches: [], open: new RowBinaryWriter(), openRows: 0, bufferedRows: 0,
       writing: null, pumping: false, timer: null, retrying: false, retryDelayMs: this.retryInitialMs,
-      stats: { accepted: 0, written: 0, dropped: 0, failures: 0 },
+      stats: { accepted: 0, written: 0, dropped: 0, failures: 0, consecutiveFailures: 0 },
     });
     this.queues = Object.fromEntries(TABLE_NAMES.map((name) => [name, queue(name)])) as Record<TableName, TableQueue>;
   }
@@ -268,10 +277,15 @@ export class FlowLogWriter {
         q.stats.written += batch.rows;
         q.retrying = false;
         q.retryDelayMs = this.retryInitialMs;
+        const failed = q.stats.consecutiveFailures;
+        q.stats.consecutiveFailures = 0;
+        if (failed > 0) this.onInsertFailure?.({ table: q.name, error: null, failures: failed });
         if (!this.overHighWater) this.wakeWaiting();
       },
       (err: unknown) => {
         q.stats.failures++;
+        q.stats.consecutiveFailures++;
+        this.onInsertFailure?.({ table: q.name, error: err, failures: q.stats.consecutiveFailures });
         throw err;
       },
     );

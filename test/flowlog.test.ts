@@ -107,7 +107,7 @@ test('packets round-trip exactly and are found from either direction', async () 
   const writer = new FlowLogWriter(store);
   assert.equal(writer.addPackets([ack, otherConnection, data, synAck, v6Packet, syn]), 6);
   await writer.close();
-  assert.deepEqual(writer.stats().packets, { accepted: 6, written: 6, dropped: 0, failures: 0, bufferedRows: 0, bufferedBytes: 0 });
+  assert.deepEqual(writer.stats().packets, { accepted: 6, written: 6, dropped: 0, failures: 0, consecutiveFailures: 0, bufferedRows: 0, bufferedBytes: 0 });
 
   assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [c2s])), [syn, synAck, ack, data]);
   assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [reverse(c2s)])), [syn, synAck, ack, data]);
@@ -249,10 +249,10 @@ test('the writer drops and counts rows beyond its buffer bound; close() writes e
   assert.equal(writer.addPackets(packets), 5);
   assert.equal(writer.addPackets(packets.slice(0, 2)), 0);
   const { bufferedBytes, ...counts } = writer.stats().packets;
-  assert.deepEqual(counts, { accepted: 5, written: 0, dropped: 5, failures: 0, bufferedRows: 5 });
+  assert.deepEqual(counts, { accepted: 5, written: 0, dropped: 5, failures: 0, consecutiveFailures: 0, bufferedRows: 5 });
   assert.ok(bufferedBytes > 5 * 54, `bufferedBytes ${bufferedBytes}`);
   await writer.close();
-  assert.deepEqual(writer.stats().packets, { accepted: 5, written: 5, dropped: 5, failures: 0, bufferedRows: 0, bufferedBytes: 0 });
+  assert.deepEqual(writer.stats().packets, { accepted: 5, written: 5, dropped: 5, failures: 0, consecutiveFailures: 0, bufferedRows: 0, bufferedBytes: 0 });
   assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [tuple])), packets.slice(0, 5));
   assert.throws(() => writer.addPackets(packets), { code: 'WRITER_CLOSED' });
 });
@@ -365,7 +365,7 @@ test('the writer says when it is over its high-water mark, and when it is below 
   assert.equal(writer.overHighWater, true);
   let below = false;
   const waiting = writer.belowHighWater().then(() => (below = true));
-  await sleep(20);
+  await new Promise((resolve) => setImmediate(resolve));
   assert.equal(below, false, 'nothing was written yet');
   await writer.flush();
   await waiting;
