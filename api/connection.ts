@@ -135,6 +135,7 @@ export function flowJson(f: FlowRecord): FlowJson {
     rtt_ns: f.rttNs === null ? null : Number(f.rttNs),
     retrans: f.retrans,
     zero_window: f.zeroWindow,
+    out_of_order: f.outOfOrder,
     close: f.close,
     syn_seq: f.synSeq,
     syn_ack_seq: f.synAckSeq,

@@ -47,6 +47,7 @@ export const FlowSchema = Type.Object({
   rtt_ns: Type.Union([Type.Integer(), Type.Null()]),
   retrans: Directional,
   zero_window: Directional,
+  out_of_order: Directional,
   close: Type.Union([Type.Literal('fin'), Type.Literal('rst'), Type.Literal('timeout'), Type.Literal('open')]),
   syn_seq: Type.Union([Type.Integer(), Type.Null()]),
   syn_ack_seq: Type.Union([Type.Integer(), Type.Null()]),

@@ -262,7 +262,7 @@ function syntheticFlows(count: number, t0: bigint): FlowRecord[] {
       start, end: start + BigInt(Math.floor(rnd() * 5e9)),
       packets: { c2s: 5 + Math.floor(rnd() * 50), s2c: 5 + Math.floor(rnd() * 50) },
       bytes: { c2s: Math.floor(rnd() * 1e5), s2c: Math.floor(rnd() * 1e6) }, connState: 'SF', history: 'ShADadFf',
-      rttNs: BigInt(Math.floor(rnd() * 1e6)), retrans: { c2s: 0, s2c: rnd() < 0.05 ? 1 : 0 }, zeroWindow: { c2s: 0, s2c: 0 },
+      rttNs: BigInt(Math.floor(rnd() * 1e6)), retrans: { c2s: 0, s2c: rnd() < 0.05 ? 1 : 0 }, zeroWindow: { c2s: 0, s2c: 0 }, outOfOrder: { c2s: 0, s2c: 0 },
       close: 'fin', synSeq: Math.floor(rnd() * 2 ** 32), synAckSeq: Math.floor(rnd() * 2 ** 32),
     };
   });

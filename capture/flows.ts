@@ -217,7 +217,7 @@ export class FlowTable {
         const filledAt = fillGap(dir.gaps, p.seq, end);
         const window = r.rttNs !== null && r.rttNs > REORDER_WINDOW_NS ? r.rttNs : REORDER_WINDOW_NS;
         if (filledAt !== null && p.ts - filledAt < window) {
-          r.outOfOrder![side]++;
+          r.outOfOrder[side]++;
         } else {
           r.retrans[side]++;
           letter('T');

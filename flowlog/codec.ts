@@ -178,7 +178,7 @@ export const FLOW_COLUMNS = [
   'id', 'proto', 'client_ip', 'client_port', 'server_ip', 'server_port', 'node', 'netns', 'iface',
   'start_ts', 'end_ts', 'packets_c2s', 'packets_s2c', 'bytes_c2s', 'bytes_s2c', 'conn_state', 'history',
   'rtt_ns', 'retrans_c2s', 'retrans_s2c', 'zero_window_c2s', 'zero_window_s2c', 'close',
-  'syn_seq', 'syn_ack_seq', 'version',
+  'syn_seq', 'syn_ack_seq', 'version', 'out_of_order_c2s', 'out_of_order_s2c',
 ] as const;
 
 function nullableU32(value: number | null, field: string, out: RowBinaryWriter): void {
@@ -216,26 +216,28 @@ export function encodeFlow(f: FlowRecord, version: bigint, out: RowBinaryWriter)
   nullableU32(f.synSeq, 'synSeq', out);
   nullableU32(f.synAckSeq, 'synAckSeq', out);
   out.u64(u64(version, 'version'));
+  out.u32(uint(f.outOfOrder.c2s, U32, 'outOfOrder.c2s'));
+  out.u32(uint(f.outOfOrder.s2c, U32, 'outOfOrder.s2c'));
 }
 
 export const FLOW_SELECT_COLUMNS = [
   'id', 'proto', 'toString(client_ip)', 'client_port', 'toString(server_ip)', 'server_port', 'node', 'netns', 'iface',
   nsOf('start_ts'), nsOf('end_ts'), 'toString(packets_c2s)', 'toString(packets_s2c)', 'toString(bytes_c2s)',
   'toString(bytes_s2c)', 'conn_state', 'history', 'toString(rtt_ns)', 'retrans_c2s', 'retrans_s2c',
-  'zero_window_c2s', 'zero_window_s2c', 'close', 'syn_seq', 'syn_ack_seq',
+  'zero_window_c2s', 'zero_window_s2c', 'close', 'syn_seq', 'syn_ack_seq', 'out_of_order_c2s', 'out_of_order_s2c',
 ].join(', ');
 
 type FlowRow = [
   string, FlowRecord['proto'], string, number, string, number, string, string, string,
   string, string, string, string, string, string, string, string, string | null, number, number,
-  number, number, FlowRecord['close'], number | null, number | null,
+  number, number, FlowRecord['close'], number | null, number | null, number, number,
 ];
 
 export function decodeFlow(row: unknown): FlowRecord {
   const [
     id, proto, clientIp, clientPort, serverIp, serverPort, node, netns, iface,
     start, end, packetsC2s, packetsS2c, bytesC2s, bytesS2c, connState, history, rttNs,
-    retransC2s, retransS2c, zeroWindowC2s, zeroWindowS2c, close, synSeq, synAckSeq,
+    retransC2s, retransS2c, zeroWindowC2s, zeroWindowS2c, close, synSeq, synAckSeq, outOfOrderC2s, outOfOrderS2c,
   ] = row as FlowRow;
   return {
     id, proto,
@@ -249,6 +251,7 @@ export function decodeFlow(row: unknown): FlowRecord {
     rttNs: rttNs === null ? null : BigInt(rttNs),
     retrans: { c2s: retransC2s, s2c: retransS2c },
     zeroWindow: { c2s: zeroWindowC2s, s2c: zeroWindowS2c },
+    outOfOrder: { c2s: outOfOrderC2s, s2c: outOfOrderS2c },
     close, synSeq, synAckSeq,
   };
 }

@@ -109,8 +109,8 @@ export interface FlowRecord extends CapturePoint {
   /** SYN → SYN-ACK → ACK round trip seen at this point, or null. */
   rttNs: bigint | null;
   retrans: Directional;
-  /** Segments that filled a gap at this point sooner than a retransmission could have (max(RTT, 3 ms)). Not stored yet. */
-  outOfOrder?: Directional;
+  /** Segments that filled a gap at this point sooner than a retransmission could have (max(RTT, 3 ms)). */
+  outOfOrder: Directional;
   zeroWindow: Directional;
   close: CloseType;
   synSeq: number | null;

@@ -95,6 +95,13 @@ ENGINE = Distributed(${t.cluster}, ${t.database}, ${def.name}_local, ${def.shard
   ];
 }
 
+/** ALTER statements adding columns to a table: to its storage table and, in a cluster, to the Distributed table over it. */
+export function addColumnsStatements(t: SchemaTarget, name: string, columns: readonly string[]): string[] {
+  const add = columns.map((column) => `ADD COLUMN IF NOT EXISTS ${column}`).join(', ');
+  const tables = t.cluster === null ? [storageTable(t, name)] : [storageTable(t, name), `${t.database}.${name}`];
+  return tables.map((table) => `ALTER TABLE ${table}${onCluster(t)} ${add}`);
+}
+
 export function createDatabaseStatement(t: SchemaTarget): string {
   return `CREATE DATABASE IF NOT EXISTS ${t.database}${onCluster(t)}`;
 }
@@ -307,6 +314,7 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, statements: (t) => [PACKETS, FLOWS, NAT_TRANSLATIONS].flatMap((def) => createTableStatements(t, def)) },
   { version: 2, statements: (t) => createTableStatements(t, DROPS) },
+  { version: 3, statements: (t) => addColumnsStatements(t, 'flows', [`out_of_order_c2s UInt32 ${Z}`, `out_of_order_s2c UInt32 ${Z}`]) },
 ];
 
 /** The schema version this code writes and reads: the last migration's. */

@@ -81,6 +81,7 @@ function finalFlow(random: () => number, start: bigint): FlowRecord {
     rttNs: tcp && connState !== 'S0' ? BigInt(int(random, 20_000, 80_000_000)) : null,
     retrans: tcp ? retrans : { c2s: 0, s2c: 0 },
     zeroWindow: tcp && random() < 0.04 ? { c2s: 0, s2c: int(random, 1, 12) } : { c2s: 0, s2c: 0 },
+    outOfOrder: { c2s: 0, s2c: 0 },
     close,
     synSeq: tcp ? Math.floor(random() * 2 ** 32) : null,
     synAckSeq: tcp && connState !== 'S0' ? Math.floor(random() * 2 ** 32) : null,
@@ -97,6 +98,7 @@ const earlierState = (flow: FlowRecord): FlowRecord => ({
   history: flow.proto === 'tcp' ? 'Sh' : 'D',
   retrans: { c2s: 0, s2c: 0 },
   zeroWindow: { c2s: 0, s2c: 0 },
+  outOfOrder: { c2s: 0, s2c: 0 },
   close: 'open',
 });
 

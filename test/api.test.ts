@@ -48,7 +48,7 @@ function natConnection(): { flows: FlowRecord[]; nat: NatTranslation[]; packets:
     id, proto: 'tcp', client: { ip: t.src, port: t.sport }, server: { ip: t.dst, port: t.dport },
     node: 'node-b', netns, iface, start: NAT_START, end: NAT_START + SECOND / 10n,
     packets: { c2s: 2, s2c: 1 }, bytes: { c2s: 120, s2c: 60 }, connState: 'S1', history: 'ShA',
-    rttNs: 1_000_000n, retrans: { c2s: 0, s2c: 0 }, zeroWindow: { c2s: 0, s2c: 0 }, close: 'open', synSeq: 1000, synAckSeq: 9000,
+    rttNs: 1_000_000n, retrans: { c2s: 0, s2c: 0 }, zeroWindow: { c2s: 0, s2c: 0 }, outOfOrder: { c2s: 0, s2c: 0 }, close: 'open', synSeq: 1000, synAckSeq: 9000,
   });
   const packet = (t: typeof NAT_CLIENT, iface: string, ts: bigint, flags: number, seq: number, ack: number): PacketRecord => ({
     ts, node: 'node-b', netns: 'ns-router', netnsIno: 4026532000, iface, ifindex: iface === 'in0' ? 2 : 3, hook: 'tc',
@@ -245,7 +245,7 @@ const expectedJson = (f: FlowRecord): FlowJson => ({
   id: f.id, proto: f.proto, client: f.client, server: f.server, node: f.node, netns: f.netns, iface: f.iface,
   start: iso(f.start), end: iso(f.end), duration_ns: String(f.end - f.start),
   packets: f.packets, bytes: f.bytes, conn_state: f.connState, history: f.history,
-  rtt_ns: f.rttNs === null ? null : Number(f.rttNs), retrans: f.retrans, zero_window: f.zeroWindow,
+  rtt_ns: f.rttNs === null ? null : Number(f.rttNs), retrans: f.retrans, zero_window: f.zeroWindow, out_of_order: f.outOfOrder,
   close: f.close, syn_seq: f.synSeq, syn_ack_seq: f.synAckSeq,
 });
 

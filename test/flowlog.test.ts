@@ -63,7 +63,7 @@ function flow(fields: Partial<FlowRecord> & Pick<FlowRecord, 'id'>): FlowRecord 
     proto: 'tcp', client: { ip: '10.3.0.1', port: 42000 }, server: { ip: '10.3.0.2', port: 443 },
     node: 'node-a', netns: 'root', iface: 'eth0', start: T0, end: T0 + SECOND,
     packets: { c2s: 3, s2c: 2 }, bytes: { c2s: 180, s2c: 120 }, connState: 'S1', history: 'ShA',
-    rttNs: 123_456n, retrans: { c2s: 0, s2c: 0 }, zeroWindow: { c2s: 0, s2c: 0 }, close: 'open',
+    rttNs: 123_456n, retrans: { c2s: 0, s2c: 0 }, zeroWindow: { c2s: 0, s2c: 0 }, outOfOrder: { c2s: 3, s2c: 1 }, close: 'open',
     synSeq: 1000, synAckSeq: 4_000_000_000,
     ...fields,
   };
@@ -158,7 +158,7 @@ test('flows: the newest flush of each flow wins, found from either direction', a
   const closed = { ...grown, close: 'timeout' as const, connState: 'SF' };
   const otherPoint = flow({
     id: 'node-b/eth1/7', node: 'node-b', iface: 'eth1', start: T0 + 1n, end: T0 + 2n,
-    rttNs: null, synSeq: null, synAckSeq: null, close: 'rst', retrans: { c2s: 4, s2c: 1 }, zeroWindow: { c2s: 0, s2c: 2 },
+    rttNs: null, synSeq: null, synAckSeq: null, close: 'rst', retrans: { c2s: 4, s2c: 1 }, zeroWindow: { c2s: 0, s2c: 2 }, outOfOrder: { c2s: 0, s2c: 7 },
   });
   const v6 = flow({
     id: 'node-a/eth0/9', proto: 'udp', client: { ip: 'fd00::5', port: 5353 }, server: { ip: 'ff02::fb', port: 5353 },

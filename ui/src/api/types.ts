@@ -66,6 +66,7 @@ export interface Flow extends CapturePointRef {
   rtt_ns: number | null;
   retrans: Directional;
   zero_window: Directional;
+  out_of_order: Directional;
   close: CloseKind;
   syn_seq: number | null;
   syn_ack_seq: number | null;
