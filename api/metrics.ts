@@ -86,6 +86,9 @@ export function createMetrics(sources: MetricSources): ApiMetrics {
   sourcedCounter('nettrail_store_rows_dropped_total', 'Rows refused because the writer buffer was full, per table', ['table'], eachTable('dropped'));
   sourcedCounter('nettrail_store_insert_failures_total', 'Failed inserts into the flow-log store (their rows are retried), per table', ['table'], eachTable('failures'));
   sourcedGauge('nettrail_store_buffered_rows', 'Rows accepted and not yet written, per table', ['table'], eachTable('bufferedRows'));
+  sourcedGauge('nettrail_store_failing', '1 while inserts into the table fail (its rows stay buffered and are retried), else 0', ['table'], (set) => {
+    for (const [table, stats] of Object.entries(sources.writerStats() ?? {})) set({ table }, stats.consecutiveFailures > 0 ? 1 : 0);
+  });
 
   const latency = new Histogram({
     name: 'nettrail_http_request_duration_seconds',

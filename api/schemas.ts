@@ -266,6 +266,23 @@ export const DropTracingSchema = Type.Object({
   ignored_reasons: Type.Array(Type.String()),
 });
 
+/** The flow-log writer's state per table (flowlog/writer.ts): rows accepted, written, refused, buffered; failing inserts. */
+export const StoreStatusSchema = Type.Object({
+  failing: Type.Boolean({ description: 'inserts into some table fail: its rows stay buffered (up to the bound, then are counted dropped) and are retried' }),
+  tables: Type.Record(
+    Type.String(),
+    Type.Object({
+      accepted: Type.Integer(),
+      written: Type.Integer(),
+      dropped: Type.Integer({ description: 'refused: the buffer was full' }),
+      failures: Type.Integer({ description: 'failed inserts (retried)' }),
+      consecutive_failures: Type.Integer({ description: 'failed inserts since the last that succeeded; > 0 while the store refuses this table' }),
+      buffered_rows: Type.Integer(),
+      buffered_bytes: Type.Integer(),
+    }),
+  ),
+});
+
 export const CaptureStatusSchema = Type.Object({
   capturing: Type.Boolean(),
   points: Type.Array(
@@ -298,6 +315,7 @@ export const CaptureStatusSchema = Type.Object({
   xdp: Type.Optional(Type.String()),
   filter: Type.Optional(Type.Object({ nets: Type.Array(Type.String()), ports: Type.Array(Type.Integer()), protos: Type.Array(Type.String()) })),
   drops: Type.Optional(DropTracingSchema),
+  store: Type.Optional(StoreStatusSchema),
 });
 
 export type FourTupleJson = Static<typeof FourTupleSchema>;

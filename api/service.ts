@@ -9,7 +9,7 @@ import type { CaptureFilter } from '../capture/filter.js';
 import { FlowTable } from '../capture/flows.js';
 import { packageRoot } from '../capture/native.js';
 import { openStore, type FlowLogStore, type StoreOptions } from '../flowlog/store.js';
-import { FlowLogWriter } from '../flowlog/writer.js';
+import { FlowLogWriter, type WriterOptions } from '../flowlog/writer.js';
 import { dropsForTuples, searchDrops } from '../flowlog/drops.js';
 import { flowsForTuples, natForTuple, natTranslations, packetsForTuples } from '../flowlog/queries.js';
 import { flowById, searchFlows } from '../flowlog/search.js';
@@ -23,6 +23,10 @@ export interface ServiceOptions {
   netns: string[] | 'all';
   ifaces: string[] | null;
   snaplen?: number;
+  /** Capture's ring-buffer bytes per possible CPU (default capture's: 4 MiB). */
+  ringBytesPerCpu?: number;
+  /** The flow-log writer's batching, buffer bound and retries (default the writer's). */
+  writer?: WriterOptions;
   /** XDP at ingress besides TC (default off). */
   xdp?: XdpMode;
   /** In-kernel capture filter (default everything); drop tracing applies it too. */
@@ -55,6 +59,8 @@ export interface Service {
   capture: PacketCapture;
   /** null when drop tracing is off or could not start. */
   drops: DropTracer | null;
+  /** NAT tracking (conntrack, IPVS, OVS sources). */
+  nat: NatSources;
   writer: FlowLogWriter;
   /** The address the HTTP server listens on. */
   url: string;
@@ -69,7 +75,14 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const node = options.node ?? os.hostname();
   const log = options.log ?? ((message: string) => console.error(`nettrail: ${message}`));
   const store = await openStore(options.store);
-  const writer = new FlowLogWriter(store);
+  const writer = new FlowLogWriter(store, {
+    // Logged once per failing streak, and when the table is written again.
+    onInsertFailure: ({ table, error, failures }) => {
+      if (error === null) log(`flow-log store: writing ${table} again, after ${failures} failed inserts`);
+      else if (failures === 1) log(`flow-log store: an insert into ${table} failed; its rows stay buffered and are retried: ${error instanceof Error ? error.message : String(error)}`);
+    },
+    ...options.writer,
+  });
   const flows = new FlowTable();
   const nat = new NatSources({
     node,
@@ -84,12 +97,16 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     netns: options.netns,
     ifaces: options.ifaces,
     snaplen: options.snaplen,
+    ringBytesPerCpu: options.ringBytesPerCpu,
     xdp: options.xdp,
     filter: options.filter,
     onPackets(packets) {
       writer.addPackets(packets);
       flows.add(packets);
     },
+    // While the store is behind, the ring buffer is not read: what overflows it is lost in
+    // the kernel, counted per point, instead of piling up here.
+    backpressure: () => (writer.overHighWater ? writer.belowHighWater() : undefined),
     onWarning: log,
   }).catch(async (err) => {
     await writer.close();
@@ -153,6 +170,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     store,
     capture,
     drops,
+    nat,
     writer,
     url,
     async flush() {

@@ -22,6 +22,11 @@ export interface CaptureConfig {
   /** Interface names to restrict to; null for all. */
   ifaces: string[] | null;
   onPackets(packets: PacketRecord[]): void;
+  /**
+   * Asked after each batch: a promise it returns holds off reading the ring buffer until it settles
+   * (backpressure: meanwhile the kernel counts what overflows as lost, per point).
+   */
+  backpressure?(): Promise<void> | undefined;
   /** Problems that do not stop capture elsewhere (one interface failing to attach, a namespace vanishing). */
   onWarning(message: string): void;
   /** How often to look for new namespaces and interfaces, and to sample rates (ms). */
@@ -111,6 +116,10 @@ export class PacketCapture {
   readonly #netnsNames = new Map<number, string>();
   readonly #ifaceNames = new Map<string, string>();
   readonly #skipped = new Map<string, { netns: string; iface: string; reason: string }>();
+  /** Set by freeze(): the attachments stay as they are. */
+  #frozen = false;
+  /** Named namespaces found missing at the last refresh (warned about once). */
+  readonly #missing = new Set<string>();
   #clockOffset = clockOffsetNs();
   #undecodable = 0;
   #packets = 0;
@@ -119,6 +128,8 @@ export class PacketCapture {
   #rates = new Map<string, { events: number; lost: number }>();
   #follow: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> = Promise.resolve();
+  /** Kernel counters of points detached since, let go from point_stats and summed here (for the totals). */
+  readonly #retired: HookCounters = zeroCounters();
   /** The kernel counters as they were when capture stopped. */
   #finalCounters: Map<string, Map<AttachHook, HookCounters>> | null = null;
 
@@ -169,7 +180,7 @@ export class PacketCapture {
     this.#filter = structuredClone(filter);
   }
 
-  #onBatch(batch: Buffer): void {
+  #onBatch(batch: Buffer): void | Promise<void> {
     const { packets, malformed } = this.#decoder.decode(batch, this.#clockOffset);
     this.#undecodable += malformed;
     this.#packets += packets.length;
@@ -178,6 +189,18 @@ export class PacketCapture {
       if (attachment) attachment.packets++;
     }
     if (packets.length > 0) this.#config.onPackets(packets);
+    return this.#config.backpressure?.();
+  }
+
+  /**
+   * Stop following namespaces and interfaces: keep the attachments there are (their links stay open and
+   * their events keep coming), sample rates only. For a process about to give up the privileges that
+   * listing other namespaces' interfaces and attaching need (`serve --user`): without them every
+   * interface would look gone.
+   */
+  freeze(): Promise<void> {
+    this.#frozen = true;
+    return this.#refreshing;
   }
 
   /** Attach to namespaces and interfaces that appeared, forget those that vanished, sample rates. Serialized. */
@@ -192,13 +215,17 @@ export class PacketCapture {
     for (const name of this.#config.netns) {
       const netns = await resolveNamespace(name);
       if (netns) found.push(netns);
-      else this.#config.onWarning(`namespace ${name} not found`);
+      // Once each time it goes missing, not at every refresh.
+      else if (!this.#missing.has(name)) this.#config.onWarning(`namespace ${name} not found`);
+      if (netns) this.#missing.delete(name);
+      else this.#missing.add(name);
     }
     return found;
   }
 
   async #refresh(): Promise<void> {
     this.#clockOffset = clockOffsetNs();
+    if (this.#frozen) return this.#sampleRates();
     const seen = new Set<string>();
     for (const netns of await this.#namespacesInScope()) {
       this.#netnsNames.set(netns.ino, netns.name);
@@ -225,6 +252,7 @@ export class PacketCapture {
       if (seen.has(key)) continue;
       for (const link of attachment.links) this.#bpf.detach(link);
       this.#attachments.delete(key);
+      this.#retire(attachment.netns.ino, attachment.iface.ifindex);
     }
     this.#sampleRates();
   }
@@ -237,7 +265,11 @@ export class PacketCapture {
         attachment.links.push(this.#attachHook(netns, iface, hook));
         attachment.hooks.push(hook);
       } catch (err) {
-        if (err instanceof CaptureError && (err.code === 'NETNS_NOT_FOUND' || err.code === 'IFACE_NOT_FOUND')) return;
+        if (err instanceof CaptureError && (err.code === 'NETNS_NOT_FOUND' || err.code === 'IFACE_NOT_FOUND')) {
+          // Gone between listing and attaching: let go of the hooks attached so far, or their links would leak.
+          for (const link of attachment.links) this.#bpf.detach(link);
+          return;
+        }
         this.#config.onWarning(`attach ${hook} on ${netns.name}/${iface.name}: ${(err as Error).message}`);
       }
     }
@@ -257,7 +289,24 @@ export class PacketCapture {
     }
   }
 
-  /** Kernel counters per point and hook, summed over CPUs, plus the table-full remainder under key `*`. */
+  /**
+   * Moves a detached point's kernel counters out of point_stats into #retired: the table
+   * (16384 entries) would otherwise fill up as namespaces and interfaces come and go, and a
+   * new point whose namespace inode and ifindex were reused would start with old counts.
+   */
+  #retire(netnsIno: number, ifindex: number): void {
+    const K = pointKeyLayout.fields;
+    const slot = (pointStatsLayout.size + 7) & ~7;
+    for (const { key, value } of this.#bpf.mapEntries('point_stats')) {
+      if (key.readUInt32LE(K.netns_ino.offset) !== netnsIno || key.readUInt32LE(K.ifindex.offset) !== ifindex) continue;
+      for (let cpu = 0; cpu + pointStatsLayout.size <= value.length; cpu += slot) {
+        for (const name of POINT_COUNTERS) this.#retired[name] += Number(value.readBigUInt64LE(cpu + pointStatsLayout.fields[name].offset));
+      }
+      this.#bpf.mapDelete('point_stats', Buffer.from(key));
+    }
+  }
+
+  /** Kernel counters per point and hook, summed over CPUs, plus the table-full remainder under key `*` and detached points' under `retired`. */
   #kernelCounters(): Map<string, Map<AttachHook, HookCounters>> {
     if (this.#finalCounters) return this.#finalCounters;
     const out = new Map<string, Map<AttachHook, HookCounters>>();
@@ -277,6 +326,7 @@ export class PacketCapture {
       if (hook) add(pointKey(key.readUInt32LE(K.netns_ino.offset), key.readUInt32LE(K.ifindex.offset)), hook, value);
     }
     for (const { value } of this.#bpf.mapEntries('unattributed_stats')) add('*', 'tc-ingress', value);
+    out.set('retired', new Map([['tc-ingress', { ...this.#retired }]]));
     return out;
   }
 

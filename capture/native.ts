@@ -44,6 +44,7 @@ interface NativeBpfObject {
   startRing(map: string, onBatch: (batch: Buffer | null, records: number) => void, batchBytes: number, flushMs: number): void;
   stopRing(map: string): void;
   joinRing(map: string): void;
+  ackRing(map: string): void;
   mapEntries(map: string): { keySize: number; valueSize: number; entries: Buffer };
   mapUpdate(map: string, key: Buffer, value: Buffer): void;
   mapDelete(map: string, key: Buffer): boolean;
@@ -173,9 +174,12 @@ export class BpfObject {
 
   /**
    * Drain ring buffer `map` on a native thread; `onBatch` gets one Buffer of
-   * many records at a time (see BATCH_RECORD_HEADER in layout.ts).
+   * many records at a time (see BATCH_RECORD_HEADER in layout.ts). The next batch
+   * comes after the event loop has turned once (so batches never starve I/O), and
+   * after the promise `onBatch` returns, if any, settles (backpressure: meanwhile
+   * the ring is not read, and what overflows it is lost and counted in the kernel).
    */
-  consume(map: string, onBatch: (batch: Buffer, records: number) => void, options: RingOptions = {}): void {
+  consume(map: string, onBatch: (batch: Buffer, records: number) => void | Promise<void>, options: RingOptions = {}): void {
     const batchBytes = options.batchBytes ?? 1 << 20;
     const flushMs = options.flushMs ?? 100;
     if (!Number.isInteger(batchBytes) || batchBytes < 4096) throw new CaptureError('INVALID_ARGUMENT', 'batchBytes must be an integer ≥ 4096');
@@ -187,7 +191,14 @@ export class BpfObject {
       map,
       (batch, records) => {
         if (batch) {
-          onBatch(batch, records);
+          const ack = () => setImmediate(() => handle.ackRing(map));
+          let handled: void | Promise<void> = undefined;
+          try {
+            handled = onBatch(batch, records);
+          } finally {
+            if (!(handled instanceof Promise)) ack();
+          }
+          if (handled instanceof Promise) handled.then(ack, ack);
           return;
         }
         handle.joinRing(map);

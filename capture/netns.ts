@@ -1,7 +1,7 @@
 // Network namespaces and their interfaces, as the attach policy and the NAT
 // tracker see them: root, /run/netns/*, and those of running processes.
 import { execFile } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { NetnsRef } from '../flowlog/records.js';
 
@@ -30,9 +30,25 @@ export async function listNamespaces(): Promise<NetnsRef[]> {
   const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry));
   for (const pid of pids) {
     const path = `/proc/${pid}/ns/net`;
-    add(`pid:${pid}`, path, await inodeOf(path));
+    const ino = await inodeOf(path);
+    if (ino === null || found.has(ino)) continue;
+    // This process's own helpers (conntrack -E, nsenter ...) live in the namespaces they serve: counted,
+    // they would keep a deleted namespace listed, followed, and so alive, for as long as nettrail runs.
+    if ((await parentOf(pid)) === process.pid) continue;
+    add(`pid:${pid}`, path, ino);
   }
   return [...found.values()];
+}
+
+/** The parent pid of a process (from /proc/PID/stat), or null when it is gone. */
+async function parentOf(pid: string): Promise<number | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
 }
 
 /** Resolve a `--netns` argument: `root`, a name under /run/netns, or `pid:PID`. */

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
+import { canonicalAddress } from '../api/address.js';
 import type { EpochNs, FourTuple, NatTranslation, NetnsRef, Proto } from '../flowlog/records.js';
 import { classifyNat } from './classify.js';
 import { runCommand } from './command.js';
@@ -79,9 +80,11 @@ function child(el: XmlElement | undefined, name: string): XmlElement | undefined
   return el?.children.find((c) => c.name === name);
 }
 
-function intText(el: XmlElement | undefined, what: string): number {
-  const n = Number(el?.text.trim());
-  if (el === undefined || !Number.isInteger(n)) throw new ConntrackError('CONNTRACK_PARSE', `flow without a valid ${what}`);
+/** A decimal integer from 0 to `max` (default: 32 bits). */
+function intText(el: XmlElement | undefined, what: string, max = 0xffffffff): number {
+  const text = el?.text.trim() ?? '';
+  const n = Number(text);
+  if (!/^\d{1,10}$/.test(text) || n > max) throw new ConntrackError('CONNTRACK_PARSE', `flow without a valid ${what}`);
   return n;
 }
 
@@ -105,11 +108,11 @@ export interface ConntrackEntry {
 function tupleOf(meta: XmlElement | undefined, direction: string): FourTuple {
   const l3 = child(meta, 'layer3');
   const l4 = child(meta, 'layer4');
-  const src = child(l3, 'src')?.text.trim();
-  const dst = child(l3, 'dst')?.text.trim();
-  if (!src || !dst) throw new ConntrackError('CONNTRACK_PARSE', `flow without ${direction} addresses`);
+  const src = canonicalAddress(child(l3, 'src')?.text.trim() ?? '');
+  const dst = canonicalAddress(child(l3, 'dst')?.text.trim() ?? '');
+  if (!src || !dst) throw new ConntrackError('CONNTRACK_PARSE', `flow without valid ${direction} addresses`);
   // Port-less protocols (icmp, ...) have no sport/dport: 0.
-  const port = (name: string): number => (child(l4, name) ? intText(child(l4, name), `${direction} ${name}`) : 0);
+  const port = (name: string): number => (child(l4, name) ? intText(child(l4, name), `${direction} ${name}`, 0xffff) : 0);
   return { src, sport: port('sport'), dst, dport: port('dport') };
 }
 
@@ -130,7 +133,7 @@ export function parseConntrackFlow(xml: string): ConntrackEntry {
   const ns = (name: string): bigint | null => {
     const el = child(timestamp, name);
     if (!el) return null;
-    if (!/^\d{1,20}$/.test(el.text.trim())) throw new ConntrackError('CONNTRACK_PARSE', `flow with a bad timestamp ${name}`);
+    if (!/^\d{1,19}$/.test(el.text.trim()) || BigInt(el.text.trim()) >= 1n << 63n) throw new ConntrackError('CONNTRACK_PARSE', `flow with a bad timestamp ${name}`);
     return BigInt(el.text.trim());
   };
   return {
@@ -138,7 +141,7 @@ export function parseConntrackFlow(xml: string): ConntrackEntry {
     proto: child(orig, 'layer4')?.attrs['protoname'] ?? 'unknown',
     orig: tupleOf(orig, 'original'),
     reply: tupleOf(meta('reply'), 'reply'),
-    zone: zoneEl ? intText(zoneEl, 'zone') : 0,
+    zone: zoneEl ? intText(zoneEl, 'zone', 0xffff) : 0,
     id: intText(child(independent, 'id'), 'id'),
     deltaSec: deltaEl ? intText(deltaEl, 'deltatime') : null,
     startNs: ns('start'),
@@ -448,7 +451,8 @@ export class ConntrackSource {
     const key = `${entry.zone}/${entry.id}/${entry.proto}/${tupleKey(entry.orig)}`;
     let tracked = this.entries.get(key);
     if (!tracked) {
-      const started = entry.startNs ?? (entry.deltaSec === null ? now : now - BigInt(entry.deltaSec) * 1_000_000_000n);
+      const age = entry.deltaSec === null ? 0n : BigInt(entry.deltaSec) * 1_000_000_000n;
+      const started = entry.startNs ?? (age <= now ? now - age : now);
       tracked = {
         generation: this.generation,
         record: {

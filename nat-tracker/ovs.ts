@@ -77,7 +77,7 @@ export function parseOvsConntrack(text: string): OvsConntrackEntry[] {
       const [proto = '', ...rest] = fields(line.trim());
       const kv = keyValues(rest.join(','));
       const zoneText = kv.get('zone') ?? '0';
-      if (!/^\d{1,5}$/.test(zoneText)) throw parseError(line, 'bad zone');
+      if (!/^\d{1,5}$/.test(zoneText) || Number(zoneText) > 65535) throw parseError(line, 'bad zone');
       return { proto, orig: tuple(line, kv.get('orig'), 'orig'), reply: tuple(line, kv.get('reply'), 'reply'), zone: Number(zoneText) };
     });
 }

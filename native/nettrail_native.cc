@@ -9,12 +9,14 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <net/if.h>
 #include <sched.h>
 #include <string>
@@ -106,11 +108,19 @@ class RingConsumer {
   }
   bool ok() const { return ring_ != nullptr; }
   void Start() { thread_ = std::thread([this] { Run(); }); }
-  void RequestStop() { stop_ = true; }
+  void RequestStop() { SetStop(); }
   // For close() without a graceful stop: pending batches are dropped, nothing blocks.
   void Abort() {
-    stop_ = true;
+    SetStop();
     onBatch_.Abort();
+  }
+  // JavaScript has handled a batch and let its event loop turn: the next one may come.
+  void Ack() {
+    {
+      std::lock_guard<std::mutex> lock(ackMutex_);
+      if (inFlight_ > 0) inFlight_--;
+    }
+    ackCv_.notify_all();
   }
   void Join() {
     if (thread_.joinable()) thread_.join();
@@ -130,10 +140,26 @@ class RingConsumer {
     return 0;
   }
 
-  // Hands the batch to JavaScript, waiting while its queue is full (the kernel
-  // then counts what no longer fits in the ring as lost).
+  void SetStop() {
+    {
+      std::lock_guard<std::mutex> lock(ackMutex_);
+      stop_ = true;
+    }
+    ackCv_.notify_all();
+  }
+
+  // Hands the batch to JavaScript once it has acknowledged the one before (Ack):
+  // one batch per turn of its event loop, so that a flood of batches never holds
+  // the loop (node dispatches up to 1000 queued calls back to back), and while
+  // JavaScript is behind the ring fills and the kernel counts what no longer fits
+  // as lost, per point.
   void Deliver() {
     if (!batch_) return;
+    {
+      std::unique_lock<std::mutex> lock(ackMutex_);
+      ackCv_.wait(lock, [this] { return inFlight_ == 0 || stop_; });
+      inFlight_++;
+    }
     auto* payload = new Batch{batch_, records_};
     batch_ = nullptr;
     records_ = 0;
@@ -186,6 +212,9 @@ class RingConsumer {
   int flushMs_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  std::mutex ackMutex_;
+  std::condition_variable ackCv_;
+  int inFlight_ = 0;
   std::vector<uint8_t>* batch_ = nullptr;
   uint32_t records_ = 0;
   std::chrono::steady_clock::time_point batchStarted_;
@@ -202,6 +231,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("startRing", &BpfObject::StartRing),
                            InstanceMethod("stopRing", &BpfObject::StopRing),
                            InstanceMethod("joinRing", &BpfObject::JoinRing),
+                           InstanceMethod("ackRing", &BpfObject::AckRing),
                            InstanceMethod("mapEntries", &BpfObject::MapEntries),
                            InstanceMethod("mapUpdate", &BpfObject::MapUpdate),
                            InstanceMethod("mapDelete", &BpfObject::MapDelete),
@@ -365,6 +395,14 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     std::string mapName = info[0].As<Napi::String>();
     auto it = rings_.find(mapName);
     if (it != rings_.end()) it->second->RequestStop();
+    return info.Env().Undefined();
+  }
+
+  // ackRing(map): JavaScript is done with the last batch; the consumer may deliver the next.
+  Napi::Value AckRing(const Napi::CallbackInfo& info) {
+    std::string mapName = info[0].As<Napi::String>();
+    auto it = rings_.find(mapName);
+    if (it != rings_.end()) it->second->Ack();
     return info.Env().Undefined();
   }
 

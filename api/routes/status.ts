@@ -6,6 +6,18 @@ import type { AppOptions } from '../app.js';
 import { dropTracingJson } from '../drops.js';
 import { errorBody } from '../errors.js';
 import { CaptureStatusSchema, ErrorSchema } from '../schemas.js';
+import type { WriterStats } from '../../flowlog/writer.js';
+
+/** The writer's stats as the status API shows them. */
+const storeStatusJson = (stats: WriterStats) => ({
+  failing: Object.values(stats).some((t) => t.consecutiveFailures > 0),
+  tables: Object.fromEntries(
+    Object.entries(stats).map(([table, t]) => [table, {
+      accepted: t.accepted, written: t.written, dropped: t.dropped, failures: t.failures,
+      consecutive_failures: t.consecutiveFailures, buffered_rows: t.bufferedRows, buffered_bytes: t.bufferedBytes,
+    }]),
+  ),
+});
 
 export const statusRoutes: FastifyPluginAsync<AppOptions> = async (fastify, options) => {
   const api = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -32,7 +44,10 @@ export const statusRoutes: FastifyPluginAsync<AppOptions> = async (fastify, opti
       const status = options.captureStatus();
       const dropStatus = options.dropStatus();
       const drops = dropStatus ? { drops: dropTracingJson(dropStatus) } : {};
-      return status ? { capturing: true, ...status, ...drops } : { capturing: false, points: [], packets: 0, lost: 0, malformed: 0, skipped: [], ...drops };
+      const writer = options.writerStats();
+      const store = writer ? { store: storeStatusJson(writer) } : {};
+      // The writer's state goes with capture: what was captured and what became of it.
+      return status ? { capturing: true, ...status, ...drops, ...store } : { capturing: false, points: [], packets: 0, lost: 0, malformed: 0, skipped: [], ...drops };
     },
   );
 };
