@@ -10,10 +10,7 @@ import { FlowTable } from '../capture/flows.js';
 import { packageRoot } from '../capture/native.js';
 import { openStore, type FlowLogStore, type StoreOptions } from '../flowlog/store.js';
 import { FlowLogWriter, type WriterOptions } from '../flowlog/writer.js';
-import { dropsForTuples, searchDrops } from '../flowlog/drops.js';
-import { flowsForTuples, natForTuple, natTranslations, packetsForTuples } from '../flowlog/queries.js';
-import { flowById, searchFlows } from '../flowlog/search.js';
-import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
+import { storeBackedOptions } from './store-reader.js';
 import { NatSources } from '../nat-tracker/sources.js';
 import { buildServer } from './server.js';
 
@@ -141,18 +138,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
 
   const server = await buildServer(
     {
-      reader: {
-        natForTuple: (proto, tuple, at) => natForTuple(store, proto, tuple, at),
-        flowsForTuples: (proto, tuples, range) => flowsForTuples(store, proto, tuples, range),
-        flowsBySynSeq: (proto, synSeq, synAckSeq, range) => flowsBySynSeq(store, proto, synSeq, synAckSeq, range),
-        packetsForTuples: (proto, tuples, range) => packetsForTuples(store, proto, tuples, range),
-        dropsForTuples: (proto, tuples, range) => dropsForTuples(store, proto, tuples, range),
-      },
-      searchFlows: (filter, page) => searchFlows(store, filter, page),
-      searchDrops: (filter, page) => searchDrops(store, filter, page),
-      flowById: (id) => flowById(store, id),
-      natTranslations: (filter) => natTranslations(store, filter),
-      storeHealthy: () => store.ping(),
+      ...storeBackedOptions(store),
       captureStatus: () => capture.status(),
       dropStatus: () => drops?.status() ?? null,
       writerStats: () => writer.stats(),

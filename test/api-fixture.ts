@@ -4,11 +4,9 @@
 // options of a real store.
 import { BlockList } from 'node:net';
 import type { AppOptions } from '../api/app.js';
-import { dropsForTuples, searchDrops } from '../flowlog/drops.js';
-import { flowsForTuples, natForTuple, natTranslations, packetsForTuples } from '../flowlog/queries.js';
 import type { FlowRecord } from '../flowlog/records.js';
-import { flowById, searchFlows, type FlowOrder } from '../flowlog/search.js';
-import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
+import type { FlowOrder } from '../flowlog/search.js';
+import { storeBackedOptions } from '../api/store-reader.js';
 import type { FlowLogStore } from '../flowlog/store.js';
 import type { FlowLogWriter } from '../flowlog/writer.js';
 
@@ -202,18 +200,7 @@ export function referenceSort(flows: FlowRecord[], order: FlowOrder): FlowRecord
 /** AppOptions reading a real store. */
 export function storeAppOptions(store: FlowLogStore, writer: FlowLogWriter | null, extra: Partial<AppOptions> = {}): AppOptions {
   return {
-    reader: {
-      natForTuple: (proto, tuple, at) => natForTuple(store, proto, tuple, at),
-      flowsForTuples: (proto, tuples, range) => flowsForTuples(store, proto, tuples, range),
-      flowsBySynSeq: (proto, synSeq, synAckSeq, range) => flowsBySynSeq(store, proto, synSeq, synAckSeq, range),
-      packetsForTuples: (proto, tuples, range) => packetsForTuples(store, proto, tuples, range),
-      dropsForTuples: (proto, tuples, range) => dropsForTuples(store, proto, tuples, range),
-    },
-    searchFlows: (filter, page) => searchFlows(store, filter, page),
-    searchDrops: (filter, page) => searchDrops(store, filter, page),
-    flowById: (id) => flowById(store, id),
-    natTranslations: (filter) => natTranslations(store, filter),
-    storeHealthy: () => store.ping(),
+    ...storeBackedOptions(store),
     captureStatus: () => null,
     dropStatus: () => null,
     writerStats: () => writer?.stats() ?? null,
