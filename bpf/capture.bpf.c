@@ -5,6 +5,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "packet_event.h"
+#include "capture_filter.bpf.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
@@ -52,36 +53,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct nt_point_stats);
 } unattributed_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nt_filter);
-} filter_config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nt_lpm_v4);
-	__type(value, __u8);
-} filter_v4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nt_lpm_v6);
-	__type(value, __u8);
-} filter_v6 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} filter_ports SEC(".maps");
 
 /* Link-layer bytes TC may find in front of skb->data (see mac_bytes_before_data). */
 #define MAC_BEFORE_MAX 64
@@ -201,53 +172,6 @@ static __always_inline enum verdict parse_ipv6(struct nt_packet_event *e, const 
 	return KEEP;
 }
 
-static __always_inline bool addr_matches(const struct nt_packet_event *e)
-{
-	if (e->family == NT_FAMILY_IPV4) {
-		struct nt_lpm_v4 key = { .prefixlen = 32 };
-
-		__builtin_memcpy(key.addr, e->saddr, 4);
-		if (bpf_map_lookup_elem(&filter_v4, &key))
-			return true;
-		__builtin_memcpy(key.addr, e->daddr, 4);
-		return bpf_map_lookup_elem(&filter_v4, &key) != NULL;
-	}
-	struct nt_lpm_v6 key = { .prefixlen = 128 };
-
-	__builtin_memcpy(key.addr, e->saddr, 16);
-	if (bpf_map_lookup_elem(&filter_v6, &key))
-		return true;
-	__builtin_memcpy(key.addr, e->daddr, 16);
-	return bpf_map_lookup_elem(&filter_v6, &key) != NULL;
-}
-
-static __always_inline bool port_matches(const struct nt_packet_event *e)
-{
-	__u32 sport = e->sport, dport = e->dport;
-	__u8 *set = bpf_map_lookup_elem(&filter_ports, &sport);
-
-	if (set && *set)
-		return true;
-	set = bpf_map_lookup_elem(&filter_ports, &dport);
-	return set && *set;
-}
-
-static __always_inline bool filter_keeps(const struct nt_packet_event *e)
-{
-	__u32 first = 0;
-	struct nt_filter *filter = bpf_map_lookup_elem(&filter_config, &first);
-
-	if (!filter)
-		return true;
-	if (filter->protos && !(filter->protos & (e->proto == IPPROTO_TCP ? NT_PROTO_TCP : NT_PROTO_UDP)))
-		return false;
-	if (filter->match_addr && !addr_matches(e))
-		return false;
-	if (filter->match_port && (e->frag == NT_FRAG_LATER || !port_matches(e)))
-		return false;
-	return true;
-}
-
 /* FNV-1a of up to NT_PAYLOAD_HASH_BYTES payload bytes at off that lie in the parse window. */
 static __always_inline __u32 hash_payload(const __u8 *b, __u32 off, __u32 end)
 {
@@ -358,29 +282,33 @@ static __always_inline __u32 copy_len(__u32 wire_len)
 	return wire_len < want ? wire_len : want;
 }
 
+/* The counter of a packet that is not kept. */
+static __always_inline __u64 *counter_of(struct nt_point_stats *stats, enum verdict verdict)
+{
+	switch (verdict) {
+	case FILTERED:
+		return &stats->filtered;
+	case NOT_IP:
+		return &stats->not_ip;
+	case OTHER_L4:
+		return &stats->other_l4;
+	default: /* MALFORMED */
+		return &stats->malformed;
+	}
+}
+
 /* Counts the packet and, when it is kept, writes its event and bytes to the ring buffer. */
 static __always_inline void record(struct packet_scratch *s, struct nt_point_stats *stats, enum verdict verdict, __u32 copied)
 {
 	struct nt_packet_event *e = &s->event;
 	__u32 keep;
 
-	if (verdict == KEEP && !filter_keeps(e))
+	if (verdict == KEEP && !filter_keeps(e->family, e->proto, e->saddr, e->daddr, e->sport, e->dport,
+						e->frag != NT_FRAG_LATER))
 		verdict = FILTERED;
-	switch (verdict) {
-	case FILTERED:
-		__sync_fetch_and_add(&stats->filtered, 1);
+	if (verdict != KEEP) {
+		__sync_fetch_and_add(counter_of(stats, verdict), 1);
 		return;
-	case NOT_IP:
-		__sync_fetch_and_add(&stats->not_ip, 1);
-		return;
-	case OTHER_L4:
-		__sync_fetch_and_add(&stats->other_l4, 1);
-		return;
-	case MALFORMED:
-		__sync_fetch_and_add(&stats->malformed, 1);
-		return;
-	default:
-		break;
 	}
 	/* The headers always, payload up to snaplen. */
 	keep = snaplen > e->l4_end ? snaplen : e->l4_end;

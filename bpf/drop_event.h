@@ -16,9 +16,6 @@
 #define NT_DROP_LINK_ETHERNET 1 /* the MAC header (the decoder checks it leads to the IP header) */
 #define NT_DROP_LINK_RAW 2      /* the IP header: the skb had no MAC header (transmit path) */
 
-#define NT_DROP_FAMILY_IPV4 4
-#define NT_DROP_FAMILY_IPV6 6
-
 /* Indexes of the per-CPU drop_counters. Every kfree_skb in a traced namespace counts in SEEN
  * and in exactly one of the others. */
 #define NT_DROP_COUNT_SEEN 0
@@ -45,7 +42,7 @@ struct nt_drop_event {
 	__u32 wire_len;    /* packet length from header[0] on */
 	__u16 stack_depth; /* valid frames in stack[] */
 	__u16 cap_len;     /* valid bytes in header[] (the skb's linear data, up to NT_DROP_HEADER_BYTES) */
-	__u8 family;       /* NT_DROP_FAMILY_* */
+	__u8 family;       /* NT_FAMILY_* of packet_event.h */
 	__u8 proto;        /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 link_type;    /* NT_DROP_LINK_* */
 	__u8 l3_offset;    /* IP header start in header[] */

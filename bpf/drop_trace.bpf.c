@@ -7,7 +7,8 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "drop_event.h"
-#include "packet_event.h" /* the capture filter's maps, shared with capture.bpf.c */
+#include "packet_event.h"
+#include "capture_filter.bpf.h"
 
 #define IP_OFFSET 0x1FFF
 #define OFFSET_UNSET ((__u16)~0U)
@@ -29,37 +30,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } traced_netns SEC(".maps");
-
-/* The capture filter, written by capture/filter.ts's writeFilter() as for capture.bpf.c. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nt_filter);
-} filter_config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nt_lpm_v4);
-	__type(value, __u8);
-} filter_v4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nt_lpm_v6);
-	__type(value, __u8);
-} filter_v6 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} filter_ports SEC(".maps");
 
 /* Reasons that are no loss of a packet in flight (e.g. QUEUE_PURGE: a socket's queue freed on close);
  * their values, read from the kernel's BTF, are set by user space. */
@@ -169,11 +139,11 @@ static __always_inline int copy_headers(struct nt_drop_event *e, struct sk_buff 
 		if (ihl < 20 || (((ip[6] << 8) | ip[7]) & IP_OFFSET))
 			return -1; /* a bad header, or a later fragment without an L4 header */
 		proto = ip[9];
-		e->family = NT_DROP_FAMILY_IPV4;
+		e->family = NT_FAMILY_IPV4;
 		l4 = l3 + ihl;
 	} else if ((ip[0] >> 4) == 6 && l3 + 40 <= copied) {
 		proto = ip[6]; /* extension headers are not walked */
-		e->family = NT_DROP_FAMILY_IPV6;
+		e->family = NT_FAMILY_IPV6;
 		l4 = l3 + 40;
 	} else {
 		return -1;
@@ -203,56 +173,17 @@ static __always_inline int copy_headers(struct nt_drop_event *e, struct sk_buff 
 	return 0;
 }
 
-static __always_inline bool addr_matches(const struct nt_drop_event *e)
+/* The capture filter's verdict on the headers copy_headers() found. */
+static __always_inline bool drop_filter_keeps(const struct nt_drop_event *e)
 {
-	__u32 l3 = e->l3_offset & 0x1f;
-
-	if (e->family == NT_DROP_FAMILY_IPV4) {
-		struct nt_lpm_v4 key = { .prefixlen = 32 };
-
-		__builtin_memcpy(key.addr, &e->header[l3 + 12], 4);
-		if (bpf_map_lookup_elem(&filter_v4, &key))
-			return true;
-		__builtin_memcpy(key.addr, &e->header[l3 + 16], 4);
-		return bpf_map_lookup_elem(&filter_v4, &key) != NULL;
-	}
-	struct nt_lpm_v6 key = { .prefixlen = 128 };
-
-	__builtin_memcpy(key.addr, &e->header[l3 + 8], 16);
-	if (bpf_map_lookup_elem(&filter_v6, &key))
-		return true;
-	__builtin_memcpy(key.addr, &e->header[l3 + 24], 16);
-	return bpf_map_lookup_elem(&filter_v6, &key) != NULL;
-}
-
-static __always_inline bool port_matches(const struct nt_drop_event *e)
-{
+	bool ipv4 = e->family == NT_FAMILY_IPV4;
+	__u32 saddr = (e->l3_offset & 0x1f) + (ipv4 ? 12 : 8); /* the destination follows the source */
+	__u32 daddr = saddr + (ipv4 ? 4 : 16);
 	__u32 l4 = e->l4_offset & 0x7f;
-	__u32 sport = (e->header[l4] << 8) | e->header[l4 + 1];
-	__u32 dport = (e->header[l4 + 2] << 8) | e->header[l4 + 3];
-	__u8 *set = bpf_map_lookup_elem(&filter_ports, &sport);
+	__u16 sport = (e->header[l4] << 8) | e->header[l4 + 1];
+	__u16 dport = (e->header[l4 + 2] << 8) | e->header[l4 + 3];
 
-	if (set && *set)
-		return true;
-	set = bpf_map_lookup_elem(&filter_ports, &dport);
-	return set && *set;
-}
-
-/* The capture filter's verdict, with capture.bpf.c's semantics: kinds AND, values OR. */
-static __always_inline bool filter_keeps(const struct nt_drop_event *e)
-{
-	__u32 first = 0;
-	struct nt_filter *filter = bpf_map_lookup_elem(&filter_config, &first);
-
-	if (!filter)
-		return true;
-	if (filter->protos && !(filter->protos & (e->proto == IPPROTO_TCP ? NT_PROTO_TCP : NT_PROTO_UDP)))
-		return false;
-	if (filter->match_addr && !addr_matches(e))
-		return false;
-	if (filter->match_port && !port_matches(e))
-		return false;
-	return true;
+	return filter_keeps(e->family, e->proto, &e->header[saddr], &e->header[daddr], sport, dport, true);
 }
 
 SEC("tp_btf/kfree_skb")
@@ -296,7 +227,7 @@ int BPF_PROG(trace_drop, struct sk_buff *skb, void *location, enum skb_drop_reas
 		count(NT_DROP_COUNT_UNPARSED);
 		return 0;
 	}
-	if (!filter_keeps(e)) {
+	if (!drop_filter_keeps(e)) {
 		bpf_ringbuf_discard(e, 0);
 		count(NT_DROP_COUNT_FILTERED);
 		return 0;

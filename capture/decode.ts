@@ -1,7 +1,7 @@
 // Decodes batches of ring-buffer records (struct nt_packet_event + packet bytes, layout.ts) into PacketRecords.
 import type { Direction, Hook, PacketRecord, TcpOptions } from '../flowlog/records.js';
 import { LINKTYPE_ETHERNET } from '../flowlog/records.js';
-import { BATCH_RECORD_HEADER, DIRECTION, FAMILY, FRAG, HOOK, LINK, packetEventLayout } from './layout.js';
+import { decodeBatch, DIRECTION, FAMILY, fieldReader, FRAG, HOOK, LINK, packetEventLayout } from './layout.js';
 
 /** Names for what the kernel reports by number. */
 export interface PointNamer {
@@ -16,9 +16,10 @@ export interface DecodeResult {
   malformed: number;
 }
 
+/** The proto values of nt_packet_event and nt_drop_event. */
+export const IPPROTO = { tcp: 6, udp: 17 } as const;
+
 const F = packetEventLayout.fields;
-const IPPROTO_TCP = 6;
-const IPPROTO_UDP = 17;
 const NEXTHDR_FRAGMENT = 44;
 const NEXTHDR_AUTH = 51;
 const ETH_ADDRS = 12;
@@ -170,25 +171,14 @@ export class PacketDecoder {
 
   /** Decode one batch from BpfObject.consume; `clockOffset` turns kernel monotonic ns into wall-clock ns. */
   decode(batch: Buffer, clockOffset: bigint): DecodeResult {
-    const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-    const packets: PacketRecord[] = [];
-    let malformed = 0;
-    for (let at = 0; at + BATCH_RECORD_HEADER <= batch.length; ) {
-      const size = view.getUint32(at, true);
-      const record = at + BATCH_RECORD_HEADER;
-      at = record + ((size + 7) & ~7);
-      const packet = record + size <= batch.length ? this.#decodeEvent(batch, view, record, size, clockOffset) : null;
-      if (packet) packets.push(packet);
-      else malformed++;
-    }
-    return { packets, malformed };
+    const { decoded, malformed } = decodeBatch(batch, packetEventLayout, (view, at, size) =>
+      this.#decodeEvent(batch, view, at, size, clockOffset),
+    );
+    return { packets: decoded, malformed };
   }
 
   #decodeEvent(batch: Buffer, view: DataView, at: number, size: number, clockOffset: bigint): PacketRecord | null {
-    if (size < packetEventLayout.size) return null;
-    const u8 = (f: keyof typeof F) => view.getUint8(at + F[f].offset);
-    const u16 = (f: keyof typeof F) => view.getUint16(at + F[f].offset, true);
-    const u32 = (f: keyof typeof F) => view.getUint32(at + F[f].offset, true);
+    const { u8, u16, u32, u64 } = fieldReader(packetEventLayout, view, at);
 
     const hook: Hook | null = u8('hook') === HOOK.tc ? 'tc' : u8('hook') === HOOK.xdp ? 'xdp' : null;
     const direction: Direction | null =
@@ -200,7 +190,7 @@ export class PacketDecoder {
     let l3 = u16('l3_offset');
     let l4 = u16('l4_offset');
     let l4End = u16('l4_end');
-    if (!hook || !direction || (protoNumber !== IPPROTO_TCP && protoNumber !== IPPROTO_UDP)) return null;
+    if (!hook || !direction || (protoNumber !== IPPROTO.tcp && protoNumber !== IPPROTO.udp)) return null;
     if ((family !== FAMILY.ipv4 && family !== FAMILY.ipv6) || u8('link_type') !== LINK.ethernet) return null;
     if (packetEventLayout.size + capLen > size || l4End > capLen || l4 > l4End || l3 + 20 > l4) return null;
     if (frag !== 0 && frag !== FRAG.first && frag !== FRAG.later) return null;
@@ -230,7 +220,7 @@ export class PacketDecoder {
     const ifindex = u32('ifindex');
     const ipId = family === FAMILY.ipv4 ? u16('ip_id') : 0;
     const len = u32('payload_len');
-    const isTcp = protoNumber === IPPROTO_TCP;
+    const isTcp = protoNumber === IPPROTO.tcp;
     const src = family === FAMILY.ipv4 ? formatIPv4(batch, at + F.saddr.offset) : formatIPv6(batch, at + F.saddr.offset);
     const dst = family === FAMILY.ipv4 ? formatIPv4(batch, at + F.daddr.offset) : formatIPv6(batch, at + F.daddr.offset);
     let sport = u16('sport');
@@ -272,7 +262,7 @@ export class PacketDecoder {
         : undefined,
     });
     const packet: PacketRecord = {
-      ts: view.getBigUint64(at + F.ts_ns.offset, true) + clockOffset,
+      ts: u64('ts_ns') + clockOffset,
       node: this.#namer.node,
       netns: this.#namer.netnsName(netnsIno),
       iface: this.#namer.ifaceName(netnsIno, ifindex),

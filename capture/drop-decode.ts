@@ -3,12 +3,12 @@
 // and stack from kallsyms, names of namespaces, and the cause.
 import type { DropRecord } from '../flowlog/records.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from '../flowlog/records.js';
-import { formatIPv4, formatIPv6, packetIdOf, parseTcpOptions } from './decode.js';
+import { formatIPv4, formatIPv6, IPPROTO, packetIdOf, parseTcpOptions } from './decode.js';
 import { dropCause } from './drop-causes.js';
-import { DROP_FAMILY, DROP_LINK, dropEventLayout } from './drop-layout.js';
+import { DROP_LINK, dropEventLayout } from './drop-layout.js';
 import type { DropReasons } from './drop-reasons.js';
 import { formatSymbol, type KernelSymbols } from './drop-symbols.js';
-import { BATCH_RECORD_HEADER, PAYLOAD_HASH_BYTES } from './layout.js';
+import { decodeBatch, FAMILY, fieldReader, PAYLOAD_HASH_BYTES } from './layout.js';
 
 export interface DropNamer {
   node: string;
@@ -22,8 +22,6 @@ export interface DropDecodeResult {
 }
 
 const F = dropEventLayout.fields;
-const IPPROTO_TCP = 6;
-const IPPROTO_UDP = 17;
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
 const ETH_P_8021Q = 0x8100;
@@ -48,7 +46,7 @@ function ethernetLeadsTo(view: DataView, l3: number, family: number): boolean {
     type = view.getUint16(at + 2);
     at += 4;
   }
-  return at === l3 && type === (family === DROP_FAMILY.ipv4 ? ETH_P_IP : ETH_P_IPV6);
+  return at === l3 && type === (family === FAMILY.ipv4 ? ETH_P_IP : ETH_P_IPV6);
 }
 
 export class DropDecoder {
@@ -79,18 +77,8 @@ export class DropDecoder {
   }
 
   #decodeBatch(batch: Buffer, clockOffset: bigint): DropDecodeResult {
-    const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-    const drops: DropRecord[] = [];
-    let malformed = 0;
-    for (let at = 0; at + BATCH_RECORD_HEADER <= batch.length; ) {
-      const size = view.getUint32(at, true);
-      const record = at + BATCH_RECORD_HEADER;
-      at = record + ((size + 7) & ~7);
-      const drop = size >= dropEventLayout.size && record + size <= batch.length ? this.#decodeEvent(batch, view, record, clockOffset) : null;
-      if (drop) drops.push(drop);
-      else malformed++;
-    }
-    return { drops, malformed };
+    const { decoded, malformed } = decodeBatch(batch, dropEventLayout, (view, at) => this.#decodeEvent(batch, view, at, clockOffset));
+    return { drops: decoded, malformed };
   }
 
   #symbol(address: bigint): string {
@@ -106,9 +94,7 @@ export class DropDecoder {
   }
 
   #decodeEvent(batch: Buffer, view: DataView, at: number, clockOffset: bigint): DropRecord | null {
-    const u8 = (f: keyof typeof F) => view.getUint8(at + F[f].offset);
-    const u16 = (f: keyof typeof F) => view.getUint16(at + F[f].offset, true);
-    const u32 = (f: keyof typeof F) => view.getUint32(at + F[f].offset, true);
+    const { u8, u16, u32, u64 } = fieldReader(dropEventLayout, view, at);
 
     const family = u8('family');
     const protoNumber = u8('proto');
@@ -117,16 +103,16 @@ export class DropDecoder {
     const l4 = u8('l4_offset');
     const l4End = u8('l4_end');
     const depth = u16('stack_depth');
-    if ((family !== DROP_FAMILY.ipv4 && family !== DROP_FAMILY.ipv6) || (protoNumber !== IPPROTO_TCP && protoNumber !== IPPROTO_UDP)) return null;
-    if (capLen > F.header.size || l4End > capLen || l4 + (protoNumber === IPPROTO_TCP ? 20 : 8) > l4End) return null;
-    if (l3 + (family === DROP_FAMILY.ipv4 ? 20 : 40) > l4 || depth > F.stack.size / 8) return null;
+    if ((family !== FAMILY.ipv4 && family !== FAMILY.ipv6) || (protoNumber !== IPPROTO.tcp && protoNumber !== IPPROTO.udp)) return null;
+    if (capLen > F.header.size || l4End > capLen || l4 + (protoNumber === IPPROTO.tcp ? 20 : 8) > l4End) return null;
+    if (l3 + (family === FAMILY.ipv4 ? 20 : 40) > l4 || depth > F.stack.size / 8) return null;
 
     // Copy the bytes out: the batch buffer is not kept.
     const bytes = Uint8Array.prototype.slice.call(batch, at + F.header.offset, at + F.header.offset + capLen);
     const packet = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const isIPv4 = family === DROP_FAMILY.ipv4;
+    const isIPv4 = family === FAMILY.ipv4;
     const ipEnd = l3 + (isIPv4 ? packet.getUint16(l3 + 2) : 40 + packet.getUint16(l3 + 4));
-    const isTcp = protoNumber === IPPROTO_TCP;
+    const isTcp = protoNumber === IPPROTO.tcp;
     const tcpFlags = isTcp ? bytes[l4 + 13] : 0;
     const options = isTcp ? parseTcpOptions(bytes, l4 + 20, l4End) : {};
     const packetId = packetIdOf({
@@ -157,7 +143,7 @@ export class DropDecoder {
     const dport = packet.getUint16(l4 + 2);
 
     // The stack from the frame that freed the packet outwards (the frames above it are the tracing's own).
-    const location = view.getBigUint64(at + F.location.offset, true);
+    const location = u64('location');
     const frames: bigint[] = [];
     for (let i = 0; i < depth; i++) frames.push(view.getBigUint64(at + F.stack.offset + 8 * i, true));
     const first = frames.indexOf(location);
@@ -187,7 +173,7 @@ export class DropDecoder {
       ttl: bytes[l3 + (isIPv4 ? 8 : 7)],
     });
     return {
-      ts: view.getBigUint64(at + F.ts_ns.offset, true) + clockOffset,
+      ts: u64('ts_ns') + clockOffset,
       node: this.#namer.node,
       netns,
       iface,

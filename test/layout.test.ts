@@ -1,46 +1,9 @@
 // The kernel↔user structs and constants: capture/layout.ts must match bpf/packet_event.h as the C compiler lays it out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import * as layout from '../capture/layout.js';
-import { filterLayout, lpmV4Layout, lpmV6Layout, packetEventLayout, pointKeyLayout, pointStatsLayout, type StructLayout } from '../capture/layout.js';
-import { packageRoot } from '../capture/native.js';
-
-/** sizeof and offsetof/sizeof of every field, printed by a C program compiled against the header. */
-function cLayout(header: string, struct: string, fields: string[]): { size: number; fields: Record<string, { offset: number; size: number }> } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-layout-'));
-  try {
-    const source = [
-      '#include <stdio.h>',
-      '#include <stddef.h>',
-      '#include <linux/types.h>',
-      `#include "${path.join(packageRoot, 'bpf', header)}"`,
-      'int main(void) {',
-      `  printf("{\\"size\\":%zu,\\"fields\\":{", sizeof(struct ${struct}));`,
-      ...fields.map(
-        (field, i) =>
-          `  printf("%s\\"${field}\\":{\\"offset\\":%zu,\\"size\\":%zu}", ${i ? '","' : '""'}, offsetof(struct ${struct}, ${field}), sizeof(((struct ${struct} *)0)->${field}));`,
-      ),
-      '  printf("}}");',
-      '  return 0;',
-      '}',
-    ].join('\n');
-    writeFileSync(path.join(dir, 'layout.c'), source);
-    execFileSync('cc', ['-o', path.join(dir, 'layout'), path.join(dir, 'layout.c')]);
-    return JSON.parse(execFileSync(path.join(dir, 'layout')).toString());
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function assertSameLayout(header: string, struct: string, layout: StructLayout<string>) {
-  const c = cLayout(header, struct, Object.keys(layout.fields));
-  assert.equal(layout.size, c.size, `sizeof(struct ${struct})`);
-  assert.deepEqual(layout.fields, c.fields);
-}
+import { filterLayout, lpmV4Layout, lpmV6Layout, packetEventLayout, pointKeyLayout, pointStatsLayout } from '../capture/layout.js';
+import { assertSameLayout, headerDefines } from './c-header.js';
 
 test('struct nt_packet_event matches packetEventLayout', () => {
   assertSameLayout('packet_event.h', 'nt_packet_event', packetEventLayout);
@@ -55,12 +18,7 @@ test('the counter, filter and key structs match their layouts', () => {
 });
 
 test('the constants of packet_event.h match layout.ts', () => {
-  const header = readFileSync(path.join(packageRoot, 'bpf', 'packet_event.h'), 'utf8');
-  const define = (name: string) => {
-    const match = new RegExp(`^#define ${name} (\\S+)`, 'm').exec(header);
-    assert.ok(match, `#define ${name}`);
-    return Number(match[1]);
-  };
+  const define = headerDefines('packet_event.h');
   assert.equal(layout.PARSE_BYTES, define('NT_PARSE_BYTES'));
   assert.equal(layout.CAPTURE_MAX, define('NT_CAPTURE_MAX'));
   assert.equal(layout.IPV6_EXT_MAX, define('NT_IPV6_EXT_MAX'));
