@@ -1,7 +1,7 @@
 // IP addresses and CIDR ranges as the API takes them (parsed with ip-num),
 // and their canonical text: IPv4 dotted, IPv6 per RFC 5952.
 import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange, Validator } from 'ip-num';
-import type { IpRange } from '../flowlog/search.js';
+import type { IpRange } from '../flowlog/keyset-search.js';
 
 export interface Address {
   version: 4 | 6;

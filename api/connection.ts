@@ -5,6 +5,7 @@ import { tcpFlagNames } from '../flowlog/records.js';
 import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
 import { resolveNatPath, type NatHop } from '../nat-tracker/resolver.js';
 import { connectionOfDrops, dropJson } from './drops.js';
+import { packetIdJson } from './packet-id.js';
 import type { ConnectionJson, FlowJson, NatHopJson, NatTranslationJson, PacketJson } from './schemas.js';
 import { isoNs } from './time.js';
 import type { ConnectionTuple } from './tuple.js';
@@ -160,7 +161,7 @@ export function packetJson(p: PacketRecord): PacketJson {
     win: p.win,
     len: p.len,
     options: p.options,
-    packet_id: p.packetId.toString(16).padStart(16, '0'),
+    packet_id: packetIdJson(p.packetId),
   };
 }
 

@@ -4,6 +4,7 @@ import type { DropTracerStatus } from '../capture/drops.js';
 import type { DropRecord, EpochNs, FourTuple, Proto } from '../flowlog/records.js';
 import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
 import type { Connection, FlowLogReader } from './connection.js';
+import { packetIdJson } from './packet-id.js';
 import type { CaptureItem } from './pcapng.js';
 import type { DropJson, DropTracingJson } from './schemas.js';
 import { isoNs } from './time.js';
@@ -24,7 +25,7 @@ export function dropJson(d: DropRecord): DropJson {
     cause: d.cause,
     proto: d.proto,
     reason_code: d.reasonCode,
-    packet_id: d.packetId.toString(16).padStart(16, '0'),
+    packet_id: packetIdJson(d.packetId),
   };
 }
 

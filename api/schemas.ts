@@ -1,6 +1,7 @@
 // TypeBox schemas of the HTTP API (../shared/contract.md): the one source of
 // request validation, response serialization and the TypeScript types.
 import { Type, type Static } from 'typebox';
+import { DEFAULT_DROP_ORDER, DROP_ORDERS } from '../flowlog/drops.js';
 import { CONN_STATES, DEFAULT_FLOW_ORDER, FLOW_ORDERS, FLOW_TRAITS } from '../flowlog/search.js';
 
 const Time = Type.String({ description: 'ISO-8601 UTC with nanoseconds, e.g. 2026-11-21T19:23:03.123456789Z' });
@@ -152,6 +153,11 @@ const QueryPort = (description: string) => Type.Optional(Type.Integer({ minimum:
 const QueryTime = (description: string) =>
   Type.Optional(Type.String({ maxLength: 64, description: `${description}: ISO-8601 (2026-11-21T19:23:03.123456789Z) or epoch milliseconds` }));
 const PointName = (description: string) => Type.Optional(Type.String({ minLength: 1, maxLength: 256, description }));
+/** How many results a search answers with when `limit` is not given. */
+export const DEFAULT_LIMIT = 100;
+const Limit = (options: { description?: string } = {}) => Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_LIMIT, ...options }));
+const Cursor = Type.Optional(Type.String({ maxLength: 2048, description: 'next_cursor of the previous page (same filters and order)' }));
+const NextCursor = Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor= for the next page; null on the last page' });
 /** A parameter that may be repeated: `has=retrans&has=rst`. */
 const Repeatable = <const Values extends string[]>(values: readonly [...Values], description: string) =>
   Type.Optional(Type.Array(Type.Enum(values), { maxItems: values.length, description }));
@@ -172,8 +178,8 @@ export const FlowsQuery = Type.Object(
     node: PointName('capture point: node'),
     netns: PointName('capture point: network namespace'),
     iface: PointName('capture point: interface'),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'flows per page' })),
-    cursor: Type.Optional(Type.String({ maxLength: 2048, description: 'next_cursor of the previous page (same filters and order)' })),
+    limit: Limit({ description: 'flows per page' }),
+    cursor: Cursor,
     order: Type.Optional(
       Type.Enum(FLOW_ORDERS, { default: DEFAULT_FLOW_ORDER, description: 'sort key, descending with a leading -; ties in id order' }),
     ),
@@ -183,7 +189,7 @@ export const FlowsQuery = Type.Object(
 
 export const FlowsResponse = Type.Object({
   flows: Type.Array(FlowSchema),
-  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor= for the next page; null on the last page' }),
+  next_cursor: NextCursor,
 });
 
 export const FlowIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256 }) });
@@ -205,16 +211,16 @@ export const DropsQuery = Type.Object(
     node: PointName('where it was dropped: node'),
     netns: PointName('where it was dropped: network namespace'),
     iface: PointName('where it was dropped: interface'),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'drops per page' })),
-    cursor: Type.Optional(Type.String({ maxLength: 2048, description: 'next_cursor of the previous page (same filters and order)' })),
-    order: Type.Optional(Type.Enum(['-ts', 'ts'], { default: '-ts', description: 'by time, newest first (-ts) or oldest first' })),
+    limit: Limit({ description: 'drops per page' }),
+    cursor: Cursor,
+    order: Type.Optional(Type.Enum(DROP_ORDERS, { default: DEFAULT_DROP_ORDER, description: 'by time, newest first (-ts) or oldest first' })),
   },
   { additionalProperties: false },
 );
 
 export const DropsResponse = Type.Object({
   drops: Type.Array(DropSchema),
-  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor= for the next page; null on the last page' }),
+  next_cursor: NextCursor,
 });
 
 export const NatQuery = Type.Object(
@@ -226,7 +232,7 @@ export const NatQuery = Type.Object(
     netns: PointName('where the translation was recorded: network namespace'),
     from: QueryTime('entries seen at or after'),
     to: QueryTime('entries seen at or before'),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+    limit: Limit(),
   },
   { additionalProperties: false },
 );
@@ -327,6 +333,6 @@ export type PacketJson = Static<typeof PacketSchema>;
 export type ConnectionJson = Static<typeof ConnectionSchema>;
 export type DropJson = Static<typeof DropSchema>;
 export type DropTracingJson = Static<typeof DropTracingSchema>;
-export type DropsQueryJson = Static<typeof DropsQuery>;
 export type DropsResponseJson = Static<typeof DropsResponse>;
+export type NatQueryJson = Static<typeof NatQuery>;
 export type NatTranslationJson = Static<typeof NatTranslationSchema>;

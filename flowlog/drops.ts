@@ -5,9 +5,10 @@
 import type { DropRecord, EpochNs, FourTuple, Proto } from './records.js';
 import { addressBytes, recordAddress, storedAddress } from './address.js';
 import { FlowLogError } from './errors.js';
+import { afterConditions, decodeCursor, encodeCursor, nsText, orderBy, timeParam, trafficConditions, typedParam } from './keyset-search.js';
+import type { KeyColumn, PageRequest, Params, TrafficColumns, TrafficFilter } from './keyset-search.js';
 import type { RowBinaryWriter } from './rowbinary.js';
 import { connKeySql, PROTO_NUMBER } from './schema.js';
-import type { IpRange } from './search.js';
 import type { FlowLogStore } from './store.js';
 
 const U16 = 0xffff;
@@ -66,10 +67,8 @@ export function encodeDrop(d: DropRecord, out: RowBinaryWriter): void {
   out.string(d.headers);
 }
 
-const nsOf = (column: string): string => `toString(toUnixTimestamp64Nano(${column}))`;
-
 const DROP_SELECT_COLUMNS = [
-  nsOf('ts'), 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'proto', 'toString(src)', 'sport', 'toString(dst)', 'dport',
+  nsText('ts'), 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'proto', 'toString(src)', 'sport', 'toString(dst)', 'dport',
   'reason', 'reason_code', 'location', 'stack', 'cause', 'toString(packet_id)', 'wire_len', 'link_type', 'base64Encode(headers)',
 ].join(', ');
 
@@ -95,9 +94,13 @@ export function decodeDrop(row: unknown): DropRecord {
 
 // ---- queries
 
-type Params = Record<string, unknown>;
-
-const tsParam = (name: string): string => `fromUnixTimestamp64Nano({${name}:Int64}, 'UTC')`;
+/** The order of drops: by time, then by what tells drops at the same time apart. */
+const DROP_KEY: readonly KeyColumn[] = [
+  { sql: 'ts', param: timeParam },
+  { sql: 'node', param: typedParam('String') },
+  { sql: 'netns_ino', param: typedParam('UInt32') },
+  { sql: 'packet_id', param: typedParam('UInt64') },
+];
 
 async function selectDrops(store: FlowLogStore, query: string, params: Params): Promise<unknown[][]> {
   const result = await store.client.query({ query, query_params: params, format: 'JSONCompactEachRow' });
@@ -128,35 +131,30 @@ export async function dropsForTuples(
       return connKeySql('{proto:UInt8}', `{src${i}:String}`, `{sport${i}:UInt16}`, `{dst${i}:String}`, `{dport${i}:UInt16}`);
     })
     .join(', ');
-  const inRange = (column: string) => `${column} >= ${tsParam('from')} AND ${column} <= ${tsParam('to')}`;
+  const inRange = (column: string) => `${column} >= ${timeParam('from')} AND ${column} <= ${timeParam('to')}`;
   const query = `SELECT ${DROP_SELECT_COLUMNS} FROM ${store.table('drops')}
     WHERE ${inRange('ts')} AND (conn_key IN (${keys})
       OR packet_id IN (SELECT packet_id FROM ${store.table('packets')} WHERE conn_key IN (${keys}) AND ${inRange('ts')}))
-    ORDER BY ts, node, netns_ino, packet_id`;
+    ORDER BY ${orderBy(DROP_KEY, false)}`;
   return (await selectDrops(store, query, params)).map(decodeDrop);
 }
 
-/** Every condition given must hold. Addresses and ports are the dropped packet's: `ip`/`port` either side, `src`/`sport`, `dst`/`dport` as it travelled. */
-export interface DropFilter {
-  ip?: IpRange;
-  src?: IpRange;
-  dst?: IpRange;
-  port?: number;
-  sport?: number;
-  dport?: number;
-  proto?: Proto;
-  /** Drops at or after `from` and at or before `to` (epoch ns). */
-  from?: EpochNs;
-  to?: EpochNs;
+/**
+ * Every condition given must hold. Addresses and ports are the dropped
+ * packet's: `ip`/`port` either side, `src`/`sport`, `dst`/`dport` as it
+ * travelled; `from`/`to`: drops at or after `from` and at or before `to`.
+ */
+export interface DropFilter extends TrafficFilter {
   /** Any of these reasons (`NETFILTER_DROP`, or a number the kernel has no name for). */
   reasons?: string[];
-  node?: string;
-  netns?: string;
-  iface?: string;
 }
 
+const DROP_FILTER_COLUMNS: TrafficColumns = { src: 'src', sport: 'sport', dst: 'dst', dport: 'dport', start: 'ts', end: 'ts' };
+
+/** By time, oldest or (-ts) newest first. */
 export type DropOrder = 'ts' | '-ts';
-export const DROP_ORDERS: readonly DropOrder[] = ['ts', '-ts'];
+export const DROP_ORDERS: readonly DropOrder[] = ['-ts', 'ts'];
+export const DEFAULT_DROP_ORDER: DropOrder = '-ts';
 
 /** A position in one order: the last drop of a page. */
 export interface DropCursor {
@@ -173,77 +171,30 @@ export interface DropPage {
   next: DropCursor | null;
 }
 
-/** A cursor as opaque text (base64url of JSON). */
+/** A cursor as opaque text. */
 export function encodeDropCursor(cursor: DropCursor): string {
-  return Buffer.from(JSON.stringify([cursor.order, cursor.ts.toString(), cursor.node, cursor.netnsIno, cursor.packetId.toString()])).toString('base64url');
+  return encodeCursor(cursor.order, [cursor.ts.toString(), cursor.node, cursor.netnsIno, cursor.packetId.toString()]);
 }
 
 /** The cursor `text` encodes, or null when it is not one of `encodeDropCursor`'s. */
 export function decodeDropCursor(text: string): DropCursor | null {
-  if (!/^[A-Za-z0-9_-]{1,2048}$/.test(text)) return null;
-  let decoded: unknown;
-  try {
-    decoded = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-  } catch {
-    return null;
-  }
-  if (!Array.isArray(decoded) || decoded.length !== 5) return null;
-  const [order, ts, node, netnsIno, packetId] = decoded as unknown[];
-  if (typeof order !== 'string' || !(DROP_ORDERS as readonly string[]).includes(order)) return null;
+  const decoded = decodeCursor(text, DROP_ORDERS, 4);
+  if (decoded === null) return null;
+  const [ts, node, netnsIno, packetId] = decoded.fields;
   if (typeof ts !== 'string' || !/^\d{1,19}$/.test(ts) || BigInt(ts) > MAX_TS_NS) return null;
   if (typeof node !== 'string' || node.length > 256) return null;
   if (typeof netnsIno !== 'number' || !Number.isInteger(netnsIno) || netnsIno < 0 || netnsIno > U32) return null;
   if (typeof packetId !== 'string' || !/^\d{1,20}$/.test(packetId) || BigInt(packetId) >= 1n << 64n) return null;
-  return { order: order as DropOrder, ts: BigInt(ts), node, netnsIno, packetId: BigInt(packetId) };
+  return { order: decoded.order, ts: BigInt(ts), node, netnsIno, packetId: BigInt(packetId) };
 }
 
-/** An address bound as ClickHouse's IPv6 type parses it (eight hex groups). */
-function ipv6Param(value: bigint): string {
-  return Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(':');
-}
-
+/** The WHERE conditions of `filter`; adds their parameters. */
 function filterConditions(filter: DropFilter, params: Params): string[] {
-  const conditions: string[] = [];
-  const range = (name: string, columns: string[], ip: IpRange) => {
-    params[`${name}_first`] = ipv6Param(ip.first);
-    params[`${name}_last`] = ipv6Param(ip.last);
-    const between = columns.map((column) => `${column} BETWEEN {${name}_first:IPv6} AND {${name}_last:IPv6}`);
-    conditions.push(between.length > 1 ? `(${between.join(' OR ')})` : between[0]);
-  };
-  const port = (name: string, columns: string[], value: number) => {
-    params[name] = uint(value, U16, name);
-    const equal = columns.map((column) => `${column} = {${name}:UInt16}`);
-    conditions.push(equal.length > 1 ? `(${equal.join(' OR ')})` : equal[0]);
-  };
-  const equals = (name: 'node' | 'netns' | 'iface', value: string) => {
-    params[name] = value;
-    conditions.push(`${name} = {${name}:String}`);
-  };
-  if (filter.ip) range('ip', ['src', 'dst'], filter.ip);
-  if (filter.src) range('src', ['src'], filter.src);
-  if (filter.dst) range('dst', ['dst'], filter.dst);
-  if (filter.port !== undefined) port('port', ['sport', 'dport'], filter.port);
-  if (filter.sport !== undefined) port('sport', ['sport'], filter.sport);
-  if (filter.dport !== undefined) port('dport', ['dport'], filter.dport);
-  if (filter.proto !== undefined) {
-    params.proto = PROTO_NUMBER[filter.proto];
-    conditions.push('toUInt8(proto) = {proto:UInt8}');
-  }
-  if (filter.from !== undefined) {
-    params.from = filter.from;
-    conditions.push(`ts >= ${tsParam('from')}`);
-  }
-  if (filter.to !== undefined) {
-    params.to = filter.to;
-    conditions.push(`ts <= ${tsParam('to')}`);
-  }
+  const conditions = trafficConditions(filter, DROP_FILTER_COLUMNS, params);
   if (filter.reasons !== undefined) {
     params.reasons = filter.reasons;
     conditions.push('reason IN {reasons:Array(String)}');
   }
-  if (filter.node !== undefined) equals('node', filter.node);
-  if (filter.netns !== undefined) equals('netns', filter.netns);
-  if (filter.iface !== undefined) equals('iface', filter.iface);
   return conditions;
 }
 
@@ -251,25 +202,16 @@ function filterConditions(filter: DropFilter, params: Params): string[] {
 export async function searchDrops(
   store: FlowLogStore,
   filter: DropFilter,
-  page: { order: DropOrder; limit: number; after?: DropCursor },
+  page: PageRequest<DropOrder, DropCursor>,
 ): Promise<DropPage> {
   const { order, limit, after } = page;
   const params: Params = { limit: uint(limit, U32, 'limit') + 1 };
   const conditions = filterConditions(filter, params);
-  const direction = order === '-ts' ? 'DESC' : 'ASC';
-  if (after) {
-    params.after_ts = after.ts;
-    params.after_node = after.node;
-    params.after_ino = after.netnsIno;
-    params.after_packet = after.packetId.toString();
-    const [op, bound] = direction === 'DESC' ? ['<', '<='] : ['>', '>='];
-    // The first condition alone lets ClickHouse skip partitions.
-    conditions.push(`ts ${bound} ${tsParam('after_ts')}`);
-    conditions.push(`(ts, node, netns_ino, packet_id) ${op} (${tsParam('after_ts')}, {after_node:String}, {after_ino:UInt32}, {after_packet:UInt64})`);
-  }
+  const descending = order === '-ts';
+  if (after) conditions.push(...afterConditions(DROP_KEY, descending, [after.ts, after.node, after.netnsIno, after.packetId.toString()], params));
   const query = `SELECT ${DROP_SELECT_COLUMNS} FROM ${store.table('drops')}
     ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
-    ORDER BY ts ${direction}, node ${direction}, netns_ino ${direction}, packet_id ${direction}
+    ORDER BY ${orderBy(DROP_KEY, descending)}
     LIMIT {limit:UInt32}`;
   const drops = (await selectDrops(store, query, params)).map(decodeDrop);
   const last = drops.length > limit ? drops[limit - 1] : undefined;

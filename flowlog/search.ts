@@ -1,9 +1,10 @@
 // Flow-log search: filters, ordering and keyset (cursor) pagination over the
 // newest state of every flow. Every value goes in as a query parameter.
 
-import type { EpochNs, FlowRecord, Proto } from './records.js';
+import type { FlowRecord } from './records.js';
 import { decodeFlow, FLOW_SELECT_COLUMNS } from './codec.js';
-import { PROTO_NUMBER } from './schema.js';
+import { afterConditions, decodeCursor, encodeCursor, nsText, orderBy, timeParam, trafficConditions, typedParam } from './keyset-search.js';
+import type { KeyColumn, PageRequest, Params, TrafficColumns, TrafficFilter } from './keyset-search.js';
 import type { FlowLogStore } from './store.js';
 
 /** Flow properties `has` asks for. */
@@ -16,40 +17,37 @@ export const CONN_STATES = ['S0', 'S1', 'SF', 'REJ', 'S2', 'S3', 'RSTO', 'RSTR',
 const I64_MAX = (1n << 63n) - 1n;
 const U64_MAX = (1n << 64n) - 1n;
 
-interface OrderKey {
-  /** The SQL expression flows are sorted by. */
-  sql: string;
+/** What flows are sorted by, before their id. */
+interface OrderKey extends KeyColumn {
   /** SQL for its value as decimal text (epoch ns for times): what a cursor keeps. */
   text: string;
-  /** SQL for a query parameter (Int64/UInt64) compared with `sql`. */
-  param: (name: string) => string;
   min: bigint;
   max: bigint;
 }
 
 const timeKey = (column: string): OrderKey => ({
   sql: column,
-  text: `toString(toUnixTimestamp64Nano(${column}))`,
-  param: (name) => `fromUnixTimestamp64Nano({${name}:Int64}, 'UTC')`,
+  text: nsText(column),
+  param: timeParam,
   min: 0n,
   max: I64_MAX,
 });
 const sumKey = (a: string, b: string): OrderKey => ({
   sql: `(${a} + ${b})`,
   text: `toString(${a} + ${b})`,
-  param: (name) => `{${name}:UInt64}`,
+  param: typedParam('UInt64'),
   min: 0n,
   max: U64_MAX,
 });
 
-/** What flows can be ordered by; `-` before the name reverses the order. Ties are broken by id. */
+/** What flows can be ordered by; `-` before the name reverses the order. Ties are broken by id (ID_KEY). */
 const ORDER_KEYS = {
   start: timeKey('start_ts'),
   end: timeKey('end_ts'),
   duration: {
     sql: '(toUnixTimestamp64Nano(end_ts) - toUnixTimestamp64Nano(start_ts))',
     text: 'toString(toUnixTimestamp64Nano(end_ts) - toUnixTimestamp64Nano(start_ts))',
-    param: (name: string) => `{${name}:Int64}`,
+    param: typedParam('Int64'),
     min: -I64_MAX - 1n,
     max: I64_MAX,
   },
@@ -62,32 +60,21 @@ export type FlowOrder = OrderName | `-${OrderName}`;
 export const FLOW_ORDERS = (Object.keys(ORDER_KEYS) as OrderName[]).flatMap((name): FlowOrder[] => [name, `-${name}`]);
 export const DEFAULT_FLOW_ORDER: FlowOrder = '-start';
 
-/** A range of addresses in IPv6 space (IPv4 as IPv4-mapped, as the store keeps them), bounds included. */
-export interface IpRange {
-  first: bigint;
-  last: bigint;
-}
+const ID_KEY: KeyColumn = { sql: 'id', param: typedParam('String') };
 
-/** Every condition given must hold. Addresses and ports: `ip`/`port` either side, `src`/`sport` the client's, `dst`/`dport` the server's. */
-export interface FlowFilter {
-  ip?: IpRange;
-  src?: IpRange;
-  dst?: IpRange;
-  port?: number;
-  sport?: number;
-  dport?: number;
-  proto?: Proto;
-  /** Flows active at or after `from` and at or before `to` (epoch ns). */
-  from?: EpochNs;
-  to?: EpochNs;
+/**
+ * Every condition given must hold. Addresses and ports: `ip`/`port` either
+ * side, `src`/`sport` the client's, `dst`/`dport` the server's; `from`/`to`:
+ * flows active at or after `from` and at or before `to`.
+ */
+export interface FlowFilter extends TrafficFilter {
   /** Any of these conn_state codes. */
   states?: string[];
   /** All of these traits. */
   has?: FlowTrait[];
-  node?: string;
-  netns?: string;
-  iface?: string;
 }
+
+const FLOW_COLUMNS: TrafficColumns = { src: 'client_ip', sport: 'client_port', dst: 'server_ip', dport: 'server_port', start: 'start_ts', end: 'end_ts' };
 
 /** A position in one order: the last flow of a page. */
 export interface FlowCursor {
@@ -105,84 +92,34 @@ export interface FlowPage {
 /** The longest flow id a cursor may carry. */
 const MAX_ID_LENGTH = 256;
 
-/** A cursor as opaque text (base64url of JSON). */
+/** A cursor as opaque text. */
 export function encodeFlowCursor(cursor: FlowCursor): string {
-  return Buffer.from(JSON.stringify([cursor.order, cursor.key.toString(), cursor.id])).toString('base64url');
+  return encodeCursor(cursor.order, [cursor.key.toString(), cursor.id]);
 }
 
 /** The cursor `text` encodes, or null when it is not one of `encodeFlowCursor`'s. */
 export function decodeFlowCursor(text: string): FlowCursor | null {
-  if (!/^[A-Za-z0-9_-]{1,2048}$/.test(text)) return null;
-  let decoded: unknown;
-  try {
-    decoded = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-  } catch {
-    return null;
-  }
-  if (!Array.isArray(decoded) || decoded.length !== 3) return null;
-  const [order, key, id] = decoded as unknown[];
-  if (typeof order !== 'string' || !(FLOW_ORDERS as string[]).includes(order)) return null;
+  const decoded = decodeCursor(text, FLOW_ORDERS, 2);
+  if (decoded === null) return null;
+  const [key, id] = decoded.fields;
   if (typeof key !== 'string' || !/^-?\d{1,20}$/.test(key)) return null;
   if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) return null;
-  const { min, max } = ORDER_KEYS[orderName(order as FlowOrder)];
+  const { min, max } = ORDER_KEYS[orderName(decoded.order)];
   const value = BigInt(key);
   if (value < min || value > max) return null;
-  return { order: order as FlowOrder, key: value, id };
+  return { order: decoded.order, key: value, id };
 }
 
 const orderName = (order: FlowOrder): OrderName => (order.startsWith('-') ? order.slice(1) : order) as OrderName;
 
-/** An address bound as ClickHouse's IPv6 type parses it (eight hex groups). */
-function ipv6Param(value: bigint): string {
-  return Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(':');
-}
-
-type Params = Record<string, unknown>;
-
 /** The WHERE conditions of `filter`; adds their parameters. */
 function filterConditions(store: FlowLogStore, filter: FlowFilter, params: Params): string[] {
-  const conditions: string[] = [];
-  const range = (name: string, columns: string[], ip: IpRange) => {
-    params[`${name}_first`] = ipv6Param(ip.first);
-    params[`${name}_last`] = ipv6Param(ip.last);
-    const between = columns.map((column) => `${column} BETWEEN {${name}_first:IPv6} AND {${name}_last:IPv6}`);
-    conditions.push(between.length > 1 ? `(${between.join(' OR ')})` : between[0]);
-  };
-  const port = (name: string, columns: string[], value: number) => {
-    params[name] = value;
-    const equal = columns.map((column) => `${column} = {${name}:UInt16}`);
-    conditions.push(equal.length > 1 ? `(${equal.join(' OR ')})` : equal[0]);
-  };
-  const text = (name: 'node' | 'netns' | 'iface', value: string) => {
-    params[name] = value;
-    conditions.push(`${name} = {${name}:String}`);
-  };
-  if (filter.ip) range('ip', ['client_ip', 'server_ip'], filter.ip);
-  if (filter.src) range('src', ['client_ip'], filter.src);
-  if (filter.dst) range('dst', ['server_ip'], filter.dst);
-  if (filter.port !== undefined) port('port', ['client_port', 'server_port'], filter.port);
-  if (filter.sport !== undefined) port('sport', ['client_port'], filter.sport);
-  if (filter.dport !== undefined) port('dport', ['server_port'], filter.dport);
-  if (filter.proto !== undefined) {
-    params.proto = PROTO_NUMBER[filter.proto];
-    conditions.push('toUInt8(proto) = {proto:UInt8}');
-  }
-  if (filter.from !== undefined) {
-    params.from = filter.from;
-    conditions.push(`end_ts >= fromUnixTimestamp64Nano({from:Int64}, 'UTC')`);
-  }
-  if (filter.to !== undefined) {
-    params.to = filter.to;
-    conditions.push(`start_ts <= fromUnixTimestamp64Nano({to:Int64}, 'UTC')`);
-  }
+  const conditions = trafficConditions(filter, FLOW_COLUMNS, params);
   if (filter.states !== undefined) {
     params.states = filter.states;
     conditions.push('conn_state IN {states:Array(String)}');
   }
   for (const trait of new Set(filter.has)) conditions.push(traitCondition(store, trait));
-  if (filter.node !== undefined) text('node', filter.node);
-  if (filter.netns !== undefined) text('netns', filter.netns);
-  if (filter.iface !== undefined) text('iface', filter.iface);
   return conditions;
 }
 
@@ -236,11 +173,11 @@ function windowed(query: PageQuery, window: StartWindow): { where: string; param
   const conditions = [...query.conditions];
   const params = { ...query.params };
   if (window.from !== undefined) {
-    conditions.push(`start_ts >= fromUnixTimestamp64Nano({window_from:Int64}, 'UTC')`);
+    conditions.push(`start_ts >= ${timeParam('window_from')}`);
     params.window_from = window.from.toString();
   }
   if (window.to !== undefined) {
-    conditions.push(`start_ts < fromUnixTimestamp64Nano({window_to:Int64}, 'UTC')`);
+    conditions.push(`start_ts < ${timeParam('window_to')}`);
     params.window_to = window.to.toString();
   }
   return { where: conditions.length > 0 ? conditions.join(' AND ') : '1', params };
@@ -260,10 +197,9 @@ const decodeRows = (rows: unknown[][]): PageRow[] => rows.map((row) => ({ flow: 
 /** The first `limit` rows of `query` in `window` with FINAL: one scan that merges every flow's versions. */
 async function selectMerged(store: FlowLogStore, query: PageQuery, limit: number, window: StartWindow): Promise<PageRow[]> {
   const { where, params } = windowed(query, window);
-  const direction = query.descending ? 'DESC' : 'ASC';
   const result = await store.client.query({
     query: `SELECT ${FLOW_SELECT_COLUMNS}, ${query.key.text} FROM ${store.table('flows')} FINAL WHERE ${where}
-      ORDER BY ${query.key.sql} ${direction}, id ${direction} LIMIT {limit:UInt32}`,
+      ORDER BY ${orderBy([query.key, ID_KEY], query.descending)} LIMIT {limit:UInt32}`,
     query_params: { ...params, limit },
     format: 'JSONCompactEachRow',
     clickhouse_settings: FINAL_SETTINGS,
@@ -282,10 +218,9 @@ async function selectMerged(store: FlowLogStore, query: PageQuery, limit: number
  */
 async function selectNewest(store: FlowLogStore, query: PageQuery, limit: number, window: StartWindow, candidates: number): Promise<PageRow[] | null> {
   const { where, params } = windowed(query, window);
-  const direction = query.descending ? 'DESC' : 'ASC';
   const found = await store.client.query({
     query: `SELECT id, toString(conn_key), ${query.key.text} FROM ${store.table('flows')} WHERE ${where}
-      ORDER BY ${query.key.sql} ${direction}, id ${direction} LIMIT {limit:UInt32}`,
+      ORDER BY ${orderBy([query.key, ID_KEY], query.descending)} LIMIT {limit:UInt32}`,
     query_params: { ...params, limit: candidates },
     format: 'JSONCompactEachRow',
   });
@@ -324,7 +259,7 @@ async function selectPage(store: FlowLogStore, query: PageQuery, limit: number, 
 /** The earliest and latest start_ts in the store (from the parts' min/max indexes), null when it has no flow. */
 async function startRange(store: FlowLogStore): Promise<{ min: bigint; max: bigint } | null> {
   const result = await store.client.query({
-    query: `SELECT count() > 0, toString(toUnixTimestamp64Nano(min(start_ts))), toString(toUnixTimestamp64Nano(max(start_ts))) FROM ${store.table('flows')}`,
+    query: `SELECT count() > 0, ${nsText('min(start_ts)')}, ${nsText('max(start_ts)')} FROM ${store.table('flows')}`,
     format: 'JSONCompactEachRow',
   });
   const [[any, min, max]] = await result.json<[boolean | number, string, string]>();
@@ -371,20 +306,13 @@ async function selectStartOrderedPage(store: FlowLogStore, query: PageQuery, lim
 export async function searchFlows(
   store: FlowLogStore,
   filter: FlowFilter,
-  page: { order: FlowOrder; limit: number; after?: FlowCursor },
+  page: PageRequest<FlowOrder, FlowCursor>,
 ): Promise<FlowPage> {
   const { order, limit, after } = page;
   const name = orderName(order);
   const query: PageQuery = { key: ORDER_KEYS[name], descending: order.startsWith('-'), conditions: [], params: {} };
   query.conditions = filterConditions(store, filter, query.params);
-  if (after) {
-    query.params.after_key = after.key.toString();
-    query.params.after_id = after.id;
-    const [op, bound] = query.descending ? ['<', '<='] : ['>', '>='];
-    const { sql, param } = query.key;
-    // The first condition alone lets ClickHouse skip partitions and granules.
-    query.conditions.push(`${sql} ${bound} ${param('after_key')}`, `(${sql}, id) ${op} (${param('after_key')}, {after_id:String})`);
-  }
+  if (after) query.conditions.push(...afterConditions([query.key, ID_KEY], query.descending, [after.key.toString(), after.id], query.params));
   // Where a start-ordered page begins: after the cursor, or (newest first) at the latest start `to` allows.
   const begin = after?.key ?? (query.descending ? filter.to : undefined);
   const rows = name === 'start' ? await selectStartOrderedPage(store, query, limit + 1, begin) : await selectPage(store, query, limit + 1);
