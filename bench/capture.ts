@@ -4,53 +4,19 @@
 // events/s through the ring buffer and lost events, and a deliberately tiny ring
 // to show that every event is delivered or counted lost.
 //   node dist/bench/capture.js [--seconds N]      (as root; under 2 minutes with the default 5)
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { PacketCapture, type CaptureConfig, type XdpMode } from '../capture/capture.js';
+import { iperfServer } from '../test/faults-helpers.js';
+import { printed } from '../test/wait.js';
+import { secondsOption, tempDir, vethPair } from './harness.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' } } });
-const SECONDS = Number(values.seconds);
-const id = process.pid.toString(16);
-const [A, B] = [`ntbench${id}-a`, `ntbench${id}-b`];
-const SERVER = '10.78.0.2';
-const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-bench-'));
-const children: ChildProcess[] = [];
-
-function sh(...args: string[]): string {
-  return execFileSync(args[0], args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function cleanup(): void {
-  for (const child of children) child.kill('SIGKILL');
-  for (const ns of [A, B]) {
-    try {
-      sh('ip', 'netns', 'del', ns);
-    } catch {
-      // not there
-    }
-  }
-  rmSync(dir, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(1));
-
-function setUp(): void {
-  sh('ip', 'netns', 'add', A);
-  sh('ip', 'netns', 'add', B);
-  sh('ip', '-n', A, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', B);
-  for (const [ns, ip] of [[A, '10.78.0.1'], [B, SERVER]]) {
-    sh('ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0');
-    sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
-    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-  }
-  const server = spawn('ip', ['netns', 'exec', B, 'iperf3', '-s'], { stdio: 'ignore' });
-  children.push(server);
-  execFileSync('sleep', ['0.5']);
-}
+const SECONDS = secondsOption(5);
+const IPERF_PORT = 5201;
+const dir = tempDir('bench');
+const { a: A, b: B, bIp: SERVER } = vethPair('ntbench', '10.78.0');
 
 interface IperfResult {
   bitsPerSecond: number;
@@ -58,7 +24,7 @@ interface IperfResult {
 }
 
 async function iperf(args: string[]): Promise<IperfResult> {
-  const proc = spawn('ip', ['netns', 'exec', A, 'iperf3', '-c', SERVER, '-J', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn('ip', ['netns', 'exec', A, 'iperf3', '-c', SERVER, '-p', String(IPERF_PORT), '-J', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   proc.stdout!.on('data', (chunk: Buffer) => (out += chunk));
   await once(proc, 'exit');
@@ -92,16 +58,9 @@ async function withTcpdump<T>(run: () => Promise<T>): Promise<{ result: T; bytes
   const dumps = [A, B].map((ns) => {
     const file = path.join(dir, `${ns}.pcap`);
     const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', 'eth0', '-nn', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.push(proc);
-    return { proc, file };
+    return { proc, file, ns };
   });
-  await Promise.all(dumps.map(({ proc }) => new Promise<void>((resolve) => {
-    let stderr = '';
-    proc.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk;
-      if (stderr.includes('listening on')) resolve();
-    });
-  })));
+  await Promise.all(dumps.map(({ proc, ns }) => printed(proc, 'stderr', 'listening on', `tcpdump in ${ns}`)));
   const result = await run();
   for (const { proc } of dumps) {
     proc.kill('SIGINT');
@@ -171,9 +130,9 @@ async function udpRuns(): Promise<void> {
   }
 }
 
-setUp();
+await iperfServer(B, IPERF_PORT);
 console.error(`nettrail capture benchmark: ${SECONDS} s per TCP run, namespaces ${A} ${B}`);
 await tcpRuns();
 await udpRuns();
-// The iperf3 server would keep the process alive; the exit handler removes it and the namespaces.
+// The iperf3 server would keep the process alive; the exit steps end it with its namespace.
 process.exit(0);

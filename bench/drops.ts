@@ -3,20 +3,19 @@
 //    drop), traced without a rate limit and with the default one;
 // 2. overhead on a workload without drops: iperf3 TCP bulk with and without the program.
 //   node dist/bench/drops.js [--seconds N]      (as root; under a minute with the default 4)
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { statSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { parseArgs } from 'node:util';
 import { DropTracer, type DropCounters } from '../capture/drops.js';
 import type { NetnsRef } from '../flowlog/records.js';
+import { iperfServer } from '../test/faults-helpers.js';
+import { secondsOption, sh, vethPair } from './harness.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '4' } } });
-const SECONDS = Number(values.seconds);
-const id = process.pid.toString(16);
-const [A, B] = [`ntdropbench${id}-a`, `ntdropbench${id}-b`];
-const SERVER = '10.79.0.2';
+const SECONDS = secondsOption(4);
 const CLOSED_PORT = 9;
-const children: ChildProcess[] = [];
+const IPERF_PORT = 5201;
+const { a: A, b: B, bIp: SERVER } = vethPair('ntdropbench', '10.79.0');
 
 /** Sends UDP datagrams to argv[1]:argv[2] as fast as it can for argv[3] seconds; prints how many. */
 const FLOOD_JS = `
@@ -32,43 +31,9 @@ const burst = () => {
 };
 s.bind(0, burst);`;
 
-function sh(...args: string[]): string {
-  return execFileSync(args[0], args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function cleanup(): void {
-  for (const child of children) child.kill('SIGKILL');
-  for (const ns of [A, B]) {
-    try {
-      sh('ip', 'netns', 'del', ns);
-    } catch {
-      // not there
-    }
-  }
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(1));
-
-function setUp(): NetnsRef[] {
-  sh('ip', 'netns', 'add', A);
-  sh('ip', 'netns', 'add', B);
-  sh('ip', '-n', A, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', B);
-  for (const [ns, ip] of [[A, '10.79.0.1'], [B, SERVER]]) {
-    sh('ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0');
-    sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
-    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-  }
-  // No ICMP port unreachable answers: the flood measures drops, not ICMP.
-  sh('ip', 'netns', 'exec', B, 'sysctl', '-qw', 'net.ipv4.icmp_ratelimit=1000000');
-  children.push(spawn('ip', ['netns', 'exec', B, 'iperf3', '-s'], { stdio: 'ignore' }));
-  execFileSync('sleep', ['0.5']);
-  return [A, B].map((name) => ({ name, path: `/run/netns/${name}`, ino: Number(sh('stat', '-L', '-c', '%i', `/run/netns/${name}`).trim()) }));
-}
-
 async function flood(senders: number): Promise<number> {
   const procs = Array.from({ length: senders }, () => {
     const proc = spawn('ip', ['netns', 'exec', A, process.execPath, '-e', FLOOD_JS, SERVER, String(CLOSED_PORT), String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    children.push(proc);
     let out = '';
     proc.stdout!.on('data', (chunk: Buffer) => (out += chunk));
     return once(proc, 'exit').then(() => Number(out.trim()));
@@ -77,7 +42,7 @@ async function flood(senders: number): Promise<number> {
 }
 
 async function iperfGbps(): Promise<number> {
-  const proc = spawn('ip', ['netns', 'exec', A, 'iperf3', '-c', SERVER, '-J', '-t', String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn('ip', ['netns', 'exec', A, 'iperf3', '-c', SERVER, '-p', String(IPERF_PORT), '-J', '-t', String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   proc.stdout!.on('data', (chunk: Buffer) => (out += chunk));
   await once(proc, 'exit');
@@ -104,7 +69,10 @@ async function traced<T>(namespaces: NetnsRef[], rateLimit: number | undefined, 
 const perSecond = (n: number) => Math.round(n / SECONDS).toLocaleString('en');
 
 async function main(): Promise<void> {
-  const namespaces = setUp();
+  // No ICMP port unreachable answers: the flood measures drops, not ICMP.
+  sh('ip', 'netns', 'exec', B, 'sysctl', '-qw', 'net.ipv4.icmp_ratelimit=1000000');
+  await iperfServer(B, IPERF_PORT);
+  const namespaces: NetnsRef[] = [A, B].map((name) => ({ name, path: `/run/netns/${name}`, ino: statSync(`/run/netns/${name}`).ino }));
   const senders = Math.max(1, cpus().length);
   console.log(`${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${SECONDS} s per run, ${senders} UDP senders\n`);
 

@@ -8,47 +8,28 @@
 // everything is deleted and serve must come back to its baseline links and table.
 //   node dist/bench/soak-churn.js [--seconds 90]     (as root; stops by itself, under 2 minutes)
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { prng } from '../test/api-fixture.js';
-import { linksHeldBy, mapEntries, metricValue, percentile, pollApi, rssMiB, startServe, type ServeChild } from '../test/faults-helpers.js';
+import { linksHeldBy, mapEntries, metricValue, percentile, pollApi, rssMiB, startServe } from '../test/faults-helpers.js';
+import { atExit, deleteNetns, hardStop, netns, secondsOption, tempDir } from './harness.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '90' } } });
-const SECONDS = Number(values.seconds);
-if (!(SECONDS >= 10 && SECONDS <= 100)) throw new Error('--seconds: 10 to 100');
-setTimeout(() => {
-  console.error('soak: out of time, stopping');
-  process.exit(3);
-}, 118_000).unref();
+const SECONDS = secondsOption(90, { min: 10, max: 100 });
+hardStop(118_000);
 
 const SLOTS = 6;
 const id = process.pid.toString(16);
-const base = `ntsc${id}-p`;
 const slot = (i: number) => `ntsc${id}-${i}`;
-const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-soak-churn-'));
-let serve: ServeChild | undefined;
-
+const dir = tempDir('soak-churn');
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-function quietly(...args: string[]): void {
-  try {
-    ip(...args);
-  } catch {
-    // not there
-  }
-}
-function cleanup(): void {
-  serve?.child.kill('SIGKILL');
-  for (const name of [base, ...Array.from({ length: SLOTS }, (_, i) => slot(i))]) quietly('netns', 'del', name);
-  rmSync(dir, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(1));
 
-ip('netns', 'add', base);
+const base = netns(`ntsc${id}-p`);
+// The slots come and go during the churn: whichever are left go at exit.
+atExit(() => {
+  for (let i = 0; i < SLOTS; i++) deleteNetns(slot(i));
+});
 ip('-n', base, 'link', 'set', 'lo', 'up');
-serve = await startServe(['--store', path.join(dir, 'store'), '--netns', base, ...Array.from({ length: SLOTS }, (_, i) => ['--netns', slot(i)]).flat()]);
+const serve = await startServe(['--store', path.join(dir, 'store'), '--netns', base, ...Array.from({ length: SLOTS }, (_, i) => ['--netns', slot(i)]).flat()]);
+atExit(() => serve.child.kill('SIGKILL'));
 const pid = serve.child.pid!;
 const baseline = linksHeldBy(pid);
 const tcxProg = baseline.find((l) => l.type === 'tcx')!.prog;
@@ -64,7 +45,7 @@ interface Sample {
 }
 const samples: Sample[] = [];
 const sample = async (t: number) => {
-  const text = await (await fetch(`${serve!.url}/metrics`)).text();
+  const text = await (await fetch(`${serve.url}/metrics`)).text();
   samples.push({
     t,
     rss: rssMiB(pid),
@@ -137,7 +118,7 @@ while ((performance.now() - cleared) / 1000 < 15) {
 await sample(Math.round((performance.now() - started) / 1000));
 const messages = serve.stderr().split('\n').filter(Boolean);
 serve.child.kill('SIGTERM');
-const code = await new Promise((resolve) => serve!.child.once('exit', resolve));
+const code = await new Promise((resolve) => serve.child.once('exit', resolve));
 
 const f = (n: number, digits = 0) => n.toFixed(digits);
 console.log(`\nsoak: ${SECONDS} s of churn, ${operations} operations (${f(operations / SECONDS, 1)}/s), ${SLOTS} namespace slots\n`);

@@ -12,62 +12,22 @@
 //      lost; then inserts succeed again
 // Prints a Markdown table per phase and a JSON summary; stops by itself.
 //   node dist/bench/soak-load.js [--seconds 25]     (as root; ~2 minutes with the default)
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { iperfServer, metricSum, metricValue, percentile, pollApi, rssMiB, startServe, type ServeChild } from '../test/faults-helpers.js';
+import { iperfServer, metricSum, metricValue, percentile, pollApi, rssMiB, startServe } from '../test/faults-helpers.js';
+import { atExit, hardStop, quietly, secondsOption, sh, tempDir, vethPair } from './harness.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '25' } } });
-const SECONDS = Number(values.seconds);
-if (!(SECONDS >= 5 && SECONDS <= 35)) throw new Error('--seconds: 5 to 35 (three phases, under 2 minutes in all)');
-// A hard stop, whatever happens: the exit handler cleans up.
-setTimeout(() => {
-  console.error('soak: out of time, stopping');
-  process.exit(3);
-}, 115_000).unref();
+const SECONDS = secondsOption(25, { min: 5, max: 35, why: 'three phases, under 2 minutes in all' });
+hardStop(115_000);
 
-const id = process.pid.toString(16);
-const [A, B] = [`ntsoak${id}-a`, `ntsoak${id}-b`];
-const SERVER = '10.79.0.2';
 const PORT = 5299;
-const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-soak-'));
+const dir = tempDir('soak');
+const { a: A, b: B, bIp: SERVER } = vethPair('ntsoak', '10.79.0');
 const tmpfs = path.join(dir, 'tmpfs');
-const children: ChildProcess[] = [];
-const serves: ServeChild[] = [];
-
-function sh(...args: string[]): string {
-  return execFileSync(args[0], args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-function quietly(...args: string[]): void {
-  try {
-    sh(...args);
-  } catch {
-    // not there
-  }
-}
-
-function cleanup(): void {
-  for (const serve of serves) serve.child.kill('SIGKILL');
-  for (const child of children) child.kill('SIGKILL');
-  quietly('umount', '-l', tmpfs);
-  for (const ns of [A, B]) quietly('ip', 'netns', 'del', ns);
-  rmSync(dir, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(1));
-
-sh('ip', 'netns', 'add', A);
-sh('ip', 'netns', 'add', B);
-sh('ip', '-n', A, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', B);
-for (const [ns, ip] of [[A, '10.79.0.1'], [B, SERVER]]) {
-  sh('ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0');
-  sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
-  sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-}
 mkdirSync(tmpfs);
 sh('mount', '-t', 'tmpfs', '-o', 'size=512m', 'nettrail-soak', tmpfs);
+atExit(() => quietly('umount', '-l', tmpfs));
 const iperfd = await iperfServer(B, PORT);
 
 interface Sample {
@@ -100,7 +60,7 @@ interface PhaseResult {
 async function phase(name: string, args: string[], fault?: { at: number; until: number; store: string }): Promise<PhaseResult> {
   console.error(`soak: ${name}`);
   const serve = await startServe(['--netns', A, '--netns', B, '--iface', 'eth0', ...args]);
-  serves.push(serve);
+  atExit(() => serve.child.kill('SIGKILL'));
   const pid = serve.child.pid!;
   const samples: Sample[] = [];
   const sample = async () => {
@@ -119,7 +79,6 @@ async function phase(name: string, args: string[], fault?: { at: number; until: 
   await sample();
   const poll = pollApi(serve.url, ['/healthz', '/api/v1/capture/status', '/metrics', '/api/v1/flows?limit=20'], 100);
   const flood = spawn('ip', ['netns', 'exec', A, 'iperf3', '-c', SERVER, '-p', String(PORT), '-u', '-b', '0', '-l', '64', '-t', String(SECONDS), '-J'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  children.push(flood);
   let out = '';
   flood.stdout!.on('data', (chunk: Buffer) => (out += chunk));
   const finished = new Promise<void>((resolve) => flood.once('exit', () => resolve()));

@@ -5,42 +5,32 @@
 // intact afterwards. The PRNG seed is printed; NETTRAIL_FUZZ_SEED repeats a run.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../api/server.js';
 import type { FlowsResponseJson } from '../api/schemas.js';
 import type { FlowRecord } from '../flowlog/records.js';
 import { FLOW_ORDERS } from '../flowlog/search.js';
-import { openStore, type FlowLogStore } from '../flowlog/store.js';
-import { FlowLogWriter } from '../flowlog/writer.js';
 import { makeFlows, pick, prng, storeAppOptions, writeFlows } from './api-fixture.js';
+import { openTempStore, type TempStore } from './store-fixture.js';
 
 const REQUESTS = 10_000;
 const SEED = Number(process.env.NETTRAIL_FUZZ_SEED ?? 0x5eed2026);
 
-let dir: string;
-let store: FlowLogStore;
-let writer: FlowLogWriter;
+let temp: TempStore;
 let server: FastifyInstance;
 let flows: FlowRecord[];
 
 before(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'nettrail-api-fuzz-'));
-  store = await openStore({ path: path.join(dir, 'store') });
-  writer = new FlowLogWriter(store);
+  temp = await openTempStore('api-fuzz');
   const written = makeFlows(SEED, 400);
-  await writeFlows(writer, written);
+  await writeFlows(temp.writer, written);
   flows = written.final;
-  server = await buildServer(storeAppOptions(store, writer));
+  server = await buildServer(storeAppOptions(temp.store, temp.writer));
 });
 
 after(async () => {
   await server?.close();
-  await writer?.close();
-  await store?.close();
-  await rm(dir, { recursive: true, force: true });
+  await temp?.close();
 });
 
 const PARAMETERS = ['ip', 'src', 'dst', 'port', 'sport', 'dport', 'proto', 'from', 'to', 'state', 'has', 'node', 'netns', 'iface', 'limit', 'cursor', 'order', 'tuple', 'at', 'format', 'reason', 'points'];
@@ -216,6 +206,7 @@ test(`${REQUESTS} random and hostile requests: no 5xx, errors as {error: {code, 
   assert.ok((statuses.get(400) ?? 0) > REQUESTS / 10, 'fewer than a tenth of the requests were refused');
 
   // Nothing was changed or dropped.
+  const { store } = temp;
   const result = await store.client.query({ query: `SELECT count() FROM ${store.table('flows')} FINAL`, format: 'JSONCompactEachRow' });
   assert.deepEqual(await result.json(), [[flows.length]]);
   const all = (await server.inject('/api/v1/flows?limit=1000')).json() as FlowsResponseJson;

@@ -5,45 +5,35 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { chromium } from 'playwright-core';
 import { buildServer } from '../api/server.js';
 import type { FlowsResponseJson } from '../api/schemas.js';
-import { startService } from '../api/service.js';
-import { openStore, type FlowLogStore } from '../flowlog/store.js';
-import { FlowLogWriter } from '../flowlog/writer.js';
 import { makeFlows, storeAppOptions, writeFlows } from './api-fixture.js';
-import { useLab } from './lab/fixture.js';
+import { randomClientPort } from './lab/fixture.js';
+import { labWithService, NODE, requestRecorded } from './service-fixture.js';
+import { openTempStore, type TempStore } from './store-fixture.js';
 
 const CLI = fileURLToPath(new URL('../api/cli.js', import.meta.url));
 const TOKEN = 'api-test-token-5f1e';
 
-let dir: string;
-let store: FlowLogStore;
-let writer: FlowLogWriter;
+let temp: TempStore;
 const servers: FastifyInstance[] = [];
 
 before(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'nettrail-api-server-'));
-  store = await openStore({ path: path.join(dir, 'store') });
-  writer = new FlowLogWriter(store);
-  await writeFlows(writer, makeFlows(7, 300));
+  temp = await openTempStore('api-server');
+  await writeFlows(temp.writer, makeFlows(7, 300));
 });
 
 after(async () => {
   for (const server of servers) await server.close();
-  await writer?.close();
-  await store?.close();
-  await rm(dir, { recursive: true, force: true });
+  await temp?.close();
 });
 
 /** A real server on `host`, closed after the tests. */
 async function listen(host: string, options: Parameters<typeof storeAppOptions>[2] = {}): Promise<string> {
-  const server = await buildServer(storeAppOptions(store, writer, options));
+  const server = await buildServer(storeAppOptions(temp.store, temp.writer, options));
   servers.push(server);
   return server.listen({ host, port: 0 });
 }
@@ -169,24 +159,10 @@ test('/docs in a browser: renders the operations, loads nothing from elsewhere',
 });
 
 test('a real connection through the lab: found by flow search, counted in /metrics', async (t) => {
-  await store.close(); // the embedded engine holds one data directory per process
-  let closeService = async () => {};
-  t.after(() => closeService());
-  const lab = await useLab(t);
-  const service = await startService({
-    store: { path: path.join(dir, 'lab-store') },
-    netns: lab.namespaces.map((n) => n.name),
-    ifaces: null,
-    listen: { host: '127.0.0.1', port: 0 },
-    node: 'lab-node',
-    flowFlushMs: 200,
-    log: (message) => t.diagnostic(message),
-  });
-  closeService = () => service.close();
-  const localPort = 40000 + Math.floor(Math.random() * 20000);
-  assert.equal((await lab.request({ localPort })).status, 200);
-  await new Promise((resolve) => setTimeout(resolve, 1500)); // the last ACKs
-  await service.flush();
+  await temp.store.close(); // the embedded engine holds one data directory per process
+  const { lab, service } = await labWithService(t);
+  const localPort = randomClientPort();
+  await requestRecorded(lab, service, localPort);
 
   const client = lab.nodes.client;
   const search = async (query: string) => {
@@ -209,14 +185,14 @@ test('a real connection through the lab: found by flow search, counted in /metri
   assert.ok(status.points.length >= 4);
   for (const point of status.points) {
     // Scraped before status(): the counters may have grown since, never shrunk.
-    const labels = `\\{node="lab-node",netns="${point.netns}",iface="${point.iface}"\\}`;
+    const labels = `\\{node="${NODE}",netns="${point.netns}",iface="${point.iface}"\\}`;
     for (const [metric, value] of [['events', point.events], ['lost_events', point.lost], ['packets', point.packets]] as const) {
       const scraped = new RegExp(`^nettrail_capture_${metric}_total${labels} (\\d+)$`, 'm').exec(metrics);
       assert.ok(scraped, `no ${metric} metric for ${point.netns}/${point.iface}`);
       assert.ok(Number(scraped[1]) <= value, `${metric} at ${point.netns}/${point.iface}: ${scraped[1]} > ${value}`);
     }
   }
-  const clientPoint = new RegExp(`^nettrail_capture_events_total\\{node="lab-node",netns="${client.netns.name}",iface="${client.ifaces[0].name}"\\} (\\d+)$`, 'm').exec(metrics);
+  const clientPoint = new RegExp(`^nettrail_capture_events_total\\{node="${NODE}",netns="${client.netns.name}",iface="${client.ifaces[0].name}"\\} (\\d+)$`, 'm').exec(metrics);
   assert.ok(Number(clientPoint?.[1]) >= atClient.packets.c2s + atClient.packets.s2c);
   const written = /^nettrail_store_rows_written_total\{table="packets"\} (\d+)$/m.exec(metrics);
   assert.ok(Number(written?.[1]) >= atClient.packets.c2s + atClient.packets.s2c);

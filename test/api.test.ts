@@ -4,9 +4,6 @@
 // store is gone, OpenAPI and docs, metrics, read-only and no CORS.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { createClient } from '@clickhouse/client';
 import type { FastifyInstance } from 'fastify';
 import { isStoreFailure } from '../api/errors.js';
@@ -14,16 +11,13 @@ import { buildServer } from '../api/server.js';
 import type { FlowJson, FlowsResponseJson } from '../api/schemas.js';
 import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../flowlog/records.js';
 import { FLOW_ORDERS } from '../flowlog/search.js';
-import { openStore, type FlowLogStore } from '../flowlog/store.js';
-import { FlowLogWriter } from '../flowlog/writer.js';
 import { makeFlows, referenceMatch, referenceSort, SECOND, storeAppOptions, T0, writeFlows, type ReferenceQuery } from './api-fixture.js';
+import { openTempStore, type TempStore } from './store-fixture.js';
 
 const SEED = 20261121;
 const FLOW_COUNT = 2500;
 
-let dir: string;
-let store: FlowLogStore;
-let writer: FlowLogWriter;
+let temp: TempStore;
 let server: FastifyInstance;
 let flows: FlowRecord[];
 let earlier: FlowRecord[];
@@ -72,9 +66,8 @@ function natConnection(): { flows: FlowRecord[]; nat: NatTranslation[]; packets:
 }
 
 before(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'nettrail-api-'));
-  store = await openStore({ path: path.join(dir, 'store') });
-  writer = new FlowLogWriter(store);
+  temp = await openTempStore('api');
+  const { store, writer } = temp;
   ({ final: flows, earlier } = makeFlows(SEED, FLOW_COUNT));
   await writeFlows(writer, { earlier, final: flows });
   const connection = natConnection();
@@ -96,9 +89,7 @@ before(async () => {
 
 after(async () => {
   await server?.close();
-  await writer?.close();
-  await store?.close();
-  await rm(dir, { recursive: true, force: true });
+  await temp?.close();
 });
 
 async function get<T = unknown>(url: string): Promise<{ status: number; body: T }> {
@@ -390,7 +381,7 @@ test('/metrics: request latency per route, store writer counters', async () => {
   const text = response.body;
   assert.match(text, /^nettrail_http_request_duration_seconds_count\{method="GET",route="\/api\/v1\/flows",status_code="200"\} [1-9]\d*$/m);
   assert.match(text, /^nettrail_http_request_duration_seconds_count\{method="GET",route="\/api\/v1\/flows\/:id",status_code="404"\} [1-9]\d*$/m);
-  const stats = writer.stats();
+  const stats = temp.writer.stats();
   for (const table of ['flows', 'packets', 'nat_translations'] as const) {
     const written = new RegExp(`^nettrail_store_rows_written_total\\{table="${table}"\\} (\\d+)$`, 'm').exec(text);
     assert.equal(Number(written?.[1]), stats[table].written, table);
@@ -418,8 +409,8 @@ test('read-only, no CORS', async () => {
 
 // Last: it closes the store.
 test('503 STORE_UNAVAILABLE once the store is gone, without internals', async () => {
-  await writer.flush();
-  await store.close();
+  await temp.writer.flush();
+  await temp.store.close();
   for (const url of ['/api/v1/flows?src=10.0.0.0/8', '/api/v1/flows/abc', `/api/v1/connections?tuple=${encodeURIComponent('10.0.0.1:1 10.0.0.2:2')}`, '/api/v1/nat', '/healthz']) {
     const response = await server.inject(url);
     assert.equal(response.statusCode, 503, url);

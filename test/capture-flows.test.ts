@@ -3,30 +3,18 @@
 // window (a reader that never reads), RST (refused and aborted), and idle timeout.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { PacketCapture } from '../capture/capture.js';
 import { FlowTable } from '../capture/flows.js';
 import type { FlowRecord, PacketRecord } from '../flowlog/records.js';
-import { createPair, ECHO_PORT, IFACE, SINK_PORT, type NetnsPair } from './capture-netns.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { captureBothEnds, createPair, ECHO_PORT, SINK_PORT, type NetnsPair } from './capture-netns.js';
+import { sleep } from './wait.js';
 
 /** Captures at both ends while `scenario` runs; returns the packets. */
 async function captured(t: TestContext, pair: NetnsPair, scenario: () => Promise<void>): Promise<PacketRecord[]> {
-  const packets: PacketRecord[] = [];
-  const capture = await PacketCapture.start({
-    node: 'test',
-    netns: [pair.client.name, pair.server.name],
-    ifaces: [IFACE],
-    onPackets: (batch) => packets.push(...batch),
-    onWarning: (message) => t.diagnostic(message),
-  });
-  try {
-    await scenario();
-    await sleep(300);
-    assert.equal(capture.status().lost, 0);
-  } finally {
-    await capture.stop();
-  }
+  const { capture, packets } = await captureBothEnds(t, pair);
+  await scenario();
+  await sleep(300);
+  assert.equal(capture.status().lost, 0);
+  await capture.stop();
   return packets;
 }
 

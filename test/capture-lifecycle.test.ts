@@ -3,16 +3,15 @@
 // cleanly; capture follows interfaces that appear and vanish.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PacketCapture } from '../capture/capture.js';
-import { packageRoot } from '../capture/native.js';
 import { createPair } from './capture-netns.js';
-
-const CLI = path.join(packageRoot, 'dist', 'api', 'cli.js');
+import { startServe } from './faults-helpers.js';
+import { until } from './wait.js';
 
 interface Prog {
   id: number;
@@ -39,25 +38,11 @@ function objectOf(prog: number): { progs: Prog[]; links: Array<{ id: number; pro
   return { progs, links: bpftool<Array<{ id: number; prog_id: number }>>('link', 'show').filter((l) => ids.has(l.prog_id)) };
 }
 
+/** `nettrail serve` capturing in `netns`, with XDP where it can, killed after the test. */
 async function serve(t: TestContext, netns: string, store: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--netns', netns, '--store', store, '--listen', '127.0.0.1:0', '--token', 'test', '--xdp', 'auto'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr!.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`nettrail serve did not start: ${stderr}`)), 30_000);
-    child.stderr!.on('data', (chunk: string) => {
-      stderr += chunk;
-      if (stderr.includes('capturing on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`nettrail serve exited with ${code}: ${stderr}`)));
-  });
-  return child;
+  const started = await startServe(['--netns', netns, '--store', store, '--token', 'test', '--xdp', 'auto'], { timeoutMs: 30_000 });
+  t.after(() => started.kill());
+  return started.child;
 }
 
 /** Every interface of the namespace has XDP from one object, whose links are exactly 3 per interface. */
@@ -79,11 +64,6 @@ function assertDetached(netns: string, prog: number): void {
   assert.equal(objectOf(prog).links.length, 0, 'no link left');
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.ok(condition(), what);
-}
-
 test('kill -9 leaves no program attached; the next start attaches once; SIGTERM detaches', async (t) => {
   const pair = await createPair(t);
   const store = mkdtempSync(path.join(tmpdir(), 'nettrail-lifecycle-'));
@@ -95,7 +75,7 @@ test('kill -9 leaves no program attached; the next start attaches once; SIGTERM 
   first.kill('SIGKILL');
   await once(first, 'exit');
   // The kernel drops the links with the last reference to them, as the process's files close.
-  await until(() => xdpIn(pair.client.name).size === 0, 'detached after kill -9');
+  await until('detached after kill -9', () => xdpIn(pair.client.name).size === 0);
   assertDetached(pair.client.name, firstProg);
 
   const second = await serve(t, pair.client.name, path.join(store, 'b'));

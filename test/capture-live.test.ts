@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PacketCapture, type XdpMode } from '../capture/capture.js';
 import type { PacketRecord } from '../flowlog/records.js';
-import { createPair, headerEnd, IFACE, startTcpdump, type NetnsPair, type PcapPacket } from './capture-netns.js';
+import { captureBothEnds, createPair, headerEnd, IFACE, type NetnsPair } from './capture-netns.js';
+import { startTcpdump, type PcapPacket } from './tcpdump.js';
+import { sleep } from './wait.js';
 
 const ROUNDS = 5;
 
@@ -18,25 +19,11 @@ function tempDir(t: TestContext): string {
   return dir;
 }
 
-async function startCapture(t: TestContext, pair: NetnsPair, options: { xdp?: XdpMode; snaplen?: number } = {}) {
-  const packets: PacketRecord[] = [];
-  const capture = await PacketCapture.start({
-    node: 'test',
-    netns: [pair.client.name, pair.server.name],
-    ifaces: [IFACE],
-    onPackets: (batch) => packets.push(...batch),
-    onWarning: (message) => t.diagnostic(message),
-    ...options,
-  });
-  t.after(() => capture.stop());
-  return { capture, packets };
-}
-
 /** TCP and UDP over IPv4 and IPv6. */
 async function traffic(pair: NetnsPair): Promise<void> {
   await pair.traffic('talk', pair.v4, String(ROUNDS));
   await pair.traffic('talk', pair.v6, String(ROUNDS));
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await sleep(300);
 }
 
 /** `wire length|bytes` of each packet, sorted; `full`: every byte, else the L2-L4 headers. */
@@ -57,8 +44,8 @@ function assertSameAsTcpdump(label: string, captured: PacketRecord[], dumped: Pc
 test('TC ingress and egress: every packet tcpdump sees, byte for byte (snaplen 4096)', async (t) => {
   const pair = await createPair(t);
   const dir = tempDir(t);
-  const { capture, packets } = await startCapture(t, pair, { snaplen: 4096 });
-  const dumps = [await startTcpdump(t, pair.client, path.join(dir, 'a.pcap')), await startTcpdump(t, pair.server, path.join(dir, 'b.pcap'))];
+  const { capture, packets } = await captureBothEnds(t, pair, { snaplen: 4096 });
+  const dumps = [await startTcpdump(t, pair.client.name, IFACE, path.join(dir, 'a.pcap')), await startTcpdump(t, pair.server.name, IFACE, path.join(dir, 'b.pcap'))];
   await traffic(pair);
   const [atClient, atServer] = await Promise.all(dumps.map((d) => d.stop()));
   const status = capture.status();
@@ -89,9 +76,9 @@ for (const mode of ['native', 'generic'] as const) {
   test(`XDP (${mode}) ingress: the packets tcpdump sees coming in; TC alongside (headers only)`, async (t) => {
     const pair = await createPair(t);
     const dir = tempDir(t);
-    const { capture, packets } = await startCapture(t, pair, { xdp: mode });
-    const inbound = [await startTcpdump(t, pair.client, path.join(dir, 'a-in.pcap'), 'in'), await startTcpdump(t, pair.server, path.join(dir, 'b-in.pcap'), 'in')];
-    const both = [await startTcpdump(t, pair.client, path.join(dir, 'a.pcap')), await startTcpdump(t, pair.server, path.join(dir, 'b.pcap'))];
+    const { capture, packets } = await captureBothEnds(t, pair, { xdp: mode });
+    const inbound = [await startTcpdump(t, pair.client.name, IFACE, path.join(dir, 'a-in.pcap'), 'in'), await startTcpdump(t, pair.server.name, IFACE, path.join(dir, 'b-in.pcap'), 'in')];
+    const both = [await startTcpdump(t, pair.client.name, IFACE, path.join(dir, 'a.pcap')), await startTcpdump(t, pair.server.name, IFACE, path.join(dir, 'b.pcap'))];
     await traffic(pair);
     const [clientIn, serverIn, clientAll, serverAll] = await Promise.all([...inbound, ...both].map((d) => d.stop()));
     const status = capture.status();
@@ -115,7 +102,7 @@ for (const mode of ['native', 'generic'] as const) {
 
 test('the in-kernel filter captures only what it selects and counts the rest', async (t) => {
   const pair = await createPair(t);
-  const { capture, packets } = await startCapture(t, pair);
+  const { capture, packets } = await captureBothEnds(t, pair);
   capture.setFilter({ nets: [`${pair.v6}/128`], ports: [], protos: ['udp'] });
   await traffic(pair);
   const status = capture.status();

@@ -1,13 +1,14 @@
 // Two test namespaces joined by a veth pair, with IPv4 and IPv6 addresses, the
 // traffic helper's servers running in the second; deleted after the test (also
-// when it fails, and on exit), tcpdump at their interfaces as the ground truth.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+// when it fails, and on exit). Capture at both ends of the pair.
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
-import type { NetnsRef } from '../flowlog/records.js';
+import { PacketCapture, type CaptureConfig } from '../capture/capture.js';
+import type { NetnsRef, PacketRecord } from '../flowlog/records.js';
 
 export const TRAFFIC_JS = fileURLToPath(new URL('./capture-traffic.js', import.meta.url));
 export const IFACE = 'eth0';
@@ -108,52 +109,19 @@ export async function createPair(t: TestContext): Promise<NetnsPair> {
   return pair;
 }
 
-export interface PcapPacket {
-  bytes: Buffer;
-  wireLen: number;
-}
-
-export interface Tcpdump {
-  stop(): Promise<PcapPacket[]>;
-}
-
-/** tcpdump at `iface` in `netns` (`-Q in` for ingress only), writing a pcap; stop() returns the packets. */
-export async function startTcpdump(t: TestContext, netns: NetnsRef, file: string, direction: 'inout' | 'in' = 'inout'): Promise<Tcpdump> {
-  const proc: ChildProcess = spawn('ip', ['netns', 'exec', netns.name, 'tcpdump', '-i', IFACE, '-nn', '--immediate-mode', '-U', '-s', '0', '-Q', direction, '-w', file, 'tcp or udp'],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.after(() => proc.kill('SIGKILL'));
-  let stderr = '';
-  proc.stderr!.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tcpdump in ${netns.name} did not start: ${stderr}`)), 5000);
-    proc.stderr!.on('data', (chunk: string) => {
-      stderr += chunk;
-      if (stderr.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
+/** Capture at both ends of the pair (its IFACE in either namespace), stopped after the test; `packets` fills while it runs. */
+export async function captureBothEnds(t: TestContext, pair: NetnsPair, options: Partial<CaptureConfig> = {}): Promise<{ capture: PacketCapture; packets: PacketRecord[] }> {
+  const packets: PacketRecord[] = [];
+  const capture = await PacketCapture.start({
+    node: 'test',
+    netns: [pair.client.name, pair.server.name],
+    ifaces: [IFACE],
+    onPackets: (batch) => packets.push(...batch),
+    onWarning: (message) => t.diagnostic(message),
+    ...options,
   });
-  return {
-    async stop() {
-      proc.kill('SIGINT');
-      await once(proc, 'exit');
-      return readPcap(readFileSync(file));
-    },
-  };
-}
-
-/** Packets of a classic pcap file (either timestamp resolution, little-endian), as captured. */
-export function readPcap(file: Buffer): PcapPacket[] {
-  const magic = file.readUInt32LE(0);
-  if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new Error(`not a little-endian pcap file (magic ${magic.toString(16)})`);
-  const packets: PcapPacket[] = [];
-  for (let at = 24; at + 16 <= file.length; ) {
-    const captured = file.readUInt32LE(at + 8);
-    packets.push({ bytes: file.subarray(at + 16, at + 16 + captured), wireLen: file.readUInt32LE(at + 12) });
-    at += 16 + captured;
-  }
-  return packets;
+  t.after(() => capture.stop());
+  return { capture, packets };
 }
 
 /** End of the L4 header of an untagged Ethernet frame with IPv4 or IPv6 (no extension headers) and TCP or UDP. */

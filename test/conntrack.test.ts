@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import type { NatTranslation } from '../flowlog/records.js';
 import { afterTuple, classifyNat, reverseTuple, sameTuple } from '../nat-tracker/classify.js';
-import { ConntrackError, ConntrackSource, FlowSplitter, parseConntrackFlow } from '../nat-tracker/conntrack.js';
-import { useLab } from './lab/fixture.js';
+import { ConntrackError, ConntrackSource, FlowSplitter, parseConntrackFlow, type ConntrackSourceOptions } from '../nat-tracker/conntrack.js';
+import { randomClientPort, useLab } from './lab/fixture.js';
 import type { Lab } from './lab/lab.js';
+import { sleep, until, waitFor } from './wait.js';
 
 // Captured from `conntrack -E -o xml,id` / `conntrack -L -o xml,id` (conntrack-tools 1.4.7) in a lab router.
 const CAPTURED_EVENTS =
@@ -104,30 +105,22 @@ describe('conntrack XML parsing', () => {
   });
 });
 
-/** Collects a source's output; waitFor polls it. */
-function collector() {
+type SourceChoices = Omit<ConntrackSourceOptions, 'node' | 'netns' | 'onTranslations' | 'onError'>;
+
+/** A ConntrackSource in the lab's router, started, stopped after the test; with what it reported so far. */
+async function routerSource(t: TestContext, lab: Lab, choices: SourceChoices = {}) {
   const records: NatTranslation[] = [];
   const errors: ConntrackError[] = [];
-  return {
-    records,
-    errors,
-    onTranslations: (batch: NatTranslation[]) => records.push(...batch),
-    onError: (err: ConntrackError) => errors.push(err),
-  };
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = probe();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function randomPort(): number {
-  return 20000 + Math.floor(Math.random() * 20000);
+  const source = new ConntrackSource({
+    node: 'test-node',
+    netns: lab.nodes.router.netns,
+    onTranslations: (batch) => records.push(...batch),
+    onError: (err) => errors.push(err),
+    ...choices,
+  });
+  t.after(() => source.stop());
+  await source.start();
+  return { records, errors };
 }
 
 function assertLabTranslation(lab: Lab, rec: NatTranslation, localPort: number): void {
@@ -151,13 +144,10 @@ function assertLabTranslation(lab: Lab, rec: NatTranslation, localPort: number):
 describe('ConntrackSource in a lab router', () => {
   test('reports a live connection from events, and its end on DESTROY', async (t) => {
     const lab = await useLab(t);
-    const out = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, ...out });
-    t.after(() => source.stop());
-    await source.start();
+    const out = await routerSource(t, lab);
     assert.deepEqual(out.records, [], 'the fresh lab has no NAT entries yet');
 
-    const localPort = randomPort();
+    const localPort = randomClientPort();
     assert.equal((await lab.request({ localPort })).status, 200);
     const mine = (): NatTranslation[] => out.records.filter((r) => r.orig.sport === localPort);
     const first = await waitFor('the translation', () => mine()[0]);
@@ -165,7 +155,7 @@ describe('ConntrackSource in a lab router', () => {
 
     // Deleting the entry (as expiry would) produces a DESTROY event: a later lastSeen for the same entry.
     const before = mine().length;
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
     execFileSync('ip', ['netns', 'exec', lab.nodes.router.netns.name, 'conntrack', '-D', '-p', 'tcp', '--orig-port-src', String(localPort)], { stdio: 'ignore' });
     const last = await waitFor('the DESTROY', () => (mine().length > before ? mine().at(-1) : undefined));
     assert.equal(last.entryId, first.entryId);
@@ -176,13 +166,10 @@ describe('ConntrackSource in a lab router', () => {
 
   test('finds a connection that closed before it started, by dumping the table', async (t) => {
     const lab = await useLab(t);
-    const localPort = randomPort();
+    const localPort = randomClientPort();
     assert.equal((await lab.request({ localPort })).status, 200); // closed; the entry stays in TIME_WAIT
 
-    const out = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, ...out });
-    t.after(() => source.stop());
-    await source.start();
+    const out = await routerSource(t, lab);
     const rec = out.records.find((r) => r.orig.sport === localPort);
     assert.ok(rec, 'start() resolves after the dump was reported');
     assertLabTranslation(lab, rec, localPort);
@@ -191,12 +178,9 @@ describe('ConntrackSource in a lab router', () => {
 
   test('a periodic re-dump refreshes lastSeen', async (t) => {
     const lab = await useLab(t);
-    const localPort = randomPort();
+    const localPort = randomClientPort();
     await lab.request({ localPort });
-    const out = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, resyncMs: 200, ...out });
-    t.after(() => source.stop());
-    await source.start();
+    const out = await routerSource(t, lab, { resyncMs: 200 });
     const first = out.records.find((r) => r.orig.sport === localPort)!;
     const later = await waitFor('a re-dump', () => out.records.find((r) => r.orig.sport === localPort && r.lastSeen > first.lastSeen));
     assert.equal(later.firstSeen, first.firstSeen);
@@ -205,10 +189,7 @@ describe('ConntrackSource in a lab router', () => {
 
   test('a killed event stream is reported and restarted', async (t) => {
     const lab = await useLab(t);
-    const out = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, restartMs: 100, ...out });
-    t.after(() => source.stop());
-    await source.start();
+    const out = await routerSource(t, lab, { restartMs: 100 });
     const routerPids = (): number[] =>
       execFileSync('ip', ['netns', 'pids', lab.nodes.router.netns.name], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
     const [conntrackPid] = routerPids();
@@ -216,19 +197,16 @@ describe('ConntrackSource in a lab router', () => {
     process.kill(conntrackPid, 'SIGKILL');
     const err = await waitFor('the error', () => out.errors[0]);
     assert.equal(err.code, 'CONNTRACK_EXITED');
-    await waitFor('the restart', () => (routerPids().some((p) => p !== conntrackPid) ? true : undefined));
+    await until('the restart', () => routerPids().some((p) => p !== conntrackPid));
 
-    const localPort = randomPort();
+    const localPort = randomClientPort();
     await lab.request({ localPort });
     assertLabTranslation(lab, await waitFor('the translation', () => out.records.find((r) => r.orig.sport === localPort)), localPort);
   });
 
   test('a missing conntrack binary is a CONNTRACK_NOT_FOUND error', async (t) => {
     const lab = await useLab(t);
-    const out = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, conntrackBin: 'conntrack-missing-for-test', ...out });
-    t.after(() => source.stop());
-    await source.start();
+    const out = await routerSource(t, lab, { conntrackBin: 'conntrack-missing-for-test' });
     assert.equal(out.errors[0]?.code, 'CONNTRACK_NOT_FOUND');
     assert.match(out.errors[0]!.message, /conntrack-missing-for-test/);
   });
@@ -239,21 +217,15 @@ describe('ConntrackSource in a lab router', () => {
   test('with sysctls allowed, timestamps are turned on and times are the kernel\'s', async (t) => {
     const lab = await useLab(t);
     assert.equal(sysctl(lab, 'nf_conntrack_timestamp'), '0', 'a new namespace starts without timestamps');
-    const allowed = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, sysctls: true, ...allowed });
-    t.after(() => source.stop());
-    await source.start();
+    const allowed = await routerSource(t, lab, { sysctls: true });
     assert.equal(sysctl(lab, 'nf_conntrack_timestamp'), '1');
 
-    const localPort = randomPort();
+    const localPort = randomClientPort();
     const before = BigInt(Date.now()) * 1_000_000n;
     await lab.request({ localPort });
     const after = BigInt(Date.now()) * 1_000_000n;
     // A later source finds it in the dump, with the kernel's creation time; a deletion gives its end.
-    const dumped = collector();
-    const second = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, ...dumped });
-    t.after(() => second.stop());
-    await second.start();
+    const dumped = await routerSource(t, lab);
     const rec = dumped.records.find((r) => r.orig.sport === localPort);
     assert.ok(rec, 'the dump has the entry');
     assert.ok(rec.firstSeen >= before - 1_000_000n && rec.firstSeen <= after, `kernel start ${rec.firstSeen} within the request ${before}..${after}`);
@@ -266,30 +238,29 @@ describe('ConntrackSource in a lab router', () => {
   test('events turned off: reported without sysctls allowed, turned back on with', async (t) => {
     const lab = await useLab(t);
     execFileSync('ip', ['netns', 'exec', lab.nodes.router.netns.name, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_events=0']);
-    const readOnly = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, ...readOnly });
-    t.after(() => source.stop());
-    await source.start();
+    const readOnly = await routerSource(t, lab);
     assert.deepEqual(readOnly.errors.map((e) => e.code), ['CONNTRACK_EVENTS_OFF']);
     assert.match(readOnly.errors[0]!.message, /--conntrack-sysctls/);
     assert.equal(sysctl(lab, 'nf_conntrack_events'), '0', 'left as it was');
 
-    const allowed = collector();
-    const fixing = new ConntrackSource({ node: 'test-node', netns: lab.nodes.router.netns, sysctls: true, ...allowed });
-    t.after(() => fixing.stop());
-    await fixing.start();
+    const allowed = await routerSource(t, lab, { sysctls: true });
     assert.equal(sysctl(lab, 'nf_conntrack_events'), '1');
     assert.deepEqual(allowed.errors, []);
-    const localPort = randomPort();
+    const localPort = randomClientPort();
     await lab.request({ localPort });
     assertLabTranslation(lab, await waitFor('the translation from an event', () => allowed.records.find((r) => r.orig.sport === localPort)), localPort);
   });
 
   test('a vanished namespace is a CONNTRACK_NETNS_GONE error', async () => {
-    const out = collector();
-    const source = new ConntrackSource({ node: 'test-node', netns: { name: 'gone', path: '/run/netns/nettrail-no-such-netns', ino: 0 }, ...out });
+    const errors: ConntrackError[] = [];
+    const source = new ConntrackSource({
+      node: 'test-node',
+      netns: { name: 'gone', path: '/run/netns/nettrail-no-such-netns', ino: 0 },
+      onTranslations: () => {},
+      onError: (err) => errors.push(err),
+    });
     await source.start();
     await source.stop();
-    assert.equal(out.errors[0]?.code, 'CONNTRACK_NETNS_GONE');
+    assert.equal(errors[0]?.code, 'CONNTRACK_NETNS_GONE');
   });
 });

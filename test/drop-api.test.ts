@@ -5,32 +5,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ConnectionJson, DropJson, DropTracingJson, PacketJson } from '../api/schemas.js';
-import { startService } from '../api/service.js';
-import { useLab } from './lab/fixture.js';
+import type { DropJson, DropTracingJson, PacketJson } from '../api/schemas.js';
 import { dropForwarded, dropOutput, probeFrom } from './lab/drops.js';
-
-const WAIT_MS = 15_000;
+import { getJson, getOk, labWithService, NODE, serviceTuple, settledConnection, tupleText } from './service-fixture.js';
 
 test('drops in the API: per connection, in the timeline, searchable, in the pcapng', async (t) => {
-  let closeService = async () => {};
-  t.after(() => closeService());
-  const lab = await useLab(t);
-  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-drop-api-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const service = await startService({
-    store: { path: path.join(dir, 'store') },
-    netns: lab.namespaces.map((n) => n.name),
-    ifaces: null,
-    listen: { host: '127.0.0.1', port: 0 },
-    node: 'lab-node',
-    flowFlushMs: 200,
-    log: (message) => t.diagnostic(message),
-  });
-  closeService = () => service.close();
+  const { lab, service, dir } = await labWithService(t);
   assert.ok(service.drops, 'drop tracing runs');
   const { client, router } = lab.nodes;
   const clientIp = client.ifaces[0].ip;
@@ -46,25 +28,11 @@ test('drops in the API: per connection, in the timeline, searchable, in the pcap
   const outputPort = randomInt(50000, 60000);
   assert.equal((await probeFrom(client.netns.name, { proto: 'udp', host: lab.server.ip, port: 5353, localPort: outputPort })).error, 'EPERM');
 
-  const api = async <T>(route: string): Promise<T> => {
-    const res = await fetch(`${service.url}${route}`);
-    assert.equal(res.status, 200, `${route}: ${res.status} ${await res.clone().text()}`);
-    return (await res.json()) as T;
-  };
-  const blockedTuple = encodeURIComponent(`${clientIp}:${blockedPort} -> ${lab.service.ip}:${lab.service.port}`);
-  const deadline = Date.now() + WAIT_MS;
-  let connection: ConnectionJson;
-  for (;;) {
-    await service.flush();
-    const res = await fetch(`${service.url}/api/v1/connections?tuple=${blockedTuple}`);
-    connection = res.status === 200 ? ((await res.json()) as { connection: ConnectionJson }).connection : (undefined as never);
-    if ((connection && connection.drops.length >= 2) || Date.now() > deadline) break;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  assert.ok(connection, 'the blocked connection is known');
-
+  const api = <T>(route: string) => getJson<T>(service, route);
+  const blockedTupleText = tupleText(serviceTuple(lab, blockedPort));
+  const blockedTuple = encodeURIComponent(blockedTupleText);
   // The SYN and its retransmission, both dropped at the router after DNAT.
-  assert.ok(connection.drops.length >= 2, JSON.stringify(connection.drops));
+  const connection = await settledConnection(service, blockedTupleText, 'the SYN and its retransmission dropped', (c) => c.drops.length >= 2);
   for (const drop of connection.drops) {
     assert.deepEqual(
       { netns: drop.netns, iface: drop.iface, proto: drop.proto, src: drop.src, sport: drop.sport, dst: drop.dst, dport: drop.dport, reason: drop.reason },
@@ -82,31 +50,31 @@ test('drops in the API: per connection, in the timeline, searchable, in the pcap
 
   // The pcapng: the dropped packets with their reason, on an interface of their own.
   const pcapFile = path.join(dir, 'blocked.pcapng');
-  const pcap = await fetch(`${service.url}/api/v1/pcap?tuple=${blockedTuple}`);
-  assert.equal(pcap.status, 200);
-  writeFileSync(pcapFile, Buffer.from(await pcap.arrayBuffer()));
+  writeFileSync(pcapFile, Buffer.from(await (await getOk(service, `/api/v1/pcap?tuple=${blockedTuple}`)).arrayBuffer()));
   const commented = execFileSync('tshark', ['-r', pcapFile, '-Y', 'frame.comment contains "DROPPED"', '-T', 'fields', '-E', 'separator=|',
     '-e', 'frame.interface_name', '-e', 'frame.interface_description', '-e', 'ip.dst', '-e', 'tcp.dstport', '-e', 'tcp.flags.syn', '-e', 'frame.comment'])
     .toString().trim().split('\n');
   assert.equal(commented.length, drops.length, commented.join('\n'));
   for (const line of commented) {
     const [iface, description, dst, dport, syn, comment] = line.split('|');
-    assert.equal(iface, `lab-node/${router.netns.name}/to-client`);
+    assert.equal(iface, `${NODE}/${router.netns.name}/to-client`);
     assert.match(description, /^packets the kernel dropped/);
     assert.deepEqual([dst, dport, syn], [lab.server.ip, String(lab.server.port), '1']);
-    assert.match(comment, new RegExp(`^DROPPED \\(NETFILTER_DROP\\) at lab-node/${router.netns.name}/to-client in \\w+\\+0x[0-9a-f]+: dropped by a netfilter rule in the FORWARD chain`));
+    assert.match(comment, new RegExp(`^DROPPED \\(NETFILTER_DROP\\) at ${NODE}/${router.netns.name}/to-client in \\w+\\+0x[0-9a-f]+: dropped by a netfilter rule in the FORWARD chain`));
   }
   assert.equal(execFileSync('tshark', ['-r', pcapFile, '-Y', '_ws.malformed || _ws.expert.severity >= error']).toString().trim(), '');
 
   // 2. A connection known by its drop alone; its packet starts at the IP header (no MAC header yet).
-  const outputTuple = encodeURIComponent(`udp ${clientIp}:${outputPort} -> ${lab.server.ip}:5353`);
-  const { connection: unseen } = await api<{ connection: ConnectionJson }>(`/api/v1/connections?tuple=${outputTuple}`);
+  // Its drop was reported after the blocked connection's: it may not be written out yet.
+  const outputTupleText = `udp ${clientIp}:${outputPort} -> ${lab.server.ip}:5353`;
+  const outputTuple = encodeURIComponent(outputTupleText);
+  const unseen = await settledConnection(service, outputTupleText, 'its drop', (c) => c.drops.length > 0);
   assert.equal(unseen.flows.length, 0);
   assert.equal(unseen.drops.length, 1);
   assert.deepEqual([unseen.drops[0].netns, unseen.drops[0].iface, unseen.drops[0].reason], [client.netns.name, '', 'NETFILTER_DROP']);
   assert.match(unseen.drops[0].cause, /OUTPUT chain/);
   const outputFile = path.join(dir, 'output.pcapng');
-  writeFileSync(outputFile, Buffer.from(await (await fetch(`${service.url}/api/v1/pcap?tuple=${outputTuple}`)).arrayBuffer()));
+  writeFileSync(outputFile, Buffer.from(await (await getOk(service, `/api/v1/pcap?tuple=${outputTuple}`)).arrayBuffer()));
   const raw = execFileSync('tshark', ['-r', outputFile, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.encap_type', '-e', 'udp.srcport', '-e', 'udp.dstport'])
     .toString().trim();
   assert.equal(raw, `7|${outputPort}|5353`, 'one raw-IP frame (WTAP_ENCAP_RAW_IP) with the UDP header');

@@ -3,15 +3,14 @@
 // and PCAP must agree with what tcpdump saw.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { once } from 'node:events';
-import { startService } from '../api/service.js';
 import type { ConnectionJson, PacketJson } from '../api/schemas.js';
 import { TCP_FLAGS } from '../flowlog/records.js';
-import { useLab } from './lab/fixture.js';
+import { randomClientPort } from './lab/fixture.js';
+import { getOk, labWithService, NODE, pathPoints, requestRecorded, serviceTuple, tupleText } from './service-fixture.js';
+import { startTcpdump } from './tcpdump.js';
 
 interface Seen {
   seq: number;
@@ -39,70 +38,18 @@ function tsharkPackets(file: string): Map<string, Seen[]> {
 
 const flagBits = (names: string[]) => names.reduce((bits, name) => bits | (1 << TCP_FLAGS.indexOf(name as (typeof TCP_FLAGS)[number])), 0);
 
-async function startTcpdump(netns: string, iface: string, file: string): Promise<ChildProcess> {
-  const proc = spawn('ip', ['netns', 'exec', netns, 'tcpdump', '-i', iface, '-nn', '-U', '-w', file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr!.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tcpdump on ${netns}/${iface} did not start: ${stderr}`)), 5000);
-    proc.stderr!.on('data', (chunk: string) => {
-      stderr += chunk;
-      if (stderr.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  return proc;
-}
-
 test('a connection through DNAT + MASQUERADE: NAT hop, packets and PCAP match tcpdump', async (t) => {
-  // After-hooks run first to last: the service goes before the lab, so conntrack never sees its namespaces vanish.
-  let closeService = async () => {};
-  t.after(() => closeService());
-  const lab = await useLab(t);
-  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-e2e-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { lab, service, dir } = await labWithService(t);
+  const { client, router } = lab.nodes;
+  const points = pathPoints(lab);
+  const dumps = await Promise.all(points.map((p, i) => startTcpdump(t, p.netns, p.iface, path.join(dir, `tcpdump-${i}.pcap`))));
 
-  const { client, router, server } = lab.nodes;
-  const points = [
-    { netns: client.netns.name, iface: client.ifaces[0].name },
-    { netns: router.netns.name, iface: router.ifaces[0].name },
-    { netns: router.netns.name, iface: router.ifaces[1].name },
-    { netns: server.netns.name, iface: server.ifaces[0].name },
-  ];
-  const dumps = await Promise.all(points.map((p, i) => startTcpdump(p.netns, p.iface, path.join(dir, `tcpdump-${i}.pcap`))));
-  t.after(() => dumps.forEach((d) => d.kill('SIGKILL')));
+  const localPort = randomClientPort();
+  await requestRecorded(lab, service, localPort);
+  for (const dump of dumps) await dump.stop();
 
-  const service = await startService({
-    store: { path: path.join(dir, 'store') },
-    netns: lab.namespaces.map((n) => n.name),
-    ifaces: null,
-    listen: { host: '127.0.0.1', port: 0 },
-    node: 'lab-node',
-    flowFlushMs: 200,
-    log: (message) => t.diagnostic(message),
-  });
-  closeService = () => service.close();
-
-  const localPort = 40000 + Math.floor(Math.random() * 20000);
-  const response = await lab.request({ localPort });
-  assert.equal(response.status, 200);
-
-  // Let the last ACKs and conntrack's events arrive, then stop tcpdump (it flushes on SIGINT).
-  await new Promise((resolve) => setTimeout(resolve, 1500));
-  for (const dump of dumps) {
-    dump.kill('SIGINT');
-    await once(dump, 'exit');
-  }
-  await service.flush();
-
-  const clientTuple = `${client.ifaces[0].ip}:${localPort} -> ${lab.service.ip}:${lab.service.port}`;
-  const api = async (route: string, tuple: string, extraQuery = '') => {
-    const res = await fetch(`${service.url}${route}?tuple=${encodeURIComponent(tuple)}${extraQuery}`);
-    assert.equal(res.status, 200, `${route} ${tuple}: ${res.status} ${await res.clone().text()}`);
-    return res;
-  };
+  const clientTuple = tupleText(serviceTuple(lab, localPort));
+  const api = (route: string, tuple: string, extraQuery = '') => getOk(service, `${route}?tuple=${encodeURIComponent(tuple)}${extraQuery}`);
   const { connection } = (await (await api('/api/v1/connections', clientTuple)).json()) as { connection: ConnectionJson };
 
   // One hop on the router: DNAT to the server and MASQUERADE to the router's server-side address.
@@ -111,7 +58,7 @@ test('a connection through DNAT + MASQUERADE: NAT hop, packets and PCAP match tc
   assert.equal(hop.kind, 'FULLNAT');
   assert.equal(hop.via, 'iptables');
   assert.equal(hop.netns, router.netns.name);
-  assert.deepEqual(hop.before, { src: client.ifaces[0].ip, sport: localPort, dst: lab.service.ip, dport: lab.service.port });
+  assert.deepEqual(hop.before, serviceTuple(lab, localPort));
   assert.equal(hop.after.src, lab.masqueradeIp);
   assert.equal(hop.after.dst, lab.server.ip);
   assert.equal(hop.after.dport, lab.server.port);
@@ -138,7 +85,7 @@ test('a connection through DNAT + MASQUERADE: NAT hop, packets and PCAP match tc
   const counts: string[] = [];
   for (const [i, point] of points.entries()) {
     const [tcpdumpPackets = []] = tsharkPackets(path.join(dir, `tcpdump-${i}.pcap`)).values();
-    const name = `lab-node/${point.netns}/${point.iface}`;
+    const name = `${point.node}/${point.netns}/${point.iface}`;
     const ours = packets
       .filter((p) => p.netns === point.netns && p.iface === point.iface)
       .map((p) => ({ seq: p.seq, ack: p.ack, flags: flagBits(p.flags), len: p.len }));
@@ -154,15 +101,15 @@ test('a connection through DNAT + MASQUERADE: NAT hop, packets and PCAP match tc
     .toString().trim().split('\n');
   assert.equal(comments.length, 1, comments.join('\n'));
   const [commentIface, comment] = comments[0].split('|');
-  assert.equal(commentIface, `lab-node/${router.netns.name}/${router.ifaces[1].name}`);
-  assert.match(comment, new RegExp(`^FULLNAT via iptables at lab-node/${router.netns.name} zone 0: ${client.ifaces[0].ip}:${localPort} -> `));
+  assert.equal(commentIface, `${NODE}/${router.netns.name}/${router.ifaces[1].name}`);
+  assert.match(comment, new RegExp(`^FULLNAT via iptables at ${NODE}/${router.netns.name} zone 0: ${client.ifaces[0].ip}:${localPort} -> `));
   const capinfos = execFileSync('capinfos', ['-M', pcapFile]).toString();
   assert.match(capinfos, /Number of interfaces in file: 4/);
   assert.match(capinfos, new RegExp(`Number of packets:\\s+${packets.length}\\b`));
   assert.equal(execFileSync('tshark', ['-r', pcapFile, '-Y', '_ws.malformed || _ws.expert.severity >= error']).toString().trim(), '');
 
   // Only the chosen capture points, only the chosen time.
-  const clientPoint = `lab-node/${client.netns.name}/${client.ifaces[0].name}`;
+  const clientPoint = `${NODE}/${client.netns.name}/${client.ifaces[0].name}`;
   const onePointFile = path.join(dir, 'client-point.pcapng');
   writeFileSync(onePointFile, Buffer.from(await (await api('/api/v1/pcap', clientTuple, `&points=${encodeURIComponent(clientPoint)}`)).arrayBuffer()));
   assert.deepEqual([...tsharkPackets(onePointFile).keys()], [clientPoint]);

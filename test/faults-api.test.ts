@@ -11,39 +11,30 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../api/server.js';
-import { openStore, type FlowLogStore } from '../flowlog/store.js';
-import { FlowLogWriter } from '../flowlog/writer.js';
 import { makeFlows, pick, prng, storeAppOptions, writeFlows } from './api-fixture.js';
+import { openTempStore, type TempStore } from './store-fixture.js';
 
 const SEED = Number(process.env.NETTRAIL_FUZZ_SEED ?? 0xa91f022);
 const GARBAGE = 300;
 
-let dir: string;
-let store: FlowLogStore;
-let writer: FlowLogWriter;
+let temp: TempStore;
 let server: FastifyInstance;
 let port: number;
 
 before(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'nettrail-faults-api-'));
-  store = await openStore({ path: path.join(dir, 'store') });
-  writer = new FlowLogWriter(store);
-  await writeFlows(writer, makeFlows(SEED, 50));
-  server = await buildServer(storeAppOptions(store, writer, { rateLimitPerMinute: null }));
+  temp = await openTempStore('faults-api');
+  await writeFlows(temp.writer, makeFlows(SEED, 50));
+  server = await buildServer(storeAppOptions(temp.store, temp.writer, { rateLimitPerMinute: null }));
   await server.listen({ host: '127.0.0.1', port: 0 });
   port = (server.server.address() as { port: number }).port;
 });
 
 after(async () => {
   await server?.close();
-  await writer?.close().catch(() => undefined);
-  await store?.close().catch(() => undefined);
-  await rm(dir, { recursive: true, force: true });
+  // The last test closes the store under the server: closing it again may fail.
+  await temp?.close().catch(() => undefined);
 });
 
 /**
@@ -158,8 +149,8 @@ test('raw HTTP: crafted and random malformed requests get a 4xx or a closed conn
 
 test('the store gone under the server: reads answer 503 STORE_UNAVAILABLE with Retry-After, never 500; the rest as usual', async (t) => {
   const random = prng(SEED + 1);
-  await writer.close();
-  await store.close();
+  await temp.writer.close();
+  await temp.store.close();
   const tuples = ['10.1.0.2:40000 -> 10.0.0.10:80', 'udp [fd00:1::5]:5353 -> [fd00:53::53]:53', 'nonsense'];
   const routes = [
     () => `/api/v1/flows?limit=${1 + Math.floor(random() * 50)}${random() < 0.5 ? '&proto=tcp' : ''}`,

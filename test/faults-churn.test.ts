@@ -21,6 +21,7 @@ import { listNamespaces } from '../capture/netns.js';
 import { NatSources } from '../nat-tracker/sources.js';
 import { prng } from './api-fixture.js';
 import { linksHeldBy, mapEntries, metricValue, startServe } from './faults-helpers.js';
+import { until } from './wait.js';
 
 const SECONDS = Number(process.env.NETTRAIL_CHURN_SECONDS ?? 20);
 const SEED = Number(process.env.NETTRAIL_FUZZ_SEED ?? 0xc4a2);
@@ -37,14 +38,6 @@ const tryIp = (...args: string[]) => {
 };
 const ifaces = (netns: string) =>
   (JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
-
-async function until(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 test(`${SECONDS} s of namespace and interface churn under serve: no crash, no error, links and namespaces back to baseline`, async (t) => {
   const id = randomBytes(3).toString('hex');
@@ -188,6 +181,5 @@ test('--netns all does not count nettrail\'s own helpers: a deleted namespace is
       return false;
     }
   });
-  for (let i = 0; i < 50 && inUse(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-  assert.equal(inUse(), false, 'no process left in the deleted namespace');
+  await until('no process left in the deleted namespace', () => !inUse());
 });

@@ -1,4 +1,4 @@
-// Shared by the fault tests (test/faults-*.test.ts) and the soaks (bench/soak*.ts):
+// Shared by the fault tests (test/faults-*.test.ts), the soaks and the benchmarks (bench/):
 // `nettrail serve` as a child process, iperf3 between test namespaces, reading
 // /metrics, the bpf_links a process holds, and polling the API while something
 // else goes on.
@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../capture/native.js';
+import { printed, sleep } from './wait.js';
 
 export const CLI = path.join(packageRoot, 'dist', 'api', 'cli.js');
 
@@ -128,17 +129,9 @@ export interface IperfUdpResult {
 /** An iperf3 server in `netns`, for one test at a time; stop() ends it. */
 export async function iperfServer(netns: string, port: number): Promise<{ stop(): Promise<void> }> {
   const proc = spawn('ip', ['netns', 'exec', netns, 'iperf3', '-s', '-p', String(port), '--forceflush'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let out = '';
-  proc.stdout!.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('iperf3 -s did not start')), 5000);
-    proc.stdout!.on('data', (chunk: string) => {
-      out += chunk;
-      if (out.includes('Server listening')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
+  await printed(proc, 'stdout', 'Server listening', `iperf3 -s in ${netns}`).catch((err) => {
+    proc.kill('SIGKILL');
+    throw err;
   });
   return {
     async stop() {
@@ -191,7 +184,7 @@ export function pollApi(base: string, paths: string[], pauseMs = 100, headers: R
       } catch (err) {
         poll.failed.push(`${p}: ${(err as Error).message}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      await sleep(pauseMs);
     }
   })();
   return {

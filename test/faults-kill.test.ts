@@ -14,16 +14,9 @@ import path from 'node:path';
 import { openStore } from '../flowlog/store.js';
 import { createPair } from './capture-netns.js';
 import { allLinks, allPrograms, iperfServer, linksHeldBy, metricValue, startServe, type HeldLink } from './faults-helpers.js';
+import { until } from './wait.js';
 
 const IPERF_PORT = 6201 + Math.floor(Math.random() * 500);
-
-async function until(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const metrics = async (url: string) => (await fetch(`${url}/metrics`)).text();
 const written = async (url: string) => metricValue(await metrics(url), 'nettrail_store_rows_written_total', { table: 'packets' }) ?? 0;

@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startService } from '../api/service.js';
-import { openStore } from '../flowlog/store.js';
 import { createPair } from './capture-netns.js';
 import { iperfServer, iperfUdpFlood, metricValue, pollApi } from './faults-helpers.js';
+import { storedRows } from './store-fixture.js';
 
 const IPERF_PORT = 5201 + Math.floor(Math.random() * 500);
 
@@ -84,13 +84,6 @@ test('a UDP flood through a tiny ring: loss counted per point and shown, the API
   assert.equal(final.packets, final.events, 'every event in the ring was decoded');
   assert.equal(stats.accepted + stats.dropped, final.packets, 'every decoded packet accepted or counted dropped');
   assert.equal(stats.written, stats.accepted, 'everything accepted was written');
-  const store = await openStore({ path: path.join(dir, 'store') });
-  try {
-    const result = await store.client.query({ query: `SELECT count() FROM ${store.table('packets')}`, format: 'JSONCompactEachRow' });
-    const [[rows]] = await result.json<[number | string]>();
-    assert.equal(Number(rows), stats.written, 'the store holds exactly the rows written');
-  } finally {
-    await store.close();
-  }
+  assert.equal(await storedRows(path.join(dir, 'store'), 'packets'), stats.written, 'the store holds exactly the rows written');
   assert.deepEqual(warnings.filter((w) => /error/i.test(w)), [], 'no errors logged');
 });

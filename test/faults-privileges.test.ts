@@ -12,14 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createPair } from './capture-netns.js';
 import { CLI, linksHeldBy, metricValue, startServe } from './faults-helpers.js';
-
-async function until(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+import { until } from './wait.js';
 
 const nobody = execFileSync('getent', ['passwd', 'nobody'], { encoding: 'utf8' }).split(':');
 const [NOBODY_UID, NOBODY_GID] = [Number(nobody[2]), Number(nobody[3])];

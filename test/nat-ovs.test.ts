@@ -9,8 +9,9 @@ import { describe, test } from 'node:test';
 import type { NatTranslation } from '../flowlog/records.js';
 import { OvsSource, parseOvsConntrack } from '../nat-tracker/ovs.js';
 import { NatSourceError } from '../nat-tracker/polled.js';
-import { useLab } from './lab/fixture.js';
+import { randomClientPort, useLab } from './lab/fixture.js';
 import { OVS_ZONE } from './lab/lab.js';
+import { sleep, waitFor } from './wait.js';
 
 // Captured from ovs-appctl dpctl/dump-conntrack (plain, -m, -m -s) on OVS 3.1.0 with the userspace datapath.
 const CAPTURED = 'tcp,orig=(src=10.240.1.2,dst=10.240.1.100,sport=45678,dport=8080),reply=(src=10.240.1.3,dst=10.240.1.2,sport=80,dport=45678),zone=7,protoinfo=(state=TIME_WAIT)\n';
@@ -52,16 +53,6 @@ describe('dpctl/dump-conntrack output', () => {
   });
 });
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = probe();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('OvsSource', () => {
   test('records the DNAT of a bridge with ct(nat) in its zone, labelled with the namespace ovs-vswitchd runs in', async (t) => {
     const lab = await useLab(t, { scenario: 'ovs' });
@@ -79,7 +70,7 @@ describe('OvsSource', () => {
     t.after(() => source.stop());
     await source.start();
 
-    const localPort = 20000 + Math.floor(Math.random() * 20000);
+    const localPort = randomClientPort();
     assert.equal((await lab.request({ localPort })).status, 200);
     const client = lab.nodes.client.ifaces[0]!.ip;
     const rec = await waitFor('the OVS translation', () => records.find((r) => r.orig.sport === localPort));
@@ -105,7 +96,7 @@ describe('OvsSource', () => {
     const errors: NatSourceError[] = [];
     const source = new OvsSource({ node: 'n', rundir, netnsOf: () => 'root', pollMs: 10, onTranslations: () => assert.fail('no records'), onError: (e) => errors.push(e) });
     await source.start();
-    await new Promise((r) => setTimeout(r, 100)); // several more polls
+    await sleep(100); // several more polls
     await source.stop();
     assert.deepEqual(errors.map((e) => e.code), ['OVS_NOT_RUNNING']);
     assert.match(errors[0]!.message, new RegExp(`no ovs-vswitchd \\(no ${rundir}/ovs-vswitchd.pid\\)`));

@@ -54,9 +54,7 @@ export async function openBrowser(t: TestContext): Promise<UiBrowser> {
   return { context, page, pageErrors, consoleErrors, offsite };
 }
 
-export const tupleText = (t: FourTupleJson) => `${t.src}:${t.sport} -> ${t.dst}:${t.dport}`;
 export const sameTuple = (a: FourTupleJson, b: FourTupleJson) => a.src === b.src && a.sport === b.sport && a.dst === b.dst && a.dport === b.dport;
-export const reversed = (t: FourTupleJson): FourTupleJson => ({ src: t.dst, sport: t.dport, dst: t.src, dport: t.sport });
 export const pointKey = (p: { node: string; netns: string; iface: string }) => `${p.node}/${p.netns}/${p.iface}`;
 /** Where a packet was seen, as the UI's hop delays name it. */
 export const sighting = (p: PacketJson) => `${pointKey(p)} ${p.direction}`;

@@ -6,27 +6,22 @@
 // (filters, paging, a rejected filter shown at its field).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import type { ConnectionJson, DropJson, FlowJson, PacketJson } from '../api/schemas.js';
-import { startService } from '../api/service.js';
-import { probeFrom } from './lab/drops.js';
-import { useLab } from './lab/fixture.js';
+import type { DropJson, FlowJson, PacketJson } from '../api/schemas.js';
+import { inNetns, probeFrom } from './lab/drops.js';
 import type { Lab } from './lab/lab.js';
+import { getJson, labWithService, NODE, serviceTuple, settledConnection, tupleText } from './service-fixture.js';
 import { ARTIFACTS, openBrowser, panel, pointKey, squash, textOf, uiTime } from './ui-browser.js';
 
-const NODE = 'lab-node';
 const BIG_TRANSFER_BYTES = 2_500_000;
 /** How long the big transfer's reader stops reading: its receive buffer fills, the window goes to zero. */
 const STALL_MS = 800;
 /** The router drops every DROP_EVERY-th segment of the big transfer on its way to the client. */
 const DROP_EVERY = 600;
 const RENDERED_ROWS_BOUND = 150;
-const WAIT_MS = 15_000;
 
 /**
  * An HTTP GET over a plain socket that stops reading for `stallMs` right after sending
@@ -48,15 +43,6 @@ socket.on('error', (err) => {
   process.exit(1);
 });
 `;
-
-function inNetns(netns: string, command: string, ...args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', ['netns', 'exec', netns, command, ...args], { encoding: 'utf8', timeout: 20_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${netns}: ${command} ${args.join(' ').slice(0, 200)}: ${stderr.trim() || err.message}`));
-      else resolve(stdout);
-    });
-  });
-}
 
 /** The stalling download from the client, while the router's FORWARD chain drops some of its segments. */
 async function stalledTransferWithLosses(lab: Lab, localPort: number): Promise<number> {
@@ -120,31 +106,13 @@ const legendCount = async (page: Page, kind: string) =>
   Number(/\(([\d,]+)\)/.exec(await textOf(page.locator(`.sequence-legend__count[data-kind="${kind}"]`), `the ${kind} count`))?.[1].replace(/,/g, ''));
 
 test('the web UI in chromium: drops, a big stalled transfer with retransmissions, flow search', { timeout: 150_000 }, async (t) => {
-  let closeService = async () => {};
-  t.after(() => closeService());
-  const lab = await useLab(t);
-  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-ui-forensics-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { lab, service } = await labWithService(t);
   const { client, router, server } = lab.nodes;
   const clientIp = client.ifaces[0].ip;
-  const service = await startService({
-    store: { path: path.join(dir, 'store') },
-    netns: lab.namespaces.map((n) => n.name),
-    ifaces: null,
-    listen: { host: '127.0.0.1', port: 0 },
-    node: NODE,
-    flowFlushMs: 200,
-    log: (message) => t.diagnostic(message),
-  });
-  closeService = () => service.close();
   const origin = new URL(service.url).origin;
-  const api = async <T>(route: string): Promise<T> => {
-    const res = await fetch(`${origin}${route}`);
-    assert.equal(res.status, 200, `${route}: ${res.status} ${await res.clone().text()}`);
-    return (await res.json()) as T;
-  };
-  const serviceTuple = (localPort: number) => `${clientIp}:${localPort} -> ${lab.service.ip}:${lab.service.port}`;
-  const connectionPage = (localPort: number) => `${origin}/connection?tuple=${encodeURIComponent(serviceTuple(localPort))}`;
+  const api = <T>(route: string) => getJson<T>(service, route);
+  const serviceTupleText = (localPort: number) => tupleText(serviceTuple(lab, localPort));
+  const connectionPage = (localPort: number) => `${origin}/connection?tuple=${encodeURIComponent(serviceTupleText(localPort))}`;
 
   // ---- the lab's traffic ----
   const [blockedPort, bigPort] = [randomInt(40000, 45000), randomInt(45000, 50000)];
@@ -161,16 +129,7 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
   for (let i = 0; i < 4; i++) assert.equal((await lab.request()).status, 200);
 
   // Wait until the store has the blocked connection's drops (everything captured before them is flushed by then).
-  const deadline = Date.now() + WAIT_MS;
-  let blockedConnection: ConnectionJson | undefined;
-  for (;;) {
-    await service.flush();
-    const res = await fetch(`${origin}/api/v1/connections?tuple=${encodeURIComponent(serviceTuple(blockedPort))}`);
-    blockedConnection = res.status === 200 ? ((await res.json()) as { connection: ConnectionJson }).connection : undefined;
-    if ((blockedConnection && blockedConnection.drops.length >= 2) || Date.now() > deadline) break;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  assert.ok(blockedConnection && blockedConnection.drops.length >= 2, `the blocked connection's drops: ${JSON.stringify(blockedConnection?.drops)}`);
+  await settledConnection(service, serviceTupleText(blockedPort), "the blocked connection's SYN and its retransmission dropped", (c) => c.drops.length >= 2);
 
   const { page, pageErrors, consoleErrors, offsite } = await openBrowser(t);
   /** A subtest that leaves a screenshot of the page when it fails. */
@@ -187,7 +146,7 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
 
   await step('a dropped connection: drop markers on the router lane, causes in the drop list', 'ui-drop', async () => {
     const { drops } = await api<{ packets: PacketJson[]; drops: DropJson[] }>(
-      `/api/v1/connections/timeline?tuple=${encodeURIComponent(serviceTuple(blockedPort))}`,
+      `/api/v1/connections/timeline?tuple=${encodeURIComponent(serviceTupleText(blockedPort))}`,
     );
     const routerIn = pointKey({ node: NODE, netns: router.netns.name, iface: router.ifaces[0].name });
     for (const drop of drops) {
@@ -240,7 +199,7 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
 
   await step('a big transfer: windowed rendering, scrolling to the end, retransmissions and zero windows marked', 'ui-big-transfer', async () => {
     const { packets, drops } = await api<{ packets: PacketJson[]; drops: DropJson[] }>(
-      `/api/v1/connections/timeline?tuple=${encodeURIComponent(serviceTuple(bigPort))}`,
+      `/api/v1/connections/timeline?tuple=${encodeURIComponent(serviceTupleText(bigPort))}`,
     );
     t.diagnostic(`big transfer: ${packets.length} packets, ${drops.length} drops`);
     // Segments dropped in the router's FORWARD chain carry the tuple between DNAT and SNAT: still this connection's.

@@ -5,13 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { startService } from '../api/service.js';
-import type { ConnectionJson, FlowJson, FourTupleJson, PacketJson } from '../api/schemas.js';
-import { useLab } from './lab/fixture.js';
+import type { ConnectionJson, FlowJson, PacketJson } from '../api/schemas.js';
+import { randomClientPort } from './lab/fixture.js';
+import { getJson, labWithService, NODE, pathPoints, requestRecorded, reversed, serviceTuple, tupleText } from './service-fixture.js';
 import {
   ARTIFACTS,
   assertDuration,
@@ -20,15 +19,11 @@ import {
   openBrowser,
   panel,
   pointKey,
-  reversed,
   sameTuple,
   sighting,
   squash,
   textOf,
-  tupleText,
 } from './ui-browser.js';
-
-const NODE = 'lab-node';
 
 interface DiagramRow {
   /** Lines of the row's hover text (the full header). */
@@ -87,50 +82,22 @@ async function allDiagramRows(page: Page): Promise<{ rows: DiagramRow[]; lanes: 
 
 test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop delay, PCAP download, errors', { timeout: 180_000 }, async (t) => {
   rmSync(path.join(ARTIFACTS, 'ui-failure.png'), { force: true });
-  // After-hooks run first to last: service, then the lab, then the temp dir; the browser (opened later) last.
-  let closeService = async () => {};
-  t.after(() => closeService());
-  const lab = await useLab(t);
-  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-ui-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-
-  const { client, router, server } = lab.nodes;
-  const points = [
-    { node: NODE, netns: client.netns.name, iface: client.ifaces[0].name },
-    { node: NODE, netns: router.netns.name, iface: router.ifaces[0].name },
-    { node: NODE, netns: router.netns.name, iface: router.ifaces[1].name },
-    { node: NODE, netns: server.netns.name, iface: server.ifaces[0].name },
-  ];
+  // After-hooks run first to last: the service, the lab and its directory (labWithService); the browser (opened later) last.
+  const { lab, service, dir } = await labWithService(t);
+  const { client, router } = lab.nodes;
+  const points = pathPoints(lab);
   const pointKeys = points.map(pointKey).sort();
   const pathOrder = (key: string) => points.map(pointKey).indexOf(key);
-
-  const service = await startService({
-    store: { path: path.join(dir, 'store') },
-    netns: lab.namespaces.map((n) => n.name),
-    ifaces: null,
-    listen: { host: '127.0.0.1', port: 0 },
-    node: NODE,
-    flowFlushMs: 200,
-    log: (message) => t.diagnostic(message),
-  });
-  closeService = () => service.close();
   const origin = new URL(service.url).origin;
   assert.equal(new URL(service.url).hostname, '127.0.0.1', `the service must listen on 127.0.0.1, got ${service.url}`);
 
-  const localPort = 40000 + Math.floor(Math.random() * 20000);
-  const response = await lab.request({ localPort });
-  assert.equal(response.status, 200, 'the lab request through the NAT router');
-  await new Promise((resolve) => setTimeout(resolve, 1500));
-  await service.flush();
+  const localPort = randomClientPort();
+  await requestRecorded(lab, service, localPort);
 
   // What the API says, to compare the UI against.
-  const clientTuple: FourTupleJson = { src: client.ifaces[0].ip, sport: localPort, dst: lab.service.ip, dport: lab.service.port };
+  const clientTuple = serviceTuple(lab, localPort);
   const clientTupleText = tupleText(clientTuple);
-  const api = async <T>(route: string, tuple: string): Promise<T> => {
-    const res = await fetch(`${origin}${route}?tuple=${encodeURIComponent(tuple)}`);
-    assert.equal(res.status, 200, `API ${route} ${tuple}: ${res.status} ${await res.clone().text()}`);
-    return (await res.json()) as T;
-  };
+  const api = <T>(route: string, tuple: string) => getJson<T>(service, `${route}?tuple=${encodeURIComponent(tuple)}`);
   const { connection } = await api<{ connection: ConnectionJson }>('/api/v1/connections', clientTupleText);
   const { packets } = await api<{ packets: PacketJson[] }>('/api/v1/connections/timeline', clientTupleText);
   assert.equal(connection.hops.length, 1, `API hops: ${JSON.stringify(connection.hops)}`);

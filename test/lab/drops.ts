@@ -1,6 +1,7 @@
 // Drop scenarios on a lab (lab.ts): rules and programs that make the kernel drop
 // packets of chosen ports, and a probe that sends them, for tests, the benchmark
-// and `nettrail lab up`. Everything lives in the lab's namespaces and goes with them.
+// and `nettrail lab up`, and a way to run a command in a lab namespace. Everything
+// lives in the lab's namespaces and goes with them.
 import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, bpfObjectPath } from '../../capture/native.js';
@@ -9,12 +10,13 @@ import type { ProbeArgs, ProbeResult } from './drop-probe.js';
 import type { Lab } from './lab.js';
 
 const PROBE_JS = fileURLToPath(new URL('./drop-probe.js', import.meta.url));
-const COMMAND_TIMEOUT_MS = 10_000;
+const COMMAND_TIMEOUT_MS = 20_000;
 
-function run(netns: string, command: string, ...args: string[]): Promise<string> {
+/** Runs `command` in `netns`; resolves with what it printed. */
+export function inNetns(netns: string, command: string, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('ip', ['netns', 'exec', netns, command, ...args], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${netns}: ${command} ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      if (err) reject(new Error(`${netns}: ${command} ${args.join(' ').slice(0, 200)}: ${stderr.trim() || err.message}`));
       else resolve(stdout);
     });
   });
@@ -22,22 +24,22 @@ function run(netns: string, command: string, ...args: string[]): Promise<string>
 
 /** One probe (drop-probe.ts) from inside `netns`. */
 export async function probeFrom(netns: string, args: ProbeArgs): Promise<ProbeResult> {
-  return JSON.parse(await run(netns, process.execPath, PROBE_JS, JSON.stringify(args))) as ProbeResult;
+  return JSON.parse(await inNetns(netns, process.execPath, PROBE_JS, JSON.stringify(args))) as ProbeResult;
 }
 
 /** The router's FORWARD chain drops `proto` packets to the server's `port`. */
 export async function dropForwarded(lab: Lab, proto: 'tcp' | 'udp', port: number): Promise<void> {
-  await run(lab.nodes.router.netns.name, 'iptables', '-I', 'FORWARD', '-p', proto, '-d', lab.server.ip, '--dport', String(port), '-j', 'DROP');
+  await inNetns(lab.nodes.router.netns.name, 'iptables', '-I', 'FORWARD', '-p', proto, '-d', lab.server.ip, '--dport', String(port), '-j', 'DROP');
 }
 
 /** The server's INPUT chain drops `proto` packets to its `port`. */
 export async function dropInput(lab: Lab, proto: 'tcp' | 'udp', port: number): Promise<void> {
-  await run(lab.nodes.server.netns.name, 'iptables', '-I', 'INPUT', '-p', proto, '--dport', String(port), '-j', 'DROP');
+  await inNetns(lab.nodes.server.netns.name, 'iptables', '-I', 'INPUT', '-p', proto, '--dport', String(port), '-j', 'DROP');
 }
 
 /** `netns`'s OUTPUT chain drops the `proto` packets it sends to `port` (the sender gets EPERM). */
 export async function dropOutput(netns: NetnsRef, proto: 'tcp' | 'udp', port: number): Promise<void> {
-  await run(netns.name, 'iptables', '-I', 'OUTPUT', '-p', proto, '--dport', String(port), '-j', 'DROP');
+  await inNetns(netns.name, 'iptables', '-I', 'OUTPUT', '-p', proto, '--dport', String(port), '-j', 'DROP');
 }
 
 /**

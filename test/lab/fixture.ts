@@ -1,6 +1,6 @@
 // Labs for tests: a unique prefix each, destroyed after the test whatever happens
-// (and on exit or a fatal signal, by lab.ts itself).
-import { randomBytes } from 'node:crypto';
+// (and on exit or a fatal signal, by lab.ts itself); client ports for a test's own connections.
+import { randomBytes, randomInt } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { createLab, type Lab, type LabOptions } from './lab.js';
 
@@ -14,3 +14,6 @@ export async function useLab(t: TestContext, opts: Omit<LabOptions, 'prefix' | '
   t.after(() => lab.destroy());
   return lab;
 }
+
+/** A client port for a connection of the test's own through the lab. */
+export const randomClientPort = () => randomInt(40000, 60000);
