@@ -2,6 +2,7 @@
 // capture point, its packets across all points; and their JSON shapes.
 import type { DropRecord, EpochNs, FlowRecord, FourTuple, NatTranslation, PacketRecord, Proto } from '../flowlog/records.js';
 import { tcpFlagNames } from '../flowlog/records.js';
+import type { PacketBatch } from '../flowlog/packet-batch.js';
 import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
 import { resolveNatPath, type NatHop } from '../nat-tracker/resolver.js';
 import { connectionOfDrops, dropJson } from './drops.js';
@@ -20,7 +21,8 @@ export interface FlowLogReader {
   natForTuple(proto: Proto, tuple: FourTuple, at?: EpochNs): Promise<NatTranslation[]>;
   flowsForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): Promise<FlowRecord[]>;
   flowsBySynSeq(proto: Proto, synSeq: number, synAckSeq: number, range: TimeRange): Promise<FlowRecord[]>;
-  packetsForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): AsyncIterable<PacketRecord>;
+  /** Packets in time order, in batches. */
+  packetBatchesForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): AsyncIterable<PacketBatch>;
   /** Drops with any of `tuples`, or of a packet seen with one of them, in time order. */
   dropsForTuples(proto: Proto, tuples: FourTuple[], range: TimeRange): Promise<DropRecord[]>;
 }
@@ -95,15 +97,21 @@ export function connectionRange(connection: Connection, range: TimeRange = {}): 
   };
 }
 
-/** The connection's packets in time order, optionally only those at `points` (node/netns/iface names). */
-export async function* connectionPackets(
+/** The connection's packets in time order, in batches, optionally only those at `points` (node/netns/iface names). */
+export async function* connectionPacketBatches(
   reader: FlowLogReader,
   connection: Connection,
   range?: TimeRange,
   points: ReadonlySet<string> | null = null,
-): AsyncIterable<PacketRecord> {
-  for await (const packet of reader.packetsForTuples(connection.proto, connection.tuples, connectionRange(connection, range))) {
-    if (points === null || points.has(`${packet.node}/${packet.netns}/${packet.iface}`)) yield packet;
+): AsyncIterable<PacketBatch> {
+  for await (const batch of reader.packetBatchesForTuples(connection.proto, connection.tuples, connectionRange(connection, range))) {
+    if (points === null) {
+      yield batch;
+      continue;
+    }
+    const { point, points: seen } = batch.columns;
+    const wanted = seen.map((p) => points.has(`${p.node}/${p.netns}/${p.iface}`));
+    yield batch.filter((row) => wanted[point[row]]);
   }
 }
 

@@ -61,26 +61,48 @@ export function dropComment(d: DropRecord): string {
 }
 
 /**
- * `items` (in time order) with the drops in `range` and at `points` (node/netns/iface
- * names; null for all) merged in by time, each with its comment.
+ * Batches of items (in time order) with the drops in `range` and at `points`
+ * (node/netns/iface names; null for all) merged in by time, each with its comment.
  */
 export async function* withDropItems(
-  items: AsyncIterable<CaptureItem>,
+  batches: AsyncIterable<CaptureItem[]>,
   drops: readonly DropRecord[],
   range: { from?: EpochNs; to?: EpochNs },
   points: ReadonlySet<string> | null,
-): AsyncIterable<CaptureItem> {
+): AsyncIterable<CaptureItem[]> {
   const pending = drops.filter(
     (d) =>
       (range.from === undefined || d.ts >= range.from) &&
       (range.to === undefined || d.ts <= range.to) &&
       (points === null || points.has(`${d.node}/${d.netns}/${d.iface}`)),
   );
+  const dropItem = (drop: DropRecord): CaptureItem => ({ kind: 'drop', drop, comment: dropComment(drop) });
   let next = 0;
-  for await (const item of items) {
-    const ts = item.kind === 'packet' ? item.packet.ts : item.drop.ts;
-    for (; next < pending.length && pending[next].ts <= ts; next++) yield { kind: 'drop', drop: pending[next], comment: dropComment(pending[next]) };
-    yield item;
+  for await (const items of batches) {
+    if (next === pending.length) {
+      yield items;
+      continue;
+    }
+    const merged: CaptureItem[] = [];
+    for (const item of items) {
+      if (item.kind === 'drop') {
+        for (; next < pending.length && pending[next].ts <= item.drop.ts; next++) merged.push(dropItem(pending[next]));
+        merged.push(item);
+        continue;
+      }
+      // The packets before each pending drop's time, then the drop.
+      const { batch, comments } = item;
+      let from = 0;
+      for (let k = 0; k < batch.length && next < pending.length; k++) {
+        const ts = batch.columns.ts[batch.rows[k]];
+        if (pending[next].ts > ts) continue;
+        if (k > from) merged.push({ kind: 'packets', batch: batch.slice(from, k), comments });
+        for (; next < pending.length && pending[next].ts <= ts; next++) merged.push(dropItem(pending[next]));
+        from = k;
+      }
+      if (from < batch.length) merged.push({ kind: 'packets', batch: from === 0 ? batch : batch.slice(from, batch.length), comments });
+    }
+    yield merged;
   }
-  for (; next < pending.length; next++) yield { kind: 'drop', drop: pending[next], comment: dropComment(pending[next]) };
+  if (next < pending.length) yield pending.slice(next).map(dropItem);
 }

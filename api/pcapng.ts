@@ -1,11 +1,14 @@
-// Streaming pcapng / classic pcap writer. Turns an (async) iterable of items
-// into Buffers of about CHUNK_BYTES each, so that an export of any size is
-// written with bounded memory: `Readable.from(writeCaptureFile(items))` for
-// HTTP, `pipeline(writeCaptureFile(items), createWriteStream(path))` for files.
+// Streaming pcapng / classic pcap writer. Turns an (async) iterable of
+// batches of items into Buffers of about CHUNK_BYTES each, so that an export
+// of any size is written with bounded memory:
+// `Readable.from(writeCaptureFile(batches))` for HTTP,
+// `pipeline(writeCaptureFile(batches), createWriteStream(path))` for files.
 // Formats: pcapng (draft-ietf-opsawg-pcapng), little endian; classic pcap with
 // nanosecond timestamps (magic 0xa1b23c4d).
 
 import os from 'node:os';
+import { DIRECTION } from '../flowlog/codec.js';
+import type { PacketBatch, PacketColumns } from '../flowlog/packet-batch.js';
 import { LINKTYPE_ETHERNET, type DropRecord, type PacketRecord } from '../flowlog/records.js';
 
 export type CaptureFileFormat = 'pcapng' | 'pcap';
@@ -15,11 +18,12 @@ export const CAPTURE_FILE_TYPES: Record<CaptureFileFormat, { contentType: string
   pcap: { contentType: 'application/vnd.tcpdump.pcap', extension: 'pcap' },
 };
 
-/** One packet to write; `comment` (pcapng only) becomes the packet's opt_comment, e.g. a NAT or drop note. */
-export interface PacketItem {
-  kind: 'packet';
-  packet: PacketRecord;
-  comment?: string;
+/** Packets to write, in order; a row's `comments` entry (pcapng only) becomes its opt_comment, e.g. a NAT note. */
+export interface PacketsItem {
+  kind: 'packets';
+  batch: PacketBatch;
+  /** By row of the batch's columns. */
+  comments?: ReadonlyMap<number, string>;
 }
 
 /** A packet the kernel dropped: its headers as dropped, with `comment` (reason, location) — pcapng only, classic pcap leaves drops out. */
@@ -29,7 +33,7 @@ export interface DropItem {
   comment: string;
 }
 
-export type CaptureItem = PacketItem | DropItem;
+export type CaptureItem = PacketsItem | DropItem;
 
 export interface CaptureFileOptions {
   /** Default pcapng. */
@@ -54,65 +58,89 @@ export class CaptureFileError extends Error {
 const CHUNK_BYTES = 64 * 1024;
 
 /**
- * Encodes `items` in order and yields the file in chunks. Throws CaptureFileError
+ * Encodes the items of `batches` in order and yields the file in chunks
+ * (a batch is read without a promise per item). Throws CaptureFileError
  * (mid-stream, after earlier chunks were yielded) on a timestamp outside the
  * format's range or, for classic pcap, on a link type other than the first packet's.
  */
 export async function* writeCaptureFile(
-  items: AsyncIterable<CaptureItem> | Iterable<CaptureItem>,
+  batches: AsyncIterable<readonly CaptureItem[]> | Iterable<readonly CaptureItem[]>,
   options: CaptureFileOptions = {},
 ): AsyncGenerator<Buffer, void, undefined> {
   const sink = new ChunkSink();
   const encoder: Encoder = options.format === 'pcap' ? new PcapEncoder(sink) : new PcapngEncoder(sink, options.sectionComment);
-  // A sync source is read without a promise per item.
-  if (Symbol.iterator in items) {
+  for await (const items of batches) {
     for (const item of items) {
-      encoder.packet(item);
-      if (sink.size >= CHUNK_BYTES) yield sink.take();
-    }
-  } else {
-    for await (const item of items) {
-      encoder.packet(item);
-      if (sink.size >= CHUNK_BYTES) yield sink.take();
+      if (item.kind === 'drop') {
+        encoder.drop(item);
+        if (sink.size >= CHUNK_BYTES) yield sink.take();
+        continue;
+      }
+      const { batch: { columns, rows }, comments } = item;
+      for (let k = 0; k < rows.length; k++) {
+        const row = rows[k];
+        encoder.packet(columns, row, comments?.get(row));
+        if (sink.size >= CHUNK_BYTES) yield sink.take();
+      }
     }
   }
   encoder.end?.();
   if (sink.size > 0) yield sink.take();
 }
 
-/** Encoded bytes of the chunk being filled; blocks are written into it in place. */
+/**
+ * Encoded bytes of the chunk being filled; blocks are written into it in
+ * place. A chunk starts 8-byte aligned and pcapng blocks are multiples of 4
+ * bytes, so their 32-bit fields can be written through `words`.
+ */
 class ChunkSink {
-  private buffer = Buffer.allocUnsafe(2 * CHUNK_BYTES);
+  buffer!: Buffer;
+  /** The buffer as little-endian 32-bit words (every host nettrail runs on is little-endian). */
+  words!: Uint32Array;
+  view!: DataView;
   size = 0;
 
-  /** Room for `length` more bytes: the buffer and the offset to write at. */
-  reserve(length: number): [Buffer, number] {
+  constructor() {
+    this.allocate(2 * CHUNK_BYTES);
+  }
+
+  private allocate(length: number): void {
+    const memory = new ArrayBuffer(length);
+    this.buffer = Buffer.from(memory);
+    this.words = new Uint32Array(memory, 0, length >>> 2);
+    this.view = new DataView(memory);
+  }
+
+  /** Room for `length` more bytes: the offset to write at in `buffer` (valid until the next reserve). */
+  reserve(length: number): number {
     if (this.size + length > this.buffer.length) {
-      const larger = Buffer.allocUnsafe(Math.max(2 * this.buffer.length, this.size + length));
-      this.buffer.copy(larger, 0, 0, this.size);
-      this.buffer = larger;
+      const old = this.buffer;
+      this.allocate(Math.max(2 * old.length, (this.size + length + 3) & ~3));
+      old.copy(this.buffer, 0, 0, this.size);
     }
     const at = this.size;
     this.size += length;
-    return [this.buffer, at];
+    return at;
   }
 
   push(block: Buffer): void {
-    const [buffer, at] = this.reserve(block.length);
-    block.copy(buffer, at);
+    const at = this.reserve(block.length);
+    block.copy(this.buffer, at);
   }
 
   /** The chunk so far; later blocks go into a fresh buffer, so the chunk is the caller's. */
   take(): Buffer {
     const chunk = this.buffer.subarray(0, this.size);
-    this.buffer = Buffer.allocUnsafe(2 * CHUNK_BYTES);
+    this.allocate(2 * CHUNK_BYTES);
     this.size = 0;
     return chunk;
   }
 }
 
 interface Encoder {
-  packet(item: CaptureItem): void;
+  /** Row `row` of `c`, with its comment if any. */
+  packet(c: PacketColumns, row: number, comment: string | undefined): void;
+  drop(item: DropItem): void;
   /** Called once after the last item. */
   end?(): void;
 }
@@ -135,6 +163,7 @@ const IF_TSRESOL = 9;
 const EPB_FLAGS = 2;
 const EPB_PACKETID = 5;
 
+const DIRECTION_INGRESS = DIRECTION.get('ingress');
 /** epb_flags bits 0-1. */
 const EPB_FLAGS_INBOUND = 1;
 const EPB_FLAGS_OUTBOUND = 2;
@@ -153,8 +182,9 @@ type InterfaceKey = Pick<PacketRecord, 'node' | 'netns' | 'iface' | 'linkType'> 
 class PcapngEncoder implements Encoder {
   /** Interface id by capture point key, in the order the IDBs were written. */
   private readonly interfaceIds = new Map<string, number>();
-  /** The interface of the previous packet: consecutive packets mostly share one. */
-  private lastInterface: (InterfaceKey & { id: number }) | null = null;
+  /** Interface ids by point index of the columns written last. */
+  private pointsOf: PacketColumns | null = null;
+  private pointIds: number[] = [];
 
   constructor(
     private readonly sink: ChunkSink,
@@ -172,59 +202,63 @@ class PcapngEncoder implements Encoder {
   }
 
   /** An EPB written in place: fields, data, epb_flags, epb_packetid, opt_comment if any. */
-  packet(item: CaptureItem): void {
-    if (item.kind === 'drop') return this.drop(item);
-    const p = item.packet;
-    const interfaceId = this.interfaceId(p);
-    const [tsHigh, tsLow] = splitTimestamp(p.ts);
-    const comment = item.comment === undefined ? null : textOption(OPT_COMMENT, item.comment).value;
-    const dataLength = pad4(p.headers.length);
+  packet(c: PacketColumns, row: number, commentText: string | undefined): void {
+    if (c !== this.pointsOf) {
+      this.pointsOf = c;
+      this.pointIds = [];
+    }
+    const point = c.point[row];
+    const interfaceId = this.pointIds[point] ?? (this.pointIds[point] = this.interfaceId(c.points[point]));
+    const tsHigh = c.tsWords[2 * row + 1];
+    if (tsHigh & 0x80000000) throw timestampBefore1970(c.ts[row]);
+    const comment = commentText === undefined ? null : textOption(OPT_COMMENT, commentText).value;
+    const from = c.headerStarts[row];
+    const captured = c.headerEnds[row] - from;
+    const dataLength = pad4(captured);
     const commentLength = comment === null ? 0 : 4 + pad4(comment.length);
     const total = 28 + dataLength + 8 + 12 + commentLength + 4 + 4;
-    const [b, start] = this.sink.reserve(total);
-    let at = start;
-    at = b.writeUInt32LE(BLOCK_EPB, at);
-    at = b.writeUInt32LE(total, at);
-    at = b.writeUInt32LE(interfaceId, at);
-    at = b.writeUInt32LE(tsHigh, at);
-    at = b.writeUInt32LE(tsLow, at);
-    at = b.writeUInt32LE(p.headers.length, at);
-    at = b.writeUInt32LE(originalLength(p), at);
-    b.set(p.headers, at);
-    b.fill(0, at + p.headers.length, at + dataLength);
-    at += dataLength;
-    at = b.writeUInt16LE(EPB_FLAGS, at);
-    at = b.writeUInt16LE(4, at);
-    at = b.writeUInt32LE(p.direction === 'ingress' ? EPB_FLAGS_INBOUND : EPB_FLAGS_OUTBOUND, at);
-    at = b.writeUInt16LE(EPB_PACKETID, at);
-    at = b.writeUInt16LE(8, at);
-    at = b.writeBigUInt64LE(BigInt.asUintN(64, p.packetId), at);
+    const sink = this.sink;
+    const start = sink.reserve(total);
+    const { buffer: b, words: w } = sink;
+    let word = start >>> 2;
+    w[word] = BLOCK_EPB;
+    w[word + 1] = total;
+    w[word + 2] = interfaceId;
+    w[word + 3] = tsHigh;
+    w[word + 4] = c.tsWords[2 * row];
+    w[word + 5] = captured;
+    w[word + 6] = Math.max(c.wireLen[row], captured);
+    if (dataLength > 0) w[word + 6 + (dataLength >>> 2)] = 0; // the padding after the data
+    c.headerBytes.copy(b, start + 28, from, from + captured);
+    word += 7 + (dataLength >>> 2);
+    w[word] = EPB_FLAGS | (4 << 16);
+    w[word + 1] = c.direction[row] === DIRECTION_INGRESS ? EPB_FLAGS_INBOUND : EPB_FLAGS_OUTBOUND;
+    w[word + 2] = EPB_PACKETID | (8 << 16);
+    w[word + 3] = c.packetIdWords[2 * row];
+    w[word + 4] = c.packetIdWords[2 * row + 1];
+    word += 5;
     if (comment !== null) {
-      at = b.writeUInt16LE(OPT_COMMENT, at);
-      at = b.writeUInt16LE(comment.length, at);
-      b.set(comment, at);
-      b.fill(0, at + comment.length, at + pad4(comment.length));
-      at += pad4(comment.length);
+      w[word] = OPT_COMMENT | (comment.length << 16);
+      if (comment.length > 0) w[word + (pad4(comment.length) >>> 2)] = 0; // the padding after the text
+      b.set(comment, (word + 1) << 2);
+      word += 1 + (pad4(comment.length) >>> 2);
     }
-    at = b.writeUInt32LE(OPT_ENDOFOPT, at);
-    b.writeUInt32LE(total, at);
+    w[word] = OPT_ENDOFOPT;
+    w[word + 1] = total;
   }
 
   /** A dropped packet: on an interface of its own per point (hook `drop`), no direction, the drop's comment. */
-  private drop({ drop: d, comment }: DropItem): void {
-    const [tsHigh, tsLow] = splitTimestamp(d.ts);
+  drop({ drop: d, comment }: DropItem): void {
+    if (d.ts < 0n) throw timestampBefore1970(d.ts);
+    const [tsHigh, tsLow] = [Number(d.ts >> 32n), Number(d.ts & 0xffffffffn)];
     const packetId = Buffer.alloc(8);
     packetId.writeBigUInt64LE(BigInt.asUintN(64, d.packetId));
     const fields = [this.interfaceId({ ...d, hook: 'drop' }), tsHigh, tsLow, d.headers.length, Math.max(d.wireLen, d.headers.length)];
     this.sink.push(encodeBlock(BLOCK_EPB, fields, d.headers, [{ code: EPB_PACKETID, value: packetId }, textOption(OPT_COMMENT, comment)]));
   }
 
-  /** The packet's interface id, writing its IDB first if this is the first packet seen there. */
+  /** The interface id of a capture point, writing its IDB first if this is the first packet seen there. */
   private interfaceId(p: InterfaceKey): number {
-    const last = this.lastInterface;
-    if (last && last.node === p.node && last.netns === p.netns && last.iface === p.iface && last.hook === p.hook && last.linkType === p.linkType) {
-      return last.id;
-    }
     // The hook and link type are part of the key: tc and xdp on one device are separate interfaces.
     const key = `${p.node}\0${p.netns}\0${p.iface}\0${p.hook}\0${p.linkType}`;
     let id = this.interfaceIds.get(key);
@@ -239,7 +273,6 @@ class PcapngEncoder implements Encoder {
       // Fields: link type (u16) + reserved (u16), snaplen 0 (no limit).
       this.sink.push(encodeBlock(BLOCK_IDB, [p.linkType & 0xffff, 0], null, options));
     }
-    this.lastInterface = { node: p.node, netns: p.netns, iface: p.iface, hook: p.hook, linkType: p.linkType, id };
     return id;
   }
 }
@@ -283,11 +316,9 @@ function textOption(code: number, text: string): BlockOption {
   return { code, value: bytes.subarray(0, length) };
 }
 
-function splitTimestamp(ts: bigint): [number, number] {
-  if (ts < 0n || ts > 0xffffffffffffffffn) {
-    throw new CaptureFileError('PCAP_TIMESTAMP_RANGE', `timestamp ${ts} ns is outside 0..2^64-1`);
-  }
-  return [Number(ts >> 32n), Number(ts & 0xffffffffn)];
+/** Timestamps are signed 64-bit nanoseconds; pcapng's are unsigned. */
+function timestampBefore1970(ts: bigint): CaptureFileError {
+  return new CaptureFileError('PCAP_TIMESTAMP_RANGE', `timestamp ${ts} ns is before 1970: not representable in pcapng or pcap`);
 }
 
 // ---- classic pcap ----
@@ -302,29 +333,36 @@ class PcapEncoder implements Encoder {
 
   constructor(private readonly sink: ChunkSink) {}
 
-  packet(item: CaptureItem): void {
-    if (item.kind === 'drop') return; // no comments in classic pcap to say why: drops are left out
-    const p = item.packet;
+  packet(c: PacketColumns, row: number): void {
+    const point = c.points[c.point[row]];
     if (this.linkType === null) {
-      this.linkType = p.linkType;
-      this.sink.push(pcapFileHeader(p.linkType));
-    } else if (p.linkType !== this.linkType) {
+      this.linkType = point.linkType;
+      this.sink.push(pcapFileHeader(point.linkType));
+    } else if (point.linkType !== this.linkType) {
       throw new CaptureFileError(
         'PCAP_MIXED_LINKTYPES',
-        `classic pcap holds one link type: ${p.node}/${p.netns}/${p.iface} has link type ${p.linkType}, earlier packets ${this.linkType}; use pcapng`,
+        `classic pcap holds one link type: ${point.node}/${point.netns}/${point.iface} has link type ${point.linkType}, earlier packets ${this.linkType}; use pcapng`,
       );
     }
-    const seconds = p.ts / 1_000_000_000n;
-    if (p.ts < 0n || seconds > 0xffffffffn) {
-      throw new CaptureFileError('PCAP_TIMESTAMP_RANGE', `timestamp ${p.ts} ns does not fit classic pcap's 32-bit seconds`);
+    const ts = c.ts[row];
+    const seconds = ts / 1_000_000_000n;
+    if (ts < 0n) throw timestampBefore1970(ts);
+    if (seconds > 0xffffffffn) {
+      throw new CaptureFileError('PCAP_TIMESTAMP_RANGE', `timestamp ${ts} ns does not fit classic pcap's 32-bit seconds`);
     }
-    const [b, at] = this.sink.reserve(16 + p.headers.length);
+    const from = c.headerStarts[row];
+    const captured = c.headerEnds[row] - from;
+    const at = this.sink.reserve(16 + captured);
+    const b = this.sink.buffer;
     b.writeUInt32LE(Number(seconds), at);
-    b.writeUInt32LE(Number(p.ts % 1_000_000_000n), at + 4);
-    b.writeUInt32LE(p.headers.length, at + 8);
-    b.writeUInt32LE(originalLength(p), at + 12);
-    b.set(p.headers, at + 16);
+    b.writeUInt32LE(Number(ts % 1_000_000_000n), at + 4);
+    b.writeUInt32LE(captured, at + 8);
+    b.writeUInt32LE(Math.max(c.wireLen[row], captured), at + 12);
+    c.headerBytes.copy(b, at + 16, from, from + captured);
   }
+
+  /** No comments in classic pcap to say why: drops are left out. */
+  drop(): void {}
 
   /** A file without packets still gets a header (Ethernet). */
   end(): void {
@@ -344,11 +382,6 @@ function pcapFileHeader(linkType: number): Buffer {
 }
 
 // ---- shared ----
-
-/** Original length may not be below the captured length. */
-function originalLength(p: PacketRecord): number {
-  return Math.max(p.wireLen, p.headers.length);
-}
 
 function pad4(n: number): number {
   return (n + 3) & ~3;

@@ -1,7 +1,7 @@
 // What the API reads from the flow-log store, bound to one store: the one
 // place the app's store-backed options are put together.
 import { dropsForTuples, searchDrops } from '../flowlog/drops.js';
-import { flowsForTuples, natForTuple, natTranslations, packetsForTuples } from '../flowlog/queries.js';
+import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../flowlog/queries.js';
 import { flowById, searchFlows } from '../flowlog/search.js';
 import type { FlowLogStore } from '../flowlog/store.js';
 import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
@@ -15,7 +15,7 @@ export function storeBackedOptions(store: FlowLogStore): StoreBackedOptions {
       natForTuple: (proto, tuple, at) => natForTuple(store, proto, tuple, at),
       flowsForTuples: (proto, tuples, range) => flowsForTuples(store, proto, tuples, range),
       flowsBySynSeq: (proto, synSeq, synAckSeq, range) => flowsBySynSeq(store, proto, synSeq, synAckSeq, range),
-      packetsForTuples: (proto, tuples, range) => packetsForTuples(store, proto, tuples, range),
+      packetBatchesForTuples: (proto, tuples, range) => packetBatchesForTuples(store, proto, tuples, range),
       dropsForTuples: (proto, tuples, range) => dropsForTuples(store, proto, tuples, range),
     },
     searchFlows: (filter, page) => searchFlows(store, filter, page),

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatIPv4, formatIPv6, packetIdOf, parseTcpOptions } from '../capture/decode.js';
 import { encodePacket, PACKET_COLUMNS } from '../flowlog/codec.js';
-import { flowsForTuples, packetsForTuples } from '../flowlog/queries.js';
+import { flowsForTuples, packetBatchesForTuples } from '../flowlog/queries.js';
 import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
 import { LINKTYPE_ETHERNET, type FlowRecord, type FourTuple, type PacketRecord } from '../flowlog/records.js';
 import { RowBinaryWriter } from '../flowlog/rowbinary.js';
@@ -437,7 +437,7 @@ async function main() {
         const flows = await flowsForTuples(store, 'tcp', [tuple]);
         const between = performance.now();
         let packets = 0;
-        for await (const _ of packetsForTuples(store, 'tcp', [tuple])) packets++;
+        for await (const batch of packetBatchesForTuples(store, 'tcp', [tuple])) packets += batch.length;
         const end = performance.now();
         times.flows.push(between - begin);
         times.packets.push(end - between);

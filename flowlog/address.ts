@@ -2,6 +2,7 @@
 // (::ffff:a.b.c.d); and back to the text records use.
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatIPv4, formatIPv6 } from '../capture/decode.js';
 import { FlowLogError } from './errors.js';
 
 /** An address as the IPv6 columns take it in text: IPv4 becomes IPv4-mapped `::ffff:a.b.c.d`. */
@@ -64,4 +65,16 @@ export function addressBytes(ip: string, field: string): Uint8Array {
     cache.set(ip, bytes);
   }
   return bytes;
+}
+
+/** A stored address: its record text and its 16 column bytes (do not modify them). */
+export interface StoredAddress {
+  text: string;
+  bytes: Uint8Array;
+}
+
+/** The record text of an IPv6 column's 16 bytes: IPv4-mapped as dotted IPv4. */
+export function columnAddress(bytes: Uint8Array): string {
+  const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  return mapped ? formatIPv4(bytes, 12) : formatIPv6(bytes);
 }

@@ -1,9 +1,9 @@
 // Records <-> table rows. Inserts are RowBinary rows of the *_COLUMNS, in
-// that order, with the tables' own column types; reads select the
-// *_SELECT_COLUMNS in JSONCompactEachRow and decode them here. 64-bit values
-// are read through toString() so they stay exact.
+// that order, with the tables' own column types. Packets are read in bulk
+// (packet-batch.ts); flows and NAT entries select the *_SELECT_COLUMNS in
+// JSONCompactEachRow, 64-bit values through toString() so they stay exact.
 
-import type { FlowRecord, FourTuple, NatTranslation, PacketRecord, TcpOptions } from './records.js';
+import type { FlowRecord, FourTuple, NatTranslation, PacketRecord } from './records.js';
 import { addressBytes, recordAddress } from './address.js';
 import { FlowLogError } from './errors.js';
 import { headerLayout, xorColumnBytes } from './residual.js';
@@ -66,14 +66,14 @@ function utf8(value: string, field: string): Buffer {
 const nsOf = (column: string): string => `toString(toUnixTimestamp64Nano(${column}))`;
 
 /** Values of the Enum8 columns, as in schema.ts. */
-const HOOK = new Map([['tc', 1], ['xdp', 2]]);
-const DIRECTION = new Map([['ingress', 1], ['egress', 2]]);
-const PROTO = new Map(Object.entries(PROTO_NUMBER));
+export const HOOK = new Map([['tc', 1], ['xdp', 2]]);
+export const DIRECTION = new Map([['ingress', 1], ['egress', 2]]);
+export const PROTO = new Map(Object.entries(PROTO_NUMBER));
 const CLOSE = new Map([['fin', 1], ['rst', 2], ['timeout', 3], ['open', 4]]);
 const NAT_VIA = new Map([['iptables', 1], ['ipvs', 2], ['ovs', 3]]);
 
 /** Bits of `opt_present`. */
-const OPTION_BIT = { mss: 1, wscale: 2, sack_perm: 4, ts_val: 8, ts_ecr: 16, sack: 32 } as const;
+export const OPTION_BIT = { mss: 1, wscale: 2, sack_perm: 4, ts_val: 8, ts_ecr: 16, sack: 32 } as const;
 const OPTION_NAMES = Object.keys(OPTION_BIT) as Array<keyof typeof OPTION_BIT>;
 
 // ---- packets
@@ -130,46 +130,6 @@ export function encodePacket(p: PacketRecord, out: RowBinaryWriter): void {
   const to = from + p.headers.length;
   const bytes = out.raw;
   xorColumnBytes(bytes, to, headerLayout(bytes, from, to, p.linkType), p, src, dst);
-}
-
-export const PACKET_SELECT_COLUMNS = [
-  nsOf('ts'), 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto',
-  'toString(src)', 'sport', 'toString(dst)', 'dport', 'ip_id', 'seq', 'ack', 'flags', 'win', 'len', 'wire_len',
-  'opt_present', 'opt_mss', 'opt_wscale', 'opt_sack_perm', 'opt_ts_val', 'opt_ts_ecr', 'opt_sack',
-  'link_type', 'toString(packet_id)', 'base64Encode(headers_residual)',
-].join(', ');
-
-type PacketRow = [
-  string, string, string, number, string, number, PacketRecord['hook'], PacketRecord['direction'], PacketRecord['proto'],
-  string, number, string, number, number, number, number, number, number, number, number,
-  number, number, number, boolean, number, number, Array<[number, number]>,
-  number, string, string,
-];
-
-export function decodePacket(row: unknown): PacketRecord {
-  const [
-    ts, node, netns, netnsIno, iface, ifindex, hook, direction, proto,
-    src, sport, dst, dport, ipId, seq, ack, flags, win, len, wireLen,
-    present, mss, wscale, sackPerm, tsVal, tsEcr, sack,
-    linkType, packetId, residual,
-  ] = row as PacketRow;
-  const options: TcpOptions = {};
-  if (present & OPTION_BIT.mss) options.mss = mss;
-  if (present & OPTION_BIT.wscale) options.wscale = wscale;
-  if (present & OPTION_BIT.sack_perm) options.sack_perm = sackPerm;
-  if (present & OPTION_BIT.ts_val) options.ts_val = tsVal;
-  if (present & OPTION_BIT.ts_ecr) options.ts_ecr = tsEcr;
-  if (present & OPTION_BIT.sack) options.sack = sack;
-  const bytes = Buffer.from(residual, 'base64');
-  const headers = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const columns = { sport, dport, ipId, seq, ack, flags, win, len, options };
-  xorColumnBytes(headers, headers.length, headerLayout(headers, 0, headers.length, linkType), columns, addressBytes(src, 'src'), addressBytes(dst, 'dst'));
-  return {
-    ts: BigInt(ts), node, netns, netnsIno, iface, ifindex, hook, direction, proto,
-    src: recordAddress(src), sport, dst: recordAddress(dst), dport,
-    ipId, seq, ack, flags, win, len, wireLen, options,
-    packetId: BigInt(packetId), linkType, headers,
-  };
 }
 
 // ---- flows

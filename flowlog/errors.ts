@@ -1,8 +1,9 @@
 /**
  * Errors of the flow-log store. Codes: STORE_OPEN, STORE_VERSION (server older
  * than the minimum), STORE_SCHEMA (store written by a newer nettrail),
- * STORE_CONFIG, INVALID_VALUE (a record field or query argument out of its
- * column's range), WRITER_CLOSED, FLUSH_FAILED.
+ * STORE_CONFIG, STORE_CLOSED (a read after close), STORE_FORMAT (a result
+ * the reader does not understand), INVALID_VALUE (a record field or query
+ * argument out of its column's range), WRITER_CLOSED, FLUSH_FAILED.
  */
 export class FlowLogError extends Error {
   constructor(

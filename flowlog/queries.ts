@@ -1,10 +1,10 @@
 // Reads from the flow-log store. Every value goes in as a query parameter.
 
-import type { EpochNs, FlowRecord, FourTuple, NatTranslation, PacketRecord, Proto } from './records.js';
+import type { EpochNs, FlowRecord, FourTuple, NatTranslation, Proto } from './records.js';
 import { storedAddress } from './address.js';
-import {
-  decodeFlow, decodeNat, decodePacket, FLOW_SELECT_COLUMNS, NAT_SELECT_COLUMNS, PACKET_SELECT_COLUMNS,
-} from './codec.js';
+import { decodeFlow, decodeNat, FLOW_SELECT_COLUMNS, NAT_SELECT_COLUMNS } from './codec.js';
+import type { NativeBlock } from './native.js';
+import { PACKET_READ_COLUMNS, packetBatchOf, type PacketBatch } from './packet-batch.js';
 import { FlowLogError } from './errors.js';
 import { connKeySql, PROTO_NUMBER } from './schema.js';
 import type { FlowLogStore } from './store.js';
@@ -73,48 +73,80 @@ function port(value: number, field: string): number {
   return value;
 }
 
-/** Order of packets with equal timestamps; together with ts it is the paging order. */
+/** Order of packets with equal timestamps; ts first. */
 const PACKET_ORDER = 'ts, packet_id, node, netns, iface, ifindex, direction, hook';
+
+/** Quantiles of a connection's packet times that time slices are cut at (a slice is one or more 1/64ths of the packets). */
+const SLICE_QUANTILES = Array.from({ length: 63 }, (_, i) => (i + 1) / 64);
+
+export interface PacketReadOptions {
+  /** Rows per time slice at the most, roughly: a slice is sorted by the engine on its own (default 131 072). */
+  sliceRows?: number;
+  /** Rows per block (max_block_size; default 65 536). */
+  blockRows?: number;
+}
 
 /**
  * Packets of the connections with any of `tuples` (either direction), in time
- * order. Read in pages of `pageRows` so memory stays bounded whatever the
- * backend buffers per query.
+ * order, in batches (a batch per Native block).
+ *
+ * The packets are read in time slices of about `sliceRows`, cut at quantiles
+ * of their times: the engine sorts one slice at a time, so its memory and
+ * ours stay bounded whatever the connection's size, and the next slice is
+ * queried (on the engine's threads) while this one is decoded.
  */
-export async function* packetsForTuples(
+export async function* packetBatchesForTuples(
   store: FlowLogStore,
   proto: Proto,
   tuples: readonly FourTuple[],
   range: TimeRange = {},
-  { pageRows = 10_000 }: { pageRows?: number } = {},
-): AsyncGenerator<PacketRecord> {
+  { sliceRows = 131_072, blockRows = 65_536 }: PacketReadOptions = {},
+): AsyncGenerator<PacketBatch> {
   if (tuples.length === 0) return;
-  const params: Params = { limit: positiveLimit(pageRows) };
-  const keys = connKeyList(proto, tuples, params);
-  let where = `conn_key IN (${keys}) AND ts >= ${tsParam('from')}`;
+  const params: Params = {};
+  let where = `conn_key IN (${connKeyList(proto, tuples, params)})`;
+  if (range.from !== undefined) {
+    where += ` AND ts >= ${tsParam('from')}`;
+    params.from = range.from;
+  }
   if (range.to !== undefined) {
     where += ` AND ts <= ${tsParam('to')}`;
     params.to = range.to;
   }
-  const query = `SELECT ${PACKET_SELECT_COLUMNS} FROM ${store.table('packets')} WHERE ${where}
-    ORDER BY ${PACKET_ORDER} LIMIT {limit:UInt32} OFFSET {skip:UInt64}`;
-  // Each page starts at the last timestamp seen, skipping the rows at that timestamp already returned.
-  let from = range.from ?? 0n;
-  let skip = 0;
-  for (;;) {
-    let rows = 0;
-    let lastTs: bigint | null = null;
-    let atLastTs = 0;
-    for await (const row of selectRows(store, query, { ...params, from, skip })) {
-      const packet = decodePacket(row);
-      rows++;
-      if (packet.ts === lastTs) atLastTs++;
-      else [lastTs, atLastTs] = [packet.ts, 1];
-      yield packet;
+  const [[count, quantiles]] = await selectAll(
+    store,
+    `SELECT count(), quantilesExactLow(${SLICE_QUANTILES.join(', ')})(toUnixTimestamp64Nano(ts)) FROM ${store.table('packets')} WHERE ${where}`,
+    params,
+    (row) => row as [string, string[]],
+  );
+  // Slice i holds the packets from bounds[i - 1] (inclusive) to bounds[i] (exclusive); the first and last are open.
+  const step = Math.max(1, Math.floor((positiveLimit(sliceRows) * SLICE_QUANTILES.length) / Math.max(1, Number(count))));
+  const bounds = [...new Set(quantiles.filter((_, i) => (i + 1) % step === 0))].map(BigInt);
+  const slice = (i: number): AsyncIterator<NativeBlock> => {
+    const sliceParams: Params = { ...params, slice_from: bounds[i - 1] ?? 0n, slice_to: bounds[i] ?? 0n };
+    const within = [i > 0 ? `ts >= ${tsParam('slice_from')}` : null, i < bounds.length ? `ts < ${tsParam('slice_to')}` : null];
+    const query = `SELECT ${PACKET_READ_COLUMNS} FROM ${store.table('packets')}
+      WHERE ${[where, ...within.filter((c) => c !== null)].join(' AND ')}
+      ORDER BY ${PACKET_ORDER} SETTINGS max_block_size = ${positiveLimit(blockRows)}`; // a checked integer: SETTINGS take no parameters
+    return store.selectNative(query, sliceParams)[Symbol.asyncIterator]();
+  };
+  const open = (i: number) => {
+    const blocks = slice(i);
+    return { blocks, first: blocks.next() };
+  };
+  // The slice being read, and the next one, already queried.
+  const opened: Array<ReturnType<typeof open>> = [];
+  try {
+    opened.push(open(0));
+    for (let i = 0; i <= bounds.length; i++) {
+      if (i < bounds.length) opened.push(open(i + 1));
+      const { blocks, first } = opened[0];
+      for (let result = await first; !result.done; result = await blocks.next()) yield packetBatchOf(result.value);
+      opened.shift();
     }
-    if (rows < pageRows || lastTs === null) return;
-    if (lastTs === from) skip += rows;
-    else [from, skip] = [lastTs, atLastTs];
+  } finally {
+    // A reader that stops early: end the slices in flight (their sessions close once their fetches return).
+    for (const { blocks, first } of opened) await Promise.allSettled([first, blocks.return?.()]);
   }
 }
 

@@ -7,8 +7,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import { FlowLogError } from './errors.js';
+import { nativeBlocks, type NativeBlock } from './native.js';
 import {
   checkIdentifier, createDatabaseStatement, MIGRATIONS, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement,
   storageTable, TABLE_NAMES, TABLES, ttlExpression, type Retention, type SchemaTarget, type TableName,
@@ -38,19 +40,28 @@ export const MIN_SERVER_VERSION = '23.8';
 /** Directory inside an embedded store's for the batch files the engine inserts from. */
 const INSERT_DIR = 'nettrail-inserts';
 
+/** An embedded store's directory and the directory of the batch files the engine inserts from. */
+interface EmbeddedPaths {
+  path: string;
+  insertDir: string;
+}
+
 /** Database used inside an embedded store, and by default on a server. */
 export const DEFAULT_DATABASE = 'nettrail';
 
 export class FlowLogStore {
   private insertFiles = 0;
+  private closed = false;
+  /** Embedded: the chDB sessions of the streamed reads in progress, closed with the store. */
+  private readonly streamSessions = new Set<Session>();
 
   constructor(
     readonly client: ClickHouseClient,
     /** Database and cluster, checked identifiers, safe to splice into SQL. */
     readonly target: SchemaTarget,
     readonly serverVersion: string,
-    /** Embedded: the directory of the batch files the engine inserts from; null for a server. */
-    private readonly insertDir: string | null,
+    /** Embedded: where the store lives; null for a server. */
+    private readonly embedded: EmbeddedPaths | null,
   ) {}
 
   /** The table's database-qualified name for SQL (in a cluster: the Distributed table). */
@@ -61,9 +72,9 @@ export class FlowLogStore {
   /** Inserts RowBinary rows (`body`) of the given columns, encoded with the table's column types. */
   async insertRowBinary(name: TableName, columns: readonly string[], body: Buffer): Promise<void> {
     const into = `INSERT INTO ${this.table(name)} (${columns.join(', ')})`;
-    if (this.insertDir !== null) {
+    if (this.embedded !== null) {
       // chDB takes inline insert data as text only: binary rows go through a file the engine reads.
-      const file = path.join(this.insertDir, `${name}-${++this.insertFiles}.bin`);
+      const file = path.join(this.embedded.insertDir, `${name}-${++this.insertFiles}.bin`);
       try {
         // Inside the try: a write that fails part way (a full disk) leaves no file behind either.
         await writeFile(file, body);
@@ -86,25 +97,71 @@ export class FlowLogStore {
     await finished(result.stream);
   }
 
+  /**
+   * The result of a SELECT (`query` without a FORMAT clause) as Native blocks,
+   * streamed as the engine produces them: embedded, through a chDB session of
+   * the read's own (a session streams one result at a time); from a server,
+   * from the HTTP response. Memory holds about one block (max_block_size rows).
+   */
+  async *selectNative(query: string, params: Record<string, unknown>): AsyncGenerator<NativeBlock> {
+    if (this.closed) throw new FlowLogError('STORE_CLOSED', 'the flow-log store is closed');
+    if (this.embedded === null) {
+      const result = await this.client.exec({ query: `${query} FORMAT Native`, query_params: params });
+      try {
+        yield* nativeBlocks(result.stream);
+      } finally {
+        result.stream.destroy();
+      }
+      return;
+    }
+    const session = new Session(this.embedded.path);
+    this.streamSessions.add(session);
+    try {
+      // The engine fetches the next chunk (on a libuv thread) while the reader decodes this one.
+      const chunks = async function* (): AsyncGenerator<Uint8Array> {
+        const stream = session.queryStreamBind(query, params, { format: 'Native' })[Symbol.asyncIterator]();
+        try {
+          let next = stream.next();
+          for (;;) {
+            const { value: chunk, done } = await next;
+            if (done) return;
+            next = stream.next();
+            yield chunk.raw();
+          }
+        } finally {
+          await stream.return?.();
+        }
+      };
+      yield* nativeBlocks(chunks());
+    } finally {
+      this.streamSessions.delete(session);
+      session.close();
+    }
+  }
+
   /** True when the store answers a query. */
   async ping(): Promise<boolean> {
     return (await this.client.ping({ select: true })).success;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    // A session still streaming ends with an error in its reader; chDB tears it down once its fetch returns.
+    for (const session of this.streamSessions) session.close();
+    this.streamSessions.clear();
     await this.client.close();
   }
 }
 
 export async function openStore(opts: StoreOptions): Promise<FlowLogStore> {
   let client: ClickHouseClient;
-  let insertDir: string | null = null;
+  let embedded: EmbeddedPaths | null = null;
   let target: SchemaTarget;
   const where = 'path' in opts ? opts.path : redactedUrl(opts.url);
   try {
     if ('path' in opts) {
       await mkdir(opts.path, { recursive: true });
-      insertDir = path.join(opts.path, INSERT_DIR);
+      embedded = { path: opts.path, insertDir: path.join(opts.path, INSERT_DIR) };
       client = createClient({ connection: createChdbConnection({ path: opts.path }) as unknown as ClientConnection });
       target = { database: DEFAULT_DATABASE, cluster: null };
     } else {
@@ -119,14 +176,14 @@ export async function openStore(opts: StoreOptions): Promise<FlowLogStore> {
     // TabSeparated: a format every server version speaks, so that an old one gets to the version check.
     const version = (await (await client.query({ query: 'SELECT version()', format: 'TabSeparated' })).text()).trim();
     checkServerVersion(version);
-    if (insertDir !== null) {
+    if (embedded !== null) {
       // The engine has the directory now. Batch files an earlier run left are of no use: they were inserted or failed.
-      await rm(insertDir, { recursive: true, force: true });
-      await mkdir(insertDir);
+      await rm(embedded.insertDir, { recursive: true, force: true });
+      await mkdir(embedded.insertDir);
     }
     await migrate(client, target);
     await applyRetention(client, target, opts.retention ?? {});
-    return new FlowLogStore(client, target, version, insertDir);
+    return new FlowLogStore(client, target, version, embedded);
   } catch (err) {
     await client.close();
     throw asOpenError(err, where);

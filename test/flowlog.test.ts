@@ -13,7 +13,9 @@ import {
 } from '../flowlog/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packetHeaders } from './flowlog-headers.js';
-import { flowsForTuples, natForTuple, natTranslations, packetsForTuples } from '../flowlog/queries.js';
+import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../flowlog/queries.js';
+import { column, nativeBlocks, type FixedColumn, type NativeBlock } from '../flowlog/native.js';
+import type { PacketBatch } from '../flowlog/packet-batch.js';
 
 let dir: string;
 let storePath: string;
@@ -40,6 +42,10 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of items) out.push(item);
   return out;
+}
+
+async function collectPackets(batches: AsyncIterable<PacketBatch>): Promise<PacketRecord[]> {
+  return (await collect(batches)).flatMap((batch) => batch.records());
 }
 
 async function count(sql: string): Promise<number> {
@@ -109,15 +115,15 @@ test('packets round-trip exactly and are found from either direction', async () 
   await writer.close();
   assert.deepEqual(writer.stats().packets, { accepted: 6, written: 6, dropped: 0, failures: 0, consecutiveFailures: 0, bufferedRows: 0, bufferedBytes: 0 });
 
-  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [c2s])), [syn, synAck, ack, data]);
-  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [reverse(c2s)])), [syn, synAck, ack, data]);
-  assert.deepEqual(await collect(packetsForTuples(store, 'udp', [reverse(v6)])), [v6Packet]);
-  assert.deepEqual(await collect(packetsForTuples(store, 'udp', [c2s])), []);
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [c2s])), [syn, synAck, ack, data]);
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [reverse(c2s)])), [syn, synAck, ack, data]);
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'udp', [reverse(v6)])), [v6Packet]);
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'udp', [c2s])), []);
   assert.deepEqual(
-    await collect(packetsForTuples(store, 'tcp', [reverse(c2s), { ...c2s, sport: 40001 }])),
+    await collectPackets(packetBatchesForTuples(store, 'tcp', [reverse(c2s), { ...c2s, sport: 40001 }])),
     [otherConnection, syn, synAck, ack, data], // equal timestamps: by packet id
   );
-  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [c2s], { from: T0 + 1n, to: T0 + 1n })), [synAck]);
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [c2s], { from: T0 + 1n, to: T0 + 1n })), [synAck]);
   // Stored as IPv6 (IPv4-mapped); the header bytes as their residual (test/flowlog-residual.test.ts), as long as they are.
   const stored = await store.client.query({
     query: `SELECT toString(src), length(headers_residual) FROM nettrail.packets WHERE packet_id = {id:UInt64}`,
@@ -134,18 +140,55 @@ test('packets round-trip exactly and are found from either direction', async () 
   assert.ok(nonZero <= 24, `${nonZero} of ${length} residual bytes are not zero`);
 });
 
-test('packet pages split inside runs of equal timestamps without losing or repeating rows', async () => {
+test('Native results decode the same whatever their chunking; a result cut inside a block is an error', async () => {
+  // Every column type the packet reader takes, over several blocks (3 rows each).
+  const query = `SELECT fromUnixTimestamp64Nano(toInt64(1763752983123456789) + number * 1000000000, 'UTC') AS ts, repeat('é', number % 4) AS text,
+      toUInt8(number) AS u8, toUInt16(number * 300) AS u16, toUInt32(number * 70000) AS u32, toUInt64(number) * 1000000000000 AS u64,
+      CAST(number % 2 + 1, 'Enum8(\\'tc\\' = 1, \\'xdp\\' = 2)') AS hook, number % 2 = 1 AS flag,
+      toIPv6(concat('2001:db8::', toString(number))) AS address,
+      arrayMap(i -> (toUInt32(i), toUInt32(i + number)), range(number % 3)) AS blocks
+    FROM numbers(10) SETTINGS max_block_size = 3`;
+  const whole = Buffer.concat(await collect((await store.client.exec({ query: `${query} FORMAT Native` })).stream));
+  const rowsOf = (blocks: NativeBlock[]) => blocks.flatMap((block) => {
+    const value = (name: string, i: number) => {
+      const c = column(block, name, name === 'text' ? 'string' : name === 'blocks' ? 'array' : 'fixed');
+      if (c.kind === 'string') return c.bytes.toString('utf8', c.starts[i], c.ends[i]);
+      if (c.kind === 'array') {
+        const [left, right] = c.elements.map((e) => (e as FixedColumn).values);
+        const pairs = [];
+        for (let j = i === 0 ? 0 : c.offsets[i - 1]; j < c.offsets[i]; j++) pairs.push([left[j], right[j]]);
+        return pairs;
+      }
+      return name === 'address' ? Buffer.from(c.values.subarray(16 * i, 16 * i + 16) as Uint8Array).toString('hex') : c.values[i];
+    };
+    return Array.from({ length: block.rows }, (_, i) => block.names.map((name) => value(name, i)));
+  });
+  async function* chunked(size: number) {
+    for (let at = 0; at < whole.length; at += size) yield whole.subarray(at, at + size);
+  }
+  const blocks = await collect(nativeBlocks(chunked(whole.length)));
+  assert.deepEqual(blocks.map((block) => block.rows), [3, 3, 3, 1]);
+  const expected = rowsOf(blocks);
+  assert.deepEqual(expected[7], [1763752990123456789n, 'ééé', 7, 2100, 490000, 7000000000000n, 2, 1, '20010db8000000000000000000000007', [[0, 7]]]);
+  for (const size of [1, 2, 7, 64, 333]) assert.deepEqual(rowsOf(await collect(nativeBlocks(chunked(size)))), expected, `chunks of ${size} bytes`);
+  async function* cut() {
+    yield whole.subarray(0, whole.length - 5);
+  }
+  await assert.rejects(collect(nativeBlocks(cut())), { code: 'STORE_FORMAT' });
+});
+
+test('packets come back in time order across Native blocks of any size, runs of equal timestamps included', async () => {
   const tuple = { src: '10.4.0.1', sport: 45000, dst: '10.4.0.2', dport: 22 };
   const offsets = [0n, 0n, 0n, 1n, 1n, 2n, 2n, 2n, 2n, 3n];
   const packets = offsets.map((offset, i) => packet(tuple, { ts: T0 + offset, packetId: BigInt(100 + i) }));
   const writer = new FlowLogWriter(store);
   writer.addPackets([...packets].reverse());
   await writer.close();
-  for (const pageRows of [1, 2, 3, 4, 10, 11]) {
-    assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [tuple], {}, { pageRows })), packets, `pageRows ${pageRows}`);
+  for (const blockRows of [1, 2, 3, 4, 10, 11]) {
+    assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], {}, { blockRows })), packets, `blockRows ${blockRows}`);
   }
   assert.deepEqual(
-    await collect(packetsForTuples(store, 'tcp', [tuple], { from: T0 + 1n, to: T0 + 2n }, { pageRows: 2 })),
+    await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], { from: T0 + 1n, to: T0 + 2n }, { blockRows: 2 })),
     packets.slice(3, 9),
   );
 });
@@ -253,7 +296,7 @@ test('the writer drops and counts rows beyond its buffer bound; close() writes e
   assert.ok(bufferedBytes > 5 * 54, `bufferedBytes ${bufferedBytes}`);
   await writer.close();
   assert.deepEqual(writer.stats().packets, { accepted: 5, written: 5, dropped: 5, failures: 0, consecutiveFailures: 0, bufferedRows: 0, bufferedBytes: 0 });
-  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [tuple])), packets.slice(0, 5));
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets.slice(0, 5));
   assert.throws(() => writer.addPackets(packets), { code: 'WRITER_CLOSED' });
 });
 
@@ -271,7 +314,7 @@ test('a call with an invalid record is refused whole', async () => {
   assert.throws(() => writer.addFlows([flow({ id: 'x', start: -1n })]), { code: 'INVALID_VALUE', message: /start/ });
   assert.deepEqual(writer.stats().packets.accepted + writer.stats().nat_translations.accepted + writer.stats().flows.accepted, 0);
   await writer.close();
-  await assert.rejects(collect(packetsForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
+  await assert.rejects(collectPackets(packetBatchesForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
 });
 
 test('100 000 packets written in one bulk are all stored', async () => {
@@ -288,11 +331,11 @@ test('100 000 packets written in one bulk are all stored', async () => {
 
 test('data is kept after closing and re-opening the same path', async () => {
   const tuple = { src: '10.1.0.1', sport: 40000, dst: '10.1.0.2', dport: 80 };
-  const before = await collect(packetsForTuples(store, 'tcp', [tuple]));
+  const before = await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple]));
   await store.close();
   store = await openStore({ path: storePath });
   assert.equal(await count('SELECT count() FROM nettrail.schema_version'), SCHEMA_VERSION);
-  assert.deepEqual(await collect(packetsForTuples(store, 'tcp', [tuple])), before);
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), before);
   assert.equal(before.length, 4);
   assert.equal((await flowsForTuples(store, 'tcp', [{ src: '10.3.0.1', sport: 42000, dst: '10.3.0.2', dport: 443 }])).length, 2);
   assert.equal((await natForTuple(store, 'tcp', { src: '10.2.0.1', sport: 41000, dst: '10.96.0.10', dport: 80 })).length, 1);

@@ -3,12 +3,13 @@ import { Readable } from 'node:stream';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import type { EpochNs, PacketRecord } from '../../flowlog/records.js';
+import type { PacketBatch } from '../../flowlog/packet-batch.js';
+import type { EpochNs } from '../../flowlog/records.js';
 import { sameTuple } from '../../nat-tracker/classify.js';
 import type { AppOptions } from '../app.js';
 import {
   connectionJson,
-  connectionPackets,
+  connectionPacketBatches,
   findConnection,
   natHopComment,
   packetJson,
@@ -62,7 +63,7 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
     async (request) => {
       const connection = await connectionFor(request.query);
       const packets = [];
-      for await (const packet of connectionPackets(reader, connection)) packets.push(packetJson(packet));
+      for await (const batch of connectionPacketBatches(reader, connection)) for (const row of batch.rows) packets.push(packetJson(batch.record(row)));
       return { packets, drops: connection.drops.map(dropJson) };
     },
   );
@@ -85,7 +86,8 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
       const type = CAPTURE_FILE_TYPES[format];
       const name = `nettrail-${connection.proto}-${connection.tuples[0].src}-${connection.tuples[0].sport}.${type.extension}`.replace(/[^\w.-]/g, '_');
       reply.header('content-type', type.contentType).header('content-disposition', `attachment; filename="${name}"`);
-      const items = withDropItems(pcapItems(connectionPackets(reader, connection, range, pointNames), connection), connection.drops, range, pointNames);
+      const packets = connectionPacketBatches(reader, connection, range, pointNames);
+      const items = withDropItems(pcapItems(packets, connection), connection.drops, range, pointNames);
       return reply.send(Readable.from(writeCaptureFile(items, {
         format,
         sectionComment: `nettrail: ${formatTuple({ proto: connection.proto, ...connection.tuples[0] })}`,
@@ -94,16 +96,20 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
   );
 };
 
-/** The connection's packets with a comment on the first packet after each NAT hop. */
-async function* pcapItems(packets: AsyncIterable<PacketRecord>, connection: Connection): AsyncIterable<CaptureItem> {
+/** Batches of the connection's packets as capture-file items, with a comment on the first packet after each NAT hop. */
+async function* pcapItems(batches: AsyncIterable<PacketBatch>, connection: Connection): AsyncIterable<CaptureItem[]> {
   const pending = connection.hops.map((hop) => ({ hop, comment: natHopComment(hop) }));
-  for await (const packet of packets) {
-    const at = pending.findIndex(({ hop }) => hop.node === packet.node && hop.netns === packet.netns && sameTuple(hop.after, packet));
-    if (at < 0) {
-      yield { kind: 'packet', packet };
-      continue;
+  for await (const batch of batches) {
+    const comments = new Map<number, string>();
+    const c = batch.columns;
+    for (let k = 0; k < batch.rows.length && pending.length > 0; k++) {
+      const row = batch.rows[k];
+      const point = c.points[c.point[row]];
+      const at = pending.findIndex(({ hop }) => hop.node === point.node && hop.netns === point.netns && sameTuple(hop.after, {
+        src: c.addresses[c.src[row]].text, sport: c.sport[row], dst: c.addresses[c.dst[row]].text, dport: c.dport[row],
+      }));
+      if (at >= 0) comments.set(row, pending.splice(at, 1)[0].comment);
     }
-    const [{ comment }] = pending.splice(at, 1);
-    yield { kind: 'packet', packet, comment };
+    yield [{ kind: 'packets', batch, comments }];
   }
 }
