@@ -55,7 +55,7 @@ export class CaptureFileError extends Error {
 }
 
 /** Target size of the Buffers yielded. */
-const CHUNK_BYTES = 64 * 1024;
+const CHUNK_BYTES = 256 * 1024;
 
 /**
  * Encodes the items of `batches` in order and yields the file in chunks
