@@ -1,4 +1,4 @@
-// Records <-> table rows. Inserts are RowBinary rows of the *_COLUMNS, in
+// Records <-> table rows, and the checks every encoder (drops.ts too) puts values through. Inserts are RowBinary rows of the *_COLUMNS, in
 // that order, with the tables' own column types. Packets are read in bulk
 // (packet-batch.ts); flows and NAT entries select the *_SELECT_COLUMNS in
 // JSONCompactEachRow, 64-bit values through toString() so they stay exact.
@@ -11,35 +11,35 @@ import type { RowBinaryWriter } from './rowbinary.js';
 import { PROTO_NUMBER } from './schema.js';
 
 const U8 = 0xff;
-const U16 = 0xffff;
-const U32 = 0xffffffff;
+export const U16 = 0xffff;
+export const U32 = 0xffffffff;
 const U64 = (1n << 64n) - 1n;
 /** The largest DateTime64(9) value: 2262-04-11T23:47:16.854775807Z. */
-const MAX_TS_NS = (1n << 63n) - 1n;
+export const MAX_TS_NS = (1n << 63n) - 1n;
 const SAFE = Number.MAX_SAFE_INTEGER;
 
-function invalid(field: string, value: unknown): FlowLogError {
+export function invalid(field: string, value: unknown): FlowLogError {
   return new FlowLogError('INVALID_VALUE', `${field}: invalid value ${JSON.stringify(String(value))}`);
 }
 
-function uint(value: number, max: number, field: string): number {
+export function uint(value: number, max: number, field: string): number {
   if (!Number.isInteger(value) || value < 0 || value > max) throw invalid(field, value);
   return value;
 }
 
-function u64(value: bigint, field: string): bigint {
+export function u64(value: bigint, field: string): bigint {
   if (typeof value !== 'bigint' || value < 0n || value > U64) throw invalid(field, value);
   return value;
 }
 
 /** A DateTime64(9) value: epoch nanoseconds. */
-function timestamp(ns: bigint, field: string): bigint {
+export function timestamp(ns: bigint, field: string): bigint {
   if (typeof ns !== 'bigint' || ns < 0n || ns > MAX_TS_NS) throw invalid(field, ns);
   return ns;
 }
 
 /** The Enum8 value of `value`. */
-function enumValue(value: string, values: ReadonlyMap<string, number>, field: string): number {
+export function enumValue(value: string, values: ReadonlyMap<string, number>, field: string): number {
   const number = values.get(value);
   if (number === undefined) throw invalid(field, value);
   return number;
@@ -49,7 +49,7 @@ const MAX_CACHED_TEXTS = 4096;
 const textCache = new Map<string, Buffer>();
 
 /** UTF-8 bytes of a String column's value; names of nodes, namespaces and interfaces repeat, so they are cached. */
-function utf8(value: string, field: string): Buffer {
+export function utf8(value: string, field: string): Buffer {
   if (typeof value !== 'string') throw invalid(field, value);
   let bytes = textCache.get(value);
   if (bytes === undefined) {

@@ -4,30 +4,12 @@
 
 import type { DropRecord, EpochNs, FourTuple, Proto } from './records.js';
 import { addressBytes, recordAddress, storedAddress } from './address.js';
-import { FlowLogError } from './errors.js';
+import { enumValue, invalid, MAX_TS_NS, PROTO, timestamp, U16, U32, u64, uint, utf8 } from './codec.js';
 import { afterConditions, decodeCursor, encodeCursor, nsText, orderBy, timeParam, trafficConditions, typedParam } from './keyset-search.js';
 import type { KeyColumn, PageRequest, Params, TrafficColumns, TrafficFilter } from './keyset-search.js';
 import type { RowBinaryWriter } from './rowbinary.js';
 import { connKeySql, PROTO_NUMBER } from './schema.js';
 import type { FlowLogStore } from './store.js';
-
-const U16 = 0xffff;
-const U32 = 0xffffffff;
-const MAX_TS_NS = (1n << 63n) - 1n;
-
-function invalid(field: string, value: unknown): FlowLogError {
-  return new FlowLogError('INVALID_VALUE', `${field}: invalid value ${JSON.stringify(String(value))}`);
-}
-
-function uint(value: number, max: number, field: string): number {
-  if (!Number.isInteger(value) || value < 0 || value > max) throw invalid(field, value);
-  return value;
-}
-
-function text(value: string, field: string): Buffer {
-  if (typeof value !== 'string') throw invalid(field, value);
-  return Buffer.from(value, 'utf8');
-}
 
 // ---- rows
 
@@ -37,31 +19,31 @@ export const DROP_COLUMNS = [
 ] as const;
 
 export function encodeDrop(d: DropRecord, out: RowBinaryWriter): void {
-  if (typeof d.ts !== 'bigint' || d.ts < 0n || d.ts > MAX_TS_NS) throw invalid('ts', d.ts);
-  if (!Object.hasOwn(PROTO_NUMBER, d.proto)) throw invalid('proto', d.proto);
-  if (typeof d.packetId !== 'bigint' || d.packetId < 0n || d.packetId >= 1n << 64n) throw invalid('packetId', d.packetId);
+  const ts = timestamp(d.ts, 'ts');
+  const proto = enumValue(d.proto, PROTO, 'proto');
+  const packetId = u64(d.packetId, 'packetId');
   if (!Array.isArray(d.stack)) throw invalid('stack', d.stack);
   if (!(d.headers instanceof Uint8Array)) throw invalid('headers', d.headers);
   const src = addressBytes(d.src, 'src');
   const dst = addressBytes(d.dst, 'dst');
-  out.i64(d.ts);
-  out.string(text(d.node, 'node'));
-  out.string(text(d.netns, 'netns'));
+  out.i64(ts);
+  out.string(utf8(d.node, 'node'));
+  out.string(utf8(d.netns, 'netns'));
   out.u32(uint(d.netnsIno, U32, 'netnsIno'));
-  out.string(text(d.iface, 'iface'));
+  out.string(utf8(d.iface, 'iface'));
   out.u32(uint(d.ifindex, U32, 'ifindex'));
-  out.u8(PROTO_NUMBER[d.proto]);
+  out.u8(proto);
   out.fixed(src);
   out.u16(uint(d.sport, U16, 'sport'));
   out.fixed(dst);
   out.u16(uint(d.dport, U16, 'dport'));
-  out.string(text(d.reason, 'reason'));
+  out.string(utf8(d.reason, 'reason'));
   out.u32(uint(d.reasonCode, U32, 'reasonCode'));
-  out.string(text(d.location, 'location'));
+  out.string(utf8(d.location, 'location'));
   out.varUInt(d.stack.length);
-  d.stack.forEach((frame, i) => out.string(text(frame, `stack[${i}]`)));
-  out.string(text(d.cause, 'cause'));
-  out.u64(d.packetId);
+  d.stack.forEach((frame, i) => out.string(utf8(frame, `stack[${i}]`)));
+  out.string(utf8(d.cause, 'cause'));
+  out.u64(packetId);
   out.u32(uint(d.wireLen, U32, 'wireLen'));
   out.u16(uint(d.linkType, U16, 'linkType'));
   out.string(d.headers);
