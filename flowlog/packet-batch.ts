@@ -308,7 +308,8 @@ export function packetBatchOf(block: NativeBlock): PacketBatch {
       }
     }
     if (point < 0) {
-      point = points.index({
+      // Equal names hash equally, so a point missing here is a new one.
+      point = points.add({
         node: text(node, i), netns: text(netns, i), netnsIno: netnsIno[i], iface: text(iface, i), ifindex: ifindex[i],
         hook: HOOK_NAME.get(hook[i])!, linkType: linkType[i],
       });

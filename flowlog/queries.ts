@@ -76,8 +76,9 @@ function port(value: number, field: string): number {
 /** Order of packets with equal timestamps; ts first. */
 const PACKET_ORDER = 'ts, packet_id, node, netns, iface, ifindex, direction, hook';
 
-/** Quantiles of a connection's packet times that time slices are cut at (a slice is one or more 1/64ths of the packets). */
-const SLICE_QUANTILES = Array.from({ length: 63 }, (_, i) => (i + 1) / 64);
+/** Time slices are cut at quantiles of a connection's packet times: a slice is one or more 1/SLICE_PARTS of its packets. */
+const SLICE_PARTS = 64;
+const SLICE_QUANTILES = Array.from({ length: SLICE_PARTS - 1 }, (_, i) => (i + 1) / SLICE_PARTS);
 
 export interface PacketReadOptions {
   /** Rows per time slice at the most, roughly: a slice is sorted by the engine on its own (default 131 072). */
@@ -119,8 +120,9 @@ export async function* packetBatchesForTuples(
     params,
     (row) => row as [string, string[]],
   );
+  if (Number(count) === 0) return;
   // Slice i holds the packets from bounds[i - 1] (inclusive) to bounds[i] (exclusive); the first and last are open.
-  const step = Math.max(1, Math.floor((positiveLimit(sliceRows) * SLICE_QUANTILES.length) / Math.max(1, Number(count))));
+  const step = Math.max(1, Math.floor((positiveLimit(sliceRows) * SLICE_PARTS) / Number(count)));
   const bounds = [...new Set(quantiles.filter((_, i) => (i + 1) % step === 0))].map(BigInt);
   const slice = (i: number): AsyncIterator<NativeBlock> => {
     const sliceParams: Params = { ...params, slice_from: bounds[i - 1] ?? 0n, slice_to: bounds[i] ?? 0n };

@@ -16,7 +16,7 @@
 // Functions work on `bytes[from, to)` in place, without copying: the encoder
 // runs them on the insert buffer, once per stored packet.
 
-import type { TcpOptions } from './records.js';
+import type { PacketRecord, TcpOptions } from './records.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from './records.js';
 
 const IPPROTO_TCP = 6;
@@ -80,18 +80,7 @@ export function headerLayout(bytes: Uint8Array, from: number, to: number, linkTy
 }
 
 /** The column values the transform derives header bytes from (a PacketRecord has them all but the addresses). */
-export interface HeaderColumns {
-  sport: number;
-  dport: number;
-  ipId: number;
-  seq: number;
-  ack: number;
-  flags: number;
-  win: number;
-  /** L4 payload length. */
-  len: number;
-  options: TcpOptions;
-}
+export type HeaderColumns = Pick<PacketRecord, 'sport' | 'dport' | 'ipId' | 'seq' | 'ack' | 'flags' | 'win' | 'len' | 'options'>;
 
 function xor8(bytes: Uint8Array, at: number, to: number, value: number): void {
   if (at < to) bytes[at] ^= value & 0xff;

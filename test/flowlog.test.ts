@@ -177,7 +177,7 @@ test('Native results decode the same whatever their chunking; a result cut insid
   await assert.rejects(collect(nativeBlocks(cut())), { code: 'STORE_FORMAT' });
 });
 
-test('packets come back in time order across Native blocks of any size, runs of equal timestamps included', async () => {
+test('packets come back in time order across Native blocks and time slices of any size, runs of equal timestamps included', async () => {
   const tuple = { src: '10.4.0.1', sport: 45000, dst: '10.4.0.2', dport: 22 };
   const offsets = [0n, 0n, 0n, 1n, 1n, 2n, 2n, 2n, 2n, 3n];
   const packets = offsets.map((offset, i) => packet(tuple, { ts: T0 + offset, packetId: BigInt(100 + i) }));
@@ -186,6 +186,10 @@ test('packets come back in time order across Native blocks of any size, runs of 
   await writer.close();
   for (const blockRows of [1, 2, 3, 4, 10, 11]) {
     assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], {}, { blockRows })), packets, `blockRows ${blockRows}`);
+  }
+  // Time slices cut inside runs of equal timestamps: each packet in exactly one slice.
+  for (const sliceRows of [1, 2, 3, 5]) {
+    assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], {}, { sliceRows })), packets, `sliceRows ${sliceRows}`);
   }
   assert.deepEqual(
     await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], { from: T0 + 1n, to: T0 + 2n }, { blockRows: 2 })),
