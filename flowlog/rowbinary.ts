@@ -13,9 +13,9 @@ export class RowBinaryWriter {
   private view: DataView;
   private at = 0;
 
-  /** `capacity`: bytes to start with (it grows as needed). */
-  constructor(capacity = 1 << 16) {
-    this.bytes = allocate(capacity);
+  /** `initial`: bytes to start with (it grows as needed), or a buffer to write into, whose contents are no longer needed. */
+  constructor(initial: number | Uint8Array = 1 << 16) {
+    this.bytes = typeof initial === 'number' ? allocate(initial) : initial;
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
   }
 
@@ -34,7 +34,11 @@ export class RowBinaryWriter {
     this.at = length;
   }
 
-  private room(n: number): number {
+  /**
+   * Reserves `n` bytes and returns where they start, for writing them through
+   * `raw` and `view` (taken after this call: growing replaces both).
+   */
+  reserve(n: number): number {
     const at = this.at;
     if (at + n > this.bytes.length) {
       const grown = allocate(Math.max(this.bytes.length * 2, at + n));
@@ -46,47 +50,41 @@ export class RowBinaryWriter {
     return at;
   }
 
-  // Each write reserves its room first: growing replaces `bytes` and `view`.
-
   u8(value: number): void {
-    const at = this.room(1);
+    const at = this.reserve(1);
     this.bytes[at] = value;
   }
 
   u16(value: number): void {
-    const at = this.room(2);
+    const at = this.reserve(2);
     this.view.setUint16(at, value, true);
   }
 
   u32(value: number): void {
-    const at = this.room(4);
+    const at = this.reserve(4);
     this.view.setUint32(at, value, true);
   }
 
   u64(value: bigint): void {
-    const at = this.room(8);
+    const at = this.reserve(8);
     this.view.setBigUint64(at, value, true);
   }
 
   i64(value: bigint): void {
-    const at = this.room(8);
+    const at = this.reserve(8);
     this.view.setBigInt64(at, value, true);
   }
 
   /** The LEB128 length prefix of strings and arrays. */
   varUInt(count: number): void {
-    let n = count;
-    while (n >= 0x80) {
-      this.u8((n & 0x7f) | 0x80);
-      n = Math.floor(n / 0x80);
-    }
-    this.u8(n);
+    const at = this.reserve(varUIntSize(count));
+    putVarUInt(this.bytes, at, count);
   }
 
   /** Raw bytes without a length (FixedString, IPv6). */
   fixed(value: Uint8Array): void {
-    const at = this.room(value.length);
-    this.bytes.set(value, at);
+    const at = this.reserve(value.length);
+    putBytes(this.bytes, at, value);
   }
 
   /** A String column's value: length, then the bytes. */
@@ -95,16 +93,39 @@ export class RowBinaryWriter {
     this.fixed(value);
   }
 
-  /** Writes a String value and returns where its bytes start in `raw`, for changing them in place. */
-  stringAt(value: Uint8Array): number {
-    this.varUInt(value.length);
-    const at = this.room(value.length);
-    this.bytes.set(value, at);
-    return at;
-  }
-
-  /** The buffer written into (replaced when it grows: take it after the last write). */
+  /** The buffer written into (replaced when it grows: take it after the last reserve). */
   get raw(): Uint8Array {
     return this.bytes;
   }
+
+  /** A DataView of `raw`. */
+  get dataView(): DataView {
+    return this.view;
+  }
+}
+
+/** Bytes the LEB128 encoding of `count` takes. */
+export function varUIntSize(count: number): number {
+  let size = 1;
+  for (let n = count; n >= 0x80; n = Math.floor(n / 0x80)) size++;
+  return size;
+}
+
+/** Writes `count` in LEB128 at `at`; returns where the next value starts. */
+export function putVarUInt(bytes: Uint8Array, at: number, count: number): number {
+  let n = count;
+  while (n >= 0x80) {
+    bytes[at++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  bytes[at] = n;
+  return at + 1;
+}
+
+/** Copies `value` to `at`; returns where the next value starts. Short values (names, addresses) are copied by a loop: cheaper than set(). */
+export function putBytes(bytes: Uint8Array, at: number, value: Uint8Array): number {
+  const n = value.length;
+  if (n <= 32) for (let i = 0; i < n; i++) bytes[at + i] = value[i];
+  else bytes.set(value, at);
+  return at + n;
 }

@@ -321,16 +321,25 @@ test('a call with an invalid record is refused whole', async () => {
   await assert.rejects(collectPackets(packetBatchesForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
 });
 
-test('100 000 packets written in one bulk are all stored', async () => {
+test('100 000 packets written in one bulk are all stored, also in batches that reuse the buffers of batches written', async () => {
   const rows = 100_000;
-  const tuple = { src: '10.8.0.1', sport: 48000, dst: '10.8.0.2', dport: 80 };
-  const packets = Array.from({ length: rows }, (_, i) =>
-    packet(tuple, { ts: T0 + BigInt(i) * 1000n, packetId: BigInt(i), seq: i, headers: ALL_BYTES.subarray(0, 66) }));
-  const writer = new FlowLogWriter(store);
-  for (let i = 0; i < rows; i += 1000) writer.addPackets(packets.slice(i, i + 1000));
-  await writer.close();
-  assert.equal(writer.stats().packets.written, rows);
-  assert.equal(await count(`SELECT count() FROM nettrail.packets WHERE sport = 48000`), rows);
+  for (const [sport, batchRows] of [[48000, undefined], [48001, 7_000]] as const) {
+    const tuple = { src: '10.8.0.1', sport, dst: '10.8.0.2', dport: 80 };
+    const packets = Array.from({ length: rows }, (_, i) =>
+      packet(tuple, { ts: T0 + BigInt(i) * 1000n, packetId: BigInt(i), seq: i, headers: ALL_BYTES.subarray(0, 66 + (i % 3)) }));
+    const writer = new FlowLogWriter(store, { batchRows });
+    for (let i = 0; i < rows; i += 1000) {
+      writer.addPackets(packets.slice(i, i + 1000));
+      await writer.belowHighWater();
+    }
+    await writer.close();
+    assert.equal(writer.stats().packets.written, rows);
+    // Every row intact: in time order, its own seq and the header bytes that went in.
+    const stored = await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple]));
+    assert.equal(stored.length, rows);
+    const wrong = stored.findIndex((p, i) => p.seq !== i || Buffer.compare(p.headers, packets[i].headers) !== 0);
+    assert.equal(wrong, -1, `row ${wrong}`);
+  }
 });
 
 test('data is kept after closing and re-opening the same path', async () => {
@@ -343,6 +352,25 @@ test('data is kept after closing and re-opening the same path', async () => {
   assert.equal(before.length, 4);
   assert.equal((await flowsForTuples(store, 'tcp', [{ src: '10.3.0.1', sport: 42000, dst: '10.3.0.2', dport: 443 }])).length, 2);
   assert.equal((await natForTuple(store, 'tcp', { src: '10.2.0.1', sport: 41000, dst: '10.96.0.10', dport: 80 })).length, 1);
+});
+
+test('inserted parts are compact (one file) below 64 MiB; a version-3 store gets that setting when it is opened', async () => {
+  const partTypes = async () => {
+    const result = await store.client.query({ query: `SELECT DISTINCT part_type FROM system.parts WHERE database = 'nettrail' AND table = 'packets' AND active`, format: 'JSONCompactEachRow' });
+    return (await result.json<[string]>()).map(([type]) => type);
+  };
+  const wideBytes = async (table: string) =>
+    count(`SELECT toUInt64OrZero(extract(create_table_query, 'min_bytes_for_wide_part = (\\\\d+)')) FROM system.tables WHERE database = 'nettrail' AND name = '${table}'`);
+  assert.deepEqual(await partTypes(), ['Compact']);
+  for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 64 * 1024 * 1024, name);
+  // Back to how version 3 left the tables, then opened again.
+  for (const name of TABLE_NAMES) await store.client.command({ query: `ALTER TABLE nettrail.${name} RESET SETTING min_bytes_for_wide_part` });
+  await store.client.command({ query: 'DELETE FROM nettrail.schema_version WHERE version = 4' });
+  for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 0, name);
+  await store.close();
+  store = await openStore({ path: storePath });
+  assert.equal(await count('SELECT max(version) FROM nettrail.schema_version'), 4);
+  for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 64 * 1024 * 1024, name);
 });
 
 test('migrations are numbered 1, 2, 3, ... and the schema version is the last', () => {
