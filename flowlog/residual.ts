@@ -82,23 +82,37 @@ export function headerLayout(bytes: Uint8Array, from: number, to: number, linkTy
 /** The column values the transform derives header bytes from (a PacketRecord has them all but the addresses). */
 export type HeaderColumns = Pick<PacketRecord, 'sport' | 'dport' | 'ipId' | 'seq' | 'ack' | 'flags' | 'win' | 'len' | 'options'>;
 
+// Bytes past `to` were not kept: each helper checks its field's end once, and byte by byte only for a field cut short.
+
 function xor8(bytes: Uint8Array, at: number, to: number, value: number): void {
   if (at < to) bytes[at] ^= value & 0xff;
 }
 
 function xor16(bytes: Uint8Array, at: number, to: number, value: number): void {
-  xor8(bytes, at, to, value >>> 8);
-  xor8(bytes, at + 1, to, value);
+  if (at + 2 <= to) {
+    bytes[at] ^= value >>> 8;
+    bytes[at + 1] ^= value & 0xff;
+  } else {
+    xor8(bytes, at, to, value >>> 8);
+  }
 }
 
 function xor32(bytes: Uint8Array, at: number, to: number, value: number): void {
-  xor16(bytes, at, to, value >>> 16);
-  xor16(bytes, at + 2, to, value);
+  if (at + 4 <= to) {
+    bytes[at] ^= value >>> 24;
+    bytes[at + 1] ^= (value >>> 16) & 0xff;
+    bytes[at + 2] ^= (value >>> 8) & 0xff;
+    bytes[at + 3] ^= value & 0xff;
+  } else {
+    xor16(bytes, at, to, value >>> 16);
+    xor16(bytes, at + 2, to, value);
+  }
 }
 
 /** XORs `value[vFrom, vTo)` into `bytes` at `at`. */
 function xorBytes(bytes: Uint8Array, at: number, to: number, value: Uint8Array, vFrom: number, vTo: number): void {
-  for (let i = vFrom; i < vTo; i++) xor8(bytes, at + i - vFrom, to, value[i]);
+  const end = Math.min(to, at + vTo - vFrom);
+  for (let i = at; i < end; i++) bytes[i] ^= value[vFrom + i - at];
 }
 
 /** Adds the 16-bit big-endian words of `bytes[from, to)` to a ones'-complement sum. */
