@@ -33,44 +33,39 @@ export function createMetrics(sources: MetricSources): ApiMetrics {
   const registers = [registry];
 
   const pointLabels = ['node', 'netns', 'iface'] as const;
-  /** A counter whose value is read from a source at scrape time. */
-  const sourcedCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void) =>
-    new Counter({
+  /**
+   * A counter or gauge whose values are read from a source at scrape time:
+   * cleared, then each label set's value added (`inc` on both kinds).
+   */
+  const sourced = <L extends string>(
+    Metric: typeof Counter<L> | typeof Gauge<L>, name: string, help: string, labelNames: readonly L[],
+    read: (set: (labels: Record<L, string>, value: number) => void) => void,
+  ) =>
+    new Metric({
       name,
       help,
       labelNames,
       registers,
-      collect() {
+      collect(this: Counter<L> | Gauge<L>) {
         this.reset();
         read((labels, value) => this.inc(labels, value));
-      },
-    });
-  const sourcedGauge = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void) =>
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        read((labels, value) => this.set(labels, value));
       },
     });
 
   const eachPoint = (value: (point: CaptureStatus['points'][number]) => number) => (set: (labels: Record<(typeof pointLabels)[number], string>, value: number) => void) => {
     for (const point of sources.captureStatus()?.points ?? []) set({ node: point.node, netns: point.netns, iface: point.iface }, value(point));
   };
-  sourcedGauge('nettrail_capture_points', 'Capture points (interface and hook sets) attached', [], (set) => {
+  sourced(Gauge, 'nettrail_capture_points', 'Capture points (interface and hook sets) attached', [], (set) => {
     const status = sources.captureStatus();
     if (status) set({}, status.points.length);
   });
-  sourcedCounter('nettrail_capture_events_total', 'Packet events the kernel wrote to the ring buffer, per capture point', pointLabels, eachPoint((p) => p.events));
-  sourcedCounter('nettrail_capture_lost_events_total', 'Packet events the kernel could not write (ring buffer full), per capture point', pointLabels, eachPoint((p) => p.lost));
-  sourcedCounter('nettrail_capture_filtered_total', 'Packets left out by the capture filter, per capture point', pointLabels, eachPoint((p) => p.filtered));
-  sourcedCounter('nettrail_capture_malformed_total', 'Packets with truncated or inconsistent headers, per capture point', pointLabels, eachPoint((p) => p.malformed));
-  sourcedCounter('nettrail_capture_packets_total', 'Packets decoded in user space, per capture point', pointLabels, eachPoint((p) => p.packets));
+  sourced(Counter, 'nettrail_capture_events_total', 'Packet events the kernel wrote to the ring buffer, per capture point', pointLabels, eachPoint((p) => p.events));
+  sourced(Counter, 'nettrail_capture_lost_events_total', 'Packet events the kernel could not write (ring buffer full), per capture point', pointLabels, eachPoint((p) => p.lost));
+  sourced(Counter, 'nettrail_capture_filtered_total', 'Packets left out by the capture filter, per capture point', pointLabels, eachPoint((p) => p.filtered));
+  sourced(Counter, 'nettrail_capture_malformed_total', 'Packets with truncated or inconsistent headers, per capture point', pointLabels, eachPoint((p) => p.malformed));
+  sourced(Counter, 'nettrail_capture_packets_total', 'Packets decoded in user space, per capture point', pointLabels, eachPoint((p) => p.packets));
 
-  sourcedCounter('nettrail_drop_events_total', 'kfree_skb calls in traced namespaces, by what became of them (reported, ignored, unparsed, filtered, rate_limited, ring_full)', ['outcome'], (set) => {
+  sourced(Counter, 'nettrail_drop_events_total', 'kfree_skb calls in traced namespaces, by what became of them (reported, ignored, unparsed, filtered, rate_limited, ring_full)', ['outcome'], (set) => {
     const status = sources.dropStatus();
     if (!status) return;
     const { reported, ignored, unparsed, filtered, rateLimited, ringFull } = status;
@@ -81,12 +76,12 @@ export function createMetrics(sources: MetricSources): ApiMetrics {
   const eachTable = (stat: TableStat) => (set: (labels: { table: string }, value: number) => void) => {
     for (const [table, stats] of Object.entries(sources.writerStats() ?? {})) set({ table }, stats[stat]);
   };
-  sourcedCounter('nettrail_store_rows_accepted_total', 'Rows taken into the flow-log writer, per table', ['table'], eachTable('accepted'));
-  sourcedCounter('nettrail_store_rows_written_total', 'Rows written to the flow-log store, per table (rate() of it is the write rate)', ['table'], eachTable('written'));
-  sourcedCounter('nettrail_store_rows_dropped_total', 'Rows refused because the writer buffer was full, per table', ['table'], eachTable('dropped'));
-  sourcedCounter('nettrail_store_insert_failures_total', 'Failed inserts into the flow-log store (their rows are retried), per table', ['table'], eachTable('failures'));
-  sourcedGauge('nettrail_store_buffered_rows', 'Rows accepted and not yet written, per table', ['table'], eachTable('bufferedRows'));
-  sourcedGauge('nettrail_store_failing', '1 while inserts into the table fail (its rows stay buffered and are retried), else 0', ['table'], (set) => {
+  sourced(Counter, 'nettrail_store_rows_accepted_total', 'Rows taken into the flow-log writer, per table', ['table'], eachTable('accepted'));
+  sourced(Counter, 'nettrail_store_rows_written_total', 'Rows written to the flow-log store, per table (rate() of it is the write rate)', ['table'], eachTable('written'));
+  sourced(Counter, 'nettrail_store_rows_dropped_total', 'Rows refused because the writer buffer was full, per table', ['table'], eachTable('dropped'));
+  sourced(Counter, 'nettrail_store_insert_failures_total', 'Failed inserts into the flow-log store (their rows are retried), per table', ['table'], eachTable('failures'));
+  sourced(Gauge, 'nettrail_store_buffered_rows', 'Rows accepted and not yet written, per table', ['table'], eachTable('bufferedRows'));
+  sourced(Gauge, 'nettrail_store_failing', '1 while inserts into the table fail (its rows stay buffered and are retried), else 0', ['table'], (set) => {
     for (const [table, stats] of Object.entries(sources.writerStats() ?? {})) set({ table }, stats.consecutiveFailures > 0 ? 1 : 0);
   });
 
