@@ -53,6 +53,38 @@ function parseStored(text: string): Uint8Array {
   return out;
 }
 
+/**
+ * The column bytes of dotted IPv4 `text` (IPv4-mapped), or null unless it is
+ * four decimal octets without leading zeros (what isIPv4 accepts): parsed by
+ * character, as flows bring a new address each.
+ */
+function ipv4Column(text: string): Uint8Array | null {
+  const out = new Uint8Array(16);
+  out[10] = 0xff;
+  out[11] = 0xff;
+  let octet = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2e) {
+      if (digits === 0 || octet === 3) return null;
+      out[12 + octet++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (digits > 0 && value === 0) return null;
+      value = value * 10 + c - 0x30;
+      if (++digits > 3 || value > 255) return null;
+    } else {
+      return null;
+    }
+  }
+  if (octet !== 3 || digits === 0) return null;
+  out[15] = value;
+  return out;
+}
+
 const MAX_CACHED = 1 << 16;
 const cache = new Map<string, Uint8Array>();
 
@@ -60,7 +92,7 @@ const cache = new Map<string, Uint8Array>();
 export function addressBytes(ip: string, field: string): Uint8Array {
   let bytes = cache.get(ip);
   if (bytes === undefined) {
-    bytes = parseStored(storedAddress(ip, field));
+    bytes = (typeof ip === 'string' ? ipv4Column(ip) : null) ?? parseStored(storedAddress(ip, field));
     if (cache.size >= MAX_CACHED) cache.clear();
     cache.set(ip, bytes);
   }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockList, isIP } from 'node:net';
 import { canonicalAddress, isLoopbackHost, parseAddress, parseAddressRange } from '../api/address.js';
+import { addressBytes, columnAddress, recordAddress } from '../flowlog/address.js';
 import { pick, prng } from './api-fixture.js';
 
 const SEED = 0xadd7e55;
@@ -53,6 +54,26 @@ test('addresses: ip-num parses what node does, and formats as RFC 5952 (URL) doe
       assert.equal(canonical, expected, JSON.stringify(text));
     }
     assert.equal(canonicalAddress(canonical), canonical, 'canonical text is a fixed point');
+  }
+  assert.ok(valid > 5000, `only ${valid} valid addresses`);
+});
+
+test('addresses: the store takes what node does, as the 16 bytes of the IPv6 column', (t) => {
+  t.diagnostic(`seed ${SEED}`);
+  const random = prng(SEED + 1);
+  let valid = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const text = addressLike(random);
+    const family = text.includes('%') ? 0 : isIP(text);
+    if (family === 0) {
+      assert.throws(() => addressBytes(text, 'src'), { code: 'INVALID_VALUE' }, JSON.stringify(text));
+      continue;
+    }
+    valid++;
+    const bytes = addressBytes(text, 'src');
+    assert.equal(bytes.length, 16);
+    if (family === 4) assert.deepEqual([...bytes], [...new Array(10).fill(0), 0xff, 0xff, ...text.split('.').map(Number)], text);
+    assert.equal(columnAddress(bytes), recordAddress(canonicalAddress(text)!), JSON.stringify(text));
   }
   assert.ok(valid > 5000, `only ${valid} valid addresses`);
 });
