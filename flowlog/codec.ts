@@ -46,19 +46,14 @@ export function enumValue(value: string, values: ReadonlyMap<string, number>, fi
 }
 
 const MAX_CACHED_TEXTS = 4096;
-const textCache = new Map<string, Uint8Array>();
-const textEncoder = new TextEncoder();
+const textCache = new Map<string, Buffer>();
 
-/**
- * UTF-8 bytes of a String column's value; names of nodes, namespaces and
- * interfaces repeat, so they are cached. Plain Uint8Arrays, as addresses and
- * header bytes are: the encoders' copy loops then see one array type.
- */
-export function utf8(value: string, field: string): Uint8Array {
+/** UTF-8 bytes of a String column's value; names of nodes, namespaces and interfaces repeat, so they are cached. */
+export function utf8(value: string, field: string): Buffer {
   if (typeof value !== 'string') throw invalid(field, value);
   let bytes = textCache.get(value);
   if (bytes === undefined) {
-    bytes = textEncoder.encode(value);
+    bytes = Buffer.from(value, 'utf8');
     if (value.length <= 64) {
       if (textCache.size >= MAX_CACHED_TEXTS) textCache.clear();
       textCache.set(value, bytes);

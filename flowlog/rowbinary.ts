@@ -122,10 +122,8 @@ export function putVarUInt(bytes: Uint8Array, at: number, count: number): number
   return at + 1;
 }
 
-/** Copies `value` to `at`; returns where the next value starts. Short values (names, addresses) are copied by a loop: cheaper than set(). */
+/** Copies `value` to `at`; returns where the next value starts. */
 export function putBytes(bytes: Uint8Array, at: number, value: Uint8Array): number {
-  const n = value.length;
-  if (n <= 32) for (let i = 0; i < n; i++) bytes[at + i] = value[i];
-  else bytes.set(value, at);
-  return at + n;
+  bytes.set(value, at);
+  return at + value.length;
 }

@@ -59,8 +59,8 @@ test('addresses: ip-num parses what node does, and formats as RFC 5952 (URL) doe
 });
 
 test('addresses: the store takes what node does, as the 16 bytes of the IPv6 column', (t) => {
-  t.diagnostic(`seed ${SEED}`);
-  const random = prng(SEED + 1);
+  t.diagnostic(`seed ${SEED + 2}`);
+  const random = prng(SEED + 2);
   let valid = 0;
   for (let i = 0; i < 20_000; i++) {
     const text = addressLike(random);

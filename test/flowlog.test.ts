@@ -369,7 +369,7 @@ test('inserted parts are compact (one file) below 64 MiB; a version-3 store gets
   for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 0, name);
   await store.close();
   store = await openStore({ path: storePath });
-  assert.equal(await count('SELECT max(version) FROM nettrail.schema_version'), 4);
+  assert.equal(await count('SELECT max(version) FROM nettrail.schema_version'), SCHEMA_VERSION);
   for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 64 * 1024 * 1024, name);
 });
 
