@@ -68,7 +68,7 @@ async function main() {
     let bytes = 0;
     // In batches of a read's block size, made before the clock starts.
     const batches: CaptureItem[][] = [];
-    for (let i = 0; i < records.length; i += 65_536) batches.push([{ kind: 'packets', batch: PacketBatch.fromRecords(records.slice(i, i + 65_536)) }]);
+    for (let i = 0; i < records.length; i += 8_192) batches.push([{ kind: 'packets', batch: PacketBatch.fromRecords(records.slice(i, i + 8_192)) }]);
     started = performance.now();
     for await (const chunk of writeCaptureFile(batches)) bytes += chunk.length;
     const writerMs = performance.now() - started;

@@ -83,7 +83,11 @@ const SLICE_QUANTILES = Array.from({ length: SLICE_PARTS - 1 }, (_, i) => (i + 1
 export interface PacketReadOptions {
   /** Rows per time slice at the most, roughly: a slice is sorted by the engine on its own (default 131 072). */
   sliceRows?: number;
-  /** Rows per block (max_block_size; default 65 536). */
+  /**
+   * Rows per block (max_block_size; default 8 192, about 1.4 MB of packets). Each block is
+   * copied twice on its way out of chDB; blocks of 65 536 rows (11 MB) took fresh memory each
+   * time in a new process, twice the page faults of an export's first run.
+   */
   blockRows?: number;
 }
 
@@ -101,7 +105,7 @@ export async function* packetBatchesForTuples(
   proto: Proto,
   tuples: readonly FourTuple[],
   range: TimeRange = {},
-  { sliceRows = 131_072, blockRows = 65_536 }: PacketReadOptions = {},
+  { sliceRows = 131_072, blockRows = 8_192 }: PacketReadOptions = {},
 ): AsyncGenerator<PacketBatch> {
   if (tuples.length === 0) return;
   const params: Params = {};
