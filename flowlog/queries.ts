@@ -156,7 +156,12 @@ export async function* packetBatchesForTuples(
   }
 }
 
-/** The newest state of every flow of the connections with any of `tuples`, overlapping `range`, by start. */
+/**
+ * The newest state of every flow of the connections with any of `tuples`, overlapping `range`, by start.
+ * The newest version of each flow (key conn_key, start_ts, id) is picked with LIMIT 1 BY, not
+ * FINAL: it reads the same granules, without FINAL's merge of every part's ranges (a third of
+ * the time as loaded). The range applies to that version, as it would after FINAL.
+ */
 export async function flowsForTuples(
   store: FlowLogStore,
   proto: Proto,
@@ -165,16 +170,19 @@ export async function flowsForTuples(
 ): Promise<FlowRecord[]> {
   if (tuples.length === 0) return [];
   const params: Params = {};
-  let where = `conn_key IN (${connKeyList(proto, tuples, params)})`;
-  if (range.from !== undefined) {
-    where += ` AND end_ts >= ${tsParam('from')}`;
-    params.from = range.from;
-  }
+  // start_ts is the same in every version (a key column), end_ts is not: it is compared with the newest.
+  let versions = `conn_key IN (${connKeyList(proto, tuples, params)})`;
   if (range.to !== undefined) {
-    where += ` AND start_ts <= ${tsParam('to')}`;
+    versions += ` AND start_ts <= ${tsParam('to')}`;
     params.to = range.to;
   }
-  const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM ${store.table('flows')} FINAL WHERE ${where} ORDER BY start_ts, id`;
+  let newest = `SELECT * FROM ${store.table('flows')} WHERE ${versions}
+    ORDER BY conn_key, start_ts, id, version DESC LIMIT 1 BY conn_key, start_ts, id`;
+  if (range.from !== undefined) {
+    newest = `SELECT * FROM (${newest}) WHERE end_ts >= ${tsParam('from')}`;
+    params.from = range.from;
+  }
+  const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM (${newest}) ORDER BY start_ts, id`;
   return selectAll(store, query, params, decodeFlow);
 }
 

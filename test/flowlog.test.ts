@@ -226,6 +226,23 @@ test('flows: the newest flush of each flow wins, found from either direction', a
   assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple], { to: T0 - 1n }), []);
 });
 
+test('flows: a time range is matched against the newest flush, not an older one', async () => {
+  const client = { ip: '10.3.1.1', port: 42001 };
+  const tuple = { src: client.ip, sport: client.port, dst: '10.3.0.2', dport: 443 };
+  // Written in this order, so the second is the newest although it ends earlier.
+  const older = flow({ id: 'node-a/eth0/20', client, end: T0 + 10n * SECOND });
+  const newest = flow({ id: 'node-a/eth0/20', client, end: T0 + 2n * SECOND, close: 'rst' });
+  const writer = new FlowLogWriter(store);
+  writer.addFlows([older]);
+  await writer.flush();
+  writer.addFlows([newest]);
+  await writer.close();
+
+  assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple]), [newest]);
+  assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple], { from: T0 + 5n * SECOND }), []);
+  assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple], { from: T0 + SECOND, to: T0 }), [newest]);
+});
+
 test('NAT entries are found from the original and the reply tuple, in both directions', async () => {
   const orig = { src: '10.2.0.1', sport: 41000, dst: '10.96.0.10', dport: 80 };
   const reply = { src: '10.2.0.5', sport: 8080, dst: '10.2.0.1', dport: 41000 };
