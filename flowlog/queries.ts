@@ -6,7 +6,7 @@ import { decodeFlow, decodeNat, FLOW_SELECT_COLUMNS, NAT_SELECT_COLUMNS } from '
 import type { NativeBlock } from './native.js';
 import { PACKET_READ_COLUMNS, packetBatchOf, type PacketBatch } from './packet-batch.js';
 import { FlowLogError } from './errors.js';
-import { connKeySql, PROTO_NUMBER } from './schema.js';
+import { connKeySql, FLOWS, NAT_TRANSLATIONS, PROTO_NUMBER, type TableDefinition } from './schema.js';
 import type { FlowLogStore } from './store.js';
 
 export interface TimeRange {
@@ -157,11 +157,18 @@ export async function* packetBatchesForTuples(
 }
 
 /**
- * The newest state of every flow of the connections with any of `tuples`, overlapping `range`, by start.
- * The newest version of each flow (key conn_key, start_ts, id) is picked with LIMIT 1 BY, not
- * FINAL: it reads the same granules, without FINAL's merge of every part's ranges (a third of
- * the time as loaded). The range applies to that version, as it would after FINAL.
+ * The rows of a ReplacingMergeTree table that match `where`, each in its newest version (the
+ * highest version column among rows with the same sorting key), as FINAL returns them; `where`
+ * may test only columns that are the same in every version. Picked with LIMIT 1 BY over the
+ * sorting key: it reads the same granules as FINAL without merging every part's ranges
+ * (tables as loaded: flows in 11 parts, p95 41 → 10 ms; NAT entries in 20 parts, p50 120–139 → 16–21 ms).
  */
+function newestVersions(store: FlowLogStore, table: TableDefinition, where: string): string {
+  const key = table.orderBy.replace(/^\((.*)\)$/, '$1');
+  return `SELECT * FROM ${store.table(table.name)} WHERE ${where} ORDER BY ${key}, ${table.engineArgs[0]} DESC LIMIT 1 BY ${key}`;
+}
+
+/** The newest state of every flow of the connections with any of `tuples`, overlapping `range`, by start. */
 export async function flowsForTuples(
   store: FlowLogStore,
   proto: Proto,
@@ -176,8 +183,7 @@ export async function flowsForTuples(
     versions += ` AND start_ts <= ${tsParam('to')}`;
     params.to = range.to;
   }
-  let newest = `SELECT * FROM ${store.table('flows')} WHERE ${versions}
-    ORDER BY conn_key, start_ts, id, version DESC LIMIT 1 BY conn_key, start_ts, id`;
+  let newest = newestVersions(store, FLOWS, versions);
   if (range.from !== undefined) {
     newest = `SELECT * FROM (${newest}) WHERE end_ts >= ${tsParam('from')}`;
     params.from = range.from;
@@ -197,14 +203,16 @@ export async function natForTuple(
   at?: EpochNs,
 ): Promise<NatTranslation[]> {
   const params: Params = {};
-  let query = `WITH ${connKeyList(proto, [tuple], params)} AS lookup_key
-    SELECT ${NAT_SELECT_COLUMNS} FROM ${store.table('nat_translations')} FINAL
-    WHERE (orig_key = lookup_key OR reply_key = lookup_key)`;
+  const key = connKeyList(proto, [tuple], params);
+  // The tuples and first_seen are the same in every version of an entry, last_seen is not: it is compared with the newest.
+  let versions = `(orig_key = ${key} OR reply_key = ${key})`;
   if (at !== undefined) {
-    query += ` AND first_seen <= ${tsParam('at')} AND last_seen >= ${tsParam('at')}`;
+    versions += ` AND first_seen <= ${tsParam('at')}`;
     params.at = at;
   }
-  return selectAll(store, `${query} ORDER BY first_seen, node, netns`, params, decodeNat);
+  let newest = newestVersions(store, NAT_TRANSLATIONS, versions);
+  if (at !== undefined) newest = `SELECT * FROM (${newest}) WHERE last_seen >= ${tsParam('at')}`;
+  return selectAll(store, `SELECT ${NAT_SELECT_COLUMNS} FROM (${newest}) ORDER BY first_seen, node, netns`, params, decodeNat);
 }
 
 export interface NatFilter {
