@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { packetHeaders } from './flowlog-headers.js';
 import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../flowlog/queries.js';
 import { column, nativeBlocks, type FixedColumn, type NativeBlock } from '../flowlog/native.js';
+import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
 import type { PacketBatch } from '../flowlog/packet-batch.js';
 
 let dir: string;
@@ -241,6 +242,25 @@ test('flows: a time range is matched against the newest flush, not an older one'
   assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple]), [newest]);
   assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple], { from: T0 + 5n * SECOND }), []);
   assert.deepEqual(await flowsForTuples(store, 'tcp', [tuple], { from: T0 + SECOND, to: T0 }), [newest]);
+});
+
+test('flows by SYN/SYN-ACK sequence numbers: the newest flush of each flow, and only if it still matches', async () => {
+  const client = { ip: '10.3.2.1', port: 42002 };
+  // The SYN-ACK arrives with the second flush.
+  const synOnly = flow({ id: 'node-a/eth0/30', client, synSeq: 777, synAckSeq: null });
+  const handshake = flow({ id: 'node-a/eth0/30', client, synSeq: 777, synAckSeq: 888, end: T0 + 3n * SECOND });
+  // Another flow whose older flush matches but whose newest does not.
+  const renumbered = flow({ id: 'node-b/eth0/31', node: 'node-b', client, synSeq: 777, synAckSeq: 888 });
+  const writer = new FlowLogWriter(store);
+  writer.addFlows([synOnly, renumbered]);
+  await writer.flush();
+  writer.addFlows([handshake, { ...renumbered, synAckSeq: 999 }]);
+  await writer.close();
+
+  assert.deepEqual(await flowsBySynSeq(store, 'tcp', 777, 888, {}), [handshake]);
+  assert.deepEqual(await flowsBySynSeq(store, 'tcp', 777, 888, { from: T0, to: T0 }), [handshake]);
+  assert.deepEqual(await flowsBySynSeq(store, 'tcp', 777, 888, { from: T0 + 1n }), []);
+  assert.deepEqual(await flowsBySynSeq(store, 'udp', 777, 888, {}), []);
 });
 
 test('NAT entries are found from the original and the reply tuple, in both directions', async () => {
