@@ -81,7 +81,11 @@ const SLICE_PARTS = 64;
 const SLICE_QUANTILES = Array.from({ length: SLICE_PARTS - 1 }, (_, i) => (i + 1) / SLICE_PARTS);
 
 export interface PacketReadOptions {
-  /** Rows per time slice at the most, roughly: a slice is sorted by the engine on its own (default 131 072). */
+  /**
+   * Rows per time slice at the most, roughly: a slice is sorted by the engine on its own, two at a
+   * time (default 262 144, about 45 MB of rows each). Every slice costs a chDB session and a query whose
+   * start runs on the main thread (4–10 ms); slices of 131 072 made exports about 10 % slower.
+   */
   sliceRows?: number;
   /**
    * Rows per block (max_block_size; default 8 192, about 1.4 MB of packets). Each block is
@@ -105,7 +109,7 @@ export async function* packetBatchesForTuples(
   proto: Proto,
   tuples: readonly FourTuple[],
   range: TimeRange = {},
-  { sliceRows = 131_072, blockRows = 8_192 }: PacketReadOptions = {},
+  { sliceRows = 262_144, blockRows = 8_192 }: PacketReadOptions = {},
 ): AsyncGenerator<PacketBatch> {
   if (tuples.length === 0) return;
   const params: Params = {};
