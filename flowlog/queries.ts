@@ -84,7 +84,7 @@ export interface PacketReadOptions {
   /**
    * Rows per time slice at the most, roughly: a slice is sorted by the engine on its own, two at a
    * time (default 262 144, about 45 MB of rows each). Every slice costs a chDB session and a query whose
-   * start runs on the main thread (4–10 ms); slices of 131 072 made exports about 10 % slower.
+   * start runs on the main thread (4–10 ms); with slices of 131 072 first exports were about 8 % slower.
    */
   sliceRows?: number;
   /**

@@ -167,7 +167,13 @@ export async function openStore(opts: StoreOptions): Promise<FlowLogStore> {
     } else {
       const server = serverConfig(opts);
       target = server.target;
-      client = createClient({ url: server.url, username: server.username, password: server.password });
+      client = createClient({
+        url: server.url, username: server.username, password: server.password,
+        // In a cluster, a query on a Distributed table with an IN subquery on another (flow search,
+        // drops, tcp-seq flows) is refused by default; 'global' runs the subquery once, over the
+        // whole cluster, and sends its result to the shards.
+        clickhouse_settings: target.cluster === null ? {} : { distributed_product_mode: 'global' },
+      });
     }
   } catch (err) {
     throw asOpenError(err, where);
