@@ -36,7 +36,7 @@ export class RowBinaryWriter {
 
   /**
    * Reserves `n` bytes and returns where they start, for writing them through
-   * `raw` and `view` (taken after this call: growing replaces both).
+   * `raw` and `dataView` (taken after this call: growing replaces both).
    */
   reserve(n: number): number {
     const at = this.at;
