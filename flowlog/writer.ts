@@ -10,7 +10,10 @@ import { TABLE_NAMES, type TableName } from './schema.js';
 import type { FlowLogStore } from './store.js';
 
 export interface WriterOptions {
-  /** A table's rows are inserted once this many are buffered (default 100 000); a call's records always go in one insert. */
+  /**
+   * A table's rows are inserted once this many are buffered (default 100 000, at most highWaterRows, so that a
+   * table over its high-water mark always has an insert to wait for); a call's records always go in one insert.
+   */
   batchRows?: number;
   /** ... or this long after the first of them was buffered (default 1000 ms). */
   flushIntervalMs?: number;
@@ -105,10 +108,10 @@ export class FlowLogWriter {
     private readonly store: FlowLogStore,
     options: WriterOptions = {},
   ) {
-    this.batchRows = options.batchRows ?? 100_000;
     this.flushIntervalMs = options.flushIntervalMs ?? 1000;
     this.maxBufferedRows = options.maxBufferedRows ?? 500_000;
     this.highWaterRows = options.highWaterRows ?? Math.ceil(this.maxBufferedRows / 2);
+    this.batchRows = Math.min(options.batchRows ?? 100_000, this.highWaterRows);
     this.retryInitialMs = options.retryInitialMs ?? 200;
     this.retryMaxMs = options.retryMaxMs ?? 10_000;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
