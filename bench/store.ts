@@ -8,7 +8,7 @@
 // 2. insert rates: packets and flows through the writer (records → stored), and the engine alone (RowBinary → stored);
 // 3. connection lookup latency (flows + packets of one connection) with N flows and N × P packets stored,
 //    generated inside ClickHouse (INSERT ... SELECT FROM numbers()); flows by SYN sequence numbers.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -40,6 +40,49 @@ const cpuPerRow = (from: NodeJS.CpuUsage, rows: number) => {
   const used = process.cpuUsage(from);
   return ((used.user + used.system) / rows).toFixed(2);
 };
+
+/** Which threads of this process do what, by their names (/proc/self/task/N/comm). */
+function threadRole(tid: string, name: string): string {
+  if (tid === String(process.pid)) return 'main thread (JavaScript)';
+  if (name === 'MergeMutate') return 'ClickHouse merges';
+  if (name === 'ThreadPool' || name.startsWith('QueryPipeline') || name.startsWith('QueryCompPipe')) return 'ClickHouse queries (inserts)';
+  if (name === 'node' || name.startsWith('libuv')) return "Node's other threads (GC, file I/O)";
+  return 'other threads';
+}
+
+/** CPU microseconds used so far by each live thread, by tid. */
+function threadCpu(): Map<string, { role: string; us: number }> {
+  const ticks = new Map<string, { role: string; us: number }>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime and stime, fields 14 and 15 of stat, in clock ticks of 10 ms.
+      const us = (Number(fields[11]) + Number(fields[12])) * 10_000;
+      ticks.set(tid, { role: threadRole(tid, readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()), us });
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return ticks;
+}
+
+/** µs of CPU per row by thread role since `from` (threadCpu()); threads that ended meanwhile count as 'other threads'. */
+function cpuPerRowByRole(from: ReturnType<typeof threadCpu>, cpuFrom: NodeJS.CpuUsage, rows: number): string {
+  const used = process.cpuUsage(cpuFrom);
+  const byRole = new Map<string, number>();
+  let counted = 0;
+  for (const [tid, { role, us }] of threadCpu()) {
+    const spent = us - (from.get(tid)?.us ?? 0);
+    byRole.set(role, (byRole.get(role) ?? 0) + spent);
+    counted += spent;
+  }
+  byRole.set('other threads', (byRole.get('other threads') ?? 0) + Math.max(0, used.user + used.system - counted));
+  return [...byRole].filter(([, us]) => us / rows >= 0.005).sort((a, b) => b[1] - a[1])
+    .map(([role, us]) => `${role} ${(us / rows).toFixed(2)}`).join(', ');
+}
+/** Packet records the insert rates are measured with (see where the sample is made). */
+const SAMPLE_RECORDS = 100_000;
 const fmt = (n: number, digits = 0) => n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 async function rows<T = unknown[]>(store: FlowLogStore, query: string, params: Record<string, unknown> = {}): Promise<T[]> {
@@ -321,15 +364,18 @@ async function main() {
     // 2. Insert rates.
     console.log('\n2. insert rates (embedded)');
     const insertRows = Number(args['insert-rows']);
-    const sample = [...syntheticPackets(Math.ceil(500_000 / 120), 60, 200, t0)].slice(0, 500_000);
+    // 100 000 records, used again and again: capture's records are dropped once encoded, and a larger
+    // sample kept alive made the writer's run pay for the garbage collector marking it (500 000 records,
+    // 200 MB of heap: major collections about once a second, 0.15–0.4 µs per header).
+    const sample = [...syntheticPackets(Math.ceil(SAMPLE_RECORDS / 120), 60, 200, t0)].slice(0, SAMPLE_RECORDS);
     await command(store, 'TRUNCATE TABLE nettrail.packets');
     {
-      // Encoding on the main thread, with nothing else running: the best of three passes over the sample,
+      // Encoding on the main thread, with nothing else running: the best of ten passes over the sample,
       // into buffers allocated once (as the writer reuses the buffers of batches written).
       const outs = Array.from({ length: Math.ceil(sample.length / 100_000) }, () => new RowBinaryWriter(24_000_000));
       const bodies: Buffer[] = [];
       let best = Infinity;
-      for (let pass = 0; pass < 3; pass++) {
+      for (let pass = 0; pass < 10; pass++) {
         bodies.length = 0;
         const started = performance.now();
         for (let i = 0; i < sample.length; i += 100_000) {
@@ -344,6 +390,7 @@ async function main() {
         `${fmt(bodies.reduce((n, b) => n + b.length, 0) / sample.length, 1)} bytes/row`);
       const started = performance.now();
       const cpu = process.cpuUsage();
+      const threads = threadCpu();
       let inserted = 0;
       while (inserted < insertRows) {
         for (const body of bodies) {
@@ -353,13 +400,14 @@ async function main() {
       }
       const seconds = (performance.now() - started) / 1000;
       console.log(`  packets, engine alone (RowBinary → stored, 100 000 rows per insert, one at a time): ${fmt(inserted / seconds)} headers/s; ` +
-        `${cpuPerRow(cpu, inserted)} µs of CPU per header`);
+        `${cpuPerRow(cpu, inserted)} µs of CPU per header\n    by thread (µs per header): ${cpuPerRowByRole(threads, cpu, inserted)}`);
     }
     await command(store, 'TRUNCATE TABLE nettrail.packets');
     {
       const writer = new FlowLogWriter(store, { batchRows: 100_000 });
       const started = performance.now();
       const cpu = process.cpuUsage();
+      const threads = threadCpu();
       let accepted = 0;
       while (accepted < insertRows) {
         for (let i = 0; i < sample.length && accepted < insertRows; i += 10_000) {
@@ -370,7 +418,8 @@ async function main() {
       await writer.close();
       const seconds = (performance.now() - started) / 1000;
       console.log(`  packets through the writer (records → stored; encoding and inserts overlap): ${fmt(accepted / seconds)} headers/s ` +
-        `(${fmt(accepted)} in ${fmt(seconds, 1)} s, ${writer.stats().packets.dropped} dropped); ${cpuPerRow(cpu, accepted)} µs of CPU per header (all threads)`);
+        `(${fmt(accepted)} in ${fmt(seconds, 1)} s, ${writer.stats().packets.dropped} dropped); ${cpuPerRow(cpu, accepted)} µs of CPU per header (all threads)\n` +
+        `    by thread (µs per header): ${cpuPerRowByRole(threads, cpu, accepted)}`);
     }
     {
       const flows = syntheticFlows(1_000_000, t0);
