@@ -46,25 +46,26 @@ function threadRole(tid: string, name: string): string {
   if (tid === String(process.pid)) return 'main thread (JavaScript)';
   if (name === 'MergeMutate') return 'ClickHouse merges';
   if (name === 'ThreadPool' || name.startsWith('QueryPipeline') || name.startsWith('QueryCompPipe')) return 'ClickHouse queries (inserts)';
-  if (name === 'node' || name.startsWith('libuv')) return "Node's other threads (GC, file I/O)";
+  // V8's garbage collector helpers and libuv's pool (file writes, chDB's calls) are all named after the process.
+  if (name === 'node' || name.startsWith('libuv')) return "Node's other threads (GC, libuv)";
   return 'other threads';
 }
 
 /** CPU microseconds used so far by each live thread, by tid. */
 function threadCpu(): Map<string, { role: string; us: number }> {
-  const ticks = new Map<string, { role: string; us: number }>();
+  const byTid = new Map<string, { role: string; us: number }>();
   for (const tid of readdirSync('/proc/self/task')) {
     try {
       const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime and stime, fields 14 and 15 of stat, in clock ticks of 10 ms.
+      // utime and stime, fields 14 and 15 of stat, in clock ticks (USER_HZ, 100 a second on Linux).
       const us = (Number(fields[11]) + Number(fields[12])) * 10_000;
-      ticks.set(tid, { role: threadRole(tid, readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()), us });
+      byTid.set(tid, { role: threadRole(tid, readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()), us });
     } catch {
       // The thread ended between the listing and the read.
     }
   }
-  return ticks;
+  return byTid;
 }
 
 /** µs of CPU per row by thread role since `from` (threadCpu()); threads that ended meanwhile count as 'other threads'. */
@@ -81,6 +82,7 @@ function cpuPerRowByRole(from: ReturnType<typeof threadCpu>, cpuFrom: NodeJS.Cpu
   return [...byRole].filter(([, us]) => us / rows >= 0.005).sort((a, b) => b[1] - a[1])
     .map(([role, us]) => `${role} ${(us / rows).toFixed(2)}`).join(', ');
 }
+
 /** Packet records the insert rates are measured with (see where the sample is made). */
 const SAMPLE_RECORDS = 100_000;
 const fmt = (n: number, digits = 0) => n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
