@@ -187,12 +187,12 @@ export async function flowsForTuples(
     versions += ` AND start_ts <= ${tsParam('to')}`;
     params.to = range.to;
   }
-  let newest = newestVersions(store, FLOWS, versions);
+  let whereNewest = '';
   if (range.from !== undefined) {
-    newest = `SELECT * FROM (${newest}) WHERE end_ts >= ${tsParam('from')}`;
+    whereNewest = ` WHERE end_ts >= ${tsParam('from')}`;
     params.from = range.from;
   }
-  const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM (${newest}) ORDER BY start_ts, id`;
+  const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM (${newestVersions(store, FLOWS, versions)})${whereNewest} ORDER BY start_ts, id`;
   return selectAll(store, query, params, decodeFlow);
 }
 
@@ -214,9 +214,9 @@ export async function natForTuple(
     versions += ` AND first_seen <= ${tsParam('at')}`;
     params.at = at;
   }
-  let newest = newestVersions(store, NAT_TRANSLATIONS, versions);
-  if (at !== undefined) newest = `SELECT * FROM (${newest}) WHERE last_seen >= ${tsParam('at')}`;
-  return selectAll(store, `SELECT ${NAT_SELECT_COLUMNS} FROM (${newest}) ORDER BY first_seen, node, netns`, params, decodeNat);
+  const whereNewest = at === undefined ? '' : ` WHERE last_seen >= ${tsParam('at')}`;
+  const query = `SELECT ${NAT_SELECT_COLUMNS} FROM (${newestVersions(store, NAT_TRANSLATIONS, versions)})${whereNewest} ORDER BY first_seen, node, netns`;
+  return selectAll(store, query, params, decodeNat);
 }
 
 export interface NatFilter {
