@@ -15,11 +15,13 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectionRange } from '../api/connection.js';
 import { formatIPv4, formatIPv6, packetIdOf, parseTcpOptions } from '../capture/decode.js';
-import { encodePacket, PACKET_COLUMNS } from '../flowlog/codec.js';
 import { flowsForTuples, packetBatchesForTuples } from '../flowlog/queries.js';
 import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
 import { LINKTYPE_ETHERNET, type FlowRecord, type FourTuple, type PacketRecord } from '../flowlog/records.js';
+import { PacketChunkBatch } from '../flowlog/packet-chunk-batch.js';
+import { packChunksSql, PACKET_CHUNK_COLUMNS } from '../flowlog/packet-chunks.js';
 import { RowBinaryWriter } from '../flowlog/rowbinary.js';
+import { TABLES, type TableName } from '../flowlog/schema.js';
 import { openStore, type FlowLogStore } from '../flowlog/store.js';
 import { FlowLogWriter } from '../flowlog/writer.js';
 
@@ -97,14 +99,17 @@ async function command(store: FlowLogStore, query: string): Promise<void> {
 }
 
 /** Rows, compressed column bytes and bytes on disk (marks, index, checksums too) of a table's active parts. */
-async function tableSize(store: FlowLogStore, table: string) {
-  await command(store, `OPTIMIZE TABLE nettrail.${table} FINAL`);
-  const [[count, data, disk]] = await rows<[string, string, string]>(
+/** Bytes a table takes, and its records: rows, or for packets the packets in their chunks. */
+async function tableSize(store: FlowLogStore, name: TableName) {
+  const table = TABLES[name].name;
+  await command(store, `OPTIMIZE TABLE ${store.table(name)} FINAL`);
+  const [[data, disk]] = await rows<[string, string]>(
     store,
-    `SELECT sum(rows), sum(data_compressed_bytes), sum(bytes_on_disk) FROM system.parts
+    `SELECT sum(data_compressed_bytes), sum(bytes_on_disk) FROM system.parts
      WHERE database = 'nettrail' AND table = {table:String} AND active`,
     { table },
   );
+  const [[count]] = await rows<[string]>(store, `SELECT ${name === 'packets' ? 'sum(count)' : 'count()'} FROM ${store.table(name)}`);
   const columns = await rows<[string, string]>(
     store,
     `SELECT column, sum(column_data_compressed_bytes) FROM system.parts_columns
@@ -346,11 +351,11 @@ async function main() {
       };
       await writeAll(store, packets());
       reportSize(`real capture ${path.basename(capture)}`, await tableSize(store, 'packets'), 'header');
-      await command(store, 'TRUNCATE TABLE nettrail.packets');
+      await command(store, 'TRUNCATE TABLE nettrail.packet_chunks');
     }
     await writeAll(store, syntheticPackets(20_000, 60, 200, t0));
     reportSize('synthetic streams (20 000 connections × 60 packets × 2 points, random TCP checksums)', await tableSize(store, 'packets'), 'header');
-    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    await command(store, 'TRUNCATE TABLE nettrail.packet_chunks');
     {
       const writer = new FlowLogWriter(store);
       const flows = syntheticFlows(1_000_000, t0);
@@ -370,12 +375,13 @@ async function main() {
     // sample kept alive made the writer's run pay for the garbage collector marking it (500 000 records,
     // 200 MB of heap: major collections about once a second, 0.15–0.4 µs per header).
     const sample = [...syntheticPackets(Math.ceil(SAMPLE_RECORDS / 120), 60, 200, t0)].slice(0, SAMPLE_RECORDS);
-    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    await command(store, 'TRUNCATE TABLE nettrail.packet_chunks');
     {
-      // Encoding on the main thread, with nothing else running: the best of ten passes over the sample,
-      // into buffers allocated once (as the writer reuses the buffers of batches written).
+      // Encoding on the main thread, with nothing else running: the best of ten passes over the sample
+      // (grouped into chunks, then packed), into buffers allocated once (as the writer reuses the buffers of batches written).
       const outs = Array.from({ length: Math.ceil(sample.length / 100_000) }, () => new RowBinaryWriter(24_000_000));
       const bodies: Buffer[] = [];
+      const chunks = new PacketChunkBatch();
       let best = Infinity;
       for (let pass = 0; pass < 10; pass++) {
         bodies.length = 0;
@@ -383,28 +389,30 @@ async function main() {
         for (let i = 0; i < sample.length; i += 100_000) {
           const out = outs[i / 100_000];
           out.truncate(0);
-          for (let j = i; j < Math.min(i + 100_000, sample.length); j++) encodePacket(sample[j], out);
+          const records = sample.slice(i, i + 100_000);
+          chunks.add(records, records.length);
+          chunks.encode(out);
           bodies.push(out.contents());
         }
         best = Math.min(best, performance.now() - started);
       }
       console.log(`  packets, encoding alone (records → RowBinary, JavaScript): ${fmt(sample.length / (best / 1000))} headers/s, ` +
-        `${fmt(bodies.reduce((n, b) => n + b.length, 0) / sample.length, 1)} bytes/row`);
+        `${fmt(bodies.reduce((n, b) => n + b.length, 0) / sample.length, 1)} bytes/header`);
       const started = performance.now();
       const cpu = process.cpuUsage();
       const threads = threadCpu();
       let inserted = 0;
       while (inserted < insertRows) {
         for (const body of bodies) {
-          await store.insertRowBinary('packets', PACKET_COLUMNS, body);
+          await store.insertRowBinary('packets', PACKET_CHUNK_COLUMNS, body);
           inserted += 100_000;
         }
       }
       const seconds = (performance.now() - started) / 1000;
-      console.log(`  packets, engine alone (RowBinary → stored, 100 000 rows per insert, one at a time): ${fmt(inserted / seconds)} headers/s; ` +
+      console.log(`  packets, engine alone (RowBinary → stored, chunks of 100 000 headers per insert, one at a time): ${fmt(inserted / seconds)} headers/s; ` +
         `${cpuPerRow(cpu, inserted)} µs of CPU per header\n    by thread (µs per header): ${cpuPerRowByRole(threads, cpu, inserted)}`);
     }
-    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    await command(store, 'TRUNCATE TABLE nettrail.packet_chunks');
     {
       const writer = new FlowLogWriter(store, { batchRows: 100_000 });
       const started = performance.now();
@@ -435,7 +443,7 @@ async function main() {
       const seconds = (performance.now() - started) / 1000;
       console.log(`  flows through the writer: ${fmt(flows.length / seconds)} flows/s`);
     }
-    await command(store, 'TRUNCATE TABLE nettrail.packets');
+    await command(store, 'TRUNCATE TABLE nettrail.packet_chunks');
     await command(store, 'TRUNCATE TABLE nettrail.flows');
 
     // 3. Lookup latency at scale (--lookup-flows 0 skips it).
@@ -459,16 +467,26 @@ async function main() {
     const flowSeconds = (performance.now() - started) / 1000;
     started = performance.now();
     const residual = '00'.repeat(14) + '4500' + '00'.repeat(4) + '4000' + '4006' + '00'.repeat(32) + '0101080a' + '00'.repeat(8);
-    await command(store, `INSERT INTO nettrail.packets (ts, node, netns, iface, netns_ino, ifindex, direction, proto, src, sport, dst, dport,
-        ip_id, seq, ack, flags, win, len, wire_len, opt_present, opt_ts_val, opt_ts_ecr, link_type, packet_id, headers_residual)
-      SELECT fromUnixTimestamp64Nano(toInt64(${t0}) + toInt64(intDiv(number, ${perFlow})) * 20000000 + toInt64(number % ${perFlow}) * 500000, 'UTC'),
-        'bench', 'client', 'eth0', 1, 2, if(number % 2 = 0, 'egress', 'ingress'), 'tcp',
-        if(number % 2 = 0, ${client(`intDiv(number, ${perFlow})`)}, toIPv6('::ffff:10.200.0.1')), if(number % 2 = 0, ${sport(`intDiv(number, ${perFlow})`)}, 443),
-        if(number % 2 = 0, toIPv6('::ffff:10.200.0.1'), ${client(`intDiv(number, ${perFlow})`)}), if(number % 2 = 0, 443, ${sport(`intDiv(number, ${perFlow})`)}),
-        toUInt16(number % 65536), toUInt32(number * 1448 % 4294967296), toUInt32(number * 700 % 4294967296), 16, 502, 1448, 1514, 24,
-        toUInt32(intDiv(number, 10) % 4294967296), toUInt32(intDiv(number, 10) % 4294967296), 1, cityHash64(number),
-        concat(unhex('${residual.slice(0, 100)}'), reinterpretAsString(toUInt16(cityHash64(number, 3) % 65536)), unhex('${residual.slice(104)}'))
-      FROM numbers(${packetCount})`);
+    // Generated a row per packet, packed into chunks as the migration from a row per packet packs them, in blocks of flows.
+    const flowsPerInsert = 500_000;
+    for (let first = 0; first < flowCount; first += flowsPerInsert) {
+      const flows = Math.min(flowsPerInsert, flowCount - first);
+      await command(store, packChunksSql(store.table('packets'), `(SELECT
+          fromUnixTimestamp64Nano(toInt64(${t0}) + toInt64(intDiv(number, ${perFlow})) * 20000000 + toInt64(number % ${perFlow}) * 500000, 'UTC') AS ts,
+          'bench' AS node, 'client' AS netns, 'eth0' AS iface, toUInt32(1) AS netns_ino, toUInt32(2) AS ifindex, 'tc' AS hook,
+          if(number % 2 = 0, 'egress', 'ingress') AS direction, 'tcp' AS proto,
+          if(number % 2 = 0, ${client(`intDiv(number, ${perFlow})`)}, toIPv6('::ffff:10.200.0.1')) AS src,
+          if(number % 2 = 0, ${sport(`intDiv(number, ${perFlow})`)}, 443) AS sport,
+          if(number % 2 = 0, toIPv6('::ffff:10.200.0.1'), ${client(`intDiv(number, ${perFlow})`)}) AS dst,
+          if(number % 2 = 0, 443, ${sport(`intDiv(number, ${perFlow})`)}) AS dport,
+          toUInt16(number % 65536) AS ip_id, toUInt32(number * 1448 % 4294967296) AS seq, toUInt32(number * 700 % 4294967296) AS ack,
+          toUInt8(16) AS flags, toUInt16(502) AS win, toUInt32(1448) AS len, toUInt32(1514) AS wire_len, toUInt8(24) AS opt_present,
+          toUInt16(0) AS opt_mss, toUInt8(0) AS opt_wscale, false AS opt_sack_perm,
+          toUInt32(intDiv(number, 10) % 4294967296) AS opt_ts_val, toUInt32(intDiv(number, 10) % 4294967296) AS opt_ts_ecr,
+          CAST([], 'Array(Tuple(UInt32, UInt32))') AS opt_sack, toUInt16(1) AS link_type, cityHash64(number) AS packet_id,
+          concat(unhex('${residual.slice(0, 100)}'), reinterpretAsString(toUInt16(cityHash64(number, 3) % 65536)), unhex('${residual.slice(104)}')) AS headers_residual
+        FROM numbers(${first * perFlow}, ${flows * perFlow}))`));
+    }
     const packetSeconds = (performance.now() - started) / 1000;
     console.log(`  generated in ClickHouse: flows ${fmt(flowSeconds, 1)} s (${fmt(flowCount / flowSeconds)}/s), ` +
       `packets ${fmt(packetSeconds, 1)} s (${fmt(packetCount / packetSeconds)}/s)`);
@@ -476,12 +494,12 @@ async function main() {
     for (const state of ['as loaded', 'after OPTIMIZE FINAL']) {
       if (state !== 'as loaded') {
         started = performance.now();
-        await command(store, 'OPTIMIZE TABLE nettrail.packets FINAL');
+        await command(store, 'OPTIMIZE TABLE nettrail.packet_chunks FINAL');
         await command(store, 'OPTIMIZE TABLE nettrail.flows FINAL');
         console.log(`  OPTIMIZE FINAL of both tables: ${fmt((performance.now() - started) / 1000, 1)} s`);
       }
       const [[parts, partitions]] = await rows<[string, string]>(store,
-        `SELECT count(), uniqExact(partition) FROM system.parts WHERE database = 'nettrail' AND table = 'packets' AND active`);
+        `SELECT count(), uniqExact(partition) FROM system.parts WHERE database = 'nettrail' AND table = 'packet_chunks' AND active`);
       console.log(`  ${state}: packets in ${parts} parts over ${partitions} daily partitions`);
       const rnd = random(99);
       const times = { flows: [] as number[], packets: [] as number[], both: [] as number[] };

@@ -1,16 +1,17 @@
-// Records <-> table rows, and the checks every encoder (drops.ts too) puts values through. Inserts are RowBinary rows of the *_COLUMNS, in
-// that order, with the tables' own column types. Packets are read in bulk
+// Records <-> table rows, and the checks every encoder (drops.ts and
+// packet-chunk-batch.ts too) puts values through. Inserts are RowBinary rows
+// of the *_COLUMNS, in that order, with the tables' own column types. Packets
+// are written in chunks (packet-chunk-batch.ts) and read in bulk
 // (packet-batch.ts); flows and NAT entries select the *_SELECT_COLUMNS in
 // JSONCompactEachRow, 64-bit values through toString() so they stay exact.
 
-import type { FlowRecord, FourTuple, NatTranslation, PacketRecord } from './records.js';
+import type { FlowRecord, FourTuple, NatTranslation } from './records.js';
 import { addressBytes, recordAddress } from './address.js';
 import { FlowLogError } from './errors.js';
-import { headerLayout, xorColumnBytes } from './residual.js';
-import { putBytes, putVarUInt, varUIntSize, type RowBinaryWriter } from './rowbinary.js';
+import type { RowBinaryWriter } from './rowbinary.js';
 import { PROTO_NUMBER } from './schema.js';
 
-const U8 = 0xff;
+export const U8 = 0xff;
 export const U16 = 0xffff;
 export const U32 = 0xffffffff;
 const U64 = (1n << 64n) - 1n;
@@ -74,85 +75,6 @@ const NAT_VIA = new Map([['iptables', 1], ['ipvs', 2], ['ovs', 3]]);
 
 /** Bits of `opt_present`. */
 export const OPTION_BIT = { mss: 1, wscale: 2, sack_perm: 4, ts_val: 8, ts_ecr: 16, sack: 32 } as const;
-
-// ---- packets
-
-export const PACKET_COLUMNS = [
-  'ts', 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto',
-  'src', 'sport', 'dst', 'dport', 'ip_id', 'seq', 'ack', 'flags', 'win', 'len', 'wire_len',
-  'opt_present', 'opt_mss', 'opt_wscale', 'opt_sack_perm', 'opt_ts_val', 'opt_ts_ecr', 'opt_sack',
-  'link_type', 'packet_id', 'headers_residual',
-] as const;
-
-/** Bytes of a packet row besides its strings, SACK blocks and their lengths. */
-const PACKET_FIXED_BYTES = 8 + 4 + 4 + 3 + 16 + 2 + 16 + 2 + 2 + 4 + 4 + 1 + 2 + 4 + 4 + 1 + 2 + 1 + 1 + 4 + 4 + 2 + 8;
-
-/**
- * A packet's row: its size is worked out first and reserved at once, then the
- * values are written at their offsets (the hot loop of the flow-log writer).
- */
-export function encodePacket(p: PacketRecord, out: RowBinaryWriter): void {
-  const o = p.options;
-  const ts = timestamp(p.ts, 'ts');
-  const packetId = u64(p.packetId, 'packetId');
-  const src = addressBytes(p.src, 'src');
-  const dst = addressBytes(p.dst, 'dst');
-  const node = utf8(p.node, 'node');
-  const netns = utf8(p.netns, 'netns');
-  const iface = utf8(p.iface, 'iface');
-  const hook = enumValue(p.hook, HOOK, 'hook');
-  const direction = enumValue(p.direction, DIRECTION, 'direction');
-  const proto = enumValue(p.proto, PROTO, 'proto');
-  const headers = p.headers;
-  if (!(headers instanceof Uint8Array)) throw invalid('headers', headers);
-  const sack = o.sack;
-  const sackBlocks = sack === undefined ? 0 : sack.length;
-  const present = (o.mss === undefined ? 0 : OPTION_BIT.mss) | (o.wscale === undefined ? 0 : OPTION_BIT.wscale) |
-    (o.sack_perm === undefined ? 0 : OPTION_BIT.sack_perm) | (o.ts_val === undefined ? 0 : OPTION_BIT.ts_val) |
-    (o.ts_ecr === undefined ? 0 : OPTION_BIT.ts_ecr) | (sack === undefined ? 0 : OPTION_BIT.sack);
-
-  const size = PACKET_FIXED_BYTES + varUIntSize(node.length) + node.length + varUIntSize(netns.length) + netns.length +
-    varUIntSize(iface.length) + iface.length + varUIntSize(sackBlocks) + 8 * sackBlocks + varUIntSize(headers.length) + headers.length;
-  let at = out.reserve(size);
-  const bytes = out.raw;
-  const view = out.dataView;
-  view.setBigInt64(at, ts, true);
-  at = putBytes(bytes, putVarUInt(bytes, at + 8, node.length), node);
-  at = putBytes(bytes, putVarUInt(bytes, at, netns.length), netns);
-  view.setUint32(at, uint(p.netnsIno, U32, 'netnsIno'), true);
-  at = putBytes(bytes, putVarUInt(bytes, at + 4, iface.length), iface);
-  view.setUint32(at, uint(p.ifindex, U32, 'ifindex'), true);
-  bytes[at + 4] = hook;
-  bytes[at + 5] = direction;
-  bytes[at + 6] = proto;
-  at = putBytes(bytes, at + 7, src);
-  view.setUint16(at, uint(p.sport, U16, 'sport'), true);
-  at = putBytes(bytes, at + 2, dst);
-  view.setUint16(at, uint(p.dport, U16, 'dport'), true);
-  view.setUint16(at + 2, uint(p.ipId, U16, 'ipId'), true);
-  view.setUint32(at + 4, uint(p.seq, U32, 'seq'), true);
-  view.setUint32(at + 8, uint(p.ack, U32, 'ack'), true);
-  bytes[at + 12] = uint(p.flags, U8, 'flags');
-  view.setUint16(at + 13, uint(p.win, U16, 'win'), true);
-  view.setUint32(at + 15, uint(p.len, U32, 'len'), true);
-  view.setUint32(at + 19, uint(p.wireLen, U32, 'wireLen'), true);
-  bytes[at + 23] = present;
-  view.setUint16(at + 24, uint(o.mss ?? 0, U16, 'options.mss'), true);
-  bytes[at + 26] = uint(o.wscale ?? 0, U8, 'options.wscale');
-  bytes[at + 27] = o.sack_perm === true ? 1 : 0;
-  view.setUint32(at + 28, uint(o.ts_val ?? 0, U32, 'options.ts_val'), true);
-  view.setUint32(at + 32, uint(o.ts_ecr ?? 0, U32, 'options.ts_ecr'), true);
-  at = putVarUInt(bytes, at + 36, sackBlocks);
-  for (let i = 0; i < sackBlocks; i++, at += 8) {
-    view.setUint32(at, uint(sack![i][0], U32, `options.sack[${i}][0]`), true);
-    view.setUint32(at + 4, uint(sack![i][1], U32, `options.sack[${i}][1]`), true);
-  }
-  view.setUint16(at, uint(p.linkType, U16, 'linkType'), true);
-  view.setBigUint64(at + 2, packetId, true);
-  const from = putVarUInt(bytes, at + 10, headers.length);
-  at = putBytes(bytes, from, headers);
-  xorColumnBytes(bytes, at, headerLayout(bytes, from, at, p.linkType), p, src, dst);
-}
 
 // ---- flows
 

@@ -116,7 +116,8 @@ export async function dropsForTuples(
   const inRange = (column: string) => `${column} >= ${timeParam('from')} AND ${column} <= ${timeParam('to')}`;
   const query = `SELECT ${DROP_SELECT_COLUMNS} FROM ${store.table('drops')}
     WHERE ${inRange('ts')} AND (conn_key IN (${keys})
-      OR packet_id IN (SELECT packet_id FROM ${store.table('packets')} WHERE conn_key IN (${keys}) AND ${inRange('ts')}))
+      OR packet_id IN (SELECT arrayJoin(packet_ids) FROM ${store.table('packets')}
+        WHERE conn_key IN (${keys}) AND last_ts >= ${timeParam('from')} AND first_ts <= ${timeParam('to')}))
     ORDER BY ${orderBy(DROP_KEY, false)}`;
   return (await selectDrops(store, query, params)).map(decodeDrop);
 }

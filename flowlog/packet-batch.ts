@@ -1,12 +1,13 @@
-// Packets as bulk reads deliver them: a block of rows held as columns, with
-// the header bytes rebuilt in one buffer. Exports walk the columns without
-// making an object per packet; record() makes one where one is wanted (the
-// timeline's JSON, tests).
+// Packets as bulk reads deliver them: the packets of some chunks unpacked
+// into columns, with the header bytes rebuilt in one buffer. Exports walk the
+// columns without making an object per packet; record() makes one where one
+// is wanted (the timeline's JSON, tests).
 
 import { addressBytes, columnAddress, type StoredAddress } from './address.js';
 import { DIRECTION, HOOK, OPTION_BIT, PROTO } from './codec.js';
 import { FlowLogError } from './errors.js';
 import { column, type FixedColumn, type NativeBlock, type StringColumn } from './native.js';
+import { FIELD_OFFSET, FIXED_BYTES } from './packet-chunks.js';
 import type { CapturePoint, PacketRecord, TcpOptions } from './records.js';
 import { headerLayout, xorColumnBytes, type HeaderColumns } from './residual.js';
 
@@ -241,105 +242,244 @@ function enumValues(block: NativeBlock, name: string, names: ReadonlyMap<number,
 }
 
 /**
- * The packets table's columns as reads select them (packetBatchOf decodes
- * them), and a hash of the capture point's columns: rows are told apart by
- * point with it, without comparing names.
+ * The packet chunk table's columns as reads select them (packetBatchOfChunks
+ * decodes them), and a hash of the capture point's columns: chunks are told
+ * apart by point with it, without comparing names.
  */
 export const PACKET_READ_COLUMNS = [
-  'ts', 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto',
-  'src', 'sport', 'dst', 'dport', 'ip_id', 'seq', 'ack', 'flags', 'win', 'len', 'wire_len',
-  'opt_present', 'opt_mss', 'opt_wscale', 'opt_sack_perm', 'opt_ts_val', 'opt_ts_ecr', 'opt_sack',
-  'link_type', 'packet_id', 'headers_residual', 'cityHash64(node, netns, iface) AS point_key',
+  'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto', 'src', 'sport', 'dst', 'dport',
+  'link_type', 'first_ts', 'count', 'packet_ids', 'packed', 'cityHash64(node, netns, iface) AS point_key',
 ].join(', ');
 
+/** A chunk of a block: where its packed bytes are, and how many packets, SACK blocks and header bytes it holds. */
+interface ChunkAt {
+  block: NativeBlock;
+  row: number;
+  packed: StringColumn;
+  count: number;
+  sackBlocks: number;
+  headerBytes: number;
+}
+
+const U32_RANGE = 0x1_0000_0000;
+
 /**
- * The packets of a Native block of PACKET_READ_COLUMNS. Headers are rebuilt
- * from their residual in place, in the block's bytes.
+ * The packets of Native blocks of PACKET_READ_COLUMNS with from <= ts < to, in
+ * packet order (time, then packet id, then capture point). Header bytes are
+ * rebuilt from their residuals in one new buffer.
  */
-export function packetBatchOf(block: NativeBlock): PacketBatch {
-  const n = block.rows;
-  const fixed = <T extends FixedColumn['values']>(name: string, type: string) => column(block, name, 'fixed', type).values as T;
-  const ts = column(block, 'ts', 'fixed').values as BigInt64Array;
-  const packetId = fixed<BigUint64Array>('packet_id', 'UInt64');
-  const sack = column(block, 'opt_sack', 'array', 'Array(Tuple(UInt32, UInt32))');
-  const [sackLeft, sackRight] = sack.elements.map((e) => (e as FixedColumn).values as Uint32Array);
-  const residual = column(block, 'headers_residual', 'string');
+export function packetBatchOfChunks(blocks: readonly NativeBlock[], from: bigint, to: bigint): PacketBatch {
+  // What the chunks hold, to size the columns.
+  const chunks: ChunkAt[] = [];
+  let n = 0;
+  let sackTotal = 0;
+  let headerTotal = 0;
+  for (const block of blocks) {
+    const packed = column(block, 'packed', 'string', 'String');
+    const counts = column(block, 'count', 'fixed', 'UInt32').values as Uint32Array;
+    const bytes = packed.bytes;
+    for (let row = 0; row < block.rows; row++) {
+      const count = counts[row];
+      const start = packed.starts[row];
+      const size = packed.ends[row] - start;
+      const sackAt = start + FIELD_OFFSET.sack_blocks * count;
+      let sackBlocks = 0;
+      for (let i = 0; i < count; i++) sackBlocks += bytes[sackAt + i];
+      const headerBytes = size - FIXED_BYTES * count - 8 * sackBlocks;
+      if (headerBytes < 0) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${count} packets in ${size} bytes`);
+      chunks.push({ block, row, packed, count, sackBlocks, headerBytes });
+      n += count;
+      sackTotal += sackBlocks;
+      headerTotal += headerBytes;
+    }
+  }
+  const ts = new BigInt64Array(n);
+  const packetId = new BigUint64Array(n);
   const c: PacketColumns = {
-    ts, tsWords: new Uint32Array(ts.buffer), point: new Uint16Array(n), points: [], direction: enumValues(block, 'direction', DIRECTION_NAME),
-    proto: enumValues(block, 'proto', PROTO_NAME), src: new Uint16Array(n), dst: new Uint16Array(n), addresses: [],
-    sport: fixed('sport', 'UInt16'), dport: fixed('dport', 'UInt16'), ipId: fixed('ip_id', 'UInt16'), seq: fixed('seq', 'UInt32'),
-    ack: fixed('ack', 'UInt32'), flags: fixed('flags', 'UInt8'), win: fixed('win', 'UInt16'), len: fixed('len', 'UInt32'),
-    wireLen: fixed('wire_len', 'UInt32'), present: fixed('opt_present', 'UInt8'), mss: fixed('opt_mss', 'UInt16'),
-    wscale: fixed('opt_wscale', 'UInt8'), sackPerm: fixed('opt_sack_perm', 'Bool'), tsVal: fixed('opt_ts_val', 'UInt32'),
-    tsEcr: fixed('opt_ts_ecr', 'UInt32'), sackEnds: sack.offsets, sackLeft, sackRight,
+    ts, tsWords: new Uint32Array(ts.buffer), point: new Uint16Array(n), points: [], direction: new Uint8Array(n),
+    proto: new Uint8Array(n), src: new Uint16Array(n), dst: new Uint16Array(n), addresses: [],
+    sport: new Uint16Array(n), dport: new Uint16Array(n), ipId: new Uint16Array(n), seq: new Uint32Array(n), ack: new Uint32Array(n),
+    flags: new Uint8Array(n), win: new Uint16Array(n), len: new Uint32Array(n), wireLen: new Uint32Array(n),
+    present: new Uint8Array(n), mss: new Uint16Array(n), wscale: new Uint8Array(n), sackPerm: new Uint8Array(n),
+    tsVal: new Uint32Array(n), tsEcr: new Uint32Array(n), sackEnds: new Float64Array(n),
+    sackLeft: new Uint32Array(sackTotal), sackRight: new Uint32Array(sackTotal),
     packetId, packetIdWords: new Uint32Array(packetId.buffer),
-    headerBytes: residual.bytes, headerStarts: residual.starts, headerEnds: residual.ends,
+    headerBytes: Buffer.allocUnsafe(headerTotal), headerStarts: new Uint32Array(n), headerEnds: new Uint32Array(n),
   };
   const points = new PointTable();
   c.points = points.list;
   const addresses = new AddressTable();
   c.addresses = addresses.list;
-  const node = column(block, 'node', 'string');
-  const netns = column(block, 'netns', 'string');
-  const iface = column(block, 'iface', 'string');
-  const pointKey = new Uint32Array(fixed<BigUint64Array>('point_key', 'UInt64').buffer);
-  // The points seen so far, by the low word of their name hash, then their numbers.
-  const known: Array<{ key: number; keyHigh: number; netnsIno: number; ifindex: number; hook: number; linkType: number; index: number }> = [];
-  const netnsIno = fixed<Uint32Array>('netns_ino', 'UInt32');
-  const ifindex = fixed<Uint32Array>('ifindex', 'UInt32');
-  const hook = enumValues(block, 'hook', HOOK_NAME);
-  const linkType = fixed<Uint16Array>('link_type', 'UInt16');
-  const srcBytes = fixed<Uint8Array>('src', 'IPv6');
-  const dstBytes = fixed<Uint8Array>('dst', 'IPv6');
-  const srcWords = new Uint32Array(srcBytes.buffer);
-  const dstWords = new Uint32Array(dstBytes.buffer);
-  // One object for the column values the residual transform reads, refilled per row.
-  const options: TcpOptions = {};
-  const values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options };
-  const bytes = residual.bytes;
-  for (let i = 0; i < n; i++) {
-    let point = -1;
-    for (let k = 0; k < known.length; k++) {
-      const p = known[k];
-      if (p.key === pointKey[2 * i] && p.keyHigh === pointKey[2 * i + 1] && p.netnsIno === netnsIno[i] &&
-          p.ifindex === ifindex[i] && p.hook === hook[i] && p.linkType === linkType[i]) {
-        point = p.index;
-        break;
+  const decoder = new ChunkDecoder(c, points, addresses);
+  for (const chunk of chunks) decoder.decode(chunk);
+  return new PacketBatch(c, packetOrder(c, from, to));
+}
+
+/** Unpacks chunks one after the other into the columns. */
+class ChunkDecoder {
+  /** Next row, SACK block and header byte of the columns. */
+  private row = 0;
+  private sack = 0;
+  private headerAt = 0;
+  /** Per block: the points seen, by the low word of their name hash, then their numbers. */
+  private knownPoints = new Map<NativeBlock, Array<{ key: number; keyHigh: number; netnsIno: number; ifindex: number; hook: number; linkType: number; index: number }>>();
+  // One object for the column values the residual transform reads, refilled per packet.
+  private readonly options: TcpOptions = {};
+  private readonly values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options: this.options };
+
+  constructor(
+    private readonly c: PacketColumns,
+    private readonly points: PointTable,
+    private readonly addresses: AddressTable,
+  ) {}
+
+  decode({ block, row, packed, count: n, headerBytes }: ChunkAt): void {
+    const c = this.c;
+    const fixed = <T extends FixedColumn['values']>(name: string, type: string) => column(block, name, 'fixed', type).values as T;
+    const point = this.pointOf(block, row);
+    const srcBytes = fixed<Uint8Array>('src', 'IPv6');
+    const dstBytes = fixed<Uint8Array>('dst', 'IPv6');
+    const src = this.addresses.index(srcBytes, new Uint32Array(srcBytes.buffer), 4 * row);
+    const dst = this.addresses.index(dstBytes, new Uint32Array(dstBytes.buffer), 4 * row);
+    const srcAddress = c.addresses[src].bytes;
+    const dstAddress = c.addresses[dst].bytes;
+    const direction = enumValues(block, 'direction', DIRECTION_NAME)[row];
+    const proto = enumValues(block, 'proto', PROTO_NAME)[row];
+    const sport = fixed<Uint16Array>('sport', 'UInt16')[row];
+    const dport = fixed<Uint16Array>('dport', 'UInt16')[row];
+    const linkType = fixed<Uint16Array>('link_type', 'UInt16')[row];
+    const firstWords = new Uint32Array(fixed<BigInt64Array>('first_ts', "DateTime64(9, 'UTC')").buffer);
+    const ids = column(block, 'packet_ids', 'array', 'Array(UInt64)');
+    const idWords = new Uint32Array(((ids.elements[0] as FixedColumn).values as BigUint64Array).buffer);
+    const idStart = row === 0 ? 0 : ids.offsets[row - 1];
+    if (ids.offsets[row] - idStart !== n) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets with ${ids.offsets[row] - idStart} ids`);
+
+    const bytes = packed.bytes;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const base = packed.starts[row];
+    const at = (field: keyof typeof FIELD_OFFSET) => base + FIELD_OFFSET[field] * n;
+    const [tsAt, ipIdAt, seqAt, ackAt, flagsAt, winAt, lenAt, wireLenAt, presentAt, mssAt, wscaleAt, sackPermAt, tsValAt, tsEcrAt, sackBlocksAt, headerLenAt] =
+      [at('ts'), at('ip_id'), at('seq'), at('ack'), at('flags'), at('win'), at('len'), at('wire_len'), at('opt_present'), at('opt_mss'),
+        at('opt_wscale'), at('opt_sack_perm'), at('opt_ts_val'), at('opt_ts_ecr'), at('sack_blocks'), at('header_len')];
+    let sackAt = base + FIXED_BYTES * n;
+    let residualAt = packed.ends[row] - headerBytes;
+    const headers = c.headerBytes;
+    const values = this.values;
+    const options = this.options;
+    values.sport = sport;
+    values.dport = dport;
+    let tsLow = firstWords[2 * row];
+    let tsHigh = firstWords[2 * row + 1];
+    let ipId = 0;
+    let seq = 0;
+    let ack = 0;
+    let tsVal = 0;
+    let tsEcr = 0;
+    for (let i = 0; i < n; i++) {
+      const r = this.row++;
+      // ts: the 64-bit sum of the previous one and the delta, in 32-bit words.
+      const low = tsLow + view.getUint32(tsAt + 8 * i, true);
+      tsHigh = (tsHigh + view.getUint32(tsAt + 8 * i + 4, true) + (low >= U32_RANGE ? 1 : 0)) >>> 0;
+      tsLow = low >>> 0;
+      c.tsWords[2 * r] = tsLow;
+      c.tsWords[2 * r + 1] = tsHigh;
+      c.point[r] = point;
+      c.direction[r] = direction;
+      c.proto[r] = proto;
+      c.src[r] = src;
+      c.dst[r] = dst;
+      c.sport[r] = sport;
+      c.dport[r] = dport;
+      ipId = (ipId + view.getUint16(ipIdAt + 2 * i, true)) & 0xffff;
+      seq = (seq + view.getUint32(seqAt + 4 * i, true)) >>> 0;
+      ack = (ack + view.getUint32(ackAt + 4 * i, true)) >>> 0;
+      tsVal = (tsVal + view.getUint32(tsValAt + 4 * i, true)) >>> 0;
+      tsEcr = (tsEcr + view.getUint32(tsEcrAt + 4 * i, true)) >>> 0;
+      c.ipId[r] = values.ipId = ipId;
+      c.seq[r] = values.seq = seq;
+      c.ack[r] = values.ack = ack;
+      c.flags[r] = values.flags = bytes[flagsAt + i];
+      c.win[r] = values.win = view.getUint16(winAt + 2 * i, true);
+      c.len[r] = values.len = view.getUint32(lenAt + 4 * i, true);
+      c.wireLen[r] = view.getUint32(wireLenAt + 4 * i, true);
+      const bits = (c.present[r] = bytes[presentAt + i]);
+      c.mss[r] = view.getUint16(mssAt + 2 * i, true);
+      c.wscale[r] = bytes[wscaleAt + i];
+      c.sackPerm[r] = bytes[sackPermAt + i];
+      c.tsVal[r] = tsVal;
+      c.tsEcr[r] = tsEcr;
+      options.mss = bits & OPTION_BIT.mss ? c.mss[r] : undefined;
+      options.wscale = bits & OPTION_BIT.wscale ? c.wscale[r] : undefined;
+      options.ts_val = bits & OPTION_BIT.ts_val ? tsVal : undefined;
+      options.ts_ecr = bits & OPTION_BIT.ts_ecr ? tsEcr : undefined;
+      const sack: Array<[number, number]> | undefined = (options.sack = bits & OPTION_BIT.sack ? [] : undefined);
+      for (let j = bytes[sackBlocksAt + i]; j > 0; j--, sackAt += 8) {
+        const left = (c.sackLeft[this.sack] = view.getUint32(sackAt, true));
+        const right = (c.sackRight[this.sack++] = view.getUint32(sackAt + 4, true));
+        sack?.push([left, right]);
       }
+      c.sackEnds[r] = this.sack;
+      c.packetIdWords[2 * r] = idWords[2 * (idStart + i)];
+      c.packetIdWords[2 * r + 1] = idWords[2 * (idStart + i) + 1];
+      const length = view.getUint16(headerLenAt + 2 * i, true);
+      const start = this.headerAt;
+      bytes.copy(headers, start, residualAt, residualAt + length);
+      residualAt += length;
+      const end = (this.headerAt += length);
+      c.headerStarts[r] = start;
+      c.headerEnds[r] = end;
+      xorColumnBytes(headers, end, headerLayout(headers, start, end, linkType), values, srcAddress, dstAddress);
     }
-    if (point < 0) {
-      // Equal names hash equally, so a point missing here is a new one.
-      point = points.add({
-        node: text(node, i), netns: text(netns, i), netnsIno: netnsIno[i], iface: text(iface, i), ifindex: ifindex[i],
-        hook: HOOK_NAME.get(hook[i])!, linkType: linkType[i],
-      });
-      known.push({ key: pointKey[2 * i], keyHigh: pointKey[2 * i + 1], netnsIno: netnsIno[i], ifindex: ifindex[i], hook: hook[i], linkType: linkType[i], index: point });
+    if (sackAt !== packed.ends[row] - headerBytes || residualAt !== packed.ends[row]) {
+      throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets: its fields do not fill its ${packed.ends[row] - base} bytes`);
     }
-    c.point[i] = point;
-    const src = (c.src[i] = addresses.index(srcBytes, srcWords, 4 * i));
-    const dst = (c.dst[i] = addresses.index(dstBytes, dstWords, 4 * i));
-    values.sport = c.sport[i];
-    values.dport = c.dport[i];
-    values.ipId = c.ipId[i];
-    values.seq = c.seq[i];
-    values.ack = c.ack[i];
-    values.flags = c.flags[i];
-    values.win = c.win[i];
-    values.len = c.len[i];
-    const bits = c.present[i];
-    options.mss = bits & OPTION_BIT.mss ? c.mss[i] : undefined;
-    options.wscale = bits & OPTION_BIT.wscale ? c.wscale[i] : undefined;
-    options.ts_val = bits & OPTION_BIT.ts_val ? c.tsVal[i] : undefined;
-    options.ts_ecr = bits & OPTION_BIT.ts_ecr ? c.tsEcr[i] : undefined;
-    options.sack = undefined;
-    if (bits & OPTION_BIT.sack) {
-      const blocks: Array<[number, number]> = [];
-      for (let j = i === 0 ? 0 : sack.offsets[i - 1]; j < sack.offsets[i]; j++) blocks.push([sackLeft[j], sackRight[j]]);
-      options.sack = blocks;
-    }
-    const start = residual.starts[i];
-    const end = residual.ends[i];
-    xorColumnBytes(bytes, end, headerLayout(bytes, start, end, linkType[i]), values, c.addresses[src].bytes, c.addresses[dst].bytes);
   }
-  return new PacketBatch(c, allRows(n));
+
+  /** The index of the capture point of chunk `row` of `block`. */
+  private pointOf(block: NativeBlock, row: number): number {
+    let known = this.knownPoints.get(block);
+    if (known === undefined) this.knownPoints.set(block, (known = []));
+    const pointKey = new Uint32Array(column(block, 'point_key', 'fixed', 'UInt64').values.buffer);
+    const netnsIno = column(block, 'netns_ino', 'fixed', 'UInt32').values as Uint32Array;
+    const ifindex = column(block, 'ifindex', 'fixed', 'UInt32').values as Uint32Array;
+    const hook = enumValues(block, 'hook', HOOK_NAME);
+    const linkType = column(block, 'link_type', 'fixed', 'UInt16').values as Uint16Array;
+    for (const p of known) {
+      if (p.key === pointKey[2 * row] && p.keyHigh === pointKey[2 * row + 1] && p.netnsIno === netnsIno[row] &&
+          p.ifindex === ifindex[row] && p.hook === hook[row] && p.linkType === linkType[row]) return p.index;
+    }
+    // Equal names hash equally, so a point missing here is new to this block (another block may know it: index() finds it).
+    const index = this.points.index({
+      node: text(column(block, 'node', 'string'), row), netns: text(column(block, 'netns', 'string'), row), netnsIno: netnsIno[row],
+      iface: text(column(block, 'iface', 'string'), row), ifindex: ifindex[row], hook: HOOK_NAME.get(hook[row])!, linkType: linkType[row],
+    });
+    known.push({ key: pointKey[2 * row], keyHigh: pointKey[2 * row + 1], netnsIno: netnsIno[row], ifindex: ifindex[row], hook: hook[row], linkType: linkType[row], index });
+    return index;
+  }
+}
+
+/** The rows of `c` with from <= ts < to, in packet order: time, packet id, then the capture point's names and numbers, direction and hook. */
+function packetOrder(c: PacketColumns, from: bigint, to: bigint): Uint32Array {
+  const rows: number[] = [];
+  const ts = c.ts;
+  for (let r = 0; r < ts.length; r++) if (ts[r] >= from && ts[r] < to) rows.push(r);
+  const t = c.tsWords;
+  const id = c.packetIdWords;
+  const points = c.points;
+  // Chunks come in order of their first packet, so the rows are mostly in runs already sorted; sort() merges runs.
+  rows.sort((a, b) => {
+    const byTime = t[2 * a + 1] - t[2 * b + 1] || t[2 * a] - t[2 * b];
+    if (byTime !== 0) return byTime;
+    const byId = id[2 * a + 1] - id[2 * b + 1] || id[2 * a] - id[2 * b];
+    if (byId !== 0) return byId;
+    const p = points[c.point[a]];
+    const q = points[c.point[b]];
+    return compareText(p.node, q.node) || compareText(p.netns, q.netns) || compareText(p.iface, q.iface) ||
+      p.ifindex - q.ifindex || c.direction[a] - c.direction[b] || HOOK.get(p.hook)! - HOOK.get(q.hook)!;
+  });
+  return Uint32Array.from(rows);
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

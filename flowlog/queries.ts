@@ -2,9 +2,9 @@
 
 import type { EpochNs, FlowRecord, FourTuple, NatTranslation, Proto } from './records.js';
 import { storedAddress } from './address.js';
-import { decodeFlow, decodeNat, FLOW_SELECT_COLUMNS, NAT_SELECT_COLUMNS } from './codec.js';
+import { decodeFlow, decodeNat, FLOW_SELECT_COLUMNS, MAX_TS_NS, NAT_SELECT_COLUMNS } from './codec.js';
 import type { NativeBlock } from './native.js';
-import { PACKET_READ_COLUMNS, packetBatchOf, type PacketBatch } from './packet-batch.js';
+import { PACKET_READ_COLUMNS, packetBatchOfChunks, type PacketBatch } from './packet-batch.js';
 import { FlowLogError } from './errors.js';
 import { connKeySql, FLOWS, NAT_TRANSLATIONS, PROTO_NUMBER, type TableDefinition } from './schema.js';
 import type { FlowLogStore } from './store.js';
@@ -73,36 +73,28 @@ function port(value: number, field: string): number {
   return value;
 }
 
-/** Order of packets with equal timestamps; ts first. */
-const PACKET_ORDER = 'ts, packet_id, node, netns, iface, ifindex, direction, hook';
-
 /** Time slices are cut at quantiles of a connection's packet times: a slice is one or more 1/SLICE_PARTS of its packets. */
 const SLICE_PARTS = 64;
 const SLICE_QUANTILES = Array.from({ length: SLICE_PARTS - 1 }, (_, i) => (i + 1) / SLICE_PARTS);
+/** Past the last DateTime64(9) value: the end of an open time range. */
+const END_OF_TIME = MAX_TS_NS + 1n;
 
 export interface PacketReadOptions {
-  /**
-   * Rows per time slice at the most, roughly: a slice is sorted by the engine on its own, two at a
-   * time (default 262 144, about 45 MB of rows each). Every slice costs a chDB session and a query whose
-   * start runs on the main thread (4–10 ms); with slices of 131 072 first exports were about 8 % slower.
-   */
+  /** Packets per time slice, about (default 262 144). */
   sliceRows?: number;
-  /**
-   * Rows per block (max_block_size; default 8 192, about 1.4 MB of packets). Each block is
-   * copied twice on its way out of chDB; blocks of 65 536 rows (11 MB) took fresh memory each
-   * time in a new process, twice the page faults of an export's first run.
-   */
+  /** Packets per batch yielded, at most (default 8 192, about 1.4 MB of packets). */
   blockRows?: number;
 }
 
 /**
  * Packets of the connections with any of `tuples` (either direction), in time
- * order, in batches (a batch per Native block).
+ * order, in batches.
  *
  * The packets are read in time slices of about `sliceRows`, cut at quantiles
- * of their times: the engine sorts one slice at a time, so its memory and
- * ours stay bounded whatever the connection's size, and the next slice is
- * queried (on the engine's threads) while this one is decoded.
+ * of their chunks' start times weighted by their packet counts: one slice's
+ * chunks are unpacked and sorted at a time, so memory stays bounded whatever
+ * the connection's size (a chunk that spans slices is read for each), and the
+ * next slice is queried (on the engine's threads) while this one is unpacked.
  */
 export async function* packetBatchesForTuples(
   store: FlowLogStore,
@@ -112,32 +104,33 @@ export async function* packetBatchesForTuples(
   { sliceRows = 262_144, blockRows = 8_192 }: PacketReadOptions = {},
 ): AsyncGenerator<PacketBatch> {
   if (tuples.length === 0) return;
+  const batchRows = positiveLimit(blockRows);
   const params: Params = {};
+  // Chunks overlapping the range; their packets outside it are left out when unpacked.
   let where = `conn_key IN (${connKeyList(proto, tuples, params)})`;
   if (range.from !== undefined) {
-    where += ` AND ts >= ${tsParam('from')}`;
+    where += ` AND last_ts >= ${tsParam('from')}`;
     params.from = range.from;
   }
   if (range.to !== undefined) {
-    where += ` AND ts <= ${tsParam('to')}`;
+    where += ` AND first_ts <= ${tsParam('to')}`;
     params.to = range.to;
   }
   const [[count, quantiles]] = await selectAll(
     store,
-    `SELECT count(), quantilesExactLow(${SLICE_QUANTILES.join(', ')})(toUnixTimestamp64Nano(ts)) FROM ${store.table('packets')} WHERE ${where}`,
+    `SELECT sum(count), quantilesExactWeighted(${SLICE_QUANTILES.join(', ')})(toUnixTimestamp64Nano(first_ts), count) FROM ${store.table('packets')} WHERE ${where}`,
     params,
     (row) => row as [string, string[]],
   );
   if (Number(count) === 0) return;
-  // Slice i holds the packets from bounds[i - 1] (inclusive) to bounds[i] (exclusive); the first and last are open.
+  // Slice i holds the packets from bounds[i - 1] (inclusive) to bounds[i] (exclusive), within the range.
   const step = Math.max(1, Math.floor((positiveLimit(sliceRows) * SLICE_PARTS) / Number(count)));
-  const bounds = [...new Set(quantiles.filter((_, i) => (i + 1) % step === 0))].map(BigInt);
+  const cuts = [...new Set(quantiles.filter((_, i) => (i + 1) % step === 0))].map(BigInt);
+  const bounds = [range.from ?? 0n, ...cuts.filter((cut) => cut > (range.from ?? 0n) && cut <= (range.to ?? MAX_TS_NS)), range.to === undefined ? END_OF_TIME : range.to + 1n];
   const slice = (i: number): AsyncIterator<NativeBlock> => {
-    const sliceParams: Params = { ...params, slice_from: bounds[i - 1] ?? 0n, slice_to: bounds[i] ?? 0n };
-    const within = [i > 0 ? `ts >= ${tsParam('slice_from')}` : null, i < bounds.length ? `ts < ${tsParam('slice_to')}` : null];
+    const sliceParams: Params = { ...params, slice_from: bounds[i], slice_to: bounds[i + 1] - 1n };
     const query = `SELECT ${PACKET_READ_COLUMNS} FROM ${store.table('packets')}
-      WHERE ${[where, ...within.filter((c) => c !== null)].join(' AND ')}
-      ORDER BY ${PACKET_ORDER} SETTINGS max_block_size = ${positiveLimit(blockRows)}`; // a checked integer: SETTINGS take no parameters
+      WHERE ${where} AND last_ts >= ${tsParam('slice_from')} AND first_ts <= ${tsParam('slice_to')} ORDER BY first_ts`;
     return store.selectNative(query, sliceParams)[Symbol.asyncIterator]();
   };
   const open = (i: number) => {
@@ -146,13 +139,17 @@ export async function* packetBatchesForTuples(
   };
   // The slice being read, and the next one, already queried.
   const opened: Array<ReturnType<typeof open>> = [];
+  const slices = bounds.length - 1;
   try {
     opened.push(open(0));
-    for (let i = 0; i <= bounds.length; i++) {
-      if (i < bounds.length) opened.push(open(i + 1));
+    for (let i = 0; i < slices; i++) {
+      if (i + 1 < slices) opened.push(open(i + 1));
       const { blocks, first } = opened[0];
-      for (let result = await first; !result.done; result = await blocks.next()) yield packetBatchOf(result.value);
+      const read: NativeBlock[] = [];
+      for (let result = await first; !result.done; result = await blocks.next()) read.push(result.value);
       opened.shift();
+      const batch = packetBatchOfChunks(read, bounds[i], bounds[i + 1]);
+      for (let from = 0; from < batch.length; from += batchRows) yield batch.slice(from, from + batchRows);
     }
   } finally {
     // A reader that stops early: end the slices in flight (their sessions close once their fetches return).
@@ -169,7 +166,7 @@ export async function* packetBatchesForTuples(
  */
 export function newestVersions(store: FlowLogStore, table: TableDefinition, where: string): string {
   const key = table.orderBy.replace(/^\((.*)\)$/, '$1');
-  return `SELECT * FROM ${store.table(table.name)} WHERE ${where} ORDER BY ${key}, ${table.engineArgs[0]} DESC LIMIT 1 BY ${key}`;
+  return `SELECT * FROM ${store.target.database}.${table.name} WHERE ${where} ORDER BY ${key}, ${table.engineArgs[0]} DESC LIMIT 1 BY ${key}`;
 }
 
 /** The newest state of every flow of the connections with any of `tuples`, overlapping `range`, by start. */

@@ -5,6 +5,7 @@
 
 import type { Proto } from './records.js';
 import { FlowLogError } from './errors.js';
+import { packChunksSql } from './packet-chunks.js';
 
 export type TableName = 'packets' | 'flows' | 'nat_translations' | 'drops';
 export const TABLE_NAMES: readonly TableName[] = ['packets', 'flows', 'nat_translations', 'drops'];
@@ -46,7 +47,8 @@ export interface SchemaTarget {
 }
 
 export interface TableDefinition {
-  name: TableName;
+  /** The table's own name (on one server; in a cluster, of the Distributed table). */
+  name: string;
   /** Column and index definitions, as in CREATE TABLE. */
   columns: string;
   engine: 'MergeTree' | 'ReplacingMergeTree';
@@ -153,7 +155,8 @@ const GROWING = 'CODEC(Delta, ZSTD(1))';
 const Z = 'CODEC(ZSTD(1))';
 const Z3 = 'CODEC(ZSTD(3))';
 
-export const PACKETS: TableDefinition = {
+/** Packets, one row per packet, in schema versions 1 to 4; since version 5 in PACKET_CHUNKS. */
+export const PACKET_ROWS_V1: TableDefinition = {
   name: 'packets',
   // node, netns and iface are plain Strings: with ZSTD(3) they take as little room as
   // LowCardinality, whose conversion costs a quarter of the engine's time per inserted packet
@@ -303,9 +306,47 @@ export const DROPS: TableDefinition = {
   shardingKey: connKeySql('proto', 'src', 'sport', 'dst', 'dport'),
 };
 
-/** Every table, by name. */
+// ---- tables of schema version 5
+
+/**
+ * Packets in chunks (flowlog/packet-chunks.ts): one row per capture point,
+ * direction of a connection and insert, the per-packet fields packed in
+ * `packed`, their packet ids in `packet_ids`. Chunks of a connection's
+ * direction come in time order, the same packet's chunks at several capture
+ * points as adjacent rows.
+ */
+export const PACKET_CHUNKS: TableDefinition = {
+  name: 'packet_chunks',
+  columns: `  node String ${Z3},
+  netns String ${Z3},
+  netns_ino UInt32 ${Z},
+  iface String ${Z3},
+  ifindex UInt32 ${Z},
+  hook Enum8('tc' = 1, 'xdp' = 2) ${Z},
+  direction Enum8('ingress' = 1, 'egress' = 2) ${Z},
+  proto ${PROTO_ENUM} ${Z},
+  src IPv6 ${Z},
+  sport UInt16 ${Z},
+  dst IPv6 ${Z},
+  dport UInt16 ${Z},
+  link_type UInt16 ${Z},
+  first_ts DateTime64(9, 'UTC') ${GROWING},
+  last_ts DateTime64(9, 'UTC') ${GROWING},
+  count UInt32 ${Z},
+  packet_ids Array(UInt64) ${Z},
+  packed String COMMENT 'the packets'' fields, column by column (flowlog/packet-chunks.ts)' ${Z},
+  conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'src', 'sport', 'dst', 'dport')} ${Z}`,
+  engine: 'MergeTree',
+  engineArgs: [],
+  partitionBy: 'toDate(first_ts)',
+  orderBy: '(conn_key, src, sport, first_ts)',
+  retentionColumn: 'last_ts',
+  shardingKey: connKeySql('proto', 'src', 'sport', 'dst', 'dport'),
+};
+
+/** Where each kind of record is stored. */
 export const TABLES: Record<TableName, TableDefinition> = {
-  packets: PACKETS,
+  packets: PACKET_CHUNKS,
   flows: FLOWS,
   nat_translations: NAT_TRANSLATIONS,
   drops: DROPS,
@@ -313,10 +354,43 @@ export const TABLES: Record<TableName, TableDefinition> = {
 
 // ---- migrations
 
+/** Statements run only when `onlyIf` (a query of one number) returns non-zero. */
+export interface ConditionalStatements {
+  onlyIf: string;
+  statements: string[];
+}
+
 export interface Migration {
   version: number;
-  /** What brings a store from version-1 to version, in order; every statement is idempotent. */
-  statements(t: SchemaTarget): string[];
+  /**
+   * What brings a store from version-1 to version, in order. Run again after
+   * an interruption, the steps must bring the store to the same state.
+   */
+  statements(t: SchemaTarget): Array<string | ConditionalStatements>;
+}
+
+/**
+ * Version 5: packets move from a row per packet to chunks. While the table
+ * with a row per packet exists, its rows are packed into chunks (one per
+ * capture point, direction and second) and then it is dropped: interrupted
+ * before the drop, the copy starts over; after, it is not repeated.
+ */
+function packetChunksMigration(t: SchemaTarget): Array<string | ConditionalStatements> {
+  const flat = `${t.database}.${PACKET_ROWS_V1.name}`;
+  const chunks = `${t.database}.${PACKET_CHUNKS.name}`;
+  const drop = t.cluster === null ? [flat] : [flat, storageTable(t, PACKET_ROWS_V1.name)];
+  return [
+    ...createTableStatements(t, PACKET_CHUNKS),
+    ...tableSettingsStatements(t, PACKET_CHUNKS.name, { min_bytes_for_wide_part: COMPACT_PART_BYTES }),
+    {
+      onlyIf: `SELECT count() FROM system.tables WHERE database = '${t.database}' AND name = '${PACKET_ROWS_V1.name}'`,
+      statements: [
+        `TRUNCATE TABLE IF EXISTS ${storageTable(t, PACKET_CHUNKS.name)}${onCluster(t)}`,
+        `${packChunksSql(chunks, flat)} SETTINGS max_bytes_before_external_group_by = 1000000000`,
+        ...drop.map((table) => `DROP TABLE IF EXISTS ${table}${onCluster(t)} SYNC`),
+      ],
+    },
+  ];
 }
 
 /**
@@ -326,10 +400,11 @@ export interface Migration {
  * one server and in a cluster.
  */
 export const MIGRATIONS: readonly Migration[] = [
-  { version: 1, statements: (t) => [PACKETS, FLOWS, NAT_TRANSLATIONS].flatMap((def) => createTableStatements(t, def)) },
+  { version: 1, statements: (t) => [PACKET_ROWS_V1, FLOWS, NAT_TRANSLATIONS].flatMap((def) => createTableStatements(t, def)) },
   { version: 2, statements: (t) => createTableStatements(t, DROPS) },
   { version: 3, statements: (t) => addColumnsStatements(t, 'flows', [`out_of_order_c2s UInt32 ${Z}`, `out_of_order_s2c UInt32 ${Z}`]) },
   { version: 4, statements: (t) => TABLE_NAMES.flatMap((name) => tableSettingsStatements(t, name, { min_bytes_for_wide_part: COMPACT_PART_BYTES })) },
+  { version: 5, statements: packetChunksMigration },
 ];
 
 /** The schema version this code writes and reads: the last migration's. */

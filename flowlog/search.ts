@@ -136,7 +136,8 @@ function traitCondition(store: FlowLogStore, trait: FlowTrait): string {
       // packet capture saw as part of it (same packet id) whatever tuple the
       // packet had where it was dropped (after a NAT, say).
       return `(conn_key IN (SELECT conn_key FROM ${store.table('drops')})
-        OR conn_key IN (SELECT conn_key FROM ${store.table('packets')} WHERE packet_id IN (SELECT packet_id FROM ${store.table('drops')})))`;
+        OR conn_key IN (SELECT conn_key FROM ${store.table('packets')} ARRAY JOIN packet_ids AS packet_id
+          WHERE packet_id IN (SELECT packet_id FROM ${store.table('drops')})))`;
   }
 }
 

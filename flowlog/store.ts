@@ -64,9 +64,9 @@ export class FlowLogStore {
     private readonly embedded: EmbeddedPaths | null,
   ) {}
 
-  /** The table's database-qualified name for SQL (in a cluster: the Distributed table). */
+  /** The database-qualified name of the table storing `name`'s records (in a cluster: the Distributed table). */
   table(name: TableName): string {
-    return `${this.target.database}.${name}`;
+    return `${this.target.database}.${TABLES[name].name}`;
   }
 
   /** Inserts RowBinary rows (`body`) of the given columns, encoded with the table's column types. */
@@ -267,7 +267,12 @@ async function migrate(client: ClickHouseClient, t: SchemaTarget): Promise<void>
   }
   for (const migration of MIGRATIONS) {
     if (migration.version <= current) continue;
-    for (const statement of migration.statements(t)) await client.command({ query: statement });
+    for (const step of migration.statements(t)) {
+      if (typeof step === 'string') await client.command({ query: step });
+      else if (Number(await selectOne(client, step.onlyIf)) !== 0) {
+        for (const statement of step.statements) await client.command({ query: statement });
+      }
+    }
     await client.command({
       query: `INSERT INTO ${t.database}.schema_version (version) SELECT {version:UInt32}`,
       query_params: { version: migration.version },
@@ -281,7 +286,7 @@ async function applyRetention(client: ClickHouseClient, t: SchemaTarget, retenti
     const wanted = retention[name];
     if (wanted === undefined) continue;
     const def = TABLES[name];
-    const [database, table] = storageTable(t, name).split('.');
+    const [database, table] = storageTable(t, def.name).split('.');
     const engine = String(await selectOne(
       client,
       'SELECT engine_full FROM system.tables WHERE database = {database:String} AND name = {table:String}',

@@ -2,9 +2,11 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from './records.js';
-import { encodeFlow, encodeNat, encodePacket, FLOW_COLUMNS, NAT_COLUMNS, PACKET_COLUMNS } from './codec.js';
+import { encodeFlow, encodeNat, FLOW_COLUMNS, NAT_COLUMNS } from './codec.js';
 import { DROP_COLUMNS, encodeDrop } from './drops.js';
 import { FlowLogError } from './errors.js';
+import { PacketChunkBatch } from './packet-chunk-batch.js';
+import { PACKET_CHUNK_COLUMNS } from './packet-chunks.js';
 import { RowBinaryWriter } from './rowbinary.js';
 import { TABLE_NAMES, type TableName } from './schema.js';
 import type { FlowLogStore } from './store.js';
@@ -53,7 +55,7 @@ export interface TableStats {
 export type WriterStats = Record<TableName, TableStats>;
 
 const INSERT_COLUMNS: Record<TableName, readonly string[]> = {
-  packets: PACKET_COLUMNS,
+  packets: PACKET_CHUNK_COLUMNS,
   flows: FLOW_COLUMNS,
   nat_translations: NAT_COLUMNS,
   drops: DROP_COLUMNS,
@@ -73,6 +75,8 @@ interface TableQueue {
   batches: Batch[];
   /** Rows being encoded into the next batch. */
   open: RowBinaryWriter;
+  /** Packets only: the next batch's packets, grouped into chunks and encoded into `open` when it is sealed. */
+  chunks: PacketChunkBatch | null;
   openRows: number;
   /** The buffer of the last batch written, for the next batch to reuse (fresh buffers of tens of MB cost page faults and GC). */
   spare: Uint8Array | null;
@@ -117,7 +121,7 @@ export class FlowLogWriter {
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.onInsertFailure = options.onInsertFailure;
     const queue = (name: TableName): TableQueue => ({
-      name, batches: [], open: new RowBinaryWriter(), openRows: 0, spare: null, bufferedRows: 0,
+      name, batches: [], open: new RowBinaryWriter(), chunks: name === 'packets' ? new PacketChunkBatch() : null, openRows: 0, spare: null, bufferedRows: 0,
       writing: null, pumping: false, timer: null, retrying: false, retryDelayMs: this.retryInitialMs,
       stats: { accepted: 0, written: 0, dropped: 0, failures: 0, consecutiveFailures: 0 },
     });
@@ -126,27 +130,28 @@ export class FlowLogWriter {
 
   /** Returns how many records were accepted: the first ones, up to the buffer's bound; the rest were dropped and counted. */
   addPackets(records: readonly PacketRecord[]): number {
-    return this.add(this.queues.packets, records, encodePacket);
+    const chunks = this.queues.packets.chunks!;
+    return this.add(this.queues.packets, records, (taken) => chunks.add(records, taken));
   }
 
   /** Each call records a newer state of the flows it names; queries return the newest. */
   addFlows(records: readonly FlowRecord[]): number {
-    return this.add(this.queues.flows, records, (flow, out) => encodeFlow(flow, this.nextFlowVersion(), out));
+    return this.add(this.queues.flows, records, this.encoder(this.queues.flows, records, (flow, out) => encodeFlow(flow, this.nextFlowVersion(), out)));
   }
 
   addNat(records: readonly NatTranslation[]): number {
-    return this.add(this.queues.nat_translations, records, encodeNat);
+    return this.add(this.queues.nat_translations, records, this.encoder(this.queues.nat_translations, records, encodeNat));
   }
 
   addDrops(records: readonly DropRecord[]): number {
-    return this.add(this.queues.drops, records, encodeDrop);
+    return this.add(this.queues.drops, records, this.encoder(this.queues.drops, records, encodeDrop));
   }
 
   stats(): WriterStats {
     const of = (q: TableQueue): TableStats => ({
       ...q.stats,
       bufferedRows: q.bufferedRows,
-      bufferedBytes: q.open.length + q.batches.reduce((sum, batch) => sum + batch.body.length, 0),
+      bufferedBytes: q.open.length + (q.chunks?.estimatedBytes ?? 0) + q.batches.reduce((sum, batch) => sum + batch.body.length, 0),
     });
     return Object.fromEntries(TABLE_NAMES.map((name) => [name, of(this.queues[name])])) as WriterStats;
   }
@@ -184,18 +189,25 @@ export class FlowLogWriter {
     await this.flush();
   }
 
-  private add<R>(q: TableQueue, records: readonly R[], encode: (record: R, out: RowBinaryWriter) => void): number {
+  /** Takes records[0, taken) into the open batch of `q` by encoding each; an invalid one leaves the batch as it was. */
+  private encoder<R>(q: TableQueue, records: readonly R[], encode: (record: R, out: RowBinaryWriter) => void): (taken: number) => void {
+    return (taken) => {
+      const start = q.open.length;
+      try {
+        for (let i = 0; i < taken; i++) encode(records[i], q.open);
+      } catch (err) {
+        q.open.truncate(start);
+        throw err;
+      }
+    };
+  }
+
+  /** `take(n)` takes the first n records into the open batch, or throws and takes none (the call is refused whole). */
+  private add(q: TableQueue, records: readonly unknown[], take: (taken: number) => void): number {
     if (this.closed) throw new FlowLogError('WRITER_CLOSED', 'the flow-log writer is closed');
     const room = Math.max(0, this.maxBufferedRows - q.bufferedRows);
     const taken = Math.min(room, records.length);
-    // An invalid record leaves the buffer as it was: the call is refused whole.
-    const start = q.open.length;
-    try {
-      for (let i = 0; i < taken; i++) encode(records[i], q.open);
-    } catch (err) {
-      q.open.truncate(start);
-      throw err;
-    }
+    take(taken);
     q.openRows += taken;
     q.bufferedRows += taken;
     q.stats.accepted += taken;
@@ -218,6 +230,7 @@ export class FlowLogWriter {
   /** Ends the open batch: its rows are inserted next after the batches before it. */
   private seal(q: TableQueue): void {
     if (q.openRows === 0) return;
+    q.chunks?.encode(q.open);
     const body = q.open.contents();
     q.batches.push({ body, rows: q.openRows, buffer: q.open.raw });
     // The batch keeps the buffer; the next one starts in the buffer of a batch written, or as large as this one.

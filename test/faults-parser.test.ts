@@ -13,7 +13,7 @@ import { statSync } from 'node:fs';
 import { PacketDecoder } from '../capture/decode.js';
 import { DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from '../capture/layout.js';
 import { BpfObject, CaptureError, bpfObjectPath } from '../capture/native.js';
-import { encodePacket } from '../flowlog/codec.js';
+import { PacketChunkBatch } from '../flowlog/packet-chunk-batch.js';
 import { RowBinaryWriter } from '../flowlog/rowbinary.js';
 import { prng } from './api-fixture.js';
 import { ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, bytesOf, ethernet, ipv4, ipv6, ipv6Ext, tcp, tcpOption, udp } from './capture-packets.js';
@@ -157,7 +157,9 @@ function runOnce(bpf: BpfObject, program: Program, frame: Buffer, decoder: Packe
   assert.equal(packet.wireLen, frame.length, `${where}: wire length`);
   assert.ok(packet.sport >= 0 && packet.sport <= 65535 && packet.dport >= 0 && packet.dport <= 65535);
   assert.ok(packet.proto === 'tcp' || packet.proto === 'udp');
-  encodePacket(packet, new RowBinaryWriter(4096));
+  const chunk = new PacketChunkBatch();
+  chunk.add([packet], 1);
+  chunk.encode(new RowBinaryWriter(4096));
   return { verdict, bytes };
 }
 

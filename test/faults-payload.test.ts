@@ -57,7 +57,7 @@ interface Capture {
   /** Packets in the pcapng of the TCP connection. */
   tcp: Buffer[];
   /** Rows whose stored header bytes contain the marker. */
-  rowsWithMarker: number;
+  chunksWithMarker: number;
   rows: number;
   /** Store files containing the marker as is. */
   filesWithMarker: string[];
@@ -85,7 +85,7 @@ async function captureMarker(t: TestContext, pair: NetnsPair, snaplen: number, m
     assert.equal(response.status, 200);
     const tcp = pcapngPackets(Buffer.from(await response.arrayBuffer()));
     const result = await service.store.client.query({
-      query: `SELECT countIf(position(headers_residual, {marker:String}) > 0), count() FROM ${service.store.table('packets')}`,
+      query: `SELECT countIf(position(packed, {marker:String}) > 0), sum(count) FROM ${service.store.table('packets')}`,
       query_params: { marker },
       format: 'JSONCompactEachRow',
     });
@@ -93,7 +93,7 @@ async function captureMarker(t: TestContext, pair: NetnsPair, snaplen: number, m
     await service.close();
     const needle = Buffer.from(marker);
     const filesWithMarker = filesUnder(path.join(dir, 'store')).filter((f) => statSync(f).size < 64 << 20 && readFileSync(f).includes(needle));
-    return { tcp, rowsWithMarker: Number(withMarker), rows: Number(rows), filesWithMarker };
+    return { tcp, chunksWithMarker: Number(withMarker), rows: Number(rows), filesWithMarker };
   } finally {
     await service.close();
   }
@@ -104,18 +104,18 @@ test('default snap length: stored bytes end at the L4 header, the payload marker
   const marker = `NTMARK-${randomBytes(16).toString('hex')}`;
 
   const headersOnly = await captureMarker(t, pair, 0, marker);
-  t.diagnostic(`default: ${headersOnly.rows} rows, ${headersOnly.tcp.length} TCP packets in the pcapng`);
+  t.diagnostic(`default: ${headersOnly.rows} packets stored, ${headersOnly.tcp.length} TCP packets in the pcapng`);
   assert.ok(headersOnly.rows >= 14, 'the traffic was captured at both ends');
   assert.ok(headersOnly.tcp.length >= 10, 'the connection is in the pcapng');
   for (const packet of headersOnly.tcp) assert.equal(packet.length, headerEnd(packet), 'the captured bytes end at the end of the TCP header');
-  assert.equal(headersOnly.rowsWithMarker, 0, 'no stored header bytes hold the marker');
+  assert.equal(headersOnly.chunksWithMarker, 0, 'no stored header bytes hold the marker');
   assert.ok(!headersOnly.tcp.some((p) => p.includes(marker)), 'the pcapng does not hold the marker');
   assert.deepEqual(headersOnly.filesWithMarker, [], 'no store file holds the marker');
 
   // The control: asked for, payload is kept, and the same checks find it.
   const withPayload = await captureMarker(t, pair, 4096, marker);
-  t.diagnostic(`--snaplen 4096: ${withPayload.rowsWithMarker} of ${withPayload.rows} rows hold the marker; store files holding it as is: ${withPayload.filesWithMarker.map((f) => path.basename(f)).join(", ")}`);
-  assert.ok(withPayload.rowsWithMarker >= 8, 'TCP and UDP, both ways, both ends');
+  t.diagnostic(`--snaplen 4096: ${withPayload.chunksWithMarker} packet chunks hold the marker (${withPayload.rows} packets stored); store files holding it as is: ${withPayload.filesWithMarker.map((f) => path.basename(f)).join(", ")}`);
+  assert.ok(withPayload.chunksWithMarker >= 8, 'TCP and UDP, both ways, both ends (a chunk each)');
   assert.ok(withPayload.tcp.some((p) => p.includes(marker)), 'the pcapng holds the marker');
   assert.ok(withPayload.tcp.some((p) => p.length > headerEnd(p)));
   // Compression could hide a marker in the files; on these few rows it does not, so the file check above can see one.

@@ -38,7 +38,7 @@ test('SIGTERM under load: the store holds exactly the rows the writer accepted',
 
     const store = await openStore({ path: storePath });
     try {
-      const result = await store.client.query({ query: 'SELECT count(), uniqExact(packet_id) FROM nettrail.packets', format: 'JSONCompactEachRow' });
+      const result = await store.client.query({ query: 'SELECT count(), uniqExact(packet_id) FROM nettrail.packet_chunks ARRAY JOIN packet_ids AS packet_id', format: 'JSONCompactEachRow' });
       const [[rows, ids]] = await result.json<[string, string]>();
       assert.equal(Number(rows), report.accepted);
       assert.equal(Number(ids), report.accepted);

@@ -5,14 +5,18 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { FlowRecord, FourTuple, NatTranslation, PacketRecord } from '../flowlog/records.js';
+import type { FlowRecord, FourTuple, NatTranslation, PacketRecord, TcpOptions } from '../flowlog/records.js';
+import { addressBytes, storedAddress } from '../flowlog/address.js';
+import { OPTION_BIT } from '../flowlog/codec.js';
+import { headerLayout, xorColumnBytes } from '../flowlog/residual.js';
 import { checkServerVersion, openStore, parseRetention, type FlowLogStore } from '../flowlog/store.js';
 import { FlowLogWriter } from '../flowlog/writer.js';
 import {
-  createDatabaseStatement, MIGRATIONS, PACKETS, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement, TABLE_NAMES,
+  createDatabaseStatement, createTableStatements, MIGRATIONS, PACKET_CHUNKS, PACKET_ROWS_V1, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement, TABLE_NAMES, TABLES, type Migration, type SchemaTarget,
 } from '../flowlog/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packetHeaders } from './flowlog-headers.js';
+import { FIELD_OFFSET, FIXED_BYTES } from '../flowlog/packet-chunks.js';
 import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../flowlog/queries.js';
 import { column, nativeBlocks, type FixedColumn, type NativeBlock } from '../flowlog/native.js';
 import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
@@ -126,20 +130,30 @@ test('packets round-trip exactly and are found from either direction', async () 
   );
   assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [c2s], { from: T0 + 1n, to: T0 + 1n })), [synAck]);
   // Stored as IPv6 (IPv4-mapped); the header bytes as their residual (test/flowlog-residual.test.ts), as long as they are.
-  const stored = await store.client.query({
-    query: `SELECT toString(src), length(headers_residual) FROM nettrail.packets WHERE packet_id = {id:UInt64}`,
-    query_params: { id: syn.packetId },
-    format: 'JSONCompactEachRow',
-  });
-  assert.deepEqual(await stored.json(), [['::ffff:10.1.0.1', 256]]);
-  const residual = await store.client.query({
-    query: `SELECT length(headers_residual), length(replaceAll(headers_residual, '\\0', '')) FROM nettrail.packets WHERE packet_id = 6`,
-    format: 'JSONCompactEachRow',
-  });
-  const [[length, nonZero]] = await residual.json<[number, number]>();
-  assert.equal(length, data.headers.length);
-  assert.ok(nonZero <= 24, `${nonZero} of ${length} residual bytes are not zero`);
+  const stored = await storedPacket(syn.packetId);
+  assert.equal(stored.src, '::ffff:10.1.0.1');
+  assert.equal(stored.residual.length, 256);
+  const { residual } = await storedPacket(data.packetId);
+  assert.equal(residual.length, data.headers.length);
+  const nonZero = residual.filter((byte) => byte !== 0).length;
+  assert.ok(nonZero <= 24, `${nonZero} of ${residual.length} residual bytes are not zero`);
 });
+
+/** The stored source address and header residual of the packet with id `id`, from its chunk's packed bytes. */
+async function storedPacket(id: bigint): Promise<{ src: string; residual: Buffer }> {
+  const result = await store.client.query({
+    query: 'SELECT toString(src), count, arrayFirstIndex(x -> x = {id:UInt64}, packet_ids), hex(packed) FROM nettrail.packet_chunks WHERE has(packet_ids, {id:UInt64})',
+    query_params: { id },
+    format: 'JSONCompactEachRow',
+  });
+  const [[src, n, position, hex]] = await result.json<[string, number, number, string]>();
+  const packed = Buffer.from(hex, 'hex');
+  let at = FIXED_BYTES * n;
+  for (let i = 0; i < n; i++) at += 8 * packed[FIELD_OFFSET.sack_blocks * n + i];
+  const headerLength = (i: number) => packed.readUInt16LE(FIELD_OFFSET.header_len * n + 2 * i);
+  for (let i = 0; i < position - 1; i++) at += headerLength(i);
+  return { src, residual: packed.subarray(at, at + headerLength(position - 1)) };
+}
 
 test('Native results decode the same whatever their chunking; a result cut inside a block is an error', async () => {
   // Every column type the packet reader takes, over several blocks (3 rows each).
@@ -391,23 +405,70 @@ test('data is kept after closing and re-opening the same path', async () => {
   assert.equal((await natForTuple(store, 'tcp', { src: '10.2.0.1', sport: 41000, dst: '10.96.0.10', dport: 80 })).length, 1);
 });
 
-test('inserted parts are compact (one file) below 64 MiB; a version-3 store gets that setting when it is opened', async () => {
-  const partTypes = async () => {
-    const result = await store.client.query({ query: `SELECT DISTINCT part_type FROM system.parts WHERE database = 'nettrail' AND table = 'packets' AND active`, format: 'JSONCompactEachRow' });
-    return (await result.json<[string]>()).map(([type]) => type);
-  };
-  const wideBytes = async (table: string) =>
-    count(`SELECT toUInt64OrZero(extract(create_table_query, 'min_bytes_for_wide_part = (\\\\d+)')) FROM system.tables WHERE database = 'nettrail' AND name = '${table}'`);
-  assert.deepEqual(await partTypes(), ['Compact']);
-  for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 64 * 1024 * 1024, name);
-  // Back to how version 3 left the tables, then opened again.
-  for (const name of TABLE_NAMES) await store.client.command({ query: `ALTER TABLE nettrail.${name} RESET SETTING min_bytes_for_wide_part` });
-  await store.client.command({ query: 'DELETE FROM nettrail.schema_version WHERE version = 4' });
-  for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 0, name);
+test('inserted parts are compact (one file) below 64 MiB', async () => {
+  const result = await store.client.query({ query: `SELECT DISTINCT part_type FROM system.parts WHERE database = 'nettrail' AND table = 'packet_chunks' AND active`, format: 'JSONCompactEachRow' });
+  assert.deepEqual(await result.json(), [['Compact']]);
+  for (const name of TABLE_NAMES) assert.equal(await wideBytes(TABLES[name].name), 64 * 1024 * 1024, name);
+});
+
+const wideBytes = (table: string) =>
+  count(`SELECT toUInt64OrZero(extract(create_table_query, 'min_bytes_for_wide_part = (\\d+)')) FROM system.tables WHERE database = 'nettrail' AND name = '${table}'`);
+
+/** Inserts `records` into the packets table of schema versions 1 to 4, a row per packet, as they stored them. */
+async function insertPacketRowsV1(records: readonly PacketRecord[]): Promise<void> {
+  for (const p of records) {
+    const residual = Buffer.from(p.headers);
+    xorColumnBytes(residual, residual.length, headerLayout(residual, 0, residual.length, p.linkType), p, addressBytes(p.src, 'src'), addressBytes(p.dst, 'dst'));
+    const o = p.options;
+    const present = Object.entries(OPTION_BIT).reduce((bits, [name, bit]) => (o[name as keyof TcpOptions] === undefined ? bits : bits | bit), 0);
+    await store.client.command({
+      query: `INSERT INTO nettrail.packets (ts, node, netns, netns_ino, iface, ifindex, hook, direction, proto, src, sport, dst, dport, ip_id, seq, ack,
+          flags, win, len, wire_len, opt_present, opt_mss, opt_wscale, opt_sack_perm, opt_ts_val, opt_ts_ecr, opt_sack, link_type, packet_id, headers_residual)
+        SELECT fromUnixTimestamp64Nano({ts:Int64}, 'UTC'), {node:String}, {netns:String}, {netnsIno:UInt32}, {iface:String}, {ifindex:UInt32},
+          {hook:String}, {direction:String}, {proto:String}, toIPv6({src:String}), {sport:UInt16}, toIPv6({dst:String}), {dport:UInt16},
+          {ipId:UInt16}, {seq:UInt32}, {ack:UInt32}, {flags:UInt8}, {win:UInt16}, {len:UInt32}, {wireLen:UInt32}, {present:UInt8}, {mss:UInt16},
+          {wscale:UInt8}, {sackPerm:Bool}, {tsVal:UInt32}, {tsEcr:UInt32}, arrayZip({sackLeft:Array(UInt32)}, {sackRight:Array(UInt32)}),
+          {linkType:UInt16}, {packetId:UInt64}, unhex({residual:String})`,
+      query_params: {
+        ...p, src: storedAddress(p.src, 'src'), dst: storedAddress(p.dst, 'dst'), present, mss: o.mss ?? 0, wscale: o.wscale ?? 0,
+        sackPerm: o.sack_perm === true, tsVal: o.ts_val ?? 0, tsEcr: o.ts_ecr ?? 0, sackLeft: (o.sack ?? []).map(([left]) => left),
+        sackRight: (o.sack ?? []).map(([, right]) => right), residual: residual.toString('hex'),
+      },
+    });
+  }
+}
+
+test('a version-3 store, a row per packet, is brought up to date when opened: compact parts; its packets in chunks, read back exactly', async () => {
+  const tuple = { src: '10.9.0.1', sport: 45000, dst: '10.9.0.2', dport: 443 };
+  const dataFields = { seq: 1000, ack: 2000, flags: 0x18, win: 502, len: 100, ipId: 9, options: { ts_val: 5, ts_ecr: 4 } };
+  const packets = [
+    packet(tuple, { ts: T0, packetId: 901n, headers: ALL_BYTES, wireLen: 256, options: { mss: 1460, wscale: 7, sack_perm: true, ts_val: 0xffffffff, ts_ecr: 0 } }),
+    packet(reverse(tuple), { ts: T0 + 1n, packetId: 902n, direction: 'ingress', hook: 'xdp', seq: 7, ack: 0xfffffff1, options: { sack_perm: false, sack: [] }, headers: new Uint8Array(0), linkType: 101 }),
+    packet(tuple, { ts: T0 + 2n, packetId: 903n, seq: 0xfffffff1, ack: 8, options: { sack: [[1, 2], [0xffffffff, 0]] }, iface: 'veth-ü', netns: 'pid:4242' }),
+    packet(tuple, { ts: T0 + 3n, packetId: 904n, wireLen: 166, ...dataFields, headers: packetHeaders({ ...tuple, ...dataFields }, 6, { offloaded: true }) }),
+    // The same second, point and direction as the first and the fourth: one chunk of three.
+    packet(tuple, { ts: T0 + 4n, packetId: 905n, seq: 4, ipId: 3 }), // seq and IP id below the previous packet's: deltas wrap
+  ];
+  // Back to how version 3 left the store: a packets table with a row per packet, no part-format setting.
+  const v3 = { database: 'nettrail', cluster: null };
+  for (const statement of createTableStatements(v3, PACKET_ROWS_V1)) await store.client.command({ query: statement });
+  for (const table of ['packets', 'flows', 'nat_translations', 'drops']) {
+    await store.client.command({ query: `ALTER TABLE nettrail.${table} RESET SETTING min_bytes_for_wide_part` });
+  }
+  await store.client.command({ query: 'DROP TABLE nettrail.packet_chunks SYNC' });
+  await store.client.command({ query: 'DELETE FROM nettrail.schema_version WHERE version >= 4' });
+  await insertPacketRowsV1(packets);
   await store.close();
   store = await openStore({ path: storePath });
   assert.equal(await count('SELECT max(version) FROM nettrail.schema_version'), SCHEMA_VERSION);
-  for (const name of TABLE_NAMES) assert.equal(await wideBytes(name), 64 * 1024 * 1024, name);
+  for (const name of TABLE_NAMES) assert.equal(await wideBytes(TABLES[name].name), 64 * 1024 * 1024, name);
+  assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'packets'`), 0, 'the table with a row per packet is gone');
+  assert.equal(await count('SELECT count() FROM nettrail.packet_chunks'), 3, 'a chunk per capture point, direction and second');
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
+  // Opened again: nothing is copied twice.
+  await store.close();
+  store = await openStore({ path: storePath });
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
 });
 
 test('migrations are numbered 1, 2, 3, ... and the schema version is the last', () => {
@@ -415,23 +476,28 @@ test('migrations are numbered 1, 2, 3, ... and the schema version is the last', 
   assert.equal(SCHEMA_VERSION, MIGRATIONS.length);
 });
 
+/** A migration's statements, conditional ones included (their condition is a query, not a statement). */
+const statementsOf = (m: Migration, t: SchemaTarget): string[] => m.statements(t).flatMap((s) => (typeof s === 'string' ? [s] : s.statements));
+
 test('cluster DDL: replicated tables and Distributed tables over them, ON CLUSTER; ClickHouse parses every statement', async () => {
   const cluster = { database: 'nettrail', cluster: 'prod_2x2' };
   const statements = [
     createDatabaseStatement(cluster),
     schemaVersionTableStatement(cluster),
-    ...MIGRATIONS.flatMap((m) => m.statements(cluster)),
-    retentionStatement(cluster, PACKETS, 86_400),
-    retentionStatement(cluster, PACKETS, null),
+    ...MIGRATIONS.flatMap((m) => statementsOf(m, cluster)),
+    retentionStatement(cluster, PACKET_CHUNKS, 86_400),
+    retentionStatement(cluster, PACKET_CHUNKS, null),
   ];
   for (const statement of statements) {
-    assert.match(statement, / ON CLUSTER prod_2x2\b/, statement);
+    // Every statement but the copy of version 5 (an INSERT into the Distributed table) is DDL run on every node.
+    const ddl = !statement.startsWith('INSERT INTO nettrail.packet_chunks ');
+    if (ddl) assert.match(statement, / ON CLUSTER prod_2x2\b/, statement);
     // formatQuery() parses the statement (without running it: no cluster or ZooKeeper here) and prints it back.
     const result = await store.client.query({ query: 'SELECT formatQuery({statement:String})', query_params: { statement }, format: 'JSONCompactEachRow' });
     const [[formatted]] = await result.json<[string]>();
-    assert.match(formatted, /ON CLUSTER prod_2x2/);
+    if (ddl) assert.match(formatted, /ON CLUSTER prod_2x2/);
   }
-  for (const name of TABLE_NAMES) {
+  for (const name of TABLE_NAMES.map((t) => TABLES[t].name)) {
     const local = statements.find((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS nettrail.${name}_local ON CLUSTER prod_2x2 (`));
     const distributed = statements.find((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS nettrail.${name} ON CLUSTER prod_2x2 AS nettrail.${name}_local`));
     assert.ok(local, `${name}_local`);
@@ -440,9 +506,11 @@ test('cluster DDL: replicated tables and Distributed tables over them, ON CLUSTE
     assert.match(distributed, new RegExp(`ENGINE = Distributed\\(prod_2x2, nettrail, ${name}_local, cityHash64\\(`));
   }
   assert.match(statements[1], /ReplicatedMergeTree\('\/clickhouse\/tables\/\{database\}\/\{table\}', '\{replica\}'\)/);
-  assert.equal(statements.at(-2), 'ALTER TABLE nettrail.packets_local ON CLUSTER prod_2x2 MODIFY TTL toDateTime(ts) + toIntervalSecond(86400)');
+  assert.equal(statements.at(-2), 'ALTER TABLE nettrail.packet_chunks_local ON CLUSTER prod_2x2 MODIFY TTL toDateTime(last_ts) + toIntervalSecond(86400)');
+  // Version 5 drops the tables with a row per packet on every node.
+  assert.ok(statements.includes('DROP TABLE IF EXISTS nettrail.packets_local ON CLUSTER prod_2x2 SYNC'));
   // One server: plain tables, no ON CLUSTER.
-  const single = MIGRATIONS.flatMap((m) => m.statements({ database: 'nettrail', cluster: null }));
+  const single = MIGRATIONS.flatMap((m) => statementsOf(m, { database: 'nettrail', cluster: null }));
   assert.ok(single.every((s) => !s.includes('ON CLUSTER') && !s.includes('Replicated') && !s.includes('Distributed')));
 });
 
@@ -487,7 +555,7 @@ test('the writer says when it is over its high-water mark, and when it is below 
 /** Polls `check` (re-running OPTIMIZE, which applies TTLs) until it holds; fails with `what` if it never does. */
 async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
   for (let attempt = 0; attempt < 100; attempt++) {
-    for (const name of TABLE_NAMES) await store.client.command({ query: `OPTIMIZE TABLE nettrail.${name} FINAL` });
+    for (const name of TABLE_NAMES) await store.client.command({ query: `OPTIMIZE TABLE ${store.table(name)} FINAL` });
     if (await check()) return;
     await sleep(100);
   }
@@ -506,7 +574,7 @@ test('retention: a TTL per table deletes old rows (whole partitions) and keeps r
     flow({ id: 'new', start: now - SECOND, end: now, client: { ip: '10.10.0.1', port: 3 }, server: { ip: '10.10.0.2', port: 4 } }),
   ]);
   await writer.close();
-  const packets = () => count(`SELECT count() FROM nettrail.packets WHERE packet_id IN (401, 402) AND sport = 50000`);
+  const packets = () => count(`SELECT count() FROM nettrail.packet_chunks ARRAY JOIN packet_ids AS packet_id WHERE packet_id IN (401, 402) AND sport = 50000`);
   const flows = (id: string) => count(`SELECT count() FROM nettrail.flows WHERE id = '${id}'`);
   const mutations = () => count(`SELECT count() FROM system.mutations WHERE database = 'nettrail'`);
   assert.equal(await packets(), 2);
@@ -515,14 +583,14 @@ test('retention: a TTL per table deletes old rows (whole partitions) and keeps r
   store = await openStore({ path: storePath, retention: parseRetention(['30d', 'packets=1d']) });
   const ttl = await store.client.query({
     query: `SELECT name, engine_full LIKE '%TTL toDateTime(%) + toIntervalSecond(%)%' FROM system.tables WHERE database = 'nettrail' AND name IN {names:Array(String)} ORDER BY name`,
-    query_params: { names: TABLE_NAMES },
+    query_params: { names: TABLE_NAMES.map((name) => TABLES[name].name) },
     format: 'JSONCompactEachRow',
   });
-  assert.deepEqual(await ttl.json(), [...TABLE_NAMES].sort().map((name) => [name, 1]));
+  assert.deepEqual(await ttl.json(), TABLE_NAMES.map((name) => TABLES[name].name).sort().map((name) => [name, 1]));
   await eventually('old packets and flows deleted', async () => (await packets()) === 1 && (await flows('old')) === 0);
-  assert.equal(await count(`SELECT count() FROM nettrail.packets WHERE packet_id = 402 AND sport = 50000`), 1);
+  assert.equal(await count(`SELECT count() FROM nettrail.packet_chunks ARRAY JOIN packet_ids AS packet_id WHERE packet_id = 402 AND sport = 50000`), 1);
   assert.equal(await flows('new'), 1);
-  assert.equal(await count(`SELECT count() FROM nettrail.packets WHERE toYear(ts) = 2025`), 0, 'the other tests\' rows are older than a day');
+  assert.equal(await count(`SELECT count() FROM nettrail.packet_chunks WHERE toYear(last_ts) = 2025`), 0, 'the other tests\' rows are older than a day');
 
   // The same retention again changes nothing (no new TTL mutation); forever removes the TTL.
   const before = await mutations();
@@ -531,7 +599,7 @@ test('retention: a TTL per table deletes old rows (whole partitions) and keeps r
   assert.equal(await mutations(), before);
   await store.close();
   store = await openStore({ path: storePath, retention: parseRetention(['packets=forever']) });
-  assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'packets' AND engine_full LIKE '% TTL %'`), 0);
+  assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'packet_chunks' AND engine_full LIKE '% TTL %'`), 0);
   assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'flows' AND engine_full LIKE '% TTL %'`), 1);
 });
 

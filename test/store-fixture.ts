@@ -40,11 +40,15 @@ export async function openTempStore(name: string): Promise<TempStore> {
   };
 }
 
-/** How many rows `table` of the embedded store at `storePath` holds; it opens the store, so no one else may have it open. */
+/**
+ * How many records of `table` the embedded store at `storePath` holds (packets: in their chunks); it opens
+ * the store, so no one else may have it open.
+ */
 export async function storedRows(storePath: string, table: TableName): Promise<number> {
   const store = await openStore({ path: storePath });
   try {
-    const result = await store.client.query({ query: `SELECT count() FROM ${store.table(table)}`, format: 'JSONCompactEachRow' });
+    const records = table === 'packets' ? 'sum(count)' : 'count()';
+    const result = await store.client.query({ query: `SELECT ${records} FROM ${store.table(table)}`, format: 'JSONCompactEachRow' });
     const [[rows]] = await result.json<[number | string]>();
     return Number(rows);
   } finally {

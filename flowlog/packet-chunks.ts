@@ -1,0 +1,87 @@
+// How packets are stored: one row per chunk — the packets of one direction of
+// a connection seen at one capture point, written by one insert — with the
+// per-packet fields packed column by column into one String (`packed`), their
+// packet ids in an array (`packet_ids`, for the joins of drops to packets). The
+// engine then handles a row per chunk instead of 30 columns per packet
+// (docs/store.md). This file holds the format and its packing in SQL (the
+// migration from a row per packet); the writer packs with PacketChunkBatch
+// (packet-chunk-batch.ts), reads unpack with packetBatchOfChunks (packet-batch.ts).
+
+/** The chunk table's insert columns, in RowBinary order. */
+export const PACKET_CHUNK_COLUMNS = [
+  'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto',
+  'src', 'sport', 'dst', 'dport', 'link_type', 'first_ts', 'last_ts', 'count', 'packet_ids', 'packed',
+] as const;
+
+/**
+ * `packed` holds, for a chunk of n packets, each field below for all n
+ * packets (little-endian, `bytes` each), then the SACK blocks (two UInt32 per
+ * block, `sack_blocks` per packet), then the header residuals (`header_len`
+ * bytes per packet). `delta` fields hold the difference from the previous
+ * packet's value, modulo their width; the first packet's previous value is 0,
+ * except for `ts`, whose first packet counts from the chunk's `first_ts`.
+ */
+export const PACKED_FIELDS = [
+  { name: 'ts', bytes: 8, delta: true },
+  { name: 'ip_id', bytes: 2, delta: true },
+  { name: 'seq', bytes: 4, delta: true },
+  { name: 'ack', bytes: 4, delta: true },
+  { name: 'flags', bytes: 1, delta: false },
+  { name: 'win', bytes: 2, delta: false },
+  { name: 'len', bytes: 4, delta: false },
+  { name: 'wire_len', bytes: 4, delta: false },
+  { name: 'opt_present', bytes: 1, delta: false },
+  { name: 'opt_mss', bytes: 2, delta: false },
+  { name: 'opt_wscale', bytes: 1, delta: false },
+  { name: 'opt_sack_perm', bytes: 1, delta: false },
+  { name: 'opt_ts_val', bytes: 4, delta: true },
+  { name: 'opt_ts_ecr', bytes: 4, delta: true },
+  { name: 'sack_blocks', bytes: 1, delta: false },
+  { name: 'header_len', bytes: 2, delta: false },
+] as const;
+
+export type PackedField = (typeof PACKED_FIELDS)[number]['name'];
+
+/** Bytes per packet of the fixed-width fields. */
+export const FIXED_BYTES = PACKED_FIELDS.reduce((sum, f) => sum + f.bytes, 0);
+
+/** Where field `name` starts in a chunk of `n` packets, as byte offsets per packet before it. */
+export const FIELD_OFFSET = Object.fromEntries(
+  PACKED_FIELDS.map((f, i) => [f.name, PACKED_FIELDS.slice(0, i).reduce((sum, g) => sum + g.bytes, 0)]),
+) as Record<PackedField, number>;
+
+// ---- the same format in SQL
+
+/**
+ * INSERT ... SELECT packing the rows of a packets table with a row per packet
+ * (`rows`: schema versions 1 to 4) into chunks of one capture point, direction
+ * and second. It packs without lambdas that capture a column: those copy the
+ * column for every array element.
+ */
+export function packChunksSql(chunks: string, rows: string): string {
+  // Fields in PACKED_FIELDS order; the packets of a chunk sorted by time (then id, for a fixed order).
+  const sorted = `arraySort(p -> (p.1, p.2), groupArray((toUnixTimestamp64Nano(ts), packet_id, ip_id, seq, ack, flags, win, len, wire_len,
+    opt_present, opt_mss, opt_wscale, toUInt8(opt_sack_perm), opt_ts_val, opt_ts_ecr, opt_sack, headers_residual)))`;
+  const bytesOf = (values: string, bytes: number) =>
+    `arrayStringConcat(arrayMap(x -> rightPad(reinterpretAsString(x), ${bytes}, '\\0'), ${values}))`;
+  const column = (k: number) => `arrayMap(p -> p.${k}, chunk)`;
+  // Differences from the previous packet (the first from 0), wrapped to the field's width.
+  const deltas = (k: number, type: string) => `arrayMap(x -> to${type}(x), arrayPopFront(arrayDifference(arrayPushFront(arrayMap(x -> toInt64(x), ${column(k)}), 0))))`;
+  const packed = [
+    bytesOf(`arrayPopFront(arrayDifference(arrayPushFront(${column(1)}, toUnixTimestamp64Nano(first_ts))))`, 8),
+    bytesOf(deltas(3, 'UInt16'), 2), bytesOf(deltas(4, 'UInt32'), 4), bytesOf(deltas(5, 'UInt32'), 4),
+    bytesOf(column(6), 1), bytesOf(column(7), 2), bytesOf(column(8), 4), bytesOf(column(9), 4),
+    bytesOf(column(10), 1), bytesOf(column(11), 2), bytesOf(column(12), 1), bytesOf(column(13), 1),
+    bytesOf(deltas(14, 'UInt32'), 4), bytesOf(deltas(15, 'UInt32'), 4),
+    bytesOf(`arrayMap(p -> toUInt8(length(p.16)), chunk)`, 1), bytesOf(`arrayMap(p -> toUInt16(length(p.17)), chunk)`, 2),
+    bytesOf(`arrayFlatten(arrayMap(p -> arrayMap(b -> [b.1, b.2], p.16), chunk))`, 4),
+    `arrayStringConcat(${column(17)})`,
+  ].join(',\n    ');
+  return `INSERT INTO ${chunks} (${PACKET_CHUNK_COLUMNS.join(', ')})
+SELECT node, netns, netns_ino, iface, ifindex, hook, direction, proto, src, sport, dst, dport, link_type,
+  min(ts) AS first_ts, max(ts) AS last_ts, toUInt32(count()) AS count,
+  arrayMap(p -> p.2, ${sorted} AS chunk) AS packet_ids,
+  concat(${packed}) AS packed
+FROM ${rows}
+GROUP BY node, netns, netns_ino, iface, ifindex, hook, direction, proto, src, sport, dst, dport, link_type, toStartOfSecond(ts)`;
+}
