@@ -1,68 +1,175 @@
-// The writer's side of packet chunks (packet-chunks.ts): records checked as
-// they are taken in, grouped into chunks, and packed into RowBinary rows of
-// the chunk table when their batch is sealed.
+// The writer's side of packet chunks (packet-chunks.ts). Records are checked
+// and staged as they are taken in: each packet's fields, SACK blocks and
+// header residual as one row of a staging buffer, in arrival order, so the
+// records themselves can go at once (read in order, they cost fewer cache
+// misses, and held until the insert, the garbage collector would trace them
+// again and again). When the batch is sealed, each chunk's rows are packed
+// column by column into its RowBinary row.
 
 import type { PacketRecord } from './records.js';
 import { addressBytes } from './address.js';
 import { DIRECTION, enumValue, HOOK, invalid, OPTION_BIT, PROTO, timestamp, U8, U16, U32, u64, uint, utf8 } from './codec.js';
-import { FIELD_OFFSET, FIXED_BYTES, PACKED_FIELDS, type PackedField } from './packet-chunks.js';
+import { FIELD_OFFSET, FIXED_BYTES } from './packet-chunks.js';
 import { headerLayout, xorColumnBytes } from './residual.js';
-import { putBytes, putVarUInt, varUIntSize, type RowBinaryWriter } from './rowbinary.js';
+import { putVarUInt, varUIntSize, type RowBinaryWriter } from './rowbinary.js';
 
 /** A chunk holds packets within this long of its first one (either way): its row expires with its last packet. */
 const CHUNK_SPAN_NS = 1_000_000_000n;
 
-/** Packets of one capture point, hook, link type, protocol and direction of one connection, and the times a chunk may hold. */
+/** A staged packet: fixed-width fields at these offsets, then its SACK blocks, then its header residual. */
+const STAGED = {
+  ts: 0, packetId: 8, seq: 16, ack: 20, len: 24, wireLen: 28, tsVal: 32, tsEcr: 36,
+  ipId: 40, win: 42, mss: 44, headerLen: 46, flags: 48, present: 49, wscale: 50, sackPerm: 51, sackBlocks: 52,
+} as const;
+const STAGED_FIXED_BYTES = 53;
+
+/** Packets of one capture point, hook, link type, protocol and direction of one connection. */
 interface Chunk {
-  packets: PacketRecord[];
+  /** The first packet: the chunk's point and tuple. */
+  first: PacketRecord;
+  src: Uint8Array;
+  dst: Uint8Array;
+  /** The times the chunk may hold, and the earliest and latest it holds. */
   earliest: bigint;
   latest: bigint;
+  minTs: bigint;
+  maxTs: bigint;
+  packets: number;
+  sackBlocks: number;
+  headerBytes: number;
+  /** Its index in the batch's chunks. */
+  index: number;
 }
 
 /**
- * Packets taken in for one insert, grouped into chunks as they come; encode()
- * writes the chunks' rows. A record is checked when it is added, so encoding
- * cannot fail.
+ * Packets taken in for one insert, staged and grouped into chunks as they
+ * come; encode() writes the chunks' rows. A record is checked when it is
+ * added, so encoding cannot fail.
  */
 export class PacketChunkBatch {
   private chunks: Chunk[] = [];
   /** Chunks by source address, then by ports; the few sharing both are told apart by the rest. */
   private bySource = new Map<string, Map<number, Chunk[]>>();
+  /** Staged packets: packet k's row starts at rowAt[k] of `staged`, and it belongs to chunks[chunkOf[k]]. */
+  private staged = new Uint8Array(1 << 20);
+  private stagedView = new DataView(this.staged.buffer);
+  private stagedBytes = 0;
+  private rowAt = new Uint32Array(1 << 14);
+  private chunkIndex = new Uint32Array(1 << 14);
   private packets = 0;
-  private bytes = 0;
-  /** Scratch space for one chunk's packed bytes: fixed fields, SACK blocks, header residuals. */
-  private fixed: Uint8Array = new Uint8Array(0);
-  private sacks: Uint8Array = new Uint8Array(0);
-  private residuals: Uint8Array = new Uint8Array(0);
+  /** The chunks of the records add() is taking in. */
+  private adding: Chunk[] = [];
 
   /** Packets taken in since the last encode(). */
   get length(): number {
     return this.packets;
   }
 
-  /** About the bytes those packets will take encoded: their packed fields, ids and headers. */
-  get estimatedBytes(): number {
-    return this.bytes;
+  /** Bytes the staged packets take. */
+  get stagedByteLength(): number {
+    return this.stagedBytes;
   }
 
-  /** Takes in records[0, count); if one is invalid, throws and takes in none of them. */
+  /**
+   * Takes in records[0, count); if one is invalid, throws and takes in none of
+   * them (chunks it made stay empty, and are not written).
+   */
   add(records: readonly PacketRecord[], count: number): void {
+    const chunks = (this.adding.length = 0, this.adding);
     let bytes = 0;
-    for (let i = 0; i < count; i++) bytes += FIXED_BYTES + 8 + check(records[i]);
-    for (let i = 0; i < count; i++) this.chunkOf(records[i]).packets.push(records[i]);
-    this.packets += count;
-    this.bytes += bytes;
+    for (let i = 0; i < count; i++) {
+      const p = records[i];
+      bytes += checkPacket(p);
+      chunks.push(this.chunkOf(p));
+    }
+    this.reserve(count, bytes);
+    for (let i = 0; i < count; i++) this.stage(records[i], chunks[i]);
   }
 
   /** Writes a row per chunk and starts over empty. */
   encode(out: RowBinaryWriter): void {
-    for (const chunk of this.chunks) this.encodeChunk(chunk, out);
+    // The packets of each chunk, in arrival order: a counting sort by chunk.
+    const starts = new Uint32Array(this.chunks.length);
+    for (let i = 1; i < starts.length; i++) starts[i] = starts[i - 1] + this.chunks[i - 1].packets;
+    const next = starts.slice();
+    const order = new Uint32Array(this.packets);
+    for (let k = 0; k < this.packets; k++) order[next[this.chunkIndex[k]]++] = k;
+    for (const chunk of this.chunks) {
+      if (chunk.packets > 0) this.encodeChunk(chunk, order.subarray(starts[chunk.index], starts[chunk.index] + chunk.packets), out);
+    }
     this.chunks = [];
     this.bySource = new Map();
     this.packets = 0;
-    this.bytes = 0;
+    this.stagedBytes = 0;
   }
 
+  /** Makes room for `count` more packets of `bytes` staged bytes. */
+  private reserve(count: number, bytes: number): void {
+    if (this.stagedBytes + bytes > this.staged.length) {
+      const staged = new Uint8Array(Math.max(2 * this.staged.length, this.stagedBytes + bytes));
+      staged.set(this.staged.subarray(0, this.stagedBytes));
+      this.staged = staged;
+      this.stagedView = new DataView(staged.buffer);
+    }
+    if (this.packets + count > this.rowAt.length) {
+      const size = Math.max(2 * this.rowAt.length, this.packets + count);
+      const rowAt = new Uint32Array(size);
+      rowAt.set(this.rowAt.subarray(0, this.packets));
+      this.rowAt = rowAt;
+      const chunkIndex = new Uint32Array(size);
+      chunkIndex.set(this.chunkIndex.subarray(0, this.packets));
+      this.chunkIndex = chunkIndex;
+    }
+  }
+
+  private stage(p: PacketRecord, chunk: Chunk): void {
+    const k = this.packets++;
+    const at = this.stagedBytes;
+    this.rowAt[k] = at;
+    this.chunkIndex[k] = chunk.index;
+    const view = this.stagedView;
+    const bytes = this.staged;
+    const o = p.options;
+    const sack = o.sack;
+    const blocks = sack === undefined ? 0 : sack.length;
+    const headers = p.headers;
+    view.setBigInt64(at + STAGED.ts, p.ts, true);
+    view.setBigUint64(at + STAGED.packetId, p.packetId, true);
+    view.setUint32(at + STAGED.seq, p.seq, true);
+    view.setUint32(at + STAGED.ack, p.ack, true);
+    view.setUint32(at + STAGED.len, p.len, true);
+    view.setUint32(at + STAGED.wireLen, p.wireLen, true);
+    view.setUint32(at + STAGED.tsVal, o.ts_val ?? 0, true);
+    view.setUint32(at + STAGED.tsEcr, o.ts_ecr ?? 0, true);
+    view.setUint16(at + STAGED.ipId, p.ipId, true);
+    view.setUint16(at + STAGED.win, p.win, true);
+    view.setUint16(at + STAGED.mss, o.mss ?? 0, true);
+    view.setUint16(at + STAGED.headerLen, headers.length, true);
+    bytes[at + STAGED.flags] = p.flags;
+    bytes[at + STAGED.present] = (o.mss === undefined ? 0 : OPTION_BIT.mss) | (o.wscale === undefined ? 0 : OPTION_BIT.wscale) |
+      (o.sack_perm === undefined ? 0 : OPTION_BIT.sack_perm) | (o.ts_val === undefined ? 0 : OPTION_BIT.ts_val) |
+      (o.ts_ecr === undefined ? 0 : OPTION_BIT.ts_ecr) | (sack === undefined ? 0 : OPTION_BIT.sack);
+    bytes[at + STAGED.wscale] = o.wscale ?? 0;
+    bytes[at + STAGED.sackPerm] = o.sack_perm === true ? 1 : 0;
+    bytes[at + STAGED.sackBlocks] = blocks;
+    let to = at + STAGED_FIXED_BYTES;
+    for (let j = 0; j < blocks; j++, to += 8) {
+      view.setUint32(to, sack![j][0], true);
+      view.setUint32(to + 4, sack![j][1], true);
+    }
+    bytes.set(headers, to);
+    const end = to + headers.length;
+    xorColumnBytes(bytes, end, headerLayout(bytes, to, end, p.linkType), p, chunk.src, chunk.dst);
+    this.stagedBytes = end;
+    chunk.packets++;
+    chunk.sackBlocks += blocks;
+    chunk.headerBytes += headers.length;
+    // A chunk may have been made by a call refused after: its times are its packets'.
+    if (chunk.packets === 1 || p.ts < chunk.minTs) chunk.minTs = p.ts;
+    if (chunk.packets === 1 || p.ts > chunk.maxTs) chunk.maxTs = p.ts;
+  }
+
+  /** The chunk `p` goes in; a new one if none matches (its point and tuple are checked then: a match has the same values). */
   private chunkOf(p: PacketRecord): Chunk {
     let byPorts = this.bySource.get(p.src);
     if (byPorts === undefined) this.bySource.set(p.src, (byPorts = new Map()));
@@ -71,7 +178,7 @@ export class PacketChunkBatch {
     if (chunks === undefined) byPorts.set(ports, (chunks = []));
     for (let i = 0; i < chunks.length; i++) {
       const chunk = chunks[i];
-      const q = chunk.packets[0];
+      const q = chunk.first;
       if (q.dst === p.dst && q.iface === p.iface && q.netns === p.netns && q.node === p.node && q.direction === p.direction &&
           q.ifindex === p.ifindex && q.netnsIno === p.netnsIno && q.hook === p.hook && q.proto === p.proto && q.linkType === p.linkType) {
         if (p.ts >= chunk.earliest && p.ts <= chunk.latest) return chunk;
@@ -84,86 +191,21 @@ export class PacketChunkBatch {
     return chunk;
   }
 
-  /** A new chunk for `p` and the packets that go with it. */
   private newChunk(p: PacketRecord): Chunk {
-    const chunk: Chunk = { packets: [], earliest: p.ts - CHUNK_SPAN_NS, latest: p.ts + CHUNK_SPAN_NS };
+    checkChunk(p);
+    const chunk: Chunk = {
+      first: p, src: addressBytes(p.src, 'src'), dst: addressBytes(p.dst, 'dst'),
+      earliest: p.ts - CHUNK_SPAN_NS, latest: p.ts + CHUNK_SPAN_NS, minTs: p.ts, maxTs: p.ts,
+      packets: 0, sackBlocks: 0, headerBytes: 0, index: this.chunks.length,
+    };
     this.chunks.push(chunk);
     return chunk;
   }
 
-  private encodeChunk({ packets: chunk }: Chunk, out: RowBinaryWriter): void {
-    const n = chunk.length;
-    const p0 = chunk[0];
-    const src = addressBytes(p0.src, 'src');
-    const dst = addressBytes(p0.dst, 'dst');
-    const fixedSize = FIXED_BYTES * n;
-    if (this.fixed.length < fixedSize + 8 * n) this.fixed = new Uint8Array(2 * (fixedSize + 8 * n));
-    const fixed = this.fixed;
-    const view = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
-    const at = (field: PackedField) => FIELD_OFFSET[field] * n;
-    const [ts, ipId, seq, ack, flags, win, len, wireLen, present, mss, wscale, sackPerm, tsVal, tsEcr, sackBlocks, headerLen] =
-      PACKED_FIELDS.map((f) => at(f.name));
-    // The packet ids go in their own column, after the packed fields in scratch space.
-    const ids = fixedSize;
-    let first = p0.ts;
-    for (let i = 1; i < n; i++) if (chunk[i].ts < first) first = chunk[i].ts;
-    let last = first;
-    let prevTs = first;
-    let prevIpId = 0;
-    let prevSeq = 0;
-    let prevAck = 0;
-    let prevTsVal = 0;
-    let prevTsEcr = 0;
-    let sackAt = 0;
-    let residualAt = 0;
-    for (let i = 0; i < n; i++) {
-      const p = chunk[i];
-      const o = p.options;
-      const t = p.ts;
-      view.setBigInt64(ts + 8 * i, t - prevTs, true);
-      prevTs = t;
-      if (t > last) last = t;
-      view.setUint16(ipId + 2 * i, (p.ipId - prevIpId) & U16, true);
-      prevIpId = p.ipId;
-      view.setUint32(seq + 4 * i, (p.seq - prevSeq) >>> 0, true);
-      prevSeq = p.seq;
-      view.setUint32(ack + 4 * i, (p.ack - prevAck) >>> 0, true);
-      prevAck = p.ack;
-      fixed[flags + i] = p.flags;
-      view.setUint16(win + 2 * i, p.win, true);
-      view.setUint32(len + 4 * i, p.len, true);
-      view.setUint32(wireLen + 4 * i, p.wireLen, true);
-      const sack = o.sack;
-      fixed[present + i] = (o.mss === undefined ? 0 : OPTION_BIT.mss) | (o.wscale === undefined ? 0 : OPTION_BIT.wscale) |
-        (o.sack_perm === undefined ? 0 : OPTION_BIT.sack_perm) | (o.ts_val === undefined ? 0 : OPTION_BIT.ts_val) |
-        (o.ts_ecr === undefined ? 0 : OPTION_BIT.ts_ecr) | (sack === undefined ? 0 : OPTION_BIT.sack);
-      view.setUint16(mss + 2 * i, o.mss ?? 0, true);
-      fixed[wscale + i] = o.wscale ?? 0;
-      fixed[sackPerm + i] = o.sack_perm === true ? 1 : 0;
-      const tv = o.ts_val ?? 0;
-      view.setUint32(tsVal + 4 * i, (tv - prevTsVal) >>> 0, true);
-      prevTsVal = tv;
-      const te = o.ts_ecr ?? 0;
-      view.setUint32(tsEcr + 4 * i, (te - prevTsEcr) >>> 0, true);
-      prevTsEcr = te;
-      const blocks = sack === undefined ? 0 : sack.length;
-      fixed[sackBlocks + i] = blocks;
-      if (blocks > 0) {
-        if (this.sacks.length < sackAt + 8 * blocks) this.sacks = grown(this.sacks, sackAt, sackAt + 8 * blocks);
-        const sackView = new DataView(this.sacks.buffer, this.sacks.byteOffset, this.sacks.byteLength);
-        for (let j = 0; j < blocks; j++, sackAt += 8) {
-          sackView.setUint32(sackAt, sack![j][0], true);
-          sackView.setUint32(sackAt + 4, sack![j][1], true);
-        }
-      }
-      view.setBigUint64(ids + 8 * i, p.packetId, true);
-      const headers = p.headers;
-      view.setUint16(headerLen + 2 * i, headers.length, true);
-      if (this.residuals.length < residualAt + headers.length) this.residuals = grown(this.residuals, residualAt, residualAt + headers.length);
-      const from = residualAt;
-      residualAt = putBytes(this.residuals, from, headers);
-      xorColumnBytes(this.residuals, residualAt, headerLayout(this.residuals, from, residualAt, p.linkType), p, src, dst);
-    }
+  /** The chunk's row: its columns, then its packets' ids and their packed fields (packet-chunks.ts); `packets`: its packets' indexes. */
+  private encodeChunk(chunk: Chunk, packets: Uint32Array, out: RowBinaryWriter): void {
+    const p0 = chunk.first;
+    const n = chunk.packets;
     out.string(utf8(p0.node, 'node'));
     out.string(utf8(p0.netns, 'netns'));
     out.u32(p0.netnsIno);
@@ -172,37 +214,100 @@ export class PacketChunkBatch {
     out.u8(HOOK.get(p0.hook)!);
     out.u8(DIRECTION.get(p0.direction)!);
     out.u8(PROTO.get(p0.proto)!);
-    out.fixed(src);
+    out.fixed(chunk.src);
     out.u16(p0.sport);
-    out.fixed(dst);
+    out.fixed(chunk.dst);
     out.u16(p0.dport);
     out.u16(p0.linkType);
-    out.i64(first);
-    out.i64(last);
+    out.i64(chunk.minTs);
+    out.i64(chunk.maxTs);
     out.u32(n);
-    const packedSize = fixedSize + sackAt + residualAt;
-    let to = out.reserve(varUIntSize(n) + 8 * n + varUIntSize(packedSize) + packedSize);
+    const packedSize = FIXED_BYTES * n + 8 * chunk.sackBlocks + chunk.headerBytes;
+    let at = out.reserve(varUIntSize(n) + 8 * n + varUIntSize(packedSize) + packedSize);
     const bytes = out.raw;
-    to = putVarUInt(bytes, to, n);
-    to = putBytes(bytes, to, fixed.subarray(ids, ids + 8 * n));
-    to = putVarUInt(bytes, to, packedSize);
-    to = putBytes(bytes, to, fixed.subarray(0, fixedSize));
-    to = putBytes(bytes, to, this.sacks.subarray(0, sackAt));
-    putBytes(bytes, to, this.residuals.subarray(0, residualAt));
+    const view = out.dataView;
+    const staged = this.staged;
+    const from = this.stagedView;
+    at = putVarUInt(bytes, at, n);
+    const ids = at;
+    const packed = putVarUInt(bytes, ids + 8 * n, packedSize);
+    const field = (name: keyof typeof FIELD_OFFSET) => packed + FIELD_OFFSET[name] * n;
+    const ts = field('ts');
+    const ipId = field('ip_id');
+    const seq = field('seq');
+    const ack = field('ack');
+    const flags = field('flags');
+    const win = field('win');
+    const len = field('len');
+    const wireLen = field('wire_len');
+    const present = field('opt_present');
+    const mss = field('opt_mss');
+    const wscale = field('opt_wscale');
+    const sackPerm = field('opt_sack_perm');
+    const tsVal = field('opt_ts_val');
+    const tsEcr = field('opt_ts_ecr');
+    const sackBlocks = field('sack_blocks');
+    const headerLen = field('header_len');
+    let sackAt = packed + FIXED_BYTES * n;
+    let residualAt = sackAt + 8 * chunk.sackBlocks;
+    // The previous packet's values, for the differences; the first time's is the chunk's first_ts.
+    let tsLow = Number(chunk.minTs & 0xffffffffn);
+    let tsHigh = Number(chunk.minTs >> 32n);
+    let prevIpId = 0;
+    let prevSeq = 0;
+    let prevAck = 0;
+    let prevTsVal = 0;
+    let prevTsEcr = 0;
+    for (let i = 0; i < n; i++) {
+      const row = this.rowAt[packets[i]];
+      const low = from.getUint32(row + STAGED.ts, true);
+      const high = from.getUint32(row + STAGED.ts + 4, true);
+      view.setUint32(ts + 8 * i, (low - tsLow) >>> 0, true);
+      view.setUint32(ts + 8 * i + 4, (high - tsHigh - (low < tsLow ? 1 : 0)) >>> 0, true);
+      tsLow = low;
+      tsHigh = high;
+      view.setUint32(ids + 8 * i, from.getUint32(row + STAGED.packetId, true), true);
+      view.setUint32(ids + 8 * i + 4, from.getUint32(row + STAGED.packetId + 4, true), true);
+      const ipIdValue = from.getUint16(row + STAGED.ipId, true);
+      view.setUint16(ipId + 2 * i, (ipIdValue - prevIpId) & U16, true);
+      prevIpId = ipIdValue;
+      const seqValue = from.getUint32(row + STAGED.seq, true);
+      view.setUint32(seq + 4 * i, (seqValue - prevSeq) >>> 0, true);
+      prevSeq = seqValue;
+      const ackValue = from.getUint32(row + STAGED.ack, true);
+      view.setUint32(ack + 4 * i, (ackValue - prevAck) >>> 0, true);
+      prevAck = ackValue;
+      const tsValValue = from.getUint32(row + STAGED.tsVal, true);
+      view.setUint32(tsVal + 4 * i, (tsValValue - prevTsVal) >>> 0, true);
+      prevTsVal = tsValValue;
+      const tsEcrValue = from.getUint32(row + STAGED.tsEcr, true);
+      view.setUint32(tsEcr + 4 * i, (tsEcrValue - prevTsEcr) >>> 0, true);
+      prevTsEcr = tsEcrValue;
+      bytes[flags + i] = staged[row + STAGED.flags];
+      view.setUint16(win + 2 * i, from.getUint16(row + STAGED.win, true), true);
+      view.setUint32(len + 4 * i, from.getUint32(row + STAGED.len, true), true);
+      view.setUint32(wireLen + 4 * i, from.getUint32(row + STAGED.wireLen, true), true);
+      bytes[present + i] = staged[row + STAGED.present];
+      view.setUint16(mss + 2 * i, from.getUint16(row + STAGED.mss, true), true);
+      bytes[wscale + i] = staged[row + STAGED.wscale];
+      bytes[sackPerm + i] = staged[row + STAGED.sackPerm];
+      const blocks = (bytes[sackBlocks + i] = staged[row + STAGED.sackBlocks]);
+      const headerLength = from.getUint16(row + STAGED.headerLen, true);
+      view.setUint16(headerLen + 2 * i, headerLength, true);
+      const sacksFrom = row + STAGED_FIXED_BYTES;
+      if (blocks > 0) {
+        bytes.set(staged.subarray(sacksFrom, sacksFrom + 8 * blocks), sackAt);
+        sackAt += 8 * blocks;
+      }
+      const headersFrom = sacksFrom + 8 * blocks;
+      bytes.set(staged.subarray(headersFrom, headersFrom + headerLength), residualAt);
+      residualAt += headerLength;
+    }
   }
 }
 
-/** A copy of bytes[0, used) in a buffer of at least `needed` bytes. */
-function grown(bytes: Uint8Array, used: number, needed: number): Uint8Array {
-  const copy = new Uint8Array(Math.max(2 * bytes.length, needed, 1 << 16));
-  copy.set(bytes.subarray(0, used));
-  return copy;
-}
-
-/** Throws INVALID_VALUE unless every value of `p` fits its column; returns its header bytes' length. */
-function check(p: PacketRecord): number {
-  timestamp(p.ts, 'ts');
-  u64(p.packetId, 'packetId');
+/** Throws INVALID_VALUE unless the values of `p` a chunk holds once fit their columns. */
+function checkChunk(p: PacketRecord): void {
   addressBytes(p.src, 'src');
   addressBytes(p.dst, 'dst');
   utf8(p.node, 'node');
@@ -215,6 +320,13 @@ function check(p: PacketRecord): number {
   enumValue(p.proto, PROTO, 'proto');
   uint(p.sport, U16, 'sport');
   uint(p.dport, U16, 'dport');
+  uint(p.linkType, U16, 'linkType');
+}
+
+/** Throws INVALID_VALUE unless the values of `p` each packet has fit their columns; returns the bytes it takes staged. */
+function checkPacket(p: PacketRecord): number {
+  timestamp(p.ts, 'ts');
+  u64(p.packetId, 'packetId');
   uint(p.ipId, U16, 'ipId');
   uint(p.seq, U32, 'seq');
   uint(p.ack, U32, 'ack');
@@ -222,7 +334,6 @@ function check(p: PacketRecord): number {
   uint(p.win, U16, 'win');
   uint(p.len, U32, 'len');
   uint(p.wireLen, U32, 'wireLen');
-  uint(p.linkType, U16, 'linkType');
   if (!(p.headers instanceof Uint8Array) || p.headers.length > U16) throw invalid('headers', p.headers);
   const o = p.options;
   uint(o.mss ?? 0, U16, 'options.mss');
@@ -230,12 +341,14 @@ function check(p: PacketRecord): number {
   uint(o.ts_val ?? 0, U32, 'options.ts_val');
   uint(o.ts_ecr ?? 0, U32, 'options.ts_ecr');
   const sack = o.sack;
+  let blocks = 0;
   if (sack !== undefined) {
     if (!Array.isArray(sack) || sack.length > U8) throw invalid('options.sack', sack);
     sack.forEach(([left, right], i) => {
       uint(left, U32, `options.sack[${i}][0]`);
       uint(right, U32, `options.sack[${i}][1]`);
     });
+    blocks = sack.length;
   }
-  return p.headers.length;
+  return STAGED_FIXED_BYTES + 8 * blocks + p.headers.length;
 }

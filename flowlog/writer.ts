@@ -151,7 +151,7 @@ export class FlowLogWriter {
     const of = (q: TableQueue): TableStats => ({
       ...q.stats,
       bufferedRows: q.bufferedRows,
-      bufferedBytes: q.open.length + (q.chunks?.estimatedBytes ?? 0) + q.batches.reduce((sum, batch) => sum + batch.body.length, 0),
+      bufferedBytes: q.open.length + (q.chunks?.stagedByteLength ?? 0) + q.batches.reduce((sum, batch) => sum + batch.body.length, 0),
     });
     return Object.fromEntries(TABLE_NAMES.map((name) => [name, of(this.queues[name])])) as WriterStats;
   }

@@ -367,8 +367,15 @@ test('a call with an invalid record is refused whole', async () => {
     firstSeen: T0, lastSeen: T0, entryId: 0,
   }]), { code: 'INVALID_VALUE', message: /orig\.src/ });
   assert.throws(() => writer.addFlows([flow({ id: 'x', start: -1n })]), { code: 'INVALID_VALUE', message: /start/ });
+  // A packet field checked per packet, in a chunk the call made before it failed.
+  assert.throws(() => writer.addPackets([packet(tuple, { ts: T0 + 1n }), packet(tuple, { ts: T0 + 2n, seq: -1 })]), { code: 'INVALID_VALUE', message: /seq/ });
   assert.deepEqual(writer.stats().packets.accepted + writer.stats().nat_translations.accepted + writer.stats().flows.accepted, 0);
+  // The next call's packet goes in the chunk the refused calls made: its times are that packet's alone.
+  const accepted = packet(tuple, { ts: T0 + 5n, packetId: 77n });
+  assert.equal(writer.addPackets([accepted]), 1);
   await writer.close();
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), [accepted]);
+  assert.equal(await count(`SELECT count() FROM nettrail.packet_chunks WHERE sport = 47000 AND first_ts = last_ts AND toUnixTimestamp64Nano(first_ts) = ${T0 + 5n}`), 1);
   await assert.rejects(collectPackets(packetBatchesForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
 });
 
