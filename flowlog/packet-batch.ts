@@ -364,6 +364,8 @@ class ChunkDecoder {
     let sackAt = base + FIXED_BYTES * n;
     let residualAt = packed.ends[row] - headerBytes;
     const headers = c.headerBytes;
+    // The chunk's header residuals, all at once; each is turned back into its header bytes in place below.
+    headers.set(bytes.subarray(residualAt, packed.ends[row]), this.headerAt);
     const values = this.values;
     const options = this.options;
     values.sport = sport;
@@ -423,7 +425,6 @@ class ChunkDecoder {
       c.packetIdWords[2 * r + 1] = idWords[2 * (idStart + i) + 1];
       const length = view.getUint16(headerLenAt + 2 * i, true);
       const start = this.headerAt;
-      bytes.copy(headers, start, residualAt, residualAt + length);
       residualAt += length;
       const end = (this.headerAt += length);
       c.headerStarts[r] = start;
@@ -461,9 +462,14 @@ class ChunkDecoder {
 /** The rows of `c` with from <= ts < to, in packet order: time, packet id, then the capture point's names and numbers, direction and hook. */
 function packetOrder(c: PacketColumns, from: bigint, to: bigint): Uint32Array {
   const rows: number[] = [];
-  const ts = c.ts;
-  for (let r = 0; r < ts.length; r++) if (ts[r] >= from && ts[r] < to) rows.push(r);
   const t = c.tsWords;
+  // The bounds as 32-bit words, to compare without a BigInt per row.
+  const [fromLow, fromHigh, toLow, toHigh] = [from, to].flatMap((ns) => [Number(ns & 0xffffffffn), Number(ns >> 32n)]);
+  for (let r = 0; r < c.ts.length; r++) {
+    const high = t[2 * r + 1];
+    const low = t[2 * r];
+    if ((high > fromHigh || (high === fromHigh && low >= fromLow)) && (high < toHigh || (high === toHigh && low < toLow))) rows.push(r);
+  }
   const id = c.packetIdWords;
   const points = c.points;
   // Chunks come in order of their first packet, so the rows are mostly in runs already sorted; sort() merges runs.
