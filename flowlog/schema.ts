@@ -155,14 +155,12 @@ const GROWING = 'CODEC(Delta, ZSTD(1))';
 const Z = 'CODEC(ZSTD(1))';
 const Z3 = 'CODEC(ZSTD(3))';
 
-/** Packets, one row per packet, in schema versions 1 to 4; since version 5 in PACKET_CHUNKS. */
-export const PACKET_ROWS_V1: TableDefinition = {
-  name: 'packets',
-  // node, netns and iface are plain Strings: with ZSTD(3) they take as little room as
-  // LowCardinality, whose conversion costs a quarter of the engine's time per inserted packet
-  // (ZSTD(1) misses their short repeats).
-  columns: `  ts DateTime64(9, 'UTC') ${GROWING},
-  node String ${Z3},
+/**
+ * Where a packet was seen and its five-tuple, in packets (a row per packet) and packet chunks. node,
+ * netns and iface are plain Strings: with ZSTD(3) they take as little room as LowCardinality, whose
+ * conversion costs a quarter of the engine's time per inserted row (ZSTD(1) misses their short repeats).
+ */
+const PACKET_POINT_AND_TUPLE = `  node String ${Z3},
   netns String ${Z3},
   netns_ino UInt32 ${Z},
   iface String ${Z3},
@@ -173,7 +171,13 @@ export const PACKET_ROWS_V1: TableDefinition = {
   src IPv6 ${Z},
   sport UInt16 ${Z},
   dst IPv6 ${Z},
-  dport UInt16 ${Z},
+  dport UInt16 ${Z}`;
+
+/** Packets, one row per packet, in schema versions 1 to 4; since version 5 in PACKET_CHUNKS. */
+export const PACKET_ROWS_V1: TableDefinition = {
+  name: 'packets',
+  columns: `  ts DateTime64(9, 'UTC') ${GROWING},
+${PACKET_POINT_AND_TUPLE},
   ip_id UInt16 ${GROWING},
   seq UInt32 ${GROWING},
   ack UInt32 ${GROWING},
@@ -317,18 +321,7 @@ export const DROPS: TableDefinition = {
  */
 export const PACKET_CHUNKS: TableDefinition = {
   name: 'packet_chunks',
-  columns: `  node String ${Z3},
-  netns String ${Z3},
-  netns_ino UInt32 ${Z},
-  iface String ${Z3},
-  ifindex UInt32 ${Z},
-  hook Enum8('tc' = 1, 'xdp' = 2) ${Z},
-  direction Enum8('ingress' = 1, 'egress' = 2) ${Z},
-  proto ${PROTO_ENUM} ${Z},
-  src IPv6 ${Z},
-  sport UInt16 ${Z},
-  dst IPv6 ${Z},
-  dport UInt16 ${Z},
+  columns: `${PACKET_POINT_AND_TUPLE},
   link_type UInt16 ${Z},
   first_ts DateTime64(9, 'UTC') ${GROWING},
   last_ts DateTime64(9, 'UTC') ${GROWING},
