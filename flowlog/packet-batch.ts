@@ -253,12 +253,69 @@ export const PACKET_READ_COLUMNS = [
 
 /** A chunk of a block: where its packed bytes are, and how many packets, SACK blocks and header bytes it holds. */
 interface ChunkAt {
-  block: NativeBlock;
+  block: ChunkColumns;
   row: number;
-  packed: StringColumn;
   count: number;
   sackBlocks: number;
   headerBytes: number;
+}
+
+/** The columns of a Native block of PACKET_READ_COLUMNS, looked up and checked once per block. */
+interface ChunkColumns {
+  packed: StringColumn;
+  count: Uint32Array;
+  node: StringColumn;
+  netns: StringColumn;
+  iface: StringColumn;
+  netnsIno: Uint32Array;
+  ifindex: Uint32Array;
+  hook: Uint8Array;
+  direction: Uint8Array;
+  proto: Uint8Array;
+  srcBytes: Uint8Array;
+  srcWords: Uint32Array;
+  dstBytes: Uint8Array;
+  dstWords: Uint32Array;
+  sport: Uint16Array;
+  dport: Uint16Array;
+  linkType: Uint16Array;
+  /** first_ts as little-endian 32-bit words: low, high. */
+  firstWords: Uint32Array;
+  /** Chunk i's packet ids are [idEnds[i - 1] (0 for i = 0), idEnds[i]) of idWords (two words each). */
+  idEnds: Float64Array;
+  idWords: Uint32Array;
+  /** cityHash64 of the point's names as 32-bit words. */
+  pointKey: Uint32Array;
+  /** The points seen in the block so far, by the low word of their name hash, then their numbers. */
+  knownPoints: Array<{ key: number; keyHigh: number; netnsIno: number; ifindex: number; hook: number; linkType: number; index: number }>;
+}
+
+function chunkColumns(block: NativeBlock): ChunkColumns {
+  const fixed = <T extends FixedColumn['values']>(name: string, type: string) => column(block, name, 'fixed', type).values as T;
+  const srcBytes = fixed<Uint8Array>('src', 'IPv6');
+  const dstBytes = fixed<Uint8Array>('dst', 'IPv6');
+  const ids = column(block, 'packet_ids', 'array', 'Array(UInt64)');
+  return {
+    packed: column(block, 'packed', 'string', 'String'),
+    count: fixed('count', 'UInt32'),
+    node: column(block, 'node', 'string'),
+    netns: column(block, 'netns', 'string'),
+    iface: column(block, 'iface', 'string'),
+    netnsIno: fixed('netns_ino', 'UInt32'),
+    ifindex: fixed('ifindex', 'UInt32'),
+    hook: enumValues(block, 'hook', HOOK_NAME),
+    direction: enumValues(block, 'direction', DIRECTION_NAME),
+    proto: enumValues(block, 'proto', PROTO_NAME),
+    srcBytes, srcWords: new Uint32Array(srcBytes.buffer), dstBytes, dstWords: new Uint32Array(dstBytes.buffer),
+    sport: fixed('sport', 'UInt16'),
+    dport: fixed('dport', 'UInt16'),
+    linkType: fixed('link_type', 'UInt16'),
+    firstWords: new Uint32Array(fixed<BigInt64Array>('first_ts', "DateTime64(9, 'UTC')").buffer),
+    idEnds: ids.offsets,
+    idWords: new Uint32Array(((ids.elements[0] as FixedColumn).values as BigUint64Array).buffer),
+    pointKey: new Uint32Array(fixed<BigUint64Array>('point_key', 'UInt64').buffer),
+    knownPoints: [],
+  };
 }
 
 const U32_RANGE = 0x1_0000_0000;
@@ -274,12 +331,12 @@ export function packetBatchOfChunks(blocks: readonly NativeBlock[], from: bigint
   let n = 0;
   let sackTotal = 0;
   let headerTotal = 0;
-  for (const block of blocks) {
-    const packed = column(block, 'packed', 'string', 'String');
-    const counts = column(block, 'count', 'fixed', 'UInt32').values as Uint32Array;
+  for (const native of blocks) {
+    const block = chunkColumns(native);
+    const { packed } = block;
     const bytes = packed.bytes;
-    for (let row = 0; row < block.rows; row++) {
-      const count = counts[row];
+    for (let row = 0; row < native.rows; row++) {
+      const count = block.count[row];
       const start = packed.starts[row];
       const size = packed.ends[row] - start;
       const sackAt = start + FIELD_OFFSET.sack_blocks * count;
@@ -287,7 +344,7 @@ export function packetBatchOfChunks(blocks: readonly NativeBlock[], from: bigint
       for (let i = 0; i < count; i++) sackBlocks += bytes[sackAt + i];
       const headerBytes = size - FIXED_BYTES * count - 8 * sackBlocks;
       if (headerBytes < 0) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${count} packets in ${size} bytes`);
-      chunks.push({ block, row, packed, count, sackBlocks, headerBytes });
+      chunks.push({ block, row, count, sackBlocks, headerBytes });
       n += count;
       sackTotal += sackBlocks;
       headerTotal += headerBytes;
@@ -321,8 +378,6 @@ class ChunkDecoder {
   private row = 0;
   private sack = 0;
   private headerAt = 0;
-  /** Per block: the points seen, by the low word of their name hash, then their numbers. */
-  private knownPoints = new Map<NativeBlock, Array<{ key: number; keyHigh: number; netnsIno: number; ifindex: number; hook: number; linkType: number; index: number }>>();
   // One object for the column values the residual transform reads, refilled per packet.
   private readonly options: TcpOptions = {};
   private readonly values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options: this.options };
@@ -333,26 +388,21 @@ class ChunkDecoder {
     private readonly addresses: AddressTable,
   ) {}
 
-  decode({ block, row, packed, count: n, headerBytes }: ChunkAt): void {
+  decode({ block, row, count: n, headerBytes }: ChunkAt): void {
     const c = this.c;
-    const fixed = <T extends FixedColumn['values']>(name: string, type: string) => column(block, name, 'fixed', type).values as T;
+    const { packed, firstWords, idWords } = block;
     const point = this.pointOf(block, row);
-    const srcBytes = fixed<Uint8Array>('src', 'IPv6');
-    const dstBytes = fixed<Uint8Array>('dst', 'IPv6');
-    const src = this.addresses.index(srcBytes, new Uint32Array(srcBytes.buffer), 4 * row);
-    const dst = this.addresses.index(dstBytes, new Uint32Array(dstBytes.buffer), 4 * row);
+    const src = this.addresses.index(block.srcBytes, block.srcWords, 4 * row);
+    const dst = this.addresses.index(block.dstBytes, block.dstWords, 4 * row);
     const srcAddress = c.addresses[src].bytes;
     const dstAddress = c.addresses[dst].bytes;
-    const direction = enumValues(block, 'direction', DIRECTION_NAME)[row];
-    const proto = enumValues(block, 'proto', PROTO_NAME)[row];
-    const sport = fixed<Uint16Array>('sport', 'UInt16')[row];
-    const dport = fixed<Uint16Array>('dport', 'UInt16')[row];
-    const linkType = fixed<Uint16Array>('link_type', 'UInt16')[row];
-    const firstWords = new Uint32Array(fixed<BigInt64Array>('first_ts', "DateTime64(9, 'UTC')").buffer);
-    const ids = column(block, 'packet_ids', 'array', 'Array(UInt64)');
-    const idWords = new Uint32Array(((ids.elements[0] as FixedColumn).values as BigUint64Array).buffer);
-    const idStart = row === 0 ? 0 : ids.offsets[row - 1];
-    if (ids.offsets[row] - idStart !== n) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets with ${ids.offsets[row] - idStart} ids`);
+    const direction = block.direction[row];
+    const proto = block.proto[row];
+    const sport = block.sport[row];
+    const dport = block.dport[row];
+    const linkType = block.linkType[row];
+    const idStart = row === 0 ? 0 : block.idEnds[row - 1];
+    if (block.idEnds[row] - idStart !== n) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets with ${block.idEnds[row] - idStart} ids`);
 
     const bytes = packed.bytes;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -437,22 +487,16 @@ class ChunkDecoder {
   }
 
   /** The index of the capture point of chunk `row` of `block`. */
-  private pointOf(block: NativeBlock, row: number): number {
-    let known = this.knownPoints.get(block);
-    if (known === undefined) this.knownPoints.set(block, (known = []));
-    const pointKey = new Uint32Array(column(block, 'point_key', 'fixed', 'UInt64').values.buffer);
-    const netnsIno = column(block, 'netns_ino', 'fixed', 'UInt32').values as Uint32Array;
-    const ifindex = column(block, 'ifindex', 'fixed', 'UInt32').values as Uint32Array;
-    const hook = enumValues(block, 'hook', HOOK_NAME);
-    const linkType = column(block, 'link_type', 'fixed', 'UInt16').values as Uint16Array;
+  private pointOf(block: ChunkColumns, row: number): number {
+    const { knownPoints: known, pointKey, netnsIno, ifindex, hook, linkType } = block;
     for (const p of known) {
       if (p.key === pointKey[2 * row] && p.keyHigh === pointKey[2 * row + 1] && p.netnsIno === netnsIno[row] &&
           p.ifindex === ifindex[row] && p.hook === hook[row] && p.linkType === linkType[row]) return p.index;
     }
     // Equal names hash equally, so a point missing here is new to this block (another block may know it: index() finds it).
     const index = this.points.index({
-      node: text(column(block, 'node', 'string'), row), netns: text(column(block, 'netns', 'string'), row), netnsIno: netnsIno[row],
-      iface: text(column(block, 'iface', 'string'), row), ifindex: ifindex[row], hook: HOOK_NAME.get(hook[row])!, linkType: linkType[row],
+      node: text(block.node, row), netns: text(block.netns, row), netnsIno: netnsIno[row],
+      iface: text(block.iface, row), ifindex: ifindex[row], hook: HOOK_NAME.get(hook[row])!, linkType: linkType[row],
     });
     known.push({ key: pointKey[2 * row], keyHigh: pointKey[2 * row + 1], netnsIno: netnsIno[row], ifindex: ifindex[row], hook: hook[row], linkType: linkType[row], index });
     return index;
@@ -472,7 +516,7 @@ function packetOrder(c: PacketColumns, from: bigint, to: bigint): Uint32Array {
   }
   const id = c.packetIdWords;
   const points = c.points;
-  // Chunks come in order of their first packet, so the rows are mostly in runs already sorted; sort() merges runs.
+  // Each chunk's packets come in the order they were captured, so the rows are in runs already sorted; sort() merges runs.
   rows.sort((a, b) => {
     const byTime = t[2 * a + 1] - t[2 * b + 1] || t[2 * a] - t[2 * b];
     if (byTime !== 0) return byTime;

@@ -60,11 +60,6 @@ export class PacketChunkBatch {
   /** The chunks of the records add() is taking in. */
   private adding: Chunk[] = [];
 
-  /** Packets taken in since the last encode(). */
-  get length(): number {
-    return this.packets;
-  }
-
   /** Bytes the staged packets take. */
   get stagedByteLength(): number {
     return this.stagedBytes;

@@ -17,27 +17,28 @@ export const PACKET_CHUNK_COLUMNS = [
  * `packed` holds, for a chunk of n packets, each field below for all n
  * packets (little-endian, `bytes` each), then the SACK blocks (two UInt32 per
  * block, `sack_blocks` per packet), then the header residuals (`header_len`
- * bytes per packet). `delta` fields hold the difference from the previous
- * packet's value, modulo their width; the first packet's previous value is 0,
- * except for `ts`, whose first packet counts from the chunk's `first_ts`.
+ * bytes per packet). `ts`, `ip_id`, `seq`, `ack`, `opt_ts_val` and
+ * `opt_ts_ecr` hold the difference from the previous packet's value, modulo
+ * their width; the first packet's previous value is 0, except for `ts`, whose
+ * first packet counts from the chunk's `first_ts`.
  */
 export const PACKED_FIELDS = [
-  { name: 'ts', bytes: 8, delta: true },
-  { name: 'ip_id', bytes: 2, delta: true },
-  { name: 'seq', bytes: 4, delta: true },
-  { name: 'ack', bytes: 4, delta: true },
-  { name: 'flags', bytes: 1, delta: false },
-  { name: 'win', bytes: 2, delta: false },
-  { name: 'len', bytes: 4, delta: false },
-  { name: 'wire_len', bytes: 4, delta: false },
-  { name: 'opt_present', bytes: 1, delta: false },
-  { name: 'opt_mss', bytes: 2, delta: false },
-  { name: 'opt_wscale', bytes: 1, delta: false },
-  { name: 'opt_sack_perm', bytes: 1, delta: false },
-  { name: 'opt_ts_val', bytes: 4, delta: true },
-  { name: 'opt_ts_ecr', bytes: 4, delta: true },
-  { name: 'sack_blocks', bytes: 1, delta: false },
-  { name: 'header_len', bytes: 2, delta: false },
+  { name: 'ts', bytes: 8 },
+  { name: 'ip_id', bytes: 2 },
+  { name: 'seq', bytes: 4 },
+  { name: 'ack', bytes: 4 },
+  { name: 'flags', bytes: 1 },
+  { name: 'win', bytes: 2 },
+  { name: 'len', bytes: 4 },
+  { name: 'wire_len', bytes: 4 },
+  { name: 'opt_present', bytes: 1 },
+  { name: 'opt_mss', bytes: 2 },
+  { name: 'opt_wscale', bytes: 1 },
+  { name: 'opt_sack_perm', bytes: 1 },
+  { name: 'opt_ts_val', bytes: 4 },
+  { name: 'opt_ts_ecr', bytes: 4 },
+  { name: 'sack_blocks', bytes: 1 },
+  { name: 'header_len', bytes: 2 },
 ] as const;
 
 export type PackedField = (typeof PACKED_FIELDS)[number]['name'];

@@ -130,7 +130,7 @@ export async function* packetBatchesForTuples(
   const slice = (i: number): AsyncIterator<NativeBlock> => {
     const sliceParams: Params = { ...params, slice_from: bounds[i], slice_to: bounds[i + 1] - 1n };
     const query = `SELECT ${PACKET_READ_COLUMNS} FROM ${store.table('packets')}
-      WHERE ${where} AND last_ts >= ${tsParam('slice_from')} AND first_ts <= ${tsParam('slice_to')} ORDER BY first_ts`;
+      WHERE ${where} AND last_ts >= ${tsParam('slice_from')} AND first_ts <= ${tsParam('slice_to')}`;
     return store.selectNative(query, sliceParams)[Symbol.asyncIterator]();
   };
   const open = (i: number) => {
