@@ -2,7 +2,8 @@
 // server (or cluster) over HTTP. Checks the server version, brings the schema
 // up to date and applies the retention asked for.
 
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -77,7 +78,7 @@ export class FlowLogStore {
       const file = path.join(this.embedded.insertDir, `${name}-${++this.insertFiles}.bin`);
       try {
         // Inside the try: a write that fails part way (a full disk) leaves no file behind either.
-        await writeFile(file, body);
+        await writeWhole(file, body);
         await this.client.command({
           query: `${into} SELECT * FROM file({file:String}, RowBinary) SETTINGS use_structure_from_insertion_table_in_table_functions = 1`,
           query_params: { file },
@@ -321,4 +322,13 @@ export function parseRetention(specs: readonly string[]): RetentionOptions {
     for (const name of table === undefined ? TABLE_NAMES : [table as TableName]) retention[name] = seconds;
   }
   return retention;
+}
+
+/**
+ * Writes `body` to a new file in one write on libuv's pool. (fs/promises'
+ * writeFile writes 512 KiB at a time, each after a turn of the event loop:
+ * while capture kept the loop busy, a 7 MB insert took 78 ms to write, not 10.)
+ */
+function writeWhole(file: string, body: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => writeFile(file, body, (err) => (err ? reject(err) : resolve())));
 }
