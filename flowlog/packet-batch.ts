@@ -7,7 +7,7 @@ import { addressBytes, columnAddress, type StoredAddress } from './address.js';
 import { DIRECTION, HOOK, OPTION_BIT, PROTO } from './codec.js';
 import { FlowLogError } from './errors.js';
 import { column, type FixedColumn, type NativeBlock, type StringColumn } from './native.js';
-import { FIELD_OFFSET, FIXED_BYTES } from './packet-chunks.js';
+import { FIELD_OFFSET, FIXED_BYTES, RESIDUALS } from './packet-chunks.js';
 import type { CapturePoint, PacketRecord, TcpOptions } from './records.js';
 import { headerLayout, xorColumnBytes, type HeaderColumns } from './residual.js';
 
@@ -67,6 +67,7 @@ export interface PacketColumns {
 const PROTO_NAME = new Map([...PROTO].map(([name, value]) => [value, name as PacketRecord['proto']]));
 const DIRECTION_NAME = new Map([...DIRECTION].map(([name, value]) => [value, name as PacketRecord['direction']]));
 const HOOK_NAME = new Map([...HOOK].map(([name, value]) => [value, name as PacketRecord['hook']]));
+const RESIDUALS_NAME = new Map(Object.entries(RESIDUALS).map(([name, value]) => [value, name]));
 
 /** Some rows, in order, of a block of packet columns. */
 export class PacketBatch {
@@ -248,10 +249,10 @@ function enumValues(block: NativeBlock, name: string, names: ReadonlyMap<number,
  */
 export const PACKET_READ_COLUMNS = [
   'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto', 'src', 'sport', 'dst', 'dport',
-  'link_type', 'first_ts', 'count', 'packet_ids', 'packed', 'cityHash64(node, netns, iface) AS point_key',
+  'link_type', 'first_ts', 'count', 'packet_ids', 'packed', 'residuals', 'cityHash64(node, netns, iface) AS point_key',
 ].join(', ');
 
-/** A chunk of a block: where its packed bytes are, and how many packets, SACK blocks and header bytes it holds. */
+/** A chunk of a block: where its packed bytes are, and how many packets, SACK blocks and header bytes (once unpacked) it holds. */
 interface ChunkAt {
   block: ChunkColumns;
   row: number;
@@ -263,6 +264,8 @@ interface ChunkAt {
 /** The columns of a Native block of PACKET_READ_COLUMNS, looked up and checked once per block. */
 interface ChunkColumns {
   packed: StringColumn;
+  /** RESIDUALS values. */
+  residuals: Uint8Array;
   count: Uint32Array;
   node: StringColumn;
   netns: StringColumn;
@@ -297,6 +300,7 @@ function chunkColumns(block: NativeBlock): ChunkColumns {
   const ids = column(block, 'packet_ids', 'array', 'Array(UInt64)');
   return {
     packed: column(block, 'packed', 'string', 'String'),
+    residuals: enumValues(block, 'residuals', RESIDUALS_NAME),
     count: fixed('count', 'UInt32'),
     node: column(block, 'node', 'string'),
     netns: column(block, 'netns', 'string'),
@@ -339,11 +343,18 @@ export function packetBatchOfChunks(blocks: readonly NativeBlock[], from: bigint
       const count = block.count[row];
       const start = packed.starts[row];
       const size = packed.ends[row] - start;
+      if (size < FIXED_BYTES * count) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${count} packets in ${size} bytes`);
       const sackAt = start + FIELD_OFFSET.sack_blocks * count;
       let sackBlocks = 0;
       for (let i = 0; i < count; i++) sackBlocks += bytes[sackAt + i];
-      const headerBytes = size - FIXED_BYTES * count - 8 * sackBlocks;
-      if (headerBytes < 0) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${count} packets in ${size} bytes`);
+      const headerLenAt = start + FIELD_OFFSET.header_len * count;
+      let headerBytes = 0;
+      for (let i = 0; i < count; i++) headerBytes += bytes[headerLenAt + 2 * i] | (bytes[headerLenAt + 2 * i + 1] << 8);
+      const residualBytes = size - FIXED_BYTES * count - 8 * sackBlocks;
+      // Whole residuals take exactly their header bytes; packed ones are checked as they are unpacked.
+      if (residualBytes < 0 || (block.residuals[row] === RESIDUALS.whole && residualBytes !== headerBytes)) {
+        throw new FlowLogError('STORE_FORMAT', `packet chunk of ${count} packets and ${headerBytes} header bytes in ${size} bytes`);
+      }
       chunks.push({ block, row, count, sackBlocks, headerBytes });
       n += count;
       sackTotal += sackBlocks;
@@ -381,6 +392,9 @@ class ChunkDecoder {
   // One object for the column values the residual transform reads, refilled per packet.
   private readonly options: TcpOptions = {};
   private readonly values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options: this.options };
+  /** The chunk's previous residual, for the next one's XOR. */
+  private previous = new Uint8Array(256);
+  private previousLength = 0;
 
   constructor(
     private readonly c: PacketColumns,
@@ -388,7 +402,7 @@ class ChunkDecoder {
     private readonly addresses: AddressTable,
   ) {}
 
-  decode({ block, row, count: n, headerBytes }: ChunkAt): void {
+  decode({ block, row, count: n, sackBlocks }: ChunkAt): void {
     const c = this.c;
     const { packed, firstWords, idWords } = block;
     const point = this.pointOf(block, row);
@@ -412,10 +426,13 @@ class ChunkDecoder {
       [at('ts'), at('ip_id'), at('seq'), at('ack'), at('flags'), at('win'), at('len'), at('wire_len'), at('opt_present'), at('opt_mss'),
         at('opt_wscale'), at('opt_sack_perm'), at('opt_ts_val'), at('opt_ts_ecr'), at('sack_blocks'), at('header_len')];
     let sackAt = base + FIXED_BYTES * n;
-    let residualAt = packed.ends[row] - headerBytes;
+    let residualAt = sackAt + 8 * sackBlocks;
+    const end = packed.ends[row];
     const headers = c.headerBytes;
-    // The chunk's header residuals, all at once; each is turned back into its header bytes in place below.
-    headers.set(bytes.subarray(residualAt, packed.ends[row]), this.headerAt);
+    // Each residual is put where its header bytes go, and turned back into them in place below; whole ones all at once.
+    const whole = block.residuals[row] === RESIDUALS.whole;
+    if (whole) headers.set(bytes.subarray(residualAt, end), this.headerAt);
+    this.previousLength = 0;
     const values = this.values;
     const options = this.options;
     values.sport = sport;
@@ -475,15 +492,41 @@ class ChunkDecoder {
       c.packetIdWords[2 * r + 1] = idWords[2 * (idStart + i) + 1];
       const length = view.getUint16(headerLenAt + 2 * i, true);
       const start = this.headerAt;
-      residualAt += length;
-      const end = (this.headerAt += length);
+      residualAt = whole ? residualAt + length : this.unpackResidual(bytes, residualAt, end, start, length);
+      const headerEnd = (this.headerAt += length);
       c.headerStarts[r] = start;
-      c.headerEnds[r] = end;
-      xorColumnBytes(headers, end, headerLayout(headers, start, end, linkType), values, srcAddress, dstAddress);
+      c.headerEnds[r] = headerEnd;
+      xorColumnBytes(headers, headerEnd, headerLayout(headers, start, headerEnd, linkType), values, srcAddress, dstAddress);
     }
-    if (sackAt !== packed.ends[row] - headerBytes || residualAt !== packed.ends[row]) {
-      throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets: its fields do not fill its ${packed.ends[row] - base} bytes`);
+    if (sackAt !== base + FIXED_BYTES * n + 8 * sackBlocks || residualAt !== end) {
+      throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets: its fields do not fill its ${end - base} bytes`);
     }
+  }
+
+  /**
+   * Unpacks an 'xor_previous' residual (packet-chunks.ts) of `length` bytes from `bytes[at, end)` into
+   * the header bytes at `start`, and keeps it as the previous one; returns where the next one starts.
+   */
+  private unpackResidual(bytes: Uint8Array, at: number, end: number, start: number, length: number): number {
+    const headers = this.c.headerBytes;
+    const previous = this.previous;
+    const common = Math.min(length, this.previousLength);
+    for (let g = 0; g < length; g += 8) {
+      const groupLength = Math.min(8, length - g);
+      if (at >= end) throw new FlowLogError('STORE_FORMAT', 'packet chunk: its header residuals end early');
+      const mask = bytes[at++];
+      if (mask >> groupLength !== 0 || at + bitCount(mask) > end) {
+        throw new FlowLogError('STORE_FORMAT', `packet chunk: residual group mask ${mask} of ${groupLength} bytes`);
+      }
+      for (let j = g; j < g + groupLength; j++) {
+        const value = mask & (1 << (j - g)) ? bytes[at++] : 0;
+        headers[start + j] = j < common ? value ^ previous[j] : value;
+      }
+    }
+    if (length > previous.length) this.previous = new Uint8Array(Math.max(2 * previous.length, length));
+    this.previous.set(headers.subarray(start, start + length));
+    this.previousLength = length;
+    return at;
   }
 
   /** The index of the capture point of chunk `row` of `block`. */
@@ -528,6 +571,12 @@ function packetOrder(c: PacketColumns, from: bigint, to: bigint): Uint32Array {
       p.ifindex - q.ifindex || c.direction[a] - c.direction[b] || HOOK.get(p.hook)! - HOOK.get(q.hook)!;
   });
   return Uint32Array.from(rows);
+}
+
+function bitCount(byte: number): number {
+  let bits = 0;
+  for (let b = byte; b !== 0; b &= b - 1) bits++;
+  return bits;
 }
 
 function compareText(a: string, b: string): number {

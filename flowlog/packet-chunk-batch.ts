@@ -4,12 +4,13 @@
 // records themselves can go at once (read in order, they cost fewer cache
 // misses, and held until the insert, the garbage collector would trace them
 // again and again). When the batch is sealed, each chunk's rows are packed
-// column by column into its RowBinary row.
+// column by column into its RowBinary row, the residuals as XOR with the
+// previous packet's ('xor_previous').
 
 import type { PacketRecord } from './records.js';
 import { addressBytes } from './address.js';
 import { DIRECTION, enumValue, HOOK, invalid, OPTION_BIT, PROTO, timestamp, U8, U16, U32, u64, uint, utf8 } from './codec.js';
-import { FIELD_OFFSET, FIXED_BYTES } from './packet-chunks.js';
+import { FIELD_OFFSET, FIXED_BYTES, RESIDUALS } from './packet-chunks.js';
 import { headerLayout, xorColumnBytes } from './residual.js';
 import { putVarUInt, varUIntSize, type RowBinaryWriter } from './rowbinary.js';
 
@@ -21,7 +22,8 @@ const STAGED = {
   ts: 0, packetId: 8, seq: 16, ack: 20, len: 24, wireLen: 28, tsVal: 32, tsEcr: 36,
   ipId: 40, win: 42, mss: 44, headerLen: 46, flags: 48, present: 49, wscale: 50, sackPerm: 51, sackBlocks: 52,
 } as const;
-const STAGED_FIXED_BYTES = 53;
+/** Rows start 8-aligned, and so do their residuals: after 56 bytes and whole SACK blocks. */
+const STAGED_FIXED_BYTES = 56;
 
 /** Packets of one capture point, hook, link type, protocol and direction of one connection. */
 interface Chunk {
@@ -53,6 +55,7 @@ export class PacketChunkBatch {
   /** Staged packets: packet k's row starts at rowAt[k] of `staged`, and it belongs to chunks[chunkOf[k]]. */
   private staged = new Uint8Array(1 << 20);
   private stagedView = new DataView(this.staged.buffer);
+  private stagedWords = new Uint32Array(this.staged.buffer);
   private stagedBytes = 0;
   private rowAt = new Uint32Array(1 << 14);
   private chunkIndex = new Uint32Array(1 << 14);
@@ -101,10 +104,11 @@ export class PacketChunkBatch {
   /** Makes room for `count` more packets of `bytes` staged bytes. */
   private reserve(count: number, bytes: number): void {
     if (this.stagedBytes + bytes > this.staged.length) {
-      const staged = new Uint8Array(Math.max(2 * this.staged.length, this.stagedBytes + bytes));
+      const staged = new Uint8Array(Math.max(2 * this.staged.length, (this.stagedBytes + bytes + 7) & ~7));
       staged.set(this.staged.subarray(0, this.stagedBytes));
       this.staged = staged;
       this.stagedView = new DataView(staged.buffer);
+      this.stagedWords = new Uint32Array(staged.buffer);
     }
     if (this.packets + count > this.rowAt.length) {
       const size = Math.max(2 * this.rowAt.length, this.packets + count);
@@ -155,7 +159,7 @@ export class PacketChunkBatch {
     bytes.set(headers, to);
     const end = to + headers.length;
     xorColumnBytes(bytes, end, headerLayout(bytes, to, end, p.linkType), p, chunk.src, chunk.dst);
-    this.stagedBytes = end;
+    this.stagedBytes = (end + 7) & ~7;
     chunk.packets++;
     chunk.sackBlocks += blocks;
     chunk.headerBytes += headers.length;
@@ -197,7 +201,7 @@ export class PacketChunkBatch {
     return chunk;
   }
 
-  /** The chunk's row: its columns, then its packets' ids and their packed fields (packet-chunks.ts); `packets`: its packets' indexes. */
+  /** The chunk's row: its columns, then its packets' ids, their packed fields and residuals (packet-chunks.ts); `packets`: its packets' indexes. */
   private encodeChunk(chunk: Chunk, packets: Uint32Array, out: RowBinaryWriter): void {
     const p0 = chunk.first;
     const n = chunk.packets;
@@ -217,15 +221,18 @@ export class PacketChunkBatch {
     out.i64(chunk.minTs);
     out.i64(chunk.maxTs);
     out.u32(n);
-    const packedSize = FIXED_BYTES * n + 8 * chunk.sackBlocks + chunk.headerBytes;
-    let at = out.reserve(varUIntSize(n) + 8 * n + varUIntSize(packedSize) + packedSize);
+    // Room for the residuals as they come, and their mask bytes: at most one per 8 bytes, and one per packet for the last few.
+    const most = FIXED_BYTES * n + 8 * chunk.sackBlocks + chunk.headerBytes + (chunk.headerBytes >> 3) + n;
+    const sizeBytes = varUIntSize(most);
+    const start = out.reserve(varUIntSize(n) + 8 * n + sizeBytes + most);
     const bytes = out.raw;
     const view = out.dataView;
     const staged = this.staged;
+    const stagedWords = this.stagedWords;
     const from = this.stagedView;
-    at = putVarUInt(bytes, at, n);
-    const ids = at;
-    const packed = putVarUInt(bytes, ids + 8 * n, packedSize);
+    const ids = putVarUInt(bytes, start, n);
+    // Packed after a length of sizeBytes, moved closer once its length is known if that takes fewer.
+    const packed = ids + 8 * n + sizeBytes;
     const field = (name: keyof typeof FIELD_OFFSET) => packed + FIELD_OFFSET[name] * n;
     const ts = field('ts');
     const ipId = field('ip_id');
@@ -244,7 +251,10 @@ export class PacketChunkBatch {
     const sackBlocks = field('sack_blocks');
     const headerLen = field('header_len');
     let sackAt = packed + FIXED_BYTES * n;
-    let residualAt = sackAt + 8 * chunk.sackBlocks;
+    const residuals = sackAt + 8 * chunk.sackBlocks;
+    let residualAt = residuals;
+    let prevResidual = 0;
+    let prevLength = 0;
     // The previous packet's values, for the differences; the first time's is the chunk's first_ts.
     let tsLow = Number(chunk.minTs & 0xffffffffn);
     let tsHigh = Number(chunk.minTs >> 32n);
@@ -290,15 +300,71 @@ export class PacketChunkBatch {
       const headerLength = from.getUint16(row + STAGED.headerLen, true);
       view.setUint16(headerLen + 2 * i, headerLength, true);
       const sacksFrom = row + STAGED_FIXED_BYTES;
-      if (blocks > 0) {
-        bytes.set(staged.subarray(sacksFrom, sacksFrom + 8 * blocks), sackAt);
-        sackAt += 8 * blocks;
-      }
-      const headersFrom = sacksFrom + 8 * blocks;
-      bytes.set(staged.subarray(headersFrom, headersFrom + headerLength), residualAt);
-      residualAt += headerLength;
+      for (let j = 0; j < 8 * blocks; j++) bytes[sackAt++] = staged[sacksFrom + j];
+      const residual = sacksFrom + 8 * blocks;
+      residualAt = packResidual(bytes, residualAt, staged, stagedWords, residual, headerLength, prevResidual, prevLength);
+      prevResidual = residual;
+      prevLength = headerLength;
     }
+    const packedSize = residualAt - packed;
+    const packedAt = ids + 8 * n + varUIntSize(packedSize);
+    if (packedAt < packed) bytes.copyWithin(packedAt, packed, residualAt);
+    putVarUInt(bytes, ids + 8 * n, packedSize);
+    out.truncate(packedAt + packedSize);
+    out.u8(RESIDUALS.xor_previous);
   }
+}
+
+/**
+ * Writes the residual `staged[from, from + length)` at `out[at]` as its XOR with the previous packet's,
+ * `staged[prev, prev + prevLength)`, in groups of 8 bytes: a mask byte (bit j: byte j is not 0), then the
+ * bytes that are not 0 (packet-chunks.ts). Returns where it ends.
+ */
+function packResidual(
+  out: Uint8Array, at: number, staged: Uint8Array, words: Uint32Array, from: number, length: number, prev: number, prevLength: number,
+): number {
+  // Residuals start 8-aligned (STAGED_FIXED_BYTES), so groups of 8 bytes both have are compared as two words.
+  const common = Math.min(length, prevLength);
+  let g = 0;
+  for (; g + 8 <= common; g += 8) {
+    const low = words[(from + g) >> 2] ^ words[(prev + g) >> 2];
+    const high = words[(from + g + 4) >> 2] ^ words[(prev + g + 4) >> 2];
+    if ((low | high) === 0) {
+      out[at++] = 0;
+      continue;
+    }
+    const maskAt = at++;
+    let mask = 0;
+    for (let j = 0; j < 32; j += 8) {
+      const b = (low >>> j) & 0xff;
+      if (b !== 0) {
+        mask |= 1 << (j >> 3);
+        out[at++] = b;
+      }
+    }
+    for (let j = 0; j < 32; j += 8) {
+      const b = (high >>> j) & 0xff;
+      if (b !== 0) {
+        mask |= 16 << (j >> 3);
+        out[at++] = b;
+      }
+    }
+    out[maskAt] = mask;
+  }
+  for (; g < length; g += 8) {
+    const maskAt = at++;
+    let mask = 0;
+    const end = Math.min(g + 8, length);
+    for (let j = g; j < end; j++) {
+      const b = j < common ? staged[from + j] ^ staged[prev + j] : staged[from + j];
+      if (b !== 0) {
+        mask |= 1 << (j - g);
+        out[at++] = b;
+      }
+    }
+    out[maskAt] = mask;
+  }
+  return at;
 }
 
 /** Throws INVALID_VALUE unless the values of `p` a chunk holds once fit their columns. */
@@ -345,5 +411,5 @@ function checkPacket(p: PacketRecord): number {
     });
     blocks = sack.length;
   }
-  return STAGED_FIXED_BYTES + 8 * blocks + p.headers.length;
+  return STAGED_FIXED_BYTES + 8 * blocks + ((p.headers.length + 7) & ~7);
 }

@@ -7,20 +7,38 @@
 // migration from a row per packet); the writer packs with PacketChunkBatch
 // (packet-chunk-batch.ts), reads unpack with packetBatchOfChunks (packet-batch.ts).
 
-/** The chunk table's insert columns, in RowBinary order. */
-export const PACKET_CHUNK_COLUMNS = [
+/** The chunk table's columns in schema version 5, as its packing in SQL (the migration to version 5) fills them. */
+const VERSION_5_COLUMNS = [
   'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'hook', 'direction', 'proto',
   'src', 'sport', 'dst', 'dport', 'link_type', 'first_ts', 'last_ts', 'count', 'packet_ids', 'packed',
 ] as const;
 
+/** The chunk table's insert columns, in RowBinary order. */
+export const PACKET_CHUNK_COLUMNS = [...VERSION_5_COLUMNS, 'residuals'] as const;
+
+/** Values of the `residuals` column (Enum8): how `packed` holds the header residuals. */
+export const RESIDUALS = { whole: 1, xor_previous: 2 } as const;
+export const RESIDUALS_TYPE = `Enum8('whole' = ${RESIDUALS.whole}, 'xor_previous' = ${RESIDUALS.xor_previous})`;
+
 /**
  * `packed` holds, for a chunk of n packets, each field below for all n
  * packets (little-endian, `bytes` each), then the SACK blocks (two UInt32 per
- * block, `sack_blocks` per packet), then the header residuals (`header_len`
- * bytes per packet). `ts`, `ip_id`, `seq`, `ack`, `opt_ts_val` and
- * `opt_ts_ecr` hold the difference from the previous packet's value, modulo
- * their width; the first packet's previous value is 0, except for `ts`, whose
- * first packet counts from the chunk's `first_ts`.
+ * block, `sack_blocks` per packet), then the header residuals (residual.ts).
+ * `ts`, `ip_id`, `seq`, `ack`, `opt_ts_val` and `opt_ts_ecr` hold the
+ * difference from the previous packet's value, modulo their width; the first
+ * packet's previous value is 0, except for `ts`, whose first packet counts
+ * from the chunk's `first_ts`.
+ *
+ * The residuals, by the chunk's `residuals` column:
+ * - 'whole' (chunks packed in SQL from a row per packet): each packet's
+ *   `header_len` bytes as they are.
+ * - 'xor_previous' (the writer's): each packet's residual XOR the previous
+ *   packet's (over the bytes both have; the first packet's as it is), in
+ *   groups of 8 bytes (the last one shorter): a mask byte whose bit j says
+ *   byte j of the group is not 0, then those bytes. Beyond what the columns
+ *   say, a connection's packets differ in few header bytes (the TCP checksum,
+ *   when it is not offloaded), so most groups take one zero byte: 11 bytes a
+ *   packet instead of 66 for Ethernet, IPv4 and TCP with timestamps.
  */
 export const PACKED_FIELDS = [
   { name: 'ts', bytes: 8 },
@@ -56,8 +74,9 @@ export const FIELD_OFFSET = Object.fromEntries(
 /**
  * INSERT ... SELECT packing the rows of a packets table with a row per packet
  * (`rows`: schema versions 1 to 4) into chunks of one capture point, direction
- * and second. It packs without lambdas that capture a column: those copy the
- * column for every array element.
+ * and second, their residuals 'whole' (the column's default since version 6).
+ * It packs without lambdas that capture a column: those copy the column for
+ * every array element.
  */
 export function packChunksSql(chunks: string, rows: string): string {
   // Fields in PACKED_FIELDS order; the packets of a chunk sorted by time (then id, for a fixed order).
@@ -78,7 +97,7 @@ export function packChunksSql(chunks: string, rows: string): string {
     bytesOf(`arrayFlatten(arrayMap(p -> arrayMap(b -> [b.1, b.2], p.16), chunk))`, 4),
     `arrayStringConcat(${column(17)})`,
   ].join(',\n    ');
-  return `INSERT INTO ${chunks} (${PACKET_CHUNK_COLUMNS.join(', ')})
+  return `INSERT INTO ${chunks} (${VERSION_5_COLUMNS.join(', ')})
 SELECT node, netns, netns_ino, iface, ifindex, hook, direction, proto, src, sport, dst, dport, link_type,
   min(ts) AS first_ts, max(ts) AS last_ts, toUInt32(count()) AS count,
   arrayMap(p -> p.2, ${sorted} AS chunk) AS packet_ids,

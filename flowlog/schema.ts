@@ -5,7 +5,7 @@
 
 import type { Proto } from './records.js';
 import { FlowLogError } from './errors.js';
-import { packChunksSql } from './packet-chunks.js';
+import { packChunksSql, RESIDUALS_TYPE } from './packet-chunks.js';
 
 export type TableName = 'packets' | 'flows' | 'nat_translations' | 'drops';
 export const TABLE_NAMES: readonly TableName[] = ['packets', 'flows', 'nat_translations', 'drops'];
@@ -398,6 +398,13 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, statements: (t) => addColumnsStatements(t, 'flows', [`out_of_order_c2s UInt32 ${Z}`, `out_of_order_s2c UInt32 ${Z}`]) },
   { version: 4, statements: (t) => TABLE_NAMES.flatMap((name) => tableSettingsStatements(t, name, { min_bytes_for_wide_part: COMPACT_PART_BYTES })) },
   { version: 5, statements: packetChunksMigration },
+  // Chunks stored before keep their residuals whole; the writer's come as XOR with the previous packet's.
+  {
+    version: 6,
+    statements: (t) => addColumnsStatements(t, PACKET_CHUNKS.name, [
+      `residuals ${RESIDUALS_TYPE} DEFAULT 'whole' COMMENT 'how packed holds the header residuals (flowlog/packet-chunks.ts)' ${Z}`,
+    ]),
+  },
 ];
 
 /** The schema version this code writes and reads: the last migration's. */

@@ -16,7 +16,8 @@ import {
 } from '../flowlog/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packetHeaders } from './flowlog-headers.js';
-import { FIELD_OFFSET, FIXED_BYTES } from '../flowlog/packet-chunks.js';
+import { FIXED_BYTES } from '../flowlog/packet-chunks.js';
+import { chunkResiduals } from './chunk-residuals.js';
 import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../flowlog/queries.js';
 import { column, nativeBlocks, type FixedColumn, type NativeBlock } from '../flowlog/native.js';
 import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
@@ -139,20 +140,41 @@ test('packets round-trip exactly and are found from either direction', async () 
   assert.ok(nonZero <= 24, `${nonZero} of ${residual.length} residual bytes are not zero`);
 });
 
-/** The stored source address and header residual of the packet with id `id`, from its chunk's packed bytes. */
+test("a chunk's header residuals are stored as XOR with the previous packet's: every length round-trips, a repeat takes a byte per 8", async () => {
+  const tuple = { src: '10.9.0.1', sport: 41000, dst: '10.9.0.2', dport: 80 };
+  // Not IP (EtherType 0x0c0d): the residual is the bytes as they are.
+  const first = ALL_BYTES.slice(0, 70);
+  const changed = first.slice();
+  changed[69] ^= 0x5a;
+  const headers = [first, first.slice(), new Uint8Array(0), ALL_BYTES.slice(1, 4), new Uint8Array(66).fill(0xff), ALL_BYTES.slice(100, 230), changed, first.slice(0, 9)];
+  const packets = headers.map((bytes, i) => packet(tuple, { ts: T0 + BigInt(i), packetId: 9000n + BigInt(i), headers: bytes, wireLen: 1000 }));
+  const writer = new FlowLogWriter(store);
+  writer.addPackets(packets);
+  await writer.close();
+
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
+  for (const p of packets) assert.deepEqual((await storedPacket(p.packetId)).residual, Buffer.from(p.headers));
+  // Per packet: a mask byte per 8 bytes, and the bytes that differ from the previous packet's (the repeat: 9 bytes for 70).
+  const residualBytes = headers.reduce((sum, bytes, i) => {
+    const previous = i === 0 ? new Uint8Array(0) : headers[i - 1];
+    const differing = bytes.filter((byte, j) => byte !== (j < previous.length ? previous[j] : 0)).length;
+    return sum + Math.ceil(bytes.length / 8) + differing;
+  }, 0);
+  assert.equal(await count(`SELECT length(packed) FROM nettrail.packet_chunks WHERE sport = 41000`), FIXED_BYTES * packets.length + residualBytes);
+});
+
+/** The stored source address and header residual of the packet with id `id`, from its chunk's packed bytes (chunkResiduals). */
 async function storedPacket(id: bigint): Promise<{ src: string; residual: Buffer }> {
   const result = await store.client.query({
-    query: 'SELECT toString(src), count, arrayFirstIndex(x -> x = {id:UInt64}, packet_ids), hex(packed) FROM nettrail.packet_chunks WHERE has(packet_ids, {id:UInt64})',
+    query: `SELECT toString(src), count, arrayFirstIndex(x -> x = {id:UInt64}, packet_ids), hex(packed), toString(residuals)
+      FROM nettrail.packet_chunks WHERE has(packet_ids, {id:UInt64})`,
     query_params: { id },
     format: 'JSONCompactEachRow',
   });
-  const [[src, n, position, hex]] = await result.json<[string, number, number, string]>();
-  const packed = Buffer.from(hex, 'hex');
-  let at = FIXED_BYTES * n;
-  for (let i = 0; i < n; i++) at += 8 * packed[FIELD_OFFSET.sack_blocks * n + i];
-  const headerLength = (i: number) => packed.readUInt16LE(FIELD_OFFSET.header_len * n + 2 * i);
-  for (let i = 0; i < position - 1; i++) at += headerLength(i);
-  return { src, residual: packed.subarray(at, at + headerLength(position - 1)) };
+  const [[src, n, position, hex, residuals]] = await result.json<[string, number, number, string, string]>();
+  assert.equal(residuals, 'xor_previous');
+  const residual = chunkResiduals(Buffer.from(hex, 'hex'), n, residuals)[position - 1];
+  return { src, residual };
 }
 
 test('Native results decode the same whatever their chunking; a result cut inside a block is an error', async () => {
