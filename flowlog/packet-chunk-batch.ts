@@ -1,11 +1,12 @@
 // The writer's side of packet chunks (packet-chunks.ts). Records are checked
 // and staged as they are taken in: each packet's fields, SACK blocks and
-// header residual as one row of a staging buffer, in arrival order, so the
-// records themselves can go at once (read in order, they cost fewer cache
-// misses, and held until the insert, the garbage collector would trace them
-// again and again). When the batch is sealed, each chunk's rows are packed
-// column by column into its RowBinary row, the residuals as XOR with the
-// previous packet's ('xor_previous').
+// header residual as one row of a staging buffer, so the records themselves
+// can go at once (held until the insert, the garbage collector would trace
+// them again and again). A chunk's rows go into segments of the buffer of its
+// own, so that when the batch is sealed and each chunk is packed column by
+// column into its RowBinary row (the residuals as XOR with the previous
+// packet's: 'xor_previous'), its rows are read one after the other: read in
+// arrival order, most of them missed the CPU's caches.
 
 import type { PacketRecord } from './records.js';
 import { addressBytes } from './address.js';
@@ -17,13 +18,21 @@ import { putVarUInt, varUIntSize, type RowBinaryWriter } from './rowbinary.js';
 /** A chunk holds packets within this long of its first one (either way): its row expires with its last packet. */
 const CHUNK_SPAN_NS = 1_000_000_000n;
 
-/** A staged packet: fixed-width fields at these offsets, then its SACK blocks, then its header residual. */
+/** A staged packet: fixed-width fields at these offsets, then its SACK blocks, then its header residual (8-aligned). */
 const STAGED = {
   ts: 0, packetId: 8, seq: 16, ack: 20, len: 24, wireLen: 28, tsVal: 32, tsEcr: 36,
   ipId: 40, win: 42, mss: 44, headerLen: 46, flags: 48, present: 49, wscale: 50, sackPerm: 51, sackBlocks: 52,
 } as const;
 /** Rows start 8-aligned, and so do their residuals: after 56 bytes and whole SACK blocks. */
 const STAGED_FIXED_BYTES = 56;
+/** A chunk's first segment of the staging buffer; each next one is twice as large, up to the last size. */
+const FIRST_SEGMENT_BYTES = 256;
+const LAST_SEGMENT_BYTES = 64 * 1024;
+
+/** Bytes of a staged row: fixed fields, SACK blocks, residual padded to 8 bytes. */
+function stagedRowBytes(sackBlocks: number, headerLength: number): number {
+  return STAGED_FIXED_BYTES + 8 * sackBlocks + ((headerLength + 7) & ~7);
+}
 
 /** Packets of one capture point, hook, link type, protocol and direction of one connection. */
 interface Chunk {
@@ -39,8 +48,12 @@ interface Chunk {
   packets: number;
   sackBlocks: number;
   headerBytes: number;
-  /** Its index in the batch's chunks. */
-  index: number;
+  /** Its staged rows: the segments filled, as start and end offsets; then the one being filled, up to `at`. */
+  segments: number[];
+  segmentStart: number;
+  segmentEnd: number;
+  at: number;
+  nextSegmentBytes: number;
 }
 
 /**
@@ -52,14 +65,11 @@ export class PacketChunkBatch {
   private chunks: Chunk[] = [];
   /** Chunks by source address, then by ports; the few sharing both are told apart by the rest. */
   private bySource = new Map<string, Map<number, Chunk[]>>();
-  /** Staged packets: packet k's row starts at rowAt[k] of `staged`, and it belongs to chunks[chunkOf[k]]. */
+  /** Staged packets, in the chunks' segments; `stagedBytes` are taken by segments. */
   private staged = new Uint8Array(1 << 20);
   private stagedView = new DataView(this.staged.buffer);
   private stagedWords = new Uint32Array(this.staged.buffer);
   private stagedBytes = 0;
-  private rowAt = new Uint32Array(1 << 14);
-  private chunkIndex = new Uint32Array(1 << 14);
-  private packets = 0;
   /** The chunks of the records add() is taking in. */
   private adding: Chunk[] = [];
 
@@ -74,64 +84,51 @@ export class PacketChunkBatch {
    */
   add(records: readonly PacketRecord[], count: number): void {
     const chunks = (this.adding.length = 0, this.adding);
-    let bytes = 0;
     for (let i = 0; i < count; i++) {
       const p = records[i];
-      bytes += checkPacket(p);
+      checkPacket(p);
       chunks.push(this.chunkOf(p));
     }
-    this.reserve(count, bytes);
     for (let i = 0; i < count; i++) this.stage(records[i], chunks[i]);
   }
 
   /** Writes a row per chunk and starts over empty. */
   encode(out: RowBinaryWriter): void {
-    // The packets of each chunk, in arrival order: a counting sort by chunk.
-    const starts = new Uint32Array(this.chunks.length);
-    for (let i = 1; i < starts.length; i++) starts[i] = starts[i - 1] + this.chunks[i - 1].packets;
-    const next = starts.slice();
-    const order = new Uint32Array(this.packets);
-    for (let k = 0; k < this.packets; k++) order[next[this.chunkIndex[k]]++] = k;
     for (const chunk of this.chunks) {
-      if (chunk.packets > 0) this.encodeChunk(chunk, order.subarray(starts[chunk.index], starts[chunk.index] + chunk.packets), out);
+      if (chunk.packets > 0) this.encodeChunk(chunk, out);
     }
     this.chunks = [];
     this.bySource = new Map();
-    this.packets = 0;
     this.stagedBytes = 0;
   }
 
-  /** Makes room for `count` more packets of `bytes` staged bytes. */
-  private reserve(count: number, bytes: number): void {
+  /** Where a row of `rowBytes` goes in a new segment of `chunk`'s. */
+  private newSegment(chunk: Chunk, rowBytes: number): number {
+    if (chunk.segmentEnd > 0) chunk.segments.push(chunk.segmentStart, chunk.at);
+    const bytes = Math.max(chunk.nextSegmentBytes, rowBytes);
+    chunk.nextSegmentBytes = Math.min(2 * chunk.nextSegmentBytes, LAST_SEGMENT_BYTES);
     if (this.stagedBytes + bytes > this.staged.length) {
-      const staged = new Uint8Array(Math.max(2 * this.staged.length, (this.stagedBytes + bytes + 7) & ~7));
+      const staged = new Uint8Array(Math.max(2 * this.staged.length, this.stagedBytes + bytes));
       staged.set(this.staged.subarray(0, this.stagedBytes));
       this.staged = staged;
       this.stagedView = new DataView(staged.buffer);
       this.stagedWords = new Uint32Array(staged.buffer);
     }
-    if (this.packets + count > this.rowAt.length) {
-      const size = Math.max(2 * this.rowAt.length, this.packets + count);
-      const rowAt = new Uint32Array(size);
-      rowAt.set(this.rowAt.subarray(0, this.packets));
-      this.rowAt = rowAt;
-      const chunkIndex = new Uint32Array(size);
-      chunkIndex.set(this.chunkIndex.subarray(0, this.packets));
-      this.chunkIndex = chunkIndex;
-    }
+    chunk.segmentStart = this.stagedBytes;
+    chunk.segmentEnd = this.stagedBytes += bytes;
+    return chunk.segmentStart;
   }
 
   private stage(p: PacketRecord, chunk: Chunk): void {
-    const k = this.packets++;
-    const at = this.stagedBytes;
-    this.rowAt[k] = at;
-    this.chunkIndex[k] = chunk.index;
-    const view = this.stagedView;
-    const bytes = this.staged;
     const o = p.options;
     const sack = o.sack;
     const blocks = sack === undefined ? 0 : sack.length;
     const headers = p.headers;
+    const rowBytes = stagedRowBytes(blocks, headers.length);
+    const at = chunk.at + rowBytes <= chunk.segmentEnd ? chunk.at : this.newSegment(chunk, rowBytes);
+    chunk.at = at + rowBytes;
+    const view = this.stagedView;
+    const bytes = this.staged;
     view.setBigInt64(at + STAGED.ts, p.ts, true);
     view.setBigUint64(at + STAGED.packetId, p.packetId, true);
     view.setUint32(at + STAGED.seq, p.seq, true);
@@ -159,7 +156,6 @@ export class PacketChunkBatch {
     bytes.set(headers, to);
     const end = to + headers.length;
     xorColumnBytes(bytes, end, headerLayout(bytes, to, end, p.linkType), p, chunk.src, chunk.dst);
-    this.stagedBytes = (end + 7) & ~7;
     chunk.packets++;
     chunk.sackBlocks += blocks;
     chunk.headerBytes += headers.length;
@@ -195,14 +191,15 @@ export class PacketChunkBatch {
     const chunk: Chunk = {
       first: p, src: addressBytes(p.src, 'src'), dst: addressBytes(p.dst, 'dst'),
       earliest: p.ts - CHUNK_SPAN_NS, latest: p.ts + CHUNK_SPAN_NS, minTs: p.ts, maxTs: p.ts,
-      packets: 0, sackBlocks: 0, headerBytes: 0, index: this.chunks.length,
+      packets: 0, sackBlocks: 0, headerBytes: 0,
+      segments: [], segmentStart: 0, segmentEnd: 0, at: 0, nextSegmentBytes: FIRST_SEGMENT_BYTES,
     };
     this.chunks.push(chunk);
     return chunk;
   }
 
-  /** The chunk's row: its columns, then its packets' ids, their packed fields and residuals (packet-chunks.ts); `packets`: its packets' indexes. */
-  private encodeChunk(chunk: Chunk, packets: Uint32Array, out: RowBinaryWriter): void {
+  /** The chunk's row: its columns, then its packets' ids, their packed fields and residuals (packet-chunks.ts). */
+  private encodeChunk(chunk: Chunk, out: RowBinaryWriter): void {
     const p0 = chunk.first;
     const n = chunk.packets;
     out.string(utf8(p0.node, 'node'));
@@ -263,48 +260,54 @@ export class PacketChunkBatch {
     let prevAck = 0;
     let prevTsVal = 0;
     let prevTsEcr = 0;
-    for (let i = 0; i < n; i++) {
-      const row = this.rowAt[packets[i]];
-      const low = from.getUint32(row + STAGED.ts, true);
-      const high = from.getUint32(row + STAGED.ts + 4, true);
-      view.setUint32(ts + 8 * i, (low - tsLow) >>> 0, true);
-      view.setUint32(ts + 8 * i + 4, (high - tsHigh - (low < tsLow ? 1 : 0)) >>> 0, true);
-      tsLow = low;
-      tsHigh = high;
-      view.setUint32(ids + 8 * i, from.getUint32(row + STAGED.packetId, true), true);
-      view.setUint32(ids + 8 * i + 4, from.getUint32(row + STAGED.packetId + 4, true), true);
-      const ipIdValue = from.getUint16(row + STAGED.ipId, true);
-      view.setUint16(ipId + 2 * i, (ipIdValue - prevIpId) & U16, true);
-      prevIpId = ipIdValue;
-      const seqValue = from.getUint32(row + STAGED.seq, true);
-      view.setUint32(seq + 4 * i, (seqValue - prevSeq) >>> 0, true);
-      prevSeq = seqValue;
-      const ackValue = from.getUint32(row + STAGED.ack, true);
-      view.setUint32(ack + 4 * i, (ackValue - prevAck) >>> 0, true);
-      prevAck = ackValue;
-      const tsValValue = from.getUint32(row + STAGED.tsVal, true);
-      view.setUint32(tsVal + 4 * i, (tsValValue - prevTsVal) >>> 0, true);
-      prevTsVal = tsValValue;
-      const tsEcrValue = from.getUint32(row + STAGED.tsEcr, true);
-      view.setUint32(tsEcr + 4 * i, (tsEcrValue - prevTsEcr) >>> 0, true);
-      prevTsEcr = tsEcrValue;
-      bytes[flags + i] = staged[row + STAGED.flags];
-      view.setUint16(win + 2 * i, from.getUint16(row + STAGED.win, true), true);
-      view.setUint32(len + 4 * i, from.getUint32(row + STAGED.len, true), true);
-      view.setUint32(wireLen + 4 * i, from.getUint32(row + STAGED.wireLen, true), true);
-      bytes[present + i] = staged[row + STAGED.present];
-      view.setUint16(mss + 2 * i, from.getUint16(row + STAGED.mss, true), true);
-      bytes[wscale + i] = staged[row + STAGED.wscale];
-      bytes[sackPerm + i] = staged[row + STAGED.sackPerm];
-      const blocks = (bytes[sackBlocks + i] = staged[row + STAGED.sackBlocks]);
-      const headerLength = from.getUint16(row + STAGED.headerLen, true);
-      view.setUint16(headerLen + 2 * i, headerLength, true);
-      const sacksFrom = row + STAGED_FIXED_BYTES;
-      for (let j = 0; j < 8 * blocks; j++) bytes[sackAt++] = staged[sacksFrom + j];
-      const residual = sacksFrom + 8 * blocks;
-      residualAt = packResidual(bytes, residualAt, staged, stagedWords, residual, headerLength, prevResidual, prevLength);
-      prevResidual = residual;
-      prevLength = headerLength;
+    // The chunk's rows, segment after segment (the last one up to where it is filled).
+    const segments = chunk.segments;
+    segments.push(chunk.segmentStart, chunk.at);
+    let i = 0;
+    for (let s = 0; s < segments.length; s += 2) {
+      for (let row = segments[s]; row < segments[s + 1]; i++) {
+        const low = from.getUint32(row + STAGED.ts, true);
+        const high = from.getUint32(row + STAGED.ts + 4, true);
+        view.setUint32(ts + 8 * i, (low - tsLow) >>> 0, true);
+        view.setUint32(ts + 8 * i + 4, (high - tsHigh - (low < tsLow ? 1 : 0)) >>> 0, true);
+        tsLow = low;
+        tsHigh = high;
+        view.setUint32(ids + 8 * i, from.getUint32(row + STAGED.packetId, true), true);
+        view.setUint32(ids + 8 * i + 4, from.getUint32(row + STAGED.packetId + 4, true), true);
+        const ipIdValue = from.getUint16(row + STAGED.ipId, true);
+        view.setUint16(ipId + 2 * i, (ipIdValue - prevIpId) & U16, true);
+        prevIpId = ipIdValue;
+        const seqValue = from.getUint32(row + STAGED.seq, true);
+        view.setUint32(seq + 4 * i, (seqValue - prevSeq) >>> 0, true);
+        prevSeq = seqValue;
+        const ackValue = from.getUint32(row + STAGED.ack, true);
+        view.setUint32(ack + 4 * i, (ackValue - prevAck) >>> 0, true);
+        prevAck = ackValue;
+        const tsValValue = from.getUint32(row + STAGED.tsVal, true);
+        view.setUint32(tsVal + 4 * i, (tsValValue - prevTsVal) >>> 0, true);
+        prevTsVal = tsValValue;
+        const tsEcrValue = from.getUint32(row + STAGED.tsEcr, true);
+        view.setUint32(tsEcr + 4 * i, (tsEcrValue - prevTsEcr) >>> 0, true);
+        prevTsEcr = tsEcrValue;
+        bytes[flags + i] = staged[row + STAGED.flags];
+        view.setUint16(win + 2 * i, from.getUint16(row + STAGED.win, true), true);
+        view.setUint32(len + 4 * i, from.getUint32(row + STAGED.len, true), true);
+        view.setUint32(wireLen + 4 * i, from.getUint32(row + STAGED.wireLen, true), true);
+        bytes[present + i] = staged[row + STAGED.present];
+        view.setUint16(mss + 2 * i, from.getUint16(row + STAGED.mss, true), true);
+        bytes[wscale + i] = staged[row + STAGED.wscale];
+        bytes[sackPerm + i] = staged[row + STAGED.sackPerm];
+        const blocks = (bytes[sackBlocks + i] = staged[row + STAGED.sackBlocks]);
+        const headerLength = from.getUint16(row + STAGED.headerLen, true);
+        view.setUint16(headerLen + 2 * i, headerLength, true);
+        const sacksFrom = row + STAGED_FIXED_BYTES;
+        for (let j = 0; j < 8 * blocks; j++) bytes[sackAt++] = staged[sacksFrom + j];
+        const residual = sacksFrom + 8 * blocks;
+        residualAt = packResidual(bytes, residualAt, staged, stagedWords, residual, headerLength, prevResidual, prevLength);
+        prevResidual = residual;
+        prevLength = headerLength;
+        row = residual + ((headerLength + 7) & ~7);
+      }
     }
     const packedSize = residualAt - packed;
     const packedAt = ids + 8 * n + varUIntSize(packedSize);
@@ -384,8 +387,8 @@ function checkChunk(p: PacketRecord): void {
   uint(p.linkType, U16, 'linkType');
 }
 
-/** Throws INVALID_VALUE unless the values of `p` each packet has fit their columns; returns the bytes it takes staged. */
-function checkPacket(p: PacketRecord): number {
+/** Throws INVALID_VALUE unless the values of `p` each packet has fit their columns. */
+function checkPacket(p: PacketRecord): void {
   timestamp(p.ts, 'ts');
   u64(p.packetId, 'packetId');
   uint(p.ipId, U16, 'ipId');
@@ -402,14 +405,11 @@ function checkPacket(p: PacketRecord): number {
   uint(o.ts_val ?? 0, U32, 'options.ts_val');
   uint(o.ts_ecr ?? 0, U32, 'options.ts_ecr');
   const sack = o.sack;
-  let blocks = 0;
   if (sack !== undefined) {
     if (!Array.isArray(sack) || sack.length > U8) throw invalid('options.sack', sack);
     sack.forEach(([left, right], i) => {
       uint(left, U32, `options.sack[${i}][0]`);
       uint(right, U32, `options.sack[${i}][1]`);
     });
-    blocks = sack.length;
   }
-  return STAGED_FIXED_BYTES + 8 * blocks + ((p.headers.length + 7) & ~7);
 }
