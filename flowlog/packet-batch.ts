@@ -323,6 +323,9 @@ function chunkColumns(block: NativeBlock): ChunkColumns {
 }
 
 const U32_RANGE = 0x1_0000_0000;
+const U16_RANGE = 0x1_0000;
+/** Rows whose headers are restored together (about 100 KB of headers: they stay in the CPU's caches). */
+const RESTORE_BLOCK_ROWS = 1024;
 
 /**
  * The packets of Native blocks of PACKET_READ_COLUMNS with from <= ts < to, in
@@ -392,9 +395,10 @@ class ChunkDecoder {
   // One object for the column values the residual transform reads, refilled per packet.
   private readonly options: TcpOptions = {};
   private readonly values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options: this.options };
-  /** The chunk's previous residual, for the next one's XOR. */
-  private previous = new Uint8Array(256);
-  private previousLength = 0;
+  /** A run's differences from its first residual so far, and the offsets where they may not be 0. */
+  private readonly differences = new Uint8Array(U16_RANGE);
+  private readonly differing = new Uint16Array(U16_RANGE);
+  private readonly marked = new Uint8Array(U16_RANGE);
 
   constructor(
     private readonly c: PacketColumns,
@@ -429,14 +433,7 @@ class ChunkDecoder {
     let residualAt = sackAt + 8 * sackBlocks;
     const end = packed.ends[row];
     const headers = c.headerBytes;
-    // Each residual is put where its header bytes go, and turned back into them in place below; whole ones all at once.
-    const whole = block.residuals[row] === RESIDUALS.whole;
-    if (whole) headers.set(bytes.subarray(residualAt, end), this.headerAt);
-    this.previousLength = 0;
-    const values = this.values;
-    const options = this.options;
-    values.sport = sport;
-    values.dport = dport;
+    const firstRow = this.row;
     let tsLow = firstWords[2 * row];
     let tsHigh = firstWords[2 * row + 1];
     let ipId = 0;
@@ -464,69 +461,119 @@ class ChunkDecoder {
       ack = (ack + view.getUint32(ackAt + 4 * i, true)) >>> 0;
       tsVal = (tsVal + view.getUint32(tsValAt + 4 * i, true)) >>> 0;
       tsEcr = (tsEcr + view.getUint32(tsEcrAt + 4 * i, true)) >>> 0;
-      c.ipId[r] = values.ipId = ipId;
-      c.seq[r] = values.seq = seq;
-      c.ack[r] = values.ack = ack;
-      c.flags[r] = values.flags = bytes[flagsAt + i];
-      c.win[r] = values.win = view.getUint16(winAt + 2 * i, true);
-      c.len[r] = values.len = view.getUint32(lenAt + 4 * i, true);
+      c.ipId[r] = ipId;
+      c.seq[r] = seq;
+      c.ack[r] = ack;
+      c.flags[r] = bytes[flagsAt + i];
+      c.win[r] = view.getUint16(winAt + 2 * i, true);
+      c.len[r] = view.getUint32(lenAt + 4 * i, true);
       c.wireLen[r] = view.getUint32(wireLenAt + 4 * i, true);
-      const bits = (c.present[r] = bytes[presentAt + i]);
+      c.present[r] = bytes[presentAt + i];
       c.mss[r] = view.getUint16(mssAt + 2 * i, true);
       c.wscale[r] = bytes[wscaleAt + i];
       c.sackPerm[r] = bytes[sackPermAt + i];
       c.tsVal[r] = tsVal;
       c.tsEcr[r] = tsEcr;
-      options.mss = bits & OPTION_BIT.mss ? c.mss[r] : undefined;
-      options.wscale = bits & OPTION_BIT.wscale ? c.wscale[r] : undefined;
-      options.ts_val = bits & OPTION_BIT.ts_val ? tsVal : undefined;
-      options.ts_ecr = bits & OPTION_BIT.ts_ecr ? tsEcr : undefined;
-      const sack: Array<[number, number]> | undefined = (options.sack = bits & OPTION_BIT.sack ? [] : undefined);
       for (let j = bytes[sackBlocksAt + i]; j > 0; j--, sackAt += 8) {
-        const left = (c.sackLeft[this.sack] = view.getUint32(sackAt, true));
-        const right = (c.sackRight[this.sack++] = view.getUint32(sackAt + 4, true));
-        sack?.push([left, right]);
+        c.sackLeft[this.sack] = view.getUint32(sackAt, true);
+        c.sackRight[this.sack++] = view.getUint32(sackAt + 4, true);
       }
       c.sackEnds[r] = this.sack;
       c.packetIdWords[2 * r] = idWords[2 * (idStart + i)];
       c.packetIdWords[2 * r + 1] = idWords[2 * (idStart + i) + 1];
-      const length = view.getUint16(headerLenAt + 2 * i, true);
-      const start = this.headerAt;
-      residualAt = whole ? residualAt + length : this.unpackResidual(bytes, residualAt, end, start, length);
-      const headerEnd = (this.headerAt += length);
-      c.headerStarts[r] = start;
-      c.headerEnds[r] = headerEnd;
-      xorColumnBytes(headers, headerEnd, headerLayout(headers, start, headerEnd, linkType), values, srcAddress, dstAddress);
+      c.headerStarts[r] = this.headerAt;
+      c.headerEnds[r] = this.headerAt += view.getUint16(headerLenAt + 2 * i, true);
     }
-    if (sackAt !== base + FIXED_BYTES * n + 8 * sackBlocks || residualAt !== end) {
-      throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets: its fields do not fill its ${end - base} bytes`);
+    if (sackAt !== residualAt) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets: its SACK blocks do not end where they should`);
+    // Each residual is put where its header bytes go and turned back into them in place, a block of rows at a time (while
+    // they are in the CPU's caches); an 'xor_previous' one once the next one, which is XOR it, is unpacked.
+    if (block.residuals[row] === RESIDUALS.whole) {
+      headers.set(bytes.subarray(residualAt, end), c.headerStarts[firstRow]);
+      residualAt = end;
+      for (let r = firstRow; r < this.row; r++) this.restoreHeader(r, linkType, srcAddress, dstAddress);
+    } else {
+      for (let from = firstRow; from < this.row; from += RESTORE_BLOCK_ROWS) {
+        const to = Math.min(this.row, from + RESTORE_BLOCK_ROWS);
+        residualAt = this.unpackResiduals(bytes, residualAt, end, firstRow, from, to);
+        for (let r = Math.max(firstRow, from - 1); r < to - 1; r++) this.restoreHeader(r, linkType, srcAddress, dstAddress);
+      }
+      if (n > 0) this.restoreHeader(this.row - 1, linkType, srcAddress, dstAddress);
     }
+    if (residualAt !== end) throw new FlowLogError('STORE_FORMAT', `packet chunk of ${n} packets: its fields do not fill its ${end - base} bytes`);
   }
 
   /**
-   * Unpacks an 'xor_previous' residual (packet-chunks.ts) of `length` bytes from `bytes[at, end)` into
-   * the header bytes at `start`, and keeps it as the previous one; returns where the next one starts.
+   * Unpacks the 'xor_previous' residuals (packet-chunks.ts) of rows [from, to) of a chunk whose first row is
+   * `firstRow` from `bytes[at, end)` to their header bytes' places; row from - 1's residual is still there.
+   * Returns where the next one starts. A run of residuals of one length is the run's first one (copied
+   * over the others), XOR the differences from it so far: usually a few bytes (the TCP checksum).
    */
-  private unpackResidual(bytes: Uint8Array, at: number, end: number, start: number, length: number): number {
-    const headers = this.c.headerBytes;
-    const previous = this.previous;
-    const common = Math.min(length, this.previousLength);
-    for (let g = 0; g < length; g += 8) {
-      const groupLength = Math.min(8, length - g);
-      if (at >= end) throw new FlowLogError('STORE_FORMAT', 'packet chunk: its header residuals end early');
-      const mask = bytes[at++];
-      if (mask >> groupLength !== 0 || at + bitCount(mask) > end) {
-        throw new FlowLogError('STORE_FORMAT', `packet chunk: residual group mask ${mask} of ${groupLength} bytes`);
+  private unpackResiduals(bytes: Uint8Array, at: number, end: number, firstRow: number, from: number, to: number): number {
+    const { headerBytes: headers, headerStarts: starts, headerEnds: ends } = this.c;
+    for (let r = from; r < to; ) {
+      const start = starts[r];
+      const length = ends[r] - start;
+      at = unpackResidual(bytes, at, end, headers, start, length, r > firstRow ? starts[r - 1] : 0, r > firstRow ? ends[r - 1] - starts[r - 1] : 0);
+      let runEnd = r + 1;
+      while (runEnd < to && ends[runEnd] - starts[runEnd] === length) runEnd++;
+      // Rows of a run are next to each other: the first residual, doubled until the run is full.
+      for (let filled = length, total = ends[runEnd - 1] - start; filled < total; filled *= 2) {
+        headers.copyWithin(start + filled, start, start + Math.min(filled, total - filled));
       }
-      for (let j = g; j < g + groupLength; j++) {
-        const value = mask & (1 << (j - g)) ? bytes[at++] : 0;
-        headers[start + j] = j < common ? value ^ previous[j] : value;
+      const differences = this.differences;
+      const { differing, marked } = this;
+      let differingCount = 0;
+      for (let q = r + 1; q < runEnd; q++) {
+        const qStart = starts[q];
+        for (let g = 0; g < length; g += 8) {
+          const mask = bytes[at++];
+          if (mask === 0) continue;
+          if (mask >> Math.min(8, length - g) !== 0) throw new FlowLogError('STORE_FORMAT', `packet chunk: residual group mask ${mask} past its bytes`);
+          for (let m = mask, j = g; m !== 0; m >>= 1, j++) {
+            if ((m & 1) === 0) continue;
+            if (marked[j] === 0) {
+              marked[j] = 1;
+              differing[differingCount++] = j;
+            }
+            differences[j] ^= bytes[at++];
+          }
+        }
+        for (let k = 0; k < differingCount; k++) headers[qStart + differing[k]] ^= differences[differing[k]];
       }
+      for (let k = 0; k < differingCount; k++) differences[differing[k]] = marked[differing[k]] = 0;
+      if (at > end) throw new FlowLogError('STORE_FORMAT', 'packet chunk: its header residuals run past their bytes');
+      r = runEnd;
     }
-    if (length > previous.length) this.previous = new Uint8Array(Math.max(2 * previous.length, length));
-    this.previous.set(headers.subarray(start, start + length));
-    this.previousLength = length;
     return at;
+  }
+
+  /** Turns the residual of row `r` back into its header bytes, in place. */
+  private restoreHeader(r: number, linkType: number, src: Uint8Array, dst: Uint8Array): void {
+    const c = this.c;
+    const values = this.values;
+    const options = this.options;
+    values.sport = c.sport[r];
+    values.dport = c.dport[r];
+    values.ipId = c.ipId[r];
+    values.seq = c.seq[r];
+    values.ack = c.ack[r];
+    values.flags = c.flags[r];
+    values.win = c.win[r];
+    values.len = c.len[r];
+    const bits = c.present[r];
+    options.mss = bits & OPTION_BIT.mss ? c.mss[r] : undefined;
+    options.wscale = bits & OPTION_BIT.wscale ? c.wscale[r] : undefined;
+    options.ts_val = bits & OPTION_BIT.ts_val ? c.tsVal[r] : undefined;
+    options.ts_ecr = bits & OPTION_BIT.ts_ecr ? c.tsEcr[r] : undefined;
+    let sack: Array<[number, number]> | undefined;
+    if (bits & OPTION_BIT.sack) {
+      sack = [];
+      for (let j = r === 0 ? 0 : c.sackEnds[r - 1]; j < c.sackEnds[r]; j++) sack.push([c.sackLeft[j], c.sackRight[j]]);
+    }
+    options.sack = sack;
+    const start = c.headerStarts[r];
+    const end = c.headerEnds[r];
+    xorColumnBytes(c.headerBytes, end, headerLayout(c.headerBytes, start, end, linkType), values, src, dst);
   }
 
   /** The index of the capture point of chunk `row` of `block`. */
@@ -544,6 +591,30 @@ class ChunkDecoder {
     known.push({ key: pointKey[2 * row], keyHigh: pointKey[2 * row + 1], netnsIno: netnsIno[row], ifindex: ifindex[row], hook: hook[row], linkType: linkType[row], index });
     return index;
   }
+}
+
+/**
+ * Unpacks an 'xor_previous' residual (packet-chunks.ts) of `length` bytes from `bytes[at, end)` into
+ * `headers[start, start + length)`, next to the previous packet's residual, `headers[previous, previous + previousLength)`;
+ * returns where the next one starts.
+ */
+function unpackResidual(
+  bytes: Uint8Array, at: number, end: number, headers: Uint8Array, start: number, length: number, previous: number, previousLength: number,
+): number {
+  // The previous residual, then the bytes that differ XORed in: most groups differ in none.
+  const common = Math.min(length, previousLength);
+  headers.copyWithin(start, previous, previous + common);
+  if (common < length) headers.fill(0, start + common, start + length);
+  for (let g = 0; g < length; g += 8) {
+    const mask = bytes[at++];
+    if (mask === 0) continue;
+    if (mask >> Math.min(8, length - g) !== 0) throw new FlowLogError('STORE_FORMAT', `packet chunk: residual group mask ${mask} past its bytes`);
+    for (let m = mask, j = start + g; m !== 0; m >>= 1, j++) {
+      if (m & 1) headers[j] ^= bytes[at++];
+    }
+  }
+  if (at > end) throw new FlowLogError('STORE_FORMAT', 'packet chunk: its header residuals run past their bytes');
+  return at;
 }
 
 /** The rows of `c` with from <= ts < to, in packet order: time, packet id, then the capture point's names and numbers, direction and hook. */
@@ -571,12 +642,6 @@ function packetOrder(c: PacketColumns, from: bigint, to: bigint): Uint32Array {
       p.ifindex - q.ifindex || c.direction[a] - c.direction[b] || HOOK.get(p.hook)! - HOOK.get(q.hook)!;
   });
   return Uint32Array.from(rows);
-}
-
-function bitCount(byte: number): number {
-  let bits = 0;
-  for (let b = byte; b !== 0; b &= b - 1) bits++;
-  return bits;
 }
 
 function compareText(a: string, b: string): number {

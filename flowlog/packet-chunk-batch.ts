@@ -17,6 +17,11 @@ import { putVarUInt, varUIntSize, type RowBinaryWriter } from './rowbinary.js';
 
 /** A chunk holds packets within this long of its first one (either way): its row expires with its last packet. */
 const CHUNK_SPAN_NS = 1_000_000_000n;
+/**
+ * A chunk holds at most this many packets. Reads unpack every chunk that overlaps the time range they
+ * want, so a chunk much larger than a read's slice (262 144 packets) is mostly unpacked for nothing.
+ */
+const MAX_CHUNK_PACKETS = 4096;
 
 /** A staged packet: fixed-width fields at these offsets, then its SACK blocks, then its header residual (8-aligned). */
 const STAGED = {
@@ -46,6 +51,8 @@ interface Chunk {
   minTs: bigint;
   maxTs: bigint;
   packets: number;
+  /** Packets given to it by add(), also by a call refused after (so that it never holds more than MAX_CHUNK_PACKETS). */
+  taken: number;
   sackBlocks: number;
   headerBytes: number;
   /** Its staged rows: the segments filled, as start and end offsets; then the one being filled, up to `at`. */
@@ -176,8 +183,11 @@ export class PacketChunkBatch {
       const q = chunk.first;
       if (q.dst === p.dst && q.iface === p.iface && q.netns === p.netns && q.node === p.node && q.direction === p.direction &&
           q.ifindex === p.ifindex && q.netnsIno === p.netnsIno && q.hook === p.hook && q.proto === p.proto && q.linkType === p.linkType) {
-        if (p.ts >= chunk.earliest && p.ts <= chunk.latest) return chunk;
-        // Too far apart in time: a new chunk takes this one's place for the packets to come.
+        if (p.ts >= chunk.earliest && p.ts <= chunk.latest && chunk.taken < MAX_CHUNK_PACKETS) {
+          chunk.taken++;
+          return chunk;
+        }
+        // Too far apart in time, or full: a new chunk takes this one's place for the packets to come.
         return (chunks[i] = this.newChunk(p));
       }
     }
@@ -191,7 +201,7 @@ export class PacketChunkBatch {
     const chunk: Chunk = {
       first: p, src: addressBytes(p.src, 'src'), dst: addressBytes(p.dst, 'dst'),
       earliest: p.ts - CHUNK_SPAN_NS, latest: p.ts + CHUNK_SPAN_NS, minTs: p.ts, maxTs: p.ts,
-      packets: 0, sackBlocks: 0, headerBytes: 0,
+      packets: 0, taken: 1, sackBlocks: 0, headerBytes: 0,
       segments: [], segmentStart: 0, segmentEnd: 0, at: 0, nextSegmentBytes: FIRST_SEGMENT_BYTES,
     };
     this.chunks.push(chunk);
