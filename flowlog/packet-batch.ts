@@ -488,9 +488,12 @@ class ChunkDecoder {
     // Each residual is put where its header bytes go and turned back into them in place, a block of rows at a time (while
     // they are in the CPU's caches); an 'xor_previous' one once the next one, which is XOR it, is unpacked.
     if (block.residuals[row] === RESIDUALS.whole) {
-      headers.set(bytes.subarray(residualAt, end), c.headerStarts[firstRow]);
-      residualAt = end;
-      for (let r = firstRow; r < this.row; r++) this.restoreHeader(r, linkType, srcAddress, dstAddress);
+      for (let from = firstRow; from < this.row; from += RESTORE_BLOCK_ROWS) {
+        const to = Math.min(this.row, from + RESTORE_BLOCK_ROWS);
+        const length = c.headerEnds[to - 1] - c.headerStarts[from];
+        headers.set(bytes.subarray(residualAt, (residualAt += length)), c.headerStarts[from]);
+        for (let r = from; r < to; r++) this.restoreHeader(r, linkType, srcAddress, dstAddress);
+      }
     } else {
       for (let from = firstRow; from < this.row; from += RESTORE_BLOCK_ROWS) {
         const to = Math.min(this.row, from + RESTORE_BLOCK_ROWS);

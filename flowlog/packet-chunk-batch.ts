@@ -258,8 +258,7 @@ export class PacketChunkBatch {
     const sackBlocks = field('sack_blocks');
     const headerLen = field('header_len');
     let sackAt = packed + FIXED_BYTES * n;
-    const residuals = sackAt + 8 * chunk.sackBlocks;
-    let residualAt = residuals;
+    let residualAt = sackAt + 8 * chunk.sackBlocks;
     let prevResidual = 0;
     let prevLength = 0;
     // The previous packet's values, for the differences; the first time's is the chunk's first_ts.
@@ -336,7 +335,8 @@ export class PacketChunkBatch {
 function packResidual(
   out: Uint8Array, at: number, staged: Uint8Array, words: Uint32Array, from: number, length: number, prev: number, prevLength: number,
 ): number {
-  // Residuals start 8-aligned (STAGED_FIXED_BYTES), so groups of 8 bytes both have are compared as two words.
+  // Residuals start 8-aligned (STAGED_FIXED_BYTES), so groups of 8 bytes both have are compared as two
+  // words (little-endian: byte j of a group is bits 8j.. of its word, as the hosts this runs on store them).
   const common = Math.min(length, prevLength);
   let g = 0;
   for (; g + 8 <= common; g += 8) {

@@ -401,12 +401,23 @@ test('a call with an invalid record is refused whole', async () => {
   await assert.rejects(collectPackets(packetBatchesForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
 });
 
+/**
+ * Header bytes of packet i of a long run: runs of 1 500 packets of 66 or 70 bytes, two bytes that change
+ * with every packet (like a checksum), one that changes once and stays (like a TTL) and, for i % 7 == 0,
+ * a length of its own.
+ */
+function runHeaders(i: number): Uint8Array {
+  const bytes = ALL_BYTES.slice(0, i % 7 === 0 ? 3 + (i % 11) : 66 + 4 * (Math.floor(i / 1500) % 2));
+  if (bytes.length > 51) [bytes[50], bytes[51]] = [i & 0xff, (i >> 8) & 0xff];
+  if (i >= 3000 && bytes.length > 10) bytes[10] = 0xaa;
+  return bytes;
+}
+
 test('100 000 packets written in one bulk are all stored, also in batches that reuse the buffers of batches written', async () => {
   const rows = 100_000;
   for (const [sport, batchRows] of [[48000, undefined], [48001, 7_000]] as const) {
     const tuple = { src: '10.8.0.1', sport, dst: '10.8.0.2', dport: 80 };
-    const packets = Array.from({ length: rows }, (_, i) =>
-      packet(tuple, { ts: T0 + BigInt(i) * 1000n, packetId: BigInt(i), seq: i, headers: ALL_BYTES.subarray(0, 66 + (i % 3)) }));
+    const packets = Array.from({ length: rows }, (_, i) => packet(tuple, { ts: T0 + BigInt(i) * 1000n, packetId: BigInt(i), seq: i, headers: runHeaders(i) }));
     const writer = new FlowLogWriter(store, { batchRows });
     for (let i = 0; i < rows; i += 1000) {
       writer.addPackets(packets.slice(i, i + 1000));
@@ -477,6 +488,12 @@ test('a version-3 store, a row per packet, is brought up to date when opened: co
     packet(tuple, { ts: T0 + 3n, packetId: 904n, wireLen: 166, ...dataFields, headers: packetHeaders({ ...tuple, ...dataFields }, 6, { offloaded: true }) }),
     // The same second, point and direction as the first and the fourth: one chunk of three.
     packet(tuple, { ts: T0 + 4n, packetId: 905n, seq: 4, ipId: 3 }), // seq and IP id below the previous packet's: deltas wrap
+    // A burst at another point: one chunk of 2 500 packets, read 1 024 at a time (real checksums on every third).
+    ...Array.from({ length: 2500 }, (_, i) => {
+      const fields = { seq: i, ack: 8, flags: 0x10, win: 502, len: 0, ipId: i & 0xffff, options: {} };
+      const headers = packetHeaders({ ...tuple, ...fields }, 6, { offloaded: i % 3 !== 0 });
+      return packet(tuple, { ts: T0 + 5n + BigInt(i), packetId: 1000n + BigInt(i), iface: 'eth1', ...fields, headers });
+    }),
   ];
   // Back to how version 3 left the store: a packets table with a row per packet, no part-format setting.
   const v3 = { database: 'nettrail', cluster: null };
@@ -492,7 +509,8 @@ test('a version-3 store, a row per packet, is brought up to date when opened: co
   assert.equal(await count('SELECT max(version) FROM nettrail.schema_version'), SCHEMA_VERSION);
   for (const name of TABLE_NAMES) assert.equal(await wideBytes(TABLES[name].name), 64 * 1024 * 1024, name);
   assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'packets'`), 0, 'the table with a row per packet is gone');
-  assert.equal(await count('SELECT count() FROM nettrail.packet_chunks'), 3, 'a chunk per capture point, direction and second');
+  assert.equal(await count('SELECT count() FROM nettrail.packet_chunks'), 4, 'a chunk per capture point, direction and second');
+  assert.equal(await count(`SELECT countIf(residuals = 'whole') FROM nettrail.packet_chunks`), 4, 'packed in SQL: whole residuals');
   assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
   // Opened again: nothing is copied twice.
   await store.close();
