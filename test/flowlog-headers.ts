@@ -76,3 +76,13 @@ export function packetHeaders(p: HeaderFields, proto: 6 | 17, opts: { vlans?: nu
   return b;
 }
 
+/** A deterministic pseudo-random number source (xorshift32). */
+export function random(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+}

@@ -4,18 +4,7 @@ import { parseTcpOptions } from '../capture/decode.js';
 import { addressBytes } from '../flowlog/address.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_RAW, type TcpOptions } from '../flowlog/records.js';
 import { headerLayout, xorColumnBytes } from '../flowlog/residual.js';
-import { packetHeaders, type HeaderFields } from './flowlog-headers.js';
-
-/** A deterministic pseudo-random byte source (xorshift32). */
-function random(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
+import { packetHeaders, random, type HeaderFields } from './flowlog-headers.js';
 
 function residualOf(bytes: Uint8Array, linkType: number, p: HeaderFields): Uint8Array {
   const residual = bytes.slice();

@@ -15,7 +15,7 @@ import {
   createDatabaseStatement, createTableStatements, MIGRATIONS, PACKET_CHUNKS, PACKET_ROWS_V1, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement, TABLE_NAMES, TABLES, type Migration, type SchemaTarget,
 } from '../flowlog/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { packetHeaders } from './flowlog-headers.js';
+import { packetHeaders, random } from './flowlog-headers.js';
 import { FIXED_BYTES } from '../flowlog/packet-chunks.js';
 import { chunkResiduals } from './chunk-residuals.js';
 import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../flowlog/queries.js';
@@ -412,6 +412,30 @@ function runHeaders(i: number): Uint8Array {
   if (i >= 3000 && bytes.length > 10) bytes[10] = 0xaa;
   return bytes;
 }
+
+test('random header bytes and lengths round-trip through the writer and the reader (two chunks: the cap is 4 096 packets)', async () => {
+  const next = random(0xc0ffee);
+  const tuple = { src: '10.5.5.1', sport: 45500, dst: '10.5.5.2', dport: 443 };
+  const fields = { seq: 1, ack: 2, flags: 0x18, win: 502, len: 100, ipId: 3, options: { ts_val: 4, ts_ecr: 5 } };
+  let base = packetHeaders({ ...tuple, ...fields }, 6, { offloaded: true, optionBytes: [1, 1, 8, 10, 0, 0, 0, 4, 0, 0, 0, 5] });
+  const packets = Array.from({ length: 6000 }, (_, i) => {
+    const kind = next() % 16;
+    let headers: Uint8Array;
+    if (kind === 0) {
+      headers = Uint8Array.from({ length: next() % 120 }, () => next() & 0xff);
+    } else {
+      headers = base.slice(0, kind === 1 ? next() % (base.length + 1) : base.length);
+      for (let flips = next() % 3; flips > 0 && headers.length > 0; flips--) headers[next() % headers.length] ^= 1 << (next() % 8);
+      if (kind === 2) base = headers; // a change that stays, for the packets after
+    }
+    return packet(tuple, { ts: T0 + BigInt(i) * 1000n, packetId: 20_000n + BigInt(i), ...fields, seq: i, headers });
+  });
+  const writer = new FlowLogWriter(store);
+  writer.addPackets(packets);
+  await writer.close();
+  assert.equal(await count(`SELECT count() FROM nettrail.packet_chunks WHERE sport = 45500`), 2);
+  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
+});
 
 test('100 000 packets written in one bulk are all stored, also in batches that reuse the buffers of batches written', async () => {
   const rows = 100_000;
