@@ -523,8 +523,7 @@ class ChunkDecoder {
       for (let filled = length, total = ends[runEnd - 1] - start; filled < total; filled *= 2) {
         headers.copyWithin(start + filled, start, start + Math.min(filled, total - filled));
       }
-      const differences = this.differences;
-      const { differing, marked } = this;
+      const { differences, differing, marked } = this;
       let differingCount = 0;
       for (let q = r + 1; q < runEnd; q++) {
         const qStart = starts[q];

@@ -348,17 +348,10 @@ function packResidual(
     }
     const maskAt = at++;
     let mask = 0;
-    for (let j = 0; j < 32; j += 8) {
-      const b = (low >>> j) & 0xff;
+    for (let j = 0; j < 8; j++) {
+      const b = ((j < 4 ? low : high) >>> (8 * (j & 3))) & 0xff;
       if (b !== 0) {
-        mask |= 1 << (j >> 3);
-        out[at++] = b;
-      }
-    }
-    for (let j = 0; j < 32; j += 8) {
-      const b = (high >>> j) & 0xff;
-      if (b !== 0) {
-        mask |= 16 << (j >> 3);
+        mask |= 1 << j;
         out[at++] = b;
       }
     }
