@@ -2,8 +2,8 @@
 // `{"error": {"code", "message"}}` with a 4xx/5xx status, never a stack trace.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { FlowLogError } from '../flowlog/errors.js';
-import { TimeError } from './time.js';
-import { TupleError } from './tuple.js';
+import { TimeError } from '../model/time.js';
+import { TupleError } from '../model/tuple.js';
 
 /** A query or path parameter the route cannot use (HTTP 400). */
 export class BadParameterError extends Error {

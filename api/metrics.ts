@@ -5,8 +5,8 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Type } from 'typebox';
-import type { CaptureStatus } from '../capture/capture.js';
-import type { DropTracerStatus } from '../capture/drops.js';
+import type { CaptureStatus } from '../capture/packets/capture.js';
+import type { DropTracerStatus } from '../capture/drops/tracer.js';
 import type { WriterStats } from '../flowlog/writer.js';
 
 export interface MetricSources {

@@ -1,8 +1,8 @@
 // TypeBox schemas of the HTTP API (../shared/contract.md): the one source of
 // request validation, response serialization and the TypeScript types.
 import { Type, type Static } from 'typebox';
-import { DEFAULT_DROP_ORDER, DROP_ORDERS } from '../flowlog/drops.js';
-import { CONN_STATES, DEFAULT_FLOW_ORDER, FLOW_ORDERS, FLOW_TRAITS } from '../flowlog/search.js';
+import { DEFAULT_DROP_ORDER, DROP_ORDERS } from '../flowlog/drops-table.js';
+import { CONN_STATES, DEFAULT_FLOW_ORDER, FLOW_ORDERS, FLOW_TRAITS } from '../flowlog/flow-search.js';
 
 const Time = Type.String({ description: 'ISO-8601 UTC with nanoseconds, e.g. 2026-11-21T19:23:03.123456789Z' });
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
@@ -257,7 +257,7 @@ const KernelCounters = {
   other_l4: Type.Optional(Type.Integer({ description: 'IP but neither TCP nor UDP' })),
 };
 
-/** The drop tracer's counters (capture/drops.ts): every kfree_skb in a traced namespace counts in `seen` and one other. */
+/** The drop tracer's counters (capture/drops/tracer.ts): every kfree_skb in a traced namespace counts in `seen` and one other. */
 export const DropTracingSchema = Type.Object({
   namespaces: Type.Integer({ description: 'namespaces traced' }),
   seen: Type.Integer(),

@@ -2,11 +2,11 @@
 // addresses, ports, protocol, time and capture point (flows, drops), the
 // time range (also NAT), the cursor of a page and the next one.
 import type { IpRange, TrafficFilter } from '../flowlog/keyset-search.js';
-import type { EpochNs } from '../flowlog/records.js';
-import { parseAddressRange } from './address.js';
+import type { EpochNs } from '../model/records.js';
+import { parseAddressRange } from '../model/address.js';
 import { BadParameterError } from './errors.js';
 import type { FlowsQueryJson } from './schemas.js';
-import { parseTime } from './time.js';
+import { parseTime } from '../model/time.js';
 
 /** The filter parameters flow and drop search share (FlowsQuery's, as DropsQuery's). */
 type TrafficQuery = Pick<FlowsQueryJson, 'ip' | 'src' | 'dst' | 'port' | 'sport' | 'dport' | 'proto' | 'from' | 'to' | 'node' | 'netns' | 'iface'>;

@@ -13,7 +13,7 @@ import autocannon from 'autocannon';
 import { buildServer } from '../api/server.js';
 import type { FlowsResponseJson } from '../api/schemas.js';
 import { openStore, type FlowLogStore } from '../flowlog/store.js';
-import { storeAppOptions } from '../test/api-fixture.js';
+import { storeAppOptions } from '../test/support/api-fixture.js';
 
 const FLOWS = Number(process.argv[2] ?? 10_000_000);
 const SECONDS = Number(process.argv[3] ?? 4);

@@ -8,10 +8,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { PacketCapture, type CaptureConfig, type XdpMode } from '../capture/capture.js';
-import { iperfServer } from '../test/faults-helpers.js';
-import { printed } from '../test/wait.js';
-import { secondsOption, tempDir, vethPair } from './harness.js';
+import { PacketCapture, type CaptureConfig, type XdpMode } from '../capture/packets/capture.js';
+import { iperfServer } from './support/serve-process.js';
+import { printed } from './support/wait.js';
+import { secondsOption, tempDir, vethPair } from './support/harness.js';
 
 const SECONDS = secondsOption(5);
 const IPERF_PORT = 5201;

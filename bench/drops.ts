@@ -7,10 +7,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { statSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { DropTracer, type DropCounters } from '../capture/drops.js';
-import type { NetnsRef } from '../flowlog/records.js';
-import { iperfServer } from '../test/faults-helpers.js';
-import { secondsOption, sh, vethPair } from './harness.js';
+import { DropTracer, type DropCounters } from '../capture/drops/tracer.js';
+import type { NetnsRef } from '../model/records.js';
+import { iperfServer } from './support/serve-process.js';
+import { secondsOption, sh, vethPair } from './support/harness.js';
 
 const SECONDS = secondsOption(4);
 const CLOSED_PORT = 9;

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { writeCaptureFile, type CaptureItem } from '../api/pcapng.js';
-import { PacketBatch } from '../flowlog/packet-batch.js';
+import { writeCaptureFile, type CaptureItem } from '../pcap/pcapng.js';
+import { PacketBatch } from '../flowlog/packets/rows.js';
 import { packetBatchesForTuples } from '../flowlog/queries.js';
-import { LINKTYPE_ETHERNET, type FourTuple, type PacketRecord } from '../flowlog/records.js';
+import { LINKTYPE_ETHERNET, type FourTuple, type PacketRecord } from '../model/records.js';
 import { openStore } from '../flowlog/store.js';
 import { FlowLogWriter } from '../flowlog/writer.js';
 

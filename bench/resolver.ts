@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { flowsForTuples, natForTuple } from '../flowlog/queries.js';
-import type { FourTuple } from '../flowlog/records.js';
+import type { FourTuple } from '../model/records.js';
 import { openStore } from '../flowlog/store.js';
 import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
 import { resolveNatPath, type NatEvidenceReader } from '../nat-tracker/resolver.js';

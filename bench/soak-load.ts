@@ -15,8 +15,8 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { iperfServer, metricSum, metricValue, percentile, pollApi, rssMiB, startServe } from '../test/faults-helpers.js';
-import { atExit, hardStop, quietly, secondsOption, sh, tempDir, vethPair } from './harness.js';
+import { iperfServer, metricSum, metricValue, percentile, pollApi, rssMiB, startServe } from './support/serve-process.js';
+import { atExit, hardStop, quietly, secondsOption, sh, tempDir, vethPair } from './support/harness.js';
 
 const SECONDS = secondsOption(25, { min: 5, max: 35, why: 'three phases, under 2 minutes in all' });
 hardStop(115_000);

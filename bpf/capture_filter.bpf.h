@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The capture filter: its maps, written by capture/filter.ts's writeFilter(), and its verdict.
+/* The capture filter: its maps, written by capture/packets/filter.ts's writeFilter(), and its verdict.
  * Included by capture.bpf.c and drop_trace.bpf.c, so that both select the same packets. */
 #ifndef __NETTRAIL_CAPTURE_FILTER_BPF_H
 #define __NETTRAIL_CAPTURE_FILTER_BPF_H

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* One dropped packet (skb:kfree_skb) and the drop tracer's counters; shared with capture/drop-layout.ts. */
+/* One dropped packet (skb:kfree_skb) and the drop tracer's counters; shared with capture/drops/layout.ts. */
 #ifndef __NETTRAIL_DROP_EVENT_H
 #define __NETTRAIL_DROP_EVENT_H
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The lab's TC drop: a tc program that drops IPv4 TCP/UDP packets to one destination port
- * (TC_ACT_SHOT), for the drop scenarios in test/lab/drops.ts. */
+ * (TC_ACT_SHOT), for the drop scenarios in lab/drops.ts. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>

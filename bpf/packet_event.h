@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* One packet seen at one hook, and the maps that steer capture; shared with capture/layout.ts. */
+/* One packet seen at one hook, and the maps that steer capture; shared with capture/packets/layout.ts. */
 #ifndef __NETTRAIL_PACKET_EVENT_H
 #define __NETTRAIL_PACKET_EVENT_H
 

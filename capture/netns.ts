@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import type { NetnsRef } from '../flowlog/records.js';
+import type { NetnsRef } from '../model/records.js';
 
 const run = promisify(execFile);
 

@@ -2,7 +2,7 @@
 // (::ffff:a.b.c.d); and back to the text records use.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIPv4, formatIPv6 } from '../capture/decode.js';
+import { formatIPv4, formatIPv6 } from '../capture/packets/decode.js';
 import { FlowLogError } from './errors.js';
 
 /** An address as the IPv6 columns take it in text: IPv4 becomes IPv4-mapped `::ffff:a.b.c.d`. */

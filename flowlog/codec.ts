@@ -5,7 +5,7 @@
 // (packet-batch.ts); flows and NAT entries select the *_SELECT_COLUMNS in
 // JSONCompactEachRow, 64-bit values through toString() so they stay exact.
 
-import type { FlowRecord, FourTuple, NatTranslation } from './records.js';
+import type { FlowRecord, FourTuple, NatTranslation } from '../model/records.js';
 import { addressBytes, recordAddress } from './address.js';
 import { FlowLogError } from './errors.js';
 import type { RowBinaryWriter } from './rowbinary.js';

@@ -3,7 +3,7 @@
 // (the order, the conditions for the rows after a position in it); cursors
 // as opaque text. Every value goes in as a query parameter.
 
-import type { EpochNs, Proto } from './records.js';
+import type { EpochNs, Proto } from '../model/records.js';
 import { FlowLogError } from './errors.js';
 import { PROTO_NUMBER } from './schema.js';
 

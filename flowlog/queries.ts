@@ -1,10 +1,10 @@
 // Reads from the flow-log store. Every value goes in as a query parameter.
 
-import type { EpochNs, FlowRecord, FourTuple, NatTranslation, Proto } from './records.js';
+import type { EpochNs, FlowRecord, FourTuple, NatTranslation, Proto } from '../model/records.js';
 import { storedAddress } from './address.js';
 import { decodeFlow, decodeNat, FLOW_SELECT_COLUMNS, MAX_TS_NS, NAT_SELECT_COLUMNS } from './codec.js';
-import type { NativeBlock } from './native.js';
-import { PACKET_READ_COLUMNS, packetBatchOfChunks, type PacketBatch } from './packet-batch.js';
+import type { NativeBlock } from './native-format.js';
+import { PACKET_READ_COLUMNS, packetBatchOfChunks, type PacketBatch } from './packets/rows.js';
 import { FlowLogError } from './errors.js';
 import { connKeySql, FLOWS, NAT_TRANSLATIONS, PROTO_NUMBER, type TableDefinition } from './schema.js';
 import type { FlowLogStore } from './store.js';

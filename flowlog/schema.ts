@@ -3,9 +3,9 @@
 // server or across a cluster, retention, and the one SQL expression for the
 // direction-insensitive connection key.
 
-import type { Proto } from './records.js';
+import type { Proto } from '../model/records.js';
 import { FlowLogError } from './errors.js';
-import { packChunksSql, RESIDUALS_TYPE } from './packet-chunks.js';
+import { packChunksSql, RESIDUALS_TYPE } from './packets/chunk-format.js';
 
 export type TableName = 'packets' | 'flows' | 'nat_translations' | 'drops';
 export const TABLE_NAMES: readonly TableName[] = ['packets', 'flows', 'nat_translations', 'drops'];
@@ -194,7 +194,7 @@ ${PACKET_POINT_AND_TUPLE},
   opt_sack Array(Tuple(UInt32, UInt32)) ${Z},
   link_type UInt16 ${Z},
   packet_id UInt64 ${Z},
-  headers_residual String COMMENT 'the raw header bytes XOR what the other columns say they are (flowlog/residual.ts)' ${Z3},
+  headers_residual String COMMENT 'the raw header bytes XOR what the other columns say they are (flowlog/packets/residual.ts)' ${Z3},
   conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'src', 'sport', 'dst', 'dport')} ${Z}`,
   engine: 'MergeTree',
   engineArgs: [],
@@ -277,7 +277,7 @@ export const NAT_TRANSLATIONS: TableDefinition = {
 
 // ---- tables of schema version 2
 
-/** Packets the kernel dropped (skb:kfree_skb), with reason, location and the headers it held; flowlog/drops.ts. */
+/** Packets the kernel dropped (skb:kfree_skb), with reason, location and the headers it held; flowlog/drops-table.ts. */
 export const DROPS: TableDefinition = {
   name: 'drops',
   columns: `  ts DateTime64(9, 'UTC') ${GROWING},
@@ -313,7 +313,7 @@ export const DROPS: TableDefinition = {
 // ---- tables of schema version 5
 
 /**
- * Packets in chunks (flowlog/packet-chunks.ts): one row per capture point,
+ * Packets in chunks (flowlog/packets/chunk-format.ts): one row per capture point,
  * direction of a connection and insert, the per-packet fields packed in
  * `packed`, their packet ids in `packet_ids`. Chunks of a connection's
  * direction come in time order, the same packet's chunks at several capture
@@ -327,7 +327,7 @@ export const PACKET_CHUNKS: TableDefinition = {
   last_ts DateTime64(9, 'UTC') ${GROWING},
   count UInt32 ${Z},
   packet_ids Array(UInt64) ${Z},
-  packed String COMMENT 'the packets'' fields, column by column (flowlog/packet-chunks.ts)' ${Z},
+  packed String COMMENT 'the packets'' fields, column by column (flowlog/packets/chunk-format.ts)' ${Z},
   conn_key UInt64 MATERIALIZED ${connKeySql('proto', 'src', 'sport', 'dst', 'dport')} ${Z}`,
   engine: 'MergeTree',
   engineArgs: [],
@@ -402,7 +402,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 6,
     statements: (t) => addColumnsStatements(t, PACKET_CHUNKS.name, [
-      `residuals ${RESIDUALS_TYPE} DEFAULT 'whole' COMMENT 'how packed holds the header residuals (flowlog/packet-chunks.ts)' ${Z}`,
+      `residuals ${RESIDUALS_TYPE} DEFAULT 'whole' COMMENT 'how packed holds the header residuals (flowlog/packets/chunk-format.ts)' ${Z}`,
     ]),
   },
 ];

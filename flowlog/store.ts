@@ -11,7 +11,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import { FlowLogError } from './errors.js';
-import { nativeBlocks, type NativeBlock } from './native.js';
+import { nativeBlocks, type NativeBlock } from './native-format.js';
 import {
   checkIdentifier, createDatabaseStatement, MIGRATIONS, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement,
   storageTable, TABLE_NAMES, TABLES, ttlExpression, type Retention, type SchemaTarget, type TableName,

@@ -1,12 +1,12 @@
 // Batched, bounded, retrying writer of records into the flow-log store.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from './records.js';
+import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../model/records.js';
 import { encodeFlow, encodeNat, FLOW_COLUMNS, NAT_COLUMNS } from './codec.js';
-import { DROP_COLUMNS, encodeDrop } from './drops.js';
+import { DROP_COLUMNS, encodeDrop } from './drops-table.js';
 import { FlowLogError } from './errors.js';
-import { PacketChunkBatch } from './packet-chunk-batch.js';
-import { PACKET_CHUNK_COLUMNS } from './packet-chunks.js';
+import { PacketChunkBatch } from './packets/chunk-writer.js';
+import { PACKET_CHUNK_COLUMNS } from './packets/chunk-format.js';
 import { RowBinaryWriter } from './rowbinary.js';
 import { TABLE_NAMES, type TableName } from './schema.js';
 import type { FlowLogStore } from './store.js';

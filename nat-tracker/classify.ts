@@ -1,5 +1,5 @@
 // What a translation entry (orig + reply tuple) does to a connection.
-import type { FourTuple, NatKind } from '../flowlog/records.js';
+import type { FourTuple, NatKind } from '../model/records.js';
 
 /** The same flow seen from the other direction. */
 export function reverseTuple(t: FourTuple): FourTuple {

@@ -8,7 +8,7 @@
 //   flows with the same pair at different capture points but different tuples
 //   were translated between those points by something nettrail does not
 //   observe (`tcp-seq`).
-import type { EpochNs, FlowRecord, FourTuple, NatKind, NatTranslation, NatVia, Proto } from '../flowlog/records.js';
+import type { EpochNs, FlowRecord, FourTuple, NatKind, NatTranslation, NatVia, Proto } from '../model/records.js';
 import { afterTuple, classifyNat, hopKind, reverseTuple, sameTuple } from './classify.js';
 
 interface HopCommon {

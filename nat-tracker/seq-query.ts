@@ -1,7 +1,7 @@
 // The store query behind `tcp-seq` hops: flows by their SYN and SYN-ACK
 // sequence numbers. Every value goes in as a query parameter.
 import { decodeFlow, FLOW_SELECT_COLUMNS } from '../flowlog/codec.js';
-import type { FlowRecord, Proto } from '../flowlog/records.js';
+import type { FlowRecord, Proto } from '../model/records.js';
 import { newestVersions } from '../flowlog/queries.js';
 import { FLOWS, PROTO_NUMBER } from '../flowlog/schema.js';
 import type { FlowLogStore } from '../flowlog/store.js';

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-node dist/api/cli.js lab up
-exec node dist/api/cli.js serve "$@"
+node dist/service/cli.js lab up
+exec node dist/service/cli.js serve "$@"

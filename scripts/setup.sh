@@ -40,6 +40,8 @@ make -s -C bpf
 if [ ! -f native/build/Release/nettrail_native.node ] || [ native/nettrail_native.cc -nt native/build/Release/nettrail_native.node ]; then
   (cd native && npx node-gyp rebuild >/dev/null)
 fi
+rm -rf dist  # compiled files of moved or deleted sources must not linger
 npx tsc -p tsconfig.json
+npx tsc -p tsconfig.test.json
 npx vite build --config ui/vite.config.ts --logLevel warn
 echo "setup: done"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 before=$(./scripts/root-attachments.sh)
 status=0
-node --test --test-concurrency=1 --test-reporter=spec dist/test/*.test.js || status=$?
+node --test --test-concurrency=1 --test-reporter=spec dist/test/*/*.test.js || status=$?
 after=$(./scripts/root-attachments.sh)
 if [ "$after" != "$before" ]; then
   echo "root namespace: BPF attachments changed by the tests (bpftool net show -j), before:"

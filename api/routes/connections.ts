@@ -3,8 +3,8 @@ import { Readable } from 'node:stream';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import type { PacketBatch } from '../../flowlog/packet-batch.js';
-import type { EpochNs } from '../../flowlog/records.js';
+import type { PacketBatch } from '../../flowlog/packets/rows.js';
+import type { EpochNs } from '../../model/records.js';
 import { sameTuple } from '../../nat-tracker/classify.js';
 import type { AppOptions } from '../app.js';
 import {
@@ -14,13 +14,13 @@ import {
   natHopComment,
   packetJson,
   type Connection,
-} from '../connection.js';
-import { dropJson, withDropItems } from '../drops.js';
+} from '../../connection/connection.js';
+import { dropJson, withDropItems } from '../../connection/drops.js';
 import { NotFoundError } from '../errors.js';
-import { CAPTURE_FILE_TYPES, writeCaptureFile, type CaptureItem } from '../pcapng.js';
+import { CAPTURE_FILE_TYPES, writeCaptureFile, type CaptureItem } from '../../pcap/pcapng.js';
 import { ConnectionQuery, ConnectionSchema, DropSchema, ErrorResponses, PacketSchema, PcapQuery } from '../schemas.js';
-import { parseTime } from '../time.js';
-import { formatTuple, tupleFromQuery, type TupleQuery } from '../tuple.js';
+import { parseTime } from '../../model/time.js';
+import { formatTuple, tupleFromQuery, type TupleQuery } from '../../model/tuple.js';
 
 const optionalTime = (text: string | undefined, what: string): EpochNs | undefined => (text === undefined ? undefined : parseTime(text, what));
 

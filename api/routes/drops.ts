@@ -1,9 +1,9 @@
 // Drop search: packets the kernel dropped, where and why, newest first, a page at a time.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { decodeDropCursor, DEFAULT_DROP_ORDER, encodeDropCursor, type DropFilter } from '../../flowlog/drops.js';
+import { decodeDropCursor, DEFAULT_DROP_ORDER, encodeDropCursor, type DropFilter } from '../../flowlog/drops-table.js';
 import type { AppOptions } from '../app.js';
-import { dropJson } from '../drops.js';
+import { dropJson } from '../../connection/drops.js';
 import { DEFAULT_LIMIT, DropsQuery, DropsResponse, ErrorResponses } from '../schemas.js';
 import { afterCursor, nextCursor, trafficFilter } from '../search-params.js';
 

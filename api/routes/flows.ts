@@ -1,9 +1,9 @@
 // Flow-log search and single flows.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { decodeFlowCursor, DEFAULT_FLOW_ORDER, encodeFlowCursor, type FlowFilter } from '../../flowlog/search.js';
+import { decodeFlowCursor, DEFAULT_FLOW_ORDER, encodeFlowCursor, type FlowFilter } from '../../flowlog/flow-search.js';
 import type { AppOptions } from '../app.js';
-import { flowJson } from '../connection.js';
+import { flowJson } from '../../connection/connection.js';
 import { NotFoundError } from '../errors.js';
 import { DEFAULT_LIMIT, ErrorResponses, FlowIdParams, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas.js';
 import { afterCursor, nextCursor, trafficFilter } from '../search-params.js';

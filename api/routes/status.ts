@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import type { AppOptions } from '../app.js';
-import { dropTracingJson } from '../drops.js';
+import { dropTracingJson } from '../../connection/drops.js';
 import { errorBody } from '../errors.js';
 import { CaptureStatusSchema, ErrorSchema } from '../schemas.js';
 import type { WriterStats } from '../../flowlog/writer.js';

@@ -1,0 +1,415 @@
+// Packet capture: attach policy (which namespaces, interfaces and hooks), following
+// them as they come and go, the in-kernel filter, decoding ring-buffer batches,
+// per-point counters and rates.
+import type { NetnsRef, PacketRecord } from '../../model/records.js';
+import { PacketDecoder } from './decode.js';
+import { CAPTURE_EVERYTHING, writeFilter, type CaptureFilter } from './filter.js';
+import { CAPTURE_MAX, DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from './layout.js';
+import { BpfObject, CaptureError, bpfObjectPath, clockOffsetNs, possibleCpus, type AttachHook } from '../../native/addon.js';
+import { listInterfaces, listNamespaces, resolveNamespace, type NetIface } from '../netns.js';
+
+/**
+ * XDP at ingress, besides TC: `off` (default), `native` (driver mode), `generic`
+ * (skb mode), `auto` (native where the driver has it, else generic).
+ */
+export type XdpMode = 'off' | 'native' | 'generic' | 'auto';
+export const XDP_MODES: readonly XdpMode[] = ['off', 'native', 'generic', 'auto'];
+
+export interface CaptureConfig {
+  node: string;
+  /** Namespace names (`root`, /run/netns names, `pid:PID`); 'all' follows every namespace. */
+  netns: string[] | 'all';
+  /** Interface names to restrict to; null for all. */
+  ifaces: string[] | null;
+  onPackets(packets: PacketRecord[]): void;
+  /**
+   * Asked after each batch: a promise it returns holds off reading the ring buffer until it settles
+   * (backpressure: meanwhile the kernel counts what overflows as lost, per point).
+   */
+  backpressure?(): Promise<void> | undefined;
+  /** Problems that do not stop capture elsewhere (one interface failing to attach, a namespace vanishing). */
+  onWarning(message: string): void;
+  /** How often to look for new namespaces and interfaces, and to sample rates (ms). */
+  followMs?: number;
+  /** Ring-buffer bytes per possible CPU (default 4 MiB); the ring is this times the CPUs, rounded up to a power of two. */
+  ringBytesPerCpu?: number;
+  /** Bytes kept per packet from the link-layer header on, payload included; the L2-L4 headers are always kept whole. 0 (default): headers only. */
+  snaplen?: number;
+  xdp?: XdpMode;
+  /** What the kernel programs capture; default everything. */
+  filter?: CaptureFilter;
+}
+
+/** Kernel counters of one hook (or their sum): see struct nt_point_stats. */
+export type HookCounters = Record<PointCounter, number>;
+
+export interface PointStatus extends HookCounters {
+  node: string;
+  netns: string;
+  iface: string;
+  ifindex: number;
+  hooks: AttachHook[];
+  /** Packets decoded in user space. */
+  packets: number;
+  /** Over the last sampling interval. */
+  events_per_s: number;
+  lost_per_s: number;
+  by_hook: Array<{ hook: AttachHook } & HookCounters>;
+}
+
+export interface CaptureStatus extends HookCounters {
+  points: PointStatus[];
+  /** Packets decoded in user space. */
+  packets: number;
+  /** Kernel-counted totals include points detached since and packets whose point found the counter table full. */
+  events_per_s: number;
+  lost_per_s: number;
+  /** Ring-buffer records user space could not decode (added to `malformed`). */
+  undecodable: number;
+  /** Later IP fragments whose first fragment was not seen: kept with ports 0. */
+  unattributed_fragments: number;
+  ring_bytes: number;
+  snaplen: number;
+  xdp: XdpMode;
+  filter: CaptureFilter;
+  skipped: Array<{ netns: string; iface: string; reason: string }>;
+}
+
+interface Attachment {
+  netns: NetnsRef;
+  iface: NetIface;
+  links: number[];
+  hooks: AttachHook[];
+  packets: number;
+}
+
+const PROGRAMS: Record<AttachHook, string> = { 'tc-ingress': 'tc_ingress', 'tc-egress': 'tc_egress', xdp: 'xdp_ingress' };
+const XDP_FLAGS_SKB_MODE = 1 << 1;
+const XDP_FLAGS_DRV_MODE = 1 << 2;
+/** Link types whose frames start with an Ethernet header at TC and XDP. */
+const ETHERNET_LINK_TYPES = new Set(['ether', 'loopback']);
+const DEFAULT_RING_BYTES_PER_CPU = 4 << 20;
+const MAX_RING_BYTES = 1 << 30;
+
+const pointKey = (netnsIno: number, ifindex: number) => `${netnsIno}/${ifindex}`;
+const zeroCounters = (): HookCounters => Object.fromEntries(POINT_COUNTERS.map((c) => [c, 0])) as HookCounters;
+const hookOf = (hook: number, direction: number): AttachHook | null =>
+  hook === HOOK.xdp ? 'xdp' : hook !== HOOK.tc ? null : direction === DIRECTION.ingress ? 'tc-ingress' : direction === DIRECTION.egress ? 'tc-egress' : null;
+
+/** The ring size for `perCpu` bytes per possible CPU: a power of two, at least one page. */
+export function ringBytesFor(perCpu: number, cpus: number): number {
+  let bytes = 4096;
+  while (bytes < perCpu * cpus && bytes < MAX_RING_BYTES) bytes *= 2;
+  return bytes;
+}
+
+export class PacketCapture {
+  readonly #config: CaptureConfig;
+  readonly #bpf: BpfObject;
+  readonly #decoder: PacketDecoder;
+  readonly #ringBytes: number;
+  readonly #snaplen: number;
+  readonly #xdp: XdpMode;
+  #filter: CaptureFilter;
+  readonly #attachments = new Map<string, Attachment>();
+  /** Names of every namespace and interface seen, kept after they vanish for late events. */
+  readonly #netnsNames = new Map<number, string>();
+  readonly #ifaceNames = new Map<string, string>();
+  readonly #skipped = new Map<string, { netns: string; iface: string; reason: string }>();
+  /** Set by freeze(): the attachments stay as they are. */
+  #frozen = false;
+  /** Named namespaces found missing at the last refresh (warned about once). */
+  readonly #missing = new Set<string>();
+  #clockOffset = clockOffsetNs();
+  #undecodable = 0;
+  #packets = 0;
+  /** The previous sample of kernel counters per point (and `*` for the total), for rates. */
+  #sample: { at: number; events: Map<string, [number, number]> } | null = null;
+  #rates = new Map<string, { events: number; lost: number }>();
+  #follow: NodeJS.Timeout | undefined;
+  #refreshing: Promise<void> = Promise.resolve();
+  /** Kernel counters of points detached since, let go from point_stats and summed here (for the totals). */
+  readonly #retired: HookCounters = zeroCounters();
+  /** The kernel counters as they were when capture stopped. */
+  #finalCounters: Map<string, Map<AttachHook, HookCounters>> | null = null;
+
+  private constructor(config: CaptureConfig, bpf: BpfObject, ringBytes: number, snaplen: number, xdp: XdpMode) {
+    this.#config = config;
+    this.#bpf = bpf;
+    this.#ringBytes = ringBytes;
+    this.#snaplen = snaplen;
+    this.#xdp = xdp;
+    this.#filter = CAPTURE_EVERYTHING;
+    this.#decoder = new PacketDecoder({
+      node: config.node,
+      netnsName: (ino) => this.#netnsNames.get(ino) ?? `ino:${ino}`,
+      ifaceName: (ino, ifindex) => this.#ifaceNames.get(pointKey(ino, ifindex)) ?? `if${ifindex}`,
+    });
+  }
+
+  static async start(config: CaptureConfig): Promise<PacketCapture> {
+    const snaplen = config.snaplen ?? 0;
+    if (!Number.isInteger(snaplen) || snaplen < 0 || snaplen > CAPTURE_MAX) {
+      throw new CaptureError('INVALID_ARGUMENT', `snaplen ${snaplen}: from 0 (the L2-L4 headers only) to ${CAPTURE_MAX} bytes`);
+    }
+    const xdp = config.xdp ?? 'off';
+    if (!XDP_MODES.includes(xdp)) throw new CaptureError('INVALID_ARGUMENT', `xdp mode ${xdp}: one of ${XDP_MODES.join(', ')}`);
+    const perCpu = config.ringBytesPerCpu ?? DEFAULT_RING_BYTES_PER_CPU;
+    if (!Number.isInteger(perCpu) || perCpu < 4096) throw new CaptureError('INVALID_ARGUMENT', `ring bytes per CPU ${perCpu}: an integer ≥ 4096`);
+    const ringBytes = ringBytesFor(perCpu, possibleCpus());
+    const rodataSnaplen = Buffer.alloc(4);
+    rodataSnaplen.writeUInt32LE(snaplen);
+    const bpf = BpfObject.load(bpfObjectPath('capture'), { packet_events: ringBytes }, { snaplen: rodataSnaplen });
+    const capture = new PacketCapture(config, bpf, ringBytes, snaplen, xdp);
+    try {
+      capture.setFilter(config.filter ?? CAPTURE_EVERYTHING);
+      bpf.consume('packet_events', (batch) => capture.#onBatch(batch));
+      await capture.refresh();
+    } catch (err) {
+      await bpf.close();
+      throw err;
+    }
+    capture.#follow = setInterval(() => void capture.refresh(), config.followMs ?? 2000);
+    capture.#follow.unref();
+    return capture;
+  }
+
+  /** Replace the in-kernel filter; takes effect for the next packet at every point. */
+  setFilter(filter: CaptureFilter): void {
+    writeFilter(this.#bpf, filter, this.#filter);
+    this.#filter = structuredClone(filter);
+  }
+
+  #onBatch(batch: Buffer): void | Promise<void> {
+    const { packets, malformed } = this.#decoder.decode(batch, this.#clockOffset);
+    this.#undecodable += malformed;
+    this.#packets += packets.length;
+    for (const packet of packets) {
+      const attachment = this.#attachments.get(pointKey(packet.netnsIno, packet.ifindex));
+      if (attachment) attachment.packets++;
+    }
+    if (packets.length > 0) this.#config.onPackets(packets);
+    return this.#config.backpressure?.();
+  }
+
+  /**
+   * Stop following namespaces and interfaces: keep the attachments there are (their links stay open and
+   * their events keep coming), sample rates only. For a process about to give up the privileges that
+   * listing other namespaces' interfaces and attaching need (`serve --user`): without them every
+   * interface would look gone.
+   */
+  freeze(): Promise<void> {
+    this.#frozen = true;
+    return this.#refreshing;
+  }
+
+  /** Attach to namespaces and interfaces that appeared, forget those that vanished, sample rates. Serialized. */
+  refresh(): Promise<void> {
+    this.#refreshing = this.#refreshing.then(() => this.#refresh()).catch((err) => this.#config.onWarning(`refresh: ${(err as Error).message}`));
+    return this.#refreshing;
+  }
+
+  async #namespacesInScope(): Promise<NetnsRef[]> {
+    if (this.#config.netns === 'all') return listNamespaces();
+    const found: NetnsRef[] = [];
+    for (const name of this.#config.netns) {
+      const netns = await resolveNamespace(name);
+      if (netns) found.push(netns);
+      // Once each time it goes missing, not at every refresh.
+      else if (!this.#missing.has(name)) this.#config.onWarning(`namespace ${name} not found`);
+      if (netns) this.#missing.delete(name);
+      else this.#missing.add(name);
+    }
+    return found;
+  }
+
+  async #refresh(): Promise<void> {
+    this.#clockOffset = clockOffsetNs();
+    if (this.#frozen) return this.#sampleRates();
+    const seen = new Set<string>();
+    for (const netns of await this.#namespacesInScope()) {
+      this.#netnsNames.set(netns.ino, netns.name);
+      let ifaces: NetIface[];
+      try {
+        ifaces = await listInterfaces(netns);
+      } catch {
+        continue; // the namespace vanished while we looked
+      }
+      for (const iface of ifaces) {
+        if (this.#config.ifaces && !this.#config.ifaces.includes(iface.name)) continue;
+        const key = pointKey(netns.ino, iface.ifindex);
+        seen.add(key);
+        this.#ifaceNames.set(key, iface.name);
+        if (this.#attachments.has(key) || this.#skipped.has(key)) continue;
+        if (!ETHERNET_LINK_TYPES.has(iface.linkType)) {
+          this.#skipped.set(key, { netns: netns.name, iface: iface.name, reason: `link type ${iface.linkType} has no Ethernet header` });
+          continue;
+        }
+        this.#attach(netns, iface, key);
+      }
+    }
+    for (const [key, attachment] of this.#attachments) {
+      if (seen.has(key)) continue;
+      for (const link of attachment.links) this.#bpf.detach(link);
+      this.#attachments.delete(key);
+      this.#retire(attachment.netns.ino, attachment.iface.ifindex);
+    }
+    this.#sampleRates();
+  }
+
+  #attach(netns: NetnsRef, iface: NetIface, key: string): void {
+    const attachment: Attachment = { netns, iface, links: [], hooks: [], packets: 0 };
+    const hooks: AttachHook[] = this.#xdp === 'off' ? ['tc-ingress', 'tc-egress'] : ['xdp', 'tc-ingress', 'tc-egress'];
+    for (const hook of hooks) {
+      try {
+        attachment.links.push(this.#attachHook(netns, iface, hook));
+        attachment.hooks.push(hook);
+      } catch (err) {
+        if (err instanceof CaptureError && (err.code === 'NETNS_NOT_FOUND' || err.code === 'IFACE_NOT_FOUND')) {
+          // Gone between listing and attaching: let go of the hooks attached so far, or their links would leak.
+          for (const link of attachment.links) this.#bpf.detach(link);
+          return;
+        }
+        this.#config.onWarning(`attach ${hook} on ${netns.name}/${iface.name}: ${(err as Error).message}`);
+      }
+    }
+    if (attachment.links.length > 0) this.#attachments.set(key, attachment);
+  }
+
+  #attachHook(netns: NetnsRef, iface: NetIface, hook: AttachHook): number {
+    const attach = (flags = 0) => this.#bpf.attach(PROGRAMS[hook], netns.path, iface.name, hook, flags).link;
+    if (hook !== 'xdp') return attach();
+    if (this.#xdp === 'generic') return attach(XDP_FLAGS_SKB_MODE);
+    if (this.#xdp === 'native') return attach(XDP_FLAGS_DRV_MODE);
+    try {
+      return attach(XDP_FLAGS_DRV_MODE);
+    } catch (err) {
+      if (err instanceof CaptureError && err.code === 'ATTACH_FAILED') return attach(XDP_FLAGS_SKB_MODE);
+      throw err;
+    }
+  }
+
+  /**
+   * Moves a detached point's kernel counters out of point_stats into #retired: the table
+   * (16384 entries) would otherwise fill up as namespaces and interfaces come and go, and a
+   * new point whose namespace inode and ifindex were reused would start with old counts.
+   */
+  #retire(netnsIno: number, ifindex: number): void {
+    const K = pointKeyLayout.fields;
+    const slot = (pointStatsLayout.size + 7) & ~7;
+    for (const { key, value } of this.#bpf.mapEntries('point_stats')) {
+      if (key.readUInt32LE(K.netns_ino.offset) !== netnsIno || key.readUInt32LE(K.ifindex.offset) !== ifindex) continue;
+      for (let cpu = 0; cpu + pointStatsLayout.size <= value.length; cpu += slot) {
+        for (const name of POINT_COUNTERS) this.#retired[name] += Number(value.readBigUInt64LE(cpu + pointStatsLayout.fields[name].offset));
+      }
+      this.#bpf.mapDelete('point_stats', Buffer.from(key));
+    }
+  }
+
+  /** Kernel counters per point and hook, summed over CPUs, plus the table-full remainder under key `*` and detached points' under `retired`. */
+  #kernelCounters(): Map<string, Map<AttachHook, HookCounters>> {
+    if (this.#finalCounters) return this.#finalCounters;
+    const out = new Map<string, Map<AttachHook, HookCounters>>();
+    const K = pointKeyLayout.fields;
+    const slot = (pointStatsLayout.size + 7) & ~7;
+    const add = (point: string, hook: AttachHook, value: Buffer) => {
+      const byHook = out.get(point) ?? new Map<AttachHook, HookCounters>();
+      const counters = byHook.get(hook) ?? zeroCounters();
+      for (let cpu = 0; cpu + pointStatsLayout.size <= value.length; cpu += slot) {
+        for (const name of POINT_COUNTERS) counters[name] += Number(value.readBigUInt64LE(cpu + pointStatsLayout.fields[name].offset));
+      }
+      byHook.set(hook, counters);
+      out.set(point, byHook);
+    };
+    for (const { key, value } of this.#bpf.mapEntries('point_stats')) {
+      const hook = hookOf(key.readUInt8(K.hook.offset), key.readUInt8(K.direction.offset));
+      if (hook) add(pointKey(key.readUInt32LE(K.netns_ino.offset), key.readUInt32LE(K.ifindex.offset)), hook, value);
+    }
+    for (const { value } of this.#bpf.mapEntries('unattributed_stats')) add('*', 'tc-ingress', value);
+    out.set('retired', new Map([['tc-ingress', { ...this.#retired }]]));
+    return out;
+  }
+
+  #sampleRates(): void {
+    const now = performance.now();
+    const current = new Map<string, [number, number]>();
+    let total: [number, number] = [0, 0];
+    for (const [point, byHook] of this.#kernelCounters()) {
+      const sum = sumCounters([...byHook.values()]);
+      current.set(point, [sum.events, sum.lost]);
+      total = [total[0] + sum.events, total[1] + sum.lost];
+    }
+    current.set('', total);
+    const previous = this.#sample;
+    if (previous && now > previous.at) {
+      const seconds = (now - previous.at) / 1000;
+      this.#rates = new Map();
+      for (const [point, [events, lost]] of current) {
+        const [events0, lost0] = previous.events.get(point) ?? [0, 0];
+        this.#rates.set(point, { events: (events - events0) / seconds, lost: (lost - lost0) / seconds });
+      }
+    }
+    this.#sample = { at: now, events: current };
+  }
+
+  /** The namespaces with at least one attached interface. */
+  namespaces(): NetnsRef[] {
+    const unique = new Map<number, NetnsRef>();
+    for (const { netns } of this.#attachments.values()) unique.set(netns.ino, netns);
+    return [...unique.values()];
+  }
+
+  status(): CaptureStatus {
+    const counters = this.#kernelCounters();
+    const points: PointStatus[] = [];
+    for (const [key, a] of this.#attachments) {
+      const byHook = counters.get(key) ?? new Map<AttachHook, HookCounters>();
+      const rate = this.#rates.get(key) ?? { events: 0, lost: 0 };
+      points.push({
+        node: this.#config.node,
+        netns: a.netns.name,
+        iface: a.iface.name,
+        ifindex: a.iface.ifindex,
+        hooks: [...a.hooks],
+        packets: a.packets,
+        ...sumCounters([...byHook.values()]),
+        events_per_s: rate.events,
+        lost_per_s: rate.lost,
+        by_hook: [...byHook].map(([hook, c]) => ({ hook, ...c })),
+      });
+    }
+    const totals = sumCounters([...counters.values()].flatMap((byHook) => [...byHook.values()]));
+    const rate = this.#rates.get('') ?? { events: 0, lost: 0 };
+    return {
+      points,
+      packets: this.#packets,
+      ...totals,
+      malformed: totals.malformed + this.#undecodable,
+      events_per_s: rate.events,
+      lost_per_s: rate.lost,
+      undecodable: this.#undecodable,
+      unattributed_fragments: this.#decoder.unattributedFragments,
+      ring_bytes: this.#ringBytes,
+      snaplen: this.#snaplen,
+      xdp: this.#xdp,
+      filter: structuredClone(this.#filter),
+      skipped: [...this.#skipped.values()],
+    };
+  }
+
+  /** Detach everything after delivering every packet already captured; status() then stays as it ended. */
+  async stop(): Promise<void> {
+    clearInterval(this.#follow);
+    await this.#refreshing;
+    if (this.#finalCounters) return;
+    for (const attachment of this.#attachments.values()) for (const link of attachment.links) this.#bpf.detach(link);
+    this.#finalCounters = this.#kernelCounters();
+    await this.#bpf.close();
+  }
+}
+
+function sumCounters(all: HookCounters[]): HookCounters {
+  const sum = zeroCounters();
+  for (const counters of all) for (const name of POINT_COUNTERS) sum[name] += counters[name];
+  return sum;
+}

@@ -1,0 +1,113 @@
+// Byte layouts of the kernel↔user structs in bpf/packet_event.h, declared field by field as
+// in the header and laid out as the C compiler does; test/capture/packet-layout.test.ts checks every constant,
+// offset and size against the compiled header. Also the framing of ring-buffer batches.
+
+export interface FieldLayout {
+  offset: number;
+  size: number;
+}
+
+export interface StructLayout<F extends string> {
+  size: number;
+  fields: Record<F, FieldLayout>;
+}
+
+/** The fixed-width types of the shared headers, by size; each is aligned to its size. */
+const C_TYPE_BYTES = { u8: 1, u16: 2, u32: 4, u64: 8 } as const;
+type CType = keyof typeof C_TYPE_BYTES;
+/** A field's type: a C type, or an array [type, length]. */
+export type CField = CType | readonly [CType, number];
+
+const alignUp = (offset: number, align: number) => Math.ceil(offset / align) * align;
+
+/** Lays the fields out in order as the C compiler does: each at its type's alignment, the size padded to the largest. */
+export function cStruct<F extends string>(fields: Record<F, CField>): StructLayout<F> {
+  const layout = { size: 0, fields: {} as Record<F, FieldLayout> };
+  let structAlign = 1;
+  for (const [name, field] of Object.entries(fields) as Array<[F, CField]>) {
+    const [type, length] = typeof field === 'string' ? [field, 1] : field;
+    const align = C_TYPE_BYTES[type];
+    const offset = alignUp(layout.size, align);
+    layout.fields[name] = { offset, size: align * length };
+    layout.size = offset + align * length;
+    structAlign = Math.max(structAlign, align);
+  }
+  layout.size = alignUp(layout.size, structAlign);
+  return layout;
+}
+
+/** The #defines of bpf/packet_event.h. */
+export const PARSE_BYTES = 256;
+export const CAPTURE_MAX = 4096;
+export const IPV6_EXT_MAX = 8;
+export const PAYLOAD_HASH_BYTES = 32;
+
+export const HOOK = { tc: 1, xdp: 2 } as const;
+export const DIRECTION = { ingress: 1, egress: 2 } as const;
+export const LINK = { ethernet: 1 } as const;
+export const FAMILY = { ipv4: 4, ipv6: 6 } as const;
+export const FRAG = { first: 1, later: 2 } as const;
+export const FILTER_PROTO = { tcp: 1, udp: 2 } as const;
+
+/** struct nt_packet_event; cap_len packet bytes follow it in each ring-buffer record. */
+export const packetEventLayout = cStruct({
+  ts_ns: 'u64',
+  netns_ino: 'u32', ifindex: 'u32', wire_len: 'u32', payload_len: 'u32', seq: 'u32', ack: 'u32', payload_hash: 'u32',
+  sport: 'u16', dport: 'u16', window: 'u16', ip_id: 'u16', cap_len: 'u16', l3_offset: 'u16', l4_offset: 'u16', l4_end: 'u16',
+  vlan_tci: 'u16', vlan_proto: 'u16',
+  hook: 'u8', direction: 'u8', family: 'u8', proto: 'u8', tcp_flags: 'u8', frag: 'u8', link_type: 'u8', pad: 'u8',
+  saddr: ['u8', 16], daddr: ['u8', 16],
+});
+
+/** struct nt_point_key */
+export const pointKeyLayout = cStruct({ netns_ino: 'u32', ifindex: 'u32', hook: 'u8', direction: 'u8', pad: ['u8', 2] });
+
+export const POINT_COUNTERS = ['events', 'lost', 'filtered', 'not_ip', 'other_l4', 'malformed'] as const;
+export type PointCounter = (typeof POINT_COUNTERS)[number];
+
+/** struct nt_point_stats: u64 counters in POINT_COUNTERS order. */
+export const pointStatsLayout = cStruct(Object.fromEntries(POINT_COUNTERS.map((name) => [name, 'u64'])) as Record<PointCounter, CField>);
+
+/** struct nt_filter */
+export const filterLayout = cStruct({ match_addr: 'u8', match_port: 'u8', protos: 'u8', pad: 'u8' });
+
+/** struct nt_lpm_v4 / nt_lpm_v6 */
+export const lpmV4Layout = cStruct({ prefixlen: 'u32', addr: ['u8', 4] });
+export const lpmV6Layout = cStruct({ prefixlen: 'u32', addr: ['u8', 16] });
+
+/** Each ring-buffer record in a batch from native/: u32 size, u32 zero, bytes padded to 8. */
+export const BATCH_RECORD_HEADER = 8;
+
+/**
+ * Decodes each record of a batch from native/, a struct of `layout` first; records
+ * cut short, smaller than the struct or that `decode` rejects (null) count as malformed.
+ */
+export function decodeBatch<T>(
+  batch: Buffer,
+  layout: StructLayout<string>,
+  decode: (view: DataView, at: number, size: number) => T | null,
+): { decoded: T[]; malformed: number } {
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  const decoded: T[] = [];
+  let malformed = 0;
+  for (let at = 0; at + BATCH_RECORD_HEADER <= batch.length; ) {
+    const size = view.getUint32(at, true);
+    const record = at + BATCH_RECORD_HEADER;
+    at = record + ((size + 7) & ~7);
+    const value = size >= layout.size && record + size <= batch.length ? decode(view, record, size) : null;
+    if (value !== null) decoded.push(value);
+    else malformed++;
+  }
+  return { decoded, malformed };
+}
+
+/** Reads fields of the struct of `layout` at `at`, in host byte order (little-endian). */
+export function fieldReader<F extends string>(layout: StructLayout<F>, view: DataView, at: number) {
+  const fields = layout.fields;
+  return {
+    u8: (name: F) => view.getUint8(at + fields[name].offset),
+    u16: (name: F) => view.getUint16(at + fields[name].offset, true),
+    u32: (name: F) => view.getUint32(at + fields[name].offset, true),
+    u64: (name: F) => view.getBigUint64(at + fields[name].offset, true),
+  };
+}

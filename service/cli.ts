@@ -1,0 +1,345 @@
+#!/usr/bin/env node
+// The `nettrail` command: serve, lab, trace, pcap, flows (../shared/contract.md).
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createLab, destroyLab, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labStatus, type LabScenario } from '../lab/lab.js';
+import { DEMO_BLOCKED_PORT, startDropDemo } from '../lab/drops.js';
+import type { ConnectionJson, FlowsResponseJson, FourTupleJson } from '../api/schemas.js';
+import { isLoopbackHost } from '../model/address.js';
+import { XDP_MODES, type XdpMode } from '../capture/packets/capture.js';
+import { parseFilter } from '../capture/packets/filter.js';
+import { startService } from './service.js';
+import { dropPrivileges, lookupUser, unreachableAncestor } from './privileges.js';
+import { FlowLogError } from '../flowlog/errors.js';
+import { checkIdentifier, TABLE_NAMES } from '../flowlog/schema.js';
+import { parseRetention, type StoreOptions } from '../flowlog/store.js';
+import { PcapngPacketCounter } from '../pcap/pcapng.js';
+import { formatEndpoint, parseTuple, TupleError } from '../model/tuple.js';
+
+const USAGE = `usage:
+  nettrail serve [--listen HOST:PORT] [--store DIR | --clickhouse-url URL] [--netns NAME|all]... [--iface NAME]...
+                 [--snaplen BYTES] [--token TOKEN] [--rate-limit REQUESTS_PER_MINUTE|0]
+                 [--filter net=CIDR,...|port=N,...|proto=tcp|udp]... [--xdp off|native|generic|auto]
+                 [--conntrack-sysctls] [--ovs-rundir DIR]... [--drop-rate-limit EVENTS_PER_SECOND_PER_CPU|0]
+                 [--ring-bytes-per-cpu BYTES] [--user USER]
+                 [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
+                 [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]
+  nettrail lab up|down|status [--scenario fullnat|dnat|snat|port-reuse|two-routers|ovs|all]... [--prefix P]
+  nettrail trace TUPLE [--at TIME] [--server URL] [--json]
+  nettrail pcap TUPLE -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
+  nettrail flows [--ip|--src|--dst ADDRESS|CIDR] [--port|--sport|--dport PORT] [--proto tcp|udp] [--from TIME] [--to TIME]
+                 [--state CONN_STATE]... [--has retrans|zero_window|drop|rst]... [--node N] [--netns N] [--iface N]
+                 [--order [-]start|end|duration|bytes|packets] [--limit N] [--cursor C] [--server URL] [--json]
+  (trace, pcap and flows send NETTRAIL_TOKEN, when set, as the bearer token)`;
+
+class UsageError extends Error {}
+
+const DEFAULT_SERVER = 'http://127.0.0.1:7070';
+
+type OptionValues = Record<string, string | boolean | string[] | undefined>;
+
+function parse(args: string[], options: ParseArgsConfig['options']): { values: OptionValues; positionals: string[] } {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true }) as { values: OptionValues; positionals: string[] };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new UsageError(`--listen ${text}: expected HOST:PORT, e.g. 127.0.0.1:7070`);
+  return { host: match[1] ?? match[2], port };
+}
+
+/** --store or --clickhouse-url with its options, and --retention. */
+function storeOptions(values: OptionValues): StoreOptions {
+  const server = ['clickhouse-user', 'clickhouse-password', 'clickhouse-database', 'clickhouse-cluster'] as const;
+  const given = server.filter((name) => values[name] !== undefined);
+  if (values.store && values['clickhouse-url']) throw new UsageError('give --store or --clickhouse-url, not both');
+  if (given.length > 0 && !values['clickhouse-url']) throw new UsageError(`--${given[0]} goes with --clickhouse-url`);
+  try {
+    const retention = parseRetention((values.retention as string[] | undefined) ?? []);
+    if (!values['clickhouse-url']) return { path: (values.store as string | undefined) ?? './nettrail-data', retention };
+    const [username, password, database, cluster] = server.map((name) => values[name] as string | undefined);
+    if (database !== undefined) checkIdentifier(database, '--clickhouse-database');
+    if (cluster !== undefined) checkIdentifier(cluster, '--clickhouse-cluster');
+    return { url: values['clickhouse-url'] as string, username, password, database, cluster, retention };
+  } catch (err) {
+    if (err instanceof FlowLogError && err.code === 'STORE_CONFIG') throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+async function serve(args: string[]): Promise<void> {
+  const { values } = parse(args, {
+    listen: { type: 'string', default: '127.0.0.1:7070' },
+    store: { type: 'string' },
+    'clickhouse-url': { type: 'string' },
+    'clickhouse-user': { type: 'string' },
+    'clickhouse-password': { type: 'string' },
+    'clickhouse-database': { type: 'string' },
+    'clickhouse-cluster': { type: 'string' },
+    retention: { type: 'string', multiple: true },
+    netns: { type: 'string', multiple: true },
+    iface: { type: 'string', multiple: true },
+    snaplen: { type: 'string' },
+    filter: { type: 'string', multiple: true },
+    xdp: { type: 'string', default: 'off' },
+    token: { type: 'string' },
+    'rate-limit': { type: 'string' },
+    'conntrack-sysctls': { type: 'boolean' },
+    'ovs-rundir': { type: 'string', multiple: true },
+    'drop-rate-limit': { type: 'string' },
+    'ring-bytes-per-cpu': { type: 'string' },
+    user: { type: 'string' },
+  });
+  const listen = parseListen(values.listen as string);
+  const ringBytes = values['ring-bytes-per-cpu'] as string | undefined;
+  if (ringBytes !== undefined && !(/^\d{1,10}$/.test(ringBytes) && Number(ringBytes) >= 4096)) throw new UsageError(`--ring-bytes-per-cpu ${ringBytes}: a number of bytes, at least 4096`);
+  const store = storeOptions(values);
+  // --user: checked before anything starts, applied once everything is attached (service/privileges.ts).
+  const user = values.user === undefined ? null : lookupUser(values.user as string);
+  if (values.user !== undefined && user === null) throw new UsageError(`--user ${values.user}: no such user`);
+  const blocked = user && 'path' in store ? unreachableAncestor(store.path, user) : null;
+  if (user && blocked) throw new UsageError(`--user ${user.name}: it cannot reach the store directory ${'path' in store ? store.path : ''} (${blocked} is not searchable for it)`);
+  if (!isLoopbackHost(listen.host) && !values.token) throw new UsageError(`--listen ${values.listen} is not a loopback address: give --token TOKEN so that the API is not open to anyone`);
+  if (values.snaplen !== undefined && !/^\d+$/.test(values.snaplen as string)) throw new UsageError(`--snaplen ${values.snaplen} is not a number of bytes`);
+  if (!XDP_MODES.includes(values.xdp as XdpMode)) throw new UsageError(`--xdp ${values.xdp}: one of ${XDP_MODES.join(', ')}`);
+  let filter;
+  try {
+    filter = parseFilter((values.filter as string[] | undefined) ?? []);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const rateLimit = values['rate-limit'] as string | undefined;
+  if (rateLimit !== undefined && !/^\d{1,9}$/.test(rateLimit)) throw new UsageError(`--rate-limit ${rateLimit} is not a number of requests per minute (0: no limit)`);
+  const dropRateLimit = values['drop-rate-limit'] as string | undefined;
+  if (dropRateLimit !== undefined && !/^\d{1,9}$/.test(dropRateLimit)) throw new UsageError(`--drop-rate-limit ${dropRateLimit} is not a number of drop events per second per CPU (0: no limit)`);
+  const netns = values.netns as string[] | undefined;
+  const service = await startService({
+    store,
+    ringBytesPerCpu: ringBytes === undefined ? undefined : Number(ringBytes),
+    netns: !netns || netns.includes('all') ? 'all' : netns,
+    ifaces: (values.iface as string[] | undefined) ?? null,
+    snaplen: values.snaplen === undefined ? undefined : Number(values.snaplen),
+    xdp: values.xdp as XdpMode,
+    filter,
+    token: values.token as string | undefined,
+    rateLimitPerMinute: rateLimit === undefined ? undefined : Number(rateLimit) || null,
+    listen,
+    conntrackSysctls: values['conntrack-sysctls'] === true,
+    ovsRundirs: values['ovs-rundir'] as string[] | undefined,
+    dropRateLimit: dropRateLimit === undefined ? undefined : Number(dropRateLimit),
+  });
+  if (user) await dropPrivileges(service, user, 'path' in store ? store.path : null, (message) => console.error(`nettrail: ${message}`));
+  const status = service.capture.status();
+  console.error(`nettrail: capturing on ${status.points.length} interfaces in ${service.capture.namespaces().length} namespaces; serving ${service.url}`);
+  const shutdown = (signal: string) => {
+    console.error(`nettrail: ${signal}: detaching and writing out what was captured`);
+    service.close().then(
+      () => process.exit(0),
+      (err) => {
+        console.error(`nettrail: shutdown: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+/** The client port the port-reuse scenario's traffic connects from, every time. */
+const REUSED_CLIENT_PORT = 40404;
+
+/** --scenario values: default fullnat, `all` for every one. */
+function labScenarios(given: string[] | undefined): LabScenario[] {
+  if (!given || given.length === 0) return ['fullnat'];
+  if (given.includes('all')) return [...LAB_SCENARIOS];
+  const unknown = given.filter((s) => !(LAB_SCENARIOS as readonly string[]).includes(s));
+  if (unknown.length > 0) throw new UsageError(`--scenario ${unknown.join(', ')}: one of ${LAB_SCENARIOS.join(', ')}, all`);
+  return [...new Set(given)] as LabScenario[];
+}
+
+async function lab(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { scenario: { type: 'string', multiple: true }, prefix: { type: 'string', default: 'nt' } });
+  const [action] = positionals;
+  const prefix = values.prefix as string;
+  const scenarios = labScenarios(values.scenario as string[] | undefined);
+  if (action === 'up') {
+    for (const scenario of scenarios) {
+      const created = await createLab({ prefix, scenario, persist: true });
+      await created.request();
+      const localPort = scenario === 'port-reuse' ? REUSED_CLIENT_PORT : undefined;
+      await created.startTraffic(2000, { localPort });
+      console.log(`lab up, ${scenario} (${LAB_SCENARIO_SUMMARY[scenario]}): ${created.namespaces.map((n) => n.name).join(', ')}`);
+      console.log(`  client ${created.nodes.client.ifaces[0].ip} -> service ${formatEndpoint(created.service.ip, created.service.port)} -> ` +
+        `${created.backends.map((b) => formatEndpoint(b.ip, b.port)).join(' / ')}` +
+        `${created.masqueradeIp ? `, masqueraded as ${created.masqueradeIp}` : ''}; a request every 2 s${localPort ? ` from port ${localPort}` : ''}`);
+      if (created.ovsRundir) console.log(`  Open vSwitch runs in ${created.ovsRundir}: nettrail serve --ovs-rundir ${created.ovsRundir}`);
+      if (scenario !== 'ovs') {
+        await startDropDemo(created, 2000);
+        console.log(`  a drop: TCP to ${formatEndpoint(created.server.ip, DEMO_BLOCKED_PORT)} is dropped in the FORWARD chain of ` +
+          `${created.nodes.router.netns.name}; the client tries every 2 s`);
+      }
+    }
+    return;
+  }
+  if (action === 'down') {
+    await destroyLab(prefix);
+    console.log('lab down');
+    return;
+  }
+  if (action === 'status') {
+    const statuses = await Promise.all(scenarios.map((scenario) => labStatus(prefix, scenario)));
+    console.log(JSON.stringify(statuses.length === 1 ? statuses[0] : statuses, null, 2));
+    return;
+  }
+  throw new UsageError('nettrail lab up|down|status [--scenario NAME|all]... [--prefix P]');
+}
+
+async function get(server: string, path: string, params: Record<string, string | string[] | undefined>): Promise<Response> {
+  const url = new URL(path, server);
+  for (const [name, value] of Object.entries(params)) {
+    for (const one of value === undefined ? [] : [value].flat()) url.searchParams.append(name, one);
+  }
+  const token = process.env.NETTRAIL_TOKEN;
+  const response = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  if (!response.ok) {
+    const body = (await response.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+    const message = body?.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${response.status} from ${url}`;
+    // A request the server finds malformed is a usage error, as a malformed TUPLE is.
+    throw response.status === 400 ? new UsageError(message) : new Error(message);
+  }
+  return response;
+}
+
+const tupleText = (t: FourTupleJson) => `${formatEndpoint(t.src, t.sport)} -> ${formatEndpoint(t.dst, t.dport)}`;
+
+/** One positional TUPLE, validated here so that a bad one exits 2 before any request. */
+function tupleArgument(positionals: string[]): string {
+  const text = positionals.join(' ');
+  if (text === '') throw new UsageError('a TUPLE is required, e.g. "10.0.0.1:43210 -> 10.0.0.2:80"');
+  parseTuple(text);
+  return text;
+}
+
+async function trace(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { at: { type: 'string' }, server: { type: 'string', default: DEFAULT_SERVER }, json: { type: 'boolean' } });
+  const tuple = tupleArgument(positionals);
+  const response = await get(values.server as string, '/api/v1/connections', { tuple, at: values.at as string | undefined });
+  const { connection } = (await response.json()) as { connection: ConnectionJson };
+  if (values.json) {
+    console.log(JSON.stringify(connection, null, 2));
+    return;
+  }
+  console.log(`${connection.proto} connection, ${connection.first_seen} .. ${connection.last_seen}`);
+  console.log(`  client side  ${tupleText(connection.tuples[0])}`);
+  for (const hop of connection.hops) {
+    console.log(`  ${hop.kind.padEnd(7)} via ${hop.via} at ${hop.node}/${hop.netns} (zone ${hop.zone})`);
+    console.log(`    ${tupleText(hop.before)}  =>  ${tupleText(hop.after)}`);
+  }
+  if (connection.hops.length === 0) console.log('  no NAT hop observed');
+  for (const point of connection.points) console.log(`  seen at ${point.node}/${point.netns}/${point.iface}: ${point.packets} packets, ${point.bytes} bytes`);
+  for (const drop of connection.drops) console.log(`  DROP at ${drop.node}/${drop.netns}/${drop.iface}: ${drop.reason} (${drop.location}) ${drop.cause}`);
+}
+
+async function pcap(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    output: { type: 'string', short: 'o' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    point: { type: 'string', multiple: true },
+    server: { type: 'string', default: DEFAULT_SERVER },
+  });
+  const tuple = tupleArgument(positionals);
+  if (!values.output) throw new UsageError('-o FILE is required');
+  const server = values.server as string;
+  const { connection } = (await (await get(server, '/api/v1/connections', { tuple })).json()) as { connection: ConnectionJson };
+  const expected = connection.points.reduce((sum, point) => sum + point.packets, 0);
+  const points = (values.point as string[] | undefined)?.join(',');
+  const response = await get(server, '/api/v1/pcap', { tuple, from: values.from as string | undefined, to: values.to as string | undefined, points });
+  const counter = new PcapngPacketCounter();
+  const progress = () =>
+    `${counter.packets.toLocaleString('en')} of ~${expected.toLocaleString('en')} packets, ${(counter.bytes / 1e6).toFixed(1)} MB`;
+  const ticker = process.stderr.isTTY ? setInterval(() => process.stderr.write(`\r${progress()}  `), 250) : undefined;
+  const counted = async function* (chunks: AsyncIterable<Uint8Array>) {
+    for await (const chunk of chunks) {
+      counter.push(chunk);
+      yield chunk;
+    }
+  };
+  try {
+    await pipeline(Readable.fromWeb(response.body! as never), counted, createWriteStream(values.output as string));
+  } finally {
+    clearInterval(ticker);
+  }
+  console.error(`${process.stderr.isTTY ? '\r' : ''}wrote ${values.output}: ${progress()}`);
+}
+
+/** `nettrail flows` options: the API's filters, each passed on as the query parameter of the same name. */
+const FLOW_FILTER_OPTIONS = {
+  ip: { type: 'string' },
+  src: { type: 'string' },
+  dst: { type: 'string' },
+  port: { type: 'string' },
+  sport: { type: 'string' },
+  dport: { type: 'string' },
+  proto: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  state: { type: 'string', multiple: true },
+  has: { type: 'string', multiple: true },
+  node: { type: 'string' },
+  netns: { type: 'string' },
+  iface: { type: 'string' },
+  order: { type: 'string' },
+  limit: { type: 'string', default: '50' },
+  cursor: { type: 'string' },
+} as const;
+
+async function flows(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...FLOW_FILTER_OPTIONS, server: { type: 'string', default: DEFAULT_SERVER }, json: { type: 'boolean' } });
+  if (positionals.length > 0) throw new UsageError(`nettrail flows takes options only, not ${JSON.stringify(positionals.join(' '))}`);
+  const params: Record<string, string | string[] | undefined> = {};
+  for (const name of Object.keys(FLOW_FILTER_OPTIONS)) {
+    const value = values[name] as string | string[] | undefined;
+    // --has retrans,rst is --has retrans --has rst.
+    params[name] = Array.isArray(value) ? value.flatMap((one) => one.split(',')) : value;
+  }
+  const response = await get(values.server as string, '/api/v1/flows', params);
+  const body = (await response.json()) as FlowsResponseJson;
+  if (values.json) {
+    console.log(JSON.stringify(body, null, 2));
+    return;
+  }
+  for (const f of body.flows) {
+    console.log(
+      `${f.start}  ${f.id}  ${f.proto} ${formatEndpoint(f.client.ip, f.client.port)} -> ${formatEndpoint(f.server.ip, f.server.port)}  ` +
+        `${f.node}/${f.netns}/${f.iface}  ${f.conn_state} ${f.history}  ${f.packets.c2s}/${f.packets.s2c} pkts` +
+        `${f.retrans.c2s + f.retrans.s2c > 0 ? `  retrans ${f.retrans.c2s}/${f.retrans.s2c}` : ''}  ${f.close}`,
+    );
+  }
+  if (body.next_cursor !== null) console.error(`more: repeat with --cursor ${body.next_cursor}`);
+}
+
+const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lab, trace, pcap, flows };
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  const run = command ? commands[command] : undefined;
+  if (!run) throw new UsageError(command ? `unknown command ${command}` : 'a command is required');
+  await run(args);
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  if (err instanceof UsageError || err instanceof TupleError) {
+    console.error(`nettrail: ${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  console.error(`nettrail: ${(err as { code?: string }).code ? `${(err as { code?: string }).code}: ` : ''}${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,181 @@
+// `nettrail serve` in one object: capture + flow assembly + NAT tracking feed
+// the flow-log store; the HTTP API and UI read it.
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { PacketCapture, type XdpMode } from '../capture/packets/capture.js';
+import { DropTracer } from '../capture/drops/tracer.js';
+import type { CaptureFilter } from '../capture/packets/filter.js';
+import { FlowTable } from '../flows/flow-table.js';
+import { packageRoot } from '../native/addon.js';
+import { openStore, type FlowLogStore, type StoreOptions } from '../flowlog/store.js';
+import { FlowLogWriter, type WriterOptions } from '../flowlog/writer.js';
+import { storeBackedOptions } from './store-reader.js';
+import { NatSources } from '../nat-tracker/tracker.js';
+import { buildServer } from '../api/server.js';
+
+export interface ServiceOptions {
+  store: StoreOptions;
+  /** Namespace names to capture in, or 'all'. */
+  netns: string[] | 'all';
+  ifaces: string[] | null;
+  snaplen?: number;
+  /** Capture's ring-buffer bytes per possible CPU (default capture's: 4 MiB). */
+  ringBytesPerCpu?: number;
+  /** The flow-log writer's batching, buffer bound and retries (default the writer's). */
+  writer?: WriterOptions;
+  /** XDP at ingress besides TC (default off). */
+  xdp?: XdpMode;
+  /** In-kernel capture filter (default everything); drop tracing applies it too. */
+  filter?: CaptureFilter;
+  /** Trace drops (skb:kfree_skb) in the captured namespaces (default true); without it capture goes on. */
+  traceDrops?: boolean;
+  /** Drop events per second per CPU, more are counted only (default DropTracer's; 0: no limit). */
+  dropRateLimit?: number;
+  /** Drop reasons counted but not reported (default DEFAULT_IGNORED_REASONS: QUEUE_PURGE). */
+  ignoredDropReasons?: string[];
+  /** Bearer token required on the API when set. */
+  token?: string;
+  /** API requests per client address and minute; null turns rate limiting off (default: the app's). */
+  rateLimitPerMinute?: number | null;
+  listen: { host: string; port: number };
+  node?: string;
+  /** How often flows are written while they last (ms). */
+  flowFlushMs?: number;
+  logger?: boolean;
+  log?: (message: string) => void;
+  /** Let NAT tracking turn on conntrack timestamps (and events when off) in the captured namespaces (default false). */
+  conntrackSysctls?: boolean;
+  /** ovs-vswitchd run directories whose userspace-datapath conntrack is tracked (default /var/run/openvswitch). */
+  ovsRundirs?: string[];
+}
+
+export interface Service {
+  server: FastifyInstance;
+  store: FlowLogStore;
+  capture: PacketCapture;
+  /** null when drop tracing is off or could not start. */
+  drops: DropTracer | null;
+  /** NAT tracking (conntrack, IPVS, OVS sources). */
+  nat: NatSources;
+  writer: FlowLogWriter;
+  /** The address the HTTP server listens on. */
+  url: string;
+  /** Write out everything captured so far (flows as they stand). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+
+export async function startService(options: ServiceOptions): Promise<Service> {
+  const node = options.node ?? os.hostname();
+  const log = options.log ?? ((message: string) => console.error(`nettrail: ${message}`));
+  const store = await openStore(options.store);
+  const writer = new FlowLogWriter(store, {
+    // Logged once per failing streak, and when the table is written again.
+    onInsertFailure: ({ table, error, failures }) => {
+      if (error === null) log(`flow-log store: writing ${table} again, after ${failures} failed inserts`);
+      else if (failures === 1) log(`flow-log store: an insert into ${table} failed; its rows stay buffered and are retried: ${error instanceof Error ? error.message : String(error)}`);
+    },
+    ...options.writer,
+  });
+  const flows = new FlowTable();
+  const nat = new NatSources({
+    node,
+    onTranslations: (records) => writer.addNat(records),
+    log,
+    conntrackSysctls: options.conntrackSysctls,
+    ovsRundirs: options.ovsRundirs,
+  });
+
+  const capture = await PacketCapture.start({
+    node,
+    netns: options.netns,
+    ifaces: options.ifaces,
+    snaplen: options.snaplen,
+    ringBytesPerCpu: options.ringBytesPerCpu,
+    xdp: options.xdp,
+    filter: options.filter,
+    onPackets(packets) {
+      writer.addPackets(packets);
+      flows.add(packets);
+    },
+    // While the store is behind, the ring buffer is not read: what overflows it is lost in
+    // the kernel, counted per point, instead of piling up here.
+    backpressure: () => (writer.overHighWater ? writer.belowHighWater() : undefined),
+    onWarning: log,
+  }).catch(async (err) => {
+    await writer.close();
+    await store.close();
+    throw err;
+  });
+
+  // NAT tracking and drop tracing follow the namespaces capture is attached in.
+  await nat.follow(capture.namespaces());
+  const drops = options.traceDrops === false
+    ? null
+    : await DropTracer.start({
+        node,
+        filter: options.filter,
+        rateLimit: options.dropRateLimit,
+        ignoredReasons: options.ignoredDropReasons,
+        onDrops: (records) => writer.addDrops(records),
+        onWarning: log,
+      }).catch((err: Error) => {
+        log(`drop tracing is off: ${err.message}`);
+        return null;
+      });
+  drops?.setNamespaces(capture.namespaces());
+
+  const flushFlows = () => writer.addFlows(flows.collect(nowNs()));
+  const timer = setInterval(() => {
+    flushFlows();
+    void nat.follow(capture.namespaces());
+    drops?.setNamespaces(capture.namespaces());
+  }, options.flowFlushMs ?? 1000);
+  timer.unref();
+
+  const server = await buildServer(
+    {
+      ...storeBackedOptions(store),
+      captureStatus: () => capture.status(),
+      dropStatus: () => drops?.status() ?? null,
+      writerStats: () => writer.stats(),
+      uiDir: path.join(packageRoot, 'ui', 'dist'),
+      token: options.token ?? null,
+      rateLimitPerMinute: options.rateLimitPerMinute,
+    },
+    options.logger ?? false,
+  );
+  const url = await server.listen({ host: options.listen.host, port: options.listen.port });
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    store,
+    capture,
+    drops,
+    nat,
+    writer,
+    url,
+    async flush() {
+      flushFlows();
+      await drops?.settled();
+      await writer.flush();
+    },
+    close() {
+      closing ??= (async () => {
+        clearInterval(timer);
+        await server.close();
+        await capture.stop();
+        await drops?.stop();
+        writer.addFlows(flows.drain());
+        await nat.stop();
+        await writer.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

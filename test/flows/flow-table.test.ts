@@ -1,0 +1,121 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FlowTable } from '../../flows/flow-table.js';
+import { LINKTYPE_ETHERNET, type PacketRecord } from '../../model/records.js';
+
+const F = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 };
+const C = { src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 80 };
+const S = { src: '10.0.0.2', sport: 80, dst: '10.0.0.1', dport: 40000 };
+
+let clock = 1_000_000_000n;
+function packet(dir: typeof C, flags: number, seq: number, ack: number, len = 0, win = 500): PacketRecord {
+  clock += 1_000_000n;
+  return {
+    ...dir, ts: clock, node: 'n', netns: 'ns', iface: 'eth0', netnsIno: 1, ifindex: 2, hook: 'tc',
+    direction: dir === C ? 'egress' : 'ingress', proto: 'tcp', ipId: 0, seq, ack, flags, win, len,
+    wireLen: 66 + len, options: {}, packetId: 0n, linkType: LINKTYPE_ETHERNET, headers: new Uint8Array(66),
+  };
+}
+
+test('a normal connection: SF, Zeek history, handshake RTT, SYN sequence numbers', () => {
+  const table = new FlowTable();
+  table.add([
+    packet(C, F.SYN, 100, 0),
+    packet(S, F.SYN | F.ACK, 900, 101),
+    packet(C, F.ACK, 101, 901),
+    packet(C, F.PSH | F.ACK, 101, 901, 50),
+    packet(S, F.ACK, 901, 151),
+    packet(S, F.PSH | F.ACK, 901, 151, 200),
+    packet(C, F.FIN | F.ACK, 151, 1101),
+    packet(S, F.FIN | F.ACK, 1101, 152),
+    packet(C, F.ACK, 152, 1102),
+  ]);
+  const [flow] = table.drain();
+  assert.equal(flow.connState, 'SF');
+  assert.equal(flow.history, 'ShADadFf');
+  assert.equal(flow.close, 'fin');
+  assert.equal(flow.synSeq, 100);
+  assert.equal(flow.synAckSeq, 900);
+  assert.equal(flow.rttNs, 2_000_000n);
+  assert.deepEqual(flow.packets, { c2s: 5, s2c: 4 });
+  assert.deepEqual(flow.client, { ip: '10.0.0.1', port: 40000 });
+  assert.deepEqual(flow.retrans, { c2s: 0, s2c: 0 });
+});
+
+test('REJ, retransmission, zero window', () => {
+  const rejected = new FlowTable();
+  rejected.add([packet(C, F.SYN, 1, 0), packet(S, F.RST | F.ACK, 0, 2, 0, 0)]);
+  const [rej] = rejected.drain();
+  assert.equal(rej.connState, 'REJ');
+  assert.equal(rej.close, 'rst');
+  assert.deepEqual(rej.zeroWindow, { c2s: 0, s2c: 0 }, 'a RST with window 0 is no zero window');
+
+  const table = new FlowTable();
+  table.add([
+    packet(C, F.SYN, 100, 0),
+    packet(S, F.SYN | F.ACK, 900, 101),
+    packet(C, F.ACK, 101, 901),
+    packet(C, F.ACK, 101, 901, 100),
+    packet(C, F.ACK, 101, 901, 100),
+    packet(S, F.ACK, 901, 201, 0, 0),
+  ]);
+  const [flow] = table.drain();
+  assert.deepEqual(flow.retrans, { c2s: 1, s2c: 0 });
+  assert.deepEqual(flow.zeroWindow, { c2s: 0, s2c: 1 });
+  assert.equal(flow.history, 'ShADTaw');
+  assert.equal(flow.connState, 'S1');
+});
+
+test('collect: changed flows each time, idle ones close as timeout and leave', () => {
+  const table = new FlowTable({ tcpIdleNs: 10_000_000n, udpIdleNs: 10_000_000n, closedLingerNs: 1_000_000n });
+  table.add([packet(C, F.SYN, 1, 0)]);
+  const now = clock;
+  assert.equal(table.collect(now).length, 1);
+  assert.equal(table.collect(now).length, 0, 'nothing changed');
+  const [timedOut] = table.collect(now + 20_000_000n);
+  assert.equal(timedOut.close, 'timeout');
+  assert.equal(timedOut.connState, 'S0');
+  assert.equal(table.size, 0);
+});
+
+test('a flow picked up at the SYN-ACK is oriented client → server', () => {
+  const table = new FlowTable();
+  table.add([packet(S, F.SYN | F.ACK, 900, 101), packet(C, F.ACK, 101, 901)]);
+  const [flow] = table.drain();
+  assert.deepEqual(flow.server, { ip: '10.0.0.2', port: 80 });
+  assert.equal(flow.connState, 'OTH');
+});
+
+test('out of order: a gap filled within the reordering window; a gap filled later is a retransmission', () => {
+  const table = new FlowTable();
+  const handshake = [packet(C, F.SYN, 100, 0), packet(S, F.SYN | F.ACK, 900, 101), packet(C, F.ACK, 101, 901)];
+  const reordered = packet(C, F.ACK, 101, 901, 100);
+  const overtaking = packet(C, F.ACK, 201, 901, 100);
+  [reordered.ts, overtaking.ts] = [overtaking.ts, reordered.ts];
+  table.add([...handshake, overtaking, reordered]);
+  const [flow] = table.drain();
+  assert.deepEqual(flow.outOfOrder, { c2s: 1, s2c: 0 });
+  assert.deepEqual(flow.retrans, { c2s: 0, s2c: 0 });
+  assert.equal(flow.history, 'ShAD');
+
+  // The original was lost before this point: its retransmission fills the gap an RTO later.
+  const lossy = new FlowTable();
+  const handshake2 = [packet(C, F.SYN, 100, 0), packet(S, F.SYN | F.ACK, 900, 101), packet(C, F.ACK, 101, 901)];
+  const after = packet(C, F.ACK, 201, 901, 100);
+  clock += 200_000_000n;
+  const retransmitted = packet(C, F.ACK, 101, 901, 100);
+  lossy.add([...handshake2, after, retransmitted]);
+  const [lossyFlow] = lossy.drain();
+  assert.deepEqual(lossyFlow.outOfOrder, { c2s: 0, s2c: 0 });
+  assert.deepEqual(lossyFlow.retrans, { c2s: 1, s2c: 0 });
+
+  // A keep-alive (one old byte) is neither; a later fragment only counts.
+  const quiet = new FlowTable();
+  const keepAlive = packet(C, F.ACK, 200, 901, 1);
+  const fragment = { ...packet(C, 0, 0, 0, 1200), fragment: 'later' as const };
+  quiet.add([...handshake, packet(C, F.ACK, 101, 901, 100), keepAlive, fragment]);
+  const [quietFlow] = quiet.drain();
+  assert.deepEqual([quietFlow.retrans, quietFlow.outOfOrder], [{ c2s: 0, s2c: 0 }, { c2s: 0, s2c: 0 }]);
+  assert.equal(quietFlow.packets.c2s, 5);
+  assert.equal(quietFlow.connState, 'S1');
+});

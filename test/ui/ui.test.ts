@@ -1,0 +1,382 @@
+// The web UI in a real browser (Debian chromium driven by playwright-core): a real
+// connection through the lab's DNAT + MASQUERADE router, looked up by typing its
+// tuple on the home page and by deep link; the NAT path, capture points, sequence
+// diagram and downloaded PCAP must agree with the API and tshark.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Page } from 'playwright-core';
+import type { ConnectionJson, FlowJson, PacketJson } from '../../api/schemas.js';
+import { randomClientPort } from '../support/lab-fixture.js';
+import { getJson, labWithService, NODE, pathPoints, requestRecorded, reversed, serviceTuple, tupleText } from '../support/service-fixture.js';
+import {
+  ARTIFACTS,
+  assertDuration,
+  countBy,
+  epochNs,
+  openBrowser,
+  panel,
+  pointKey,
+  sameTuple,
+  sighting,
+  squash,
+  textOf,
+} from '../support/ui-browser.js';
+
+interface DiagramRow {
+  /** Lines of the row's hover text (the full header). */
+  description: string[];
+  arrow: 'c2s' | 's2c' | null;
+  unmatched: boolean;
+  drop: boolean;
+  label: string;
+  /** The hop delay column: time since the same packet was seen at the previous point. */
+  hopDelay: string;
+}
+
+/**
+ * Every row of the (windowed) sequence diagram: scrolls the diagram top to bottom and
+ * collects the rendered SVG rows, keyed by their hover text (timestamp, capture point,
+ * direction and packet_id make it unique).
+ */
+async function allDiagramRows(page: Page): Promise<{ rows: DiagramRow[]; lanes: string[]; renderedAtOnce: number }> {
+  await page.locator('.sequence-diagram svg g.sequence-row').first().waitFor({ state: 'visible' });
+  return page.evaluate(async () => {
+    const scroller = document.querySelector<HTMLElement>('.sequence-diagram')!;
+    const frame = () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    const rows = new Map<string, DiagramRow>();
+    let renderedAtOnce = 0;
+    const collect = () => {
+      const rendered = scroller.querySelectorAll('g.sequence-row');
+      renderedAtOnce = Math.max(renderedAtOnce, rendered.length);
+      for (const g of rendered) {
+        const description = g.querySelector('title')?.textContent ?? '';
+        const arrow = g.querySelector('line.sequence-row__arrow');
+        rows.set(description, {
+          description: description.split('\n'),
+          arrow: arrow ? (arrow.classList.contains('sequence-row__arrow--c2s') ? 'c2s' : arrow.classList.contains('sequence-row__arrow--s2c') ? 's2c' : null) : null,
+          unmatched: g.querySelector('circle.sequence-row__unmatched') !== null,
+          drop: g.querySelector('.sequence-row__drop-mark, .sequence-row__drop-line') !== null,
+          label: g.querySelector('text.sequence-row__label')?.textContent ?? '',
+          hopDelay: g.querySelector('text.sequence-row__hop-delay')?.textContent ?? '',
+        });
+      }
+    };
+    scroller.scrollTop = 0;
+    await frame();
+    collect();
+    const step = Math.max(1, Math.floor(scroller.clientHeight / 2));
+    for (let top = step; top < scroller.scrollHeight; top += step) {
+      scroller.scrollTop = top;
+      await frame();
+      collect();
+    }
+    scroller.scrollTop = 0;
+    await frame();
+    const lanes = [...scroller.querySelectorAll('.sequence-diagram__lane-head')].map((lane) => lane.getAttribute('title') ?? '');
+    return { rows: [...rows.values()], lanes, renderedAtOnce };
+  });
+}
+
+test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop delay, PCAP download, errors', { timeout: 180_000 }, async (t) => {
+  rmSync(path.join(ARTIFACTS, 'ui-failure.png'), { force: true });
+  // After-hooks run first to last: the service, the lab and its directory (labWithService); the browser (opened later) last.
+  const { lab, service, dir } = await labWithService(t);
+  const { client, router } = lab.nodes;
+  const points = pathPoints(lab);
+  const pointKeys = points.map(pointKey).sort();
+  const pathOrder = (key: string) => points.map(pointKey).indexOf(key);
+  const origin = new URL(service.url).origin;
+  assert.equal(new URL(service.url).hostname, '127.0.0.1', `the service must listen on 127.0.0.1, got ${service.url}`);
+
+  const localPort = randomClientPort();
+  await requestRecorded(lab, service, localPort);
+
+  // What the API says, to compare the UI against.
+  const clientTuple = serviceTuple(lab, localPort);
+  const clientTupleText = tupleText(clientTuple);
+  const api = <T>(route: string, tuple: string) => getJson<T>(service, `${route}?tuple=${encodeURIComponent(tuple)}`);
+  const { connection } = await api<{ connection: ConnectionJson }>('/api/v1/connections', clientTupleText);
+  const { packets } = await api<{ packets: PacketJson[] }>('/api/v1/connections/timeline', clientTupleText);
+  assert.equal(connection.hops.length, 1, `API hops: ${JSON.stringify(connection.hops)}`);
+  const [hop] = connection.hops;
+  assert.deepEqual(hop.before, clientTuple, 'API hop.before is the client side tuple');
+  assert.deepEqual(
+    { src: hop.after.src, dst: hop.after.dst, dport: hop.after.dport },
+    { src: lab.masqueradeIp, dst: lab.server.ip, dport: lab.server.port },
+    'API hop.after: masquerade address -> server',
+  );
+  const serverTupleText = tupleText(hop.after);
+  assert.ok(packets.length >= 20, `the timeline API has only ${packets.length} packets`);
+  const packetsPerPoint = countBy(packets, pointKey);
+  assert.deepEqual(Object.keys(packetsPerPoint), pointKeys, 'the timeline API has packets at the 4 lab interfaces');
+  const expectedDirection = (p: PacketJson) =>
+    connection.tuples.some((tuple) => sameTuple(p, tuple)) ? 'c2s' : connection.tuples.some((tuple) => sameTuple(p, reversed(tuple))) ? 's2c' : null;
+  t.diagnostic(`connection ${clientTupleText} => ${serverTupleText}; ${packets.length} packets ${JSON.stringify(packetsPerPoint)}`);
+
+  // ---- the browser ----
+  const { page, pageErrors, consoleErrors, offsite } = await openBrowser(t);
+
+  try {
+    // 1. Home page: title, and the lab connection's flows in the recent list.
+    await page.goto(service.url);
+    assert.equal(await page.title(), 'nettrail', 'home page title');
+    assert.equal(await textOf(page.locator('h1.panel__title'), 'the home page heading'), 'Trace a connection');
+    const flowRows = page.locator('table.data-table tbody tr');
+    await flowRows.first().waitFor({ state: 'visible' }).catch(() => {
+      throw new Error('the recent connections table did not appear on the home page');
+    });
+    const listed = await flowRows.evaluateAll((rows) =>
+      rows.map((row) => [...row.querySelectorAll('td')].map((td) => (td.textContent ?? '').replace(/\s+/g, ' ').trim())),
+    );
+    const { flows } = (await (await fetch(`${origin}/api/v1/flows?limit=20`)).json()) as { flows: FlowJson[] };
+    const ours = flows.filter(
+      (f) =>
+        (f.client.ip === clientTuple.src && f.client.port === clientTuple.sport) ||
+        (f.client.ip === hop.after.src && f.client.port === hop.after.sport),
+    );
+    assert.deepEqual(ours.map(pointKey).sort(), pointKeys, `the flows API lists one flow of the connection per interface: ${JSON.stringify(ours)}`);
+    for (const flow of ours) {
+      const link = `${flow.client.ip}:${flow.client.port} -> ${flow.server.ip}:${flow.server.port}`;
+      const row = listed.find((cells) => cells[1] === link && cells[2] === pointKey(flow));
+      assert.ok(row, `recent connections shows no row "${link}" at ${pointKey(flow)}; rows: ${JSON.stringify(listed)}`);
+      assert.equal(row[0], 'tcp');
+      assert.equal(row[4], `${flow.packets.c2s} / ${flow.packets.s2c}`, `packet counts of ${link} at ${pointKey(flow)}`);
+    }
+    assert.ok(
+      listed.some((cells) => cells[1] === clientTupleText),
+      `recent connections lists the client side tuple ${clientTupleText}`,
+    );
+    await page.screenshot({ path: path.join(ARTIFACTS, 'ui-home.png'), fullPage: true });
+
+    // 2. Type the client side tuple and submit: the connection page.
+    await page.locator('#tuple-input').fill(clientTupleText);
+    await page.locator('form.tuple-form button[type=submit]').click();
+    await page
+      .waitForURL((url) => url.pathname === '/connection' && url.searchParams.get('tuple') === clientTupleText)
+      .catch(() => {
+        throw new Error(`submitting ${clientTupleText} did not open /connection?tuple=...; at ${page.url()}`);
+      });
+    assert.equal(await textOf(page.locator('h1.page-header__title'), 'the connection page heading'), clientTupleText);
+
+    // 3a. NAT path: one FULLNAT hop via iptables on the router, the before and after tuples.
+    const checkNatPath = async (where: string) => {
+      const hops = page.locator('.nat-path li.nat-hop');
+      await hops.first().waitFor({ state: 'visible' }).catch(() => {
+        throw new Error(`${where}: no NAT hop shown`);
+      });
+      assert.equal(await hops.count(), 1, `${where}: NAT hops shown`);
+      assert.equal(await textOf(hops.locator('.nat-hop__kind'), 'the hop kind'), 'FULLNAT', `${where}: hop kind`);
+      assert.equal(await textOf(hops.locator('.nat-hop__header .muted'), 'the hop mechanism'), 'via iptables', `${where}: hop mechanism`);
+      assert.match(await textOf(hops.locator('.nat-hop__where'), 'where the hop is'), new RegExp(`^${NODE}/${router.netns.name} zone `), `${where}: hop location`);
+      const tuples = hops.locator('.nat-hop__tuple');
+      assert.equal(await tuples.count(), 2, `${where}: before and after lines`);
+      const line = async (i: number) =>
+        `${squash(await tuples.nth(i).locator('.nat-hop__tuple-label').textContent())}: ${squash(await tuples.nth(i).locator('.tuple').textContent())}`;
+      assert.equal(await line(0), `before: ${clientTupleText}`, `${where}: before tuple`);
+      assert.equal(await line(0), `before: ${tupleText(hop.before)}`, `${where}: before tuple as the API has it`);
+      const afterText = `${lab.masqueradeIp}:${hop.after.sport} -> ${lab.server.ip}:${lab.server.port}`;
+      assert.equal(await line(1), `after: ${afterText}`, `${where}: after tuple`);
+      assert.equal(await line(1), `after: ${serverTupleText}`, `${where}: after tuple as the API has it`);
+      // The rewritten fields are marked: addresses (and the port if masquerading remapped it).
+      const changed = (['src', 'sport', 'dst', 'dport'] as const).filter((f) => hop.before[f] !== hop.after[f]);
+      assert.deepEqual(await tuples.nth(1).locator('.changed--after').allTextContents(), changed.map((f) => String(hop.after[f])), `${where}: marked new values`);
+      assert.deepEqual(await tuples.nth(0).locator('.changed--before').allTextContents(), changed.map((f) => String(hop.before[f])), `${where}: marked old values`);
+      const ends = await page.locator('.nat-path li.nat-path__end').evaluateAll((items) =>
+        items.map((item) => [...item.querySelectorAll('span')].map((span) => (span.textContent ?? '').trim()).join(': ')),
+      );
+      assert.deepEqual(ends, [`client: ${client.ifaces[0].ip}:${localPort}`, `server: ${lab.server.ip}:${lab.server.port}`], `${where}: path ends`);
+      // Which capture points saw which tuple: the client side two before the hop, the server side two after it.
+      const steps = await page.locator('.nat-path > li').evaluateAll((items) => items.map((item) => item.className));
+      assert.deepEqual(steps, ['nat-path__end', 'nat-segment', 'nat-hop', 'nat-segment', 'nat-path__end'], `${where}: path steps`);
+      const segments = await page.locator('.nat-path .nat-segment').evaluateAll((items) =>
+        items.map((item) => ({
+          tuple: [...item.querySelectorAll('.nat-segment__tuple span')].map((span) => (span.textContent ?? '').trim()).join(' '),
+          points: [...item.querySelectorAll('.nat-segment__point')].map((point) => point.getAttribute('title')),
+        })),
+      );
+      assert.deepEqual(
+        segments,
+        [
+          { tuple: `${clientTuple.src}:${clientTuple.sport} → ${clientTuple.dst}:${clientTuple.dport}`, points: [pointKey(points[0]), pointKey(points[1])] },
+          { tuple: `${hop.after.src}:${hop.after.sport} → ${hop.after.dst}:${hop.after.dport}`, points: [pointKey(points[2]), pointKey(points[3])] },
+        ],
+        `${where}: the tuple each capture point saw`,
+      );
+    };
+    await checkNatPath('typed client tuple');
+
+    // 3b. Capture points: the 4 interfaces with the API's packet counts.
+    const pointRows = panel(page, 'Capture points').locator('tbody tr');
+    await pointRows.first().waitFor({ state: 'visible' });
+    const shownPoints = await pointRows.evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())));
+    assert.deepEqual(shownPoints.map(([node, netns, iface]) => `${node}/${netns}/${iface}`).sort(), pointKeys, 'capture points table lists the 4 interfaces');
+    for (const [node, netns, iface, shownPackets] of shownPoints) {
+      const key = `${node}/${netns}/${iface}`;
+      const fromApi = connection.points.find((p) => pointKey(p) === key);
+      assert.equal(shownPackets, fromApi?.packets.toLocaleString('en-US'), `packets at ${key}: UI vs connection API`);
+      assert.equal(Number(shownPackets.replace(/,/g, '')), packetsPerPoint[key], `packets at ${key}: UI vs timeline API`);
+    }
+
+    // 3c. Sequence diagram: one row with an arrow per timeline packet, in the right direction.
+    const packetsPanel = panel(page, 'Packets');
+    const summary = await textOf(packetsPanel.locator('.toolbar .muted'), 'the packet count line');
+    assert.match(summary, new RegExp(`^${packets.length} packets at 4 capture points\\b`), 'packet count line');
+    // At a short viewport the diagram renders only a window of its rows; scrolling must reach every one.
+    await page.setViewportSize({ width: 1440, height: 500 });
+    const { rows: diagramRows, lanes, renderedAtOnce } = await allDiagramRows(page);
+    await page.setViewportSize({ width: 1440, height: 1000 });
+    t.diagnostic(`sequence diagram: ${diagramRows.length} rows, at most ${renderedAtOnce} rendered at once at 500 px`);
+    assert.equal(lanes.length, 6, `diagram lanes (client, 4 points, server): ${JSON.stringify(lanes)}`);
+    assert.equal(lanes[0], `client ${client.ifaces[0].ip}:${localPort}`);
+    assert.equal(lanes[5], `server ${lab.server.ip}:${lab.server.port}`);
+    assert.deepEqual(lanes.slice(1, 5), pointKeys.slice().sort((a, b) => pathOrder(a) - pathOrder(b)), 'diagram lanes of the capture points, in path order');
+    assert.ok(!diagramRows.some((r) => r.drop), 'no drop rows for a clean connection');
+    assert.equal(diagramRows.length, packets.length, `sequence diagram rows (${diagramRows.length}) vs timeline API packets (${packets.length})`);
+    const arrows = diagramRows.filter((r) => r.arrow !== null);
+    assert.equal(arrows.length, packets.length, `sequence diagram arrows (${arrows.length}) vs timeline packets (${packets.length}); unmatched: ${diagramRows.filter((r) => r.unmatched).length}`);
+    // Each API packet is exactly one row: capture point, direction and packet_id from the hover text.
+    const rowKey = (r: DiagramRow) => {
+      const at = r.description.find((l) => l.startsWith('at '))!.split(/\s+/);
+      const id = r.description.find((l) => l.startsWith('packet_id '))!.slice('packet_id '.length);
+      return `${at[1]}|${at[2]}|${id}`;
+    };
+    assert.deepEqual(
+      countBy(diagramRows, (r) => `${rowKey(r)}|${r.arrow}`),
+      countBy(packets, (p) => `${pointKey(p)}|${p.direction}|${p.packet_id}|${expectedDirection(p)}`),
+      'sequence diagram rows (point|direction|packet_id|arrow) vs timeline API packets',
+    );
+    assert.match(diagramRows.find((r) => r.description[0].includes('(+0 ns)'))?.label ?? '', /^\[SYN\] seq=0 /, 'the first row is the SYN');
+
+    // 3d. Per-hop delay: every packet crossed the 4 points; the API timestamps give each hop's delay.
+    const previousSighting = new Map<string, PacketJson>();
+    const expectedHops = new Map<string, number[]>();
+    const hopDelayOf = new Map<string, number>();
+    for (const p of packets) {
+      const earlier = previousSighting.get(p.packet_id);
+      previousSighting.set(p.packet_id, p);
+      if (!earlier) continue;
+      const delay = Number(epochNs(p.ts) - epochNs(earlier.ts));
+      const hopName = `${sighting(earlier)}|${sighting(p)}`;
+      expectedHops.set(hopName, [...(expectedHops.get(hopName) ?? []), delay]);
+      hopDelayOf.set(`${pointKey(p)}|${p.direction}|${p.packet_id}`, delay);
+    }
+    assert.equal(expectedHops.size, 6, `3 hops each way: ${JSON.stringify([...expectedHops.keys()])}`);
+    for (const row of diagramRows) {
+      const expected = hopDelayOf.get(rowKey(row));
+      if (expected === undefined) {
+        assert.equal(row.hopDelay, '', `no hop delay where a packet is first seen: ${row.description.join(' / ')}`);
+        continue;
+      }
+      assertDuration(row.hopDelay, expected, `hop delay of ${rowKey(row)}`);
+    }
+    const lastSynRow = diagramRows.find((r) => r.label.startsWith('[SYN]') && r.description.some((l) => l.startsWith(`at ${pointKey(points[3])}`)));
+    assert.ok(lastSynRow, 'the SYN at the server');
+    assert.ok(
+      lastSynRow.description.some((l) => l.startsWith('hop delay +') && l.endsWith(`after ${pointKey(points[2])} egress`)),
+      `the SYN's hover text names the hop delay from the router: ${lastSynRow.description.join(' / ')}`,
+    );
+    const hopRows = await packetsPanel.locator('table.hop-delays tbody tr').evaluateAll((rows) =>
+      rows.map((row) => [...row.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())),
+    );
+    assert.deepEqual(hopRows.map(([from, to]) => `${from}|${to}`).sort(), [...expectedHops.keys()].sort(), 'per-hop delay summary: hops');
+    for (const [from, to, count, min, median, max] of hopRows) {
+      const delays = expectedHops.get(`${from}|${to}`)!.sort((a, b) => a - b);
+      assert.equal(count, String(delays.length), `packets over ${from} -> ${to}`);
+      const middle = delays.length >> 1;
+      const expectedMedian = delays.length % 2 ? delays[middle] : Math.round((delays[middle - 1] + delays[middle]) / 2);
+      assertDuration(min, delays[0], `min delay ${from} -> ${to}`);
+      assertDuration(median, expectedMedian, `median delay ${from} -> ${to}`);
+      assertDuration(max, delays[delays.length - 1], `max delay ${from} -> ${to}`);
+    }
+
+    // The table view lists the same packets (checked on its first rows).
+    await packetsPanel.locator('button', { hasText: 'Table' }).click();
+    const tableRows = packetsPanel.locator('.packet-table tbody tr[title]');
+    await tableRows.first().waitFor({ state: 'visible' });
+    const firstCells = (await tableRows.first().locator('td').allTextContents()).map(squash);
+    assert.equal(firstCells[6], 'SYN', `first table row is the SYN: ${JSON.stringify(firstCells)}`);
+    assert.equal(firstCells[5], clientTupleText, 'the SYN at the first point carries the client side tuple');
+    await packetsPanel.locator('button', { hasText: 'Sequence diagram' }).click();
+    await page.locator('.sequence-diagram svg g.sequence-row').first().waitFor({ state: 'visible' });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'ui-connection.png'), fullPage: true });
+
+    // 5. Download PCAP: tshark reads it, packets at the 4 interfaces, as many as the timeline.
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator('.pcap-actions a', { hasText: 'Download PCAP' }).click(),
+    ]);
+    assert.equal(await download.failure(), null, 'the PCAP download failed');
+    const pcapFile = path.join(dir, download.suggestedFilename() || 'download.pcapng');
+    await download.saveAs(pcapFile);
+    assert.match(download.suggestedFilename(), /\.pcapng$/, 'download file name');
+    let tsharkOut: string;
+    try {
+      tsharkOut = execFileSync('tshark', ['-r', pcapFile, '-T', 'fields', '-e', 'frame.interface_name'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+    } catch (err) {
+      const { stderr } = err as { stderr?: Buffer };
+      throw new Error(`tshark cannot read the downloaded PCAP: ${stderr?.toString() ?? (err as Error).message}`);
+    }
+    const frames = tsharkOut.split('\n').filter(Boolean);
+    assert.equal(frames.length, packets.length, `frames in the downloaded PCAP vs timeline API packets`);
+    assert.deepEqual(countBy(frames, (f) => f), packetsPerPoint, 'PCAP frames per interface vs timeline API packets per point');
+
+    // 4. Deep link with the server side tuple: the same hop.
+    await page.goto(`${origin}/connection?tuple=${encodeURIComponent(serverTupleText)}`);
+    assert.equal(await textOf(page.locator('h1.page-header__title'), 'the deep-linked page heading'), serverTupleText);
+    await checkNatPath('deep link with the server side tuple');
+
+    // 4b. A recent connection's link carries its start time (at=), which picks that connection among port reuses.
+    await page.goto(service.url);
+    const clientFlow = ours.find((f) => pointKey(f) === pointKey(points[0]))!;
+    await page.locator('table.data-table tbody tr', { hasText: pointKey(points[0]) }).locator('a', { hasText: clientTupleText }).first().click();
+    await page
+      .waitForURL((url) => url.pathname === '/connection' && url.searchParams.get('at') === clientFlow.start)
+      .catch(() => {
+        throw new Error(`the recent connection link did not open /connection?tuple=...&at=${clientFlow.start}; at ${page.url()}`);
+      });
+    assert.match(await textOf(page.locator('.page-header__at'), 'the at= line'), /^the connection closest to \d{4}-/);
+    await checkNatPath('recent connection link with at=');
+    const pcapHref = await page.locator('.pcap-actions a', { hasText: 'Download PCAP' }).getAttribute('href');
+    assert.equal(new URL(pcapHref ?? '', origin).searchParams.get('at'), clientFlow.start, 'the PCAP link keeps at=');
+
+    // 6a. A malformed tuple: the server's 400 message inline, and no navigation.
+    const malformed = '10.0.0.1:99999 -> 10.0.0.2:80';
+    const rejected = await fetch(`${origin}/api/v1/connections?tuple=${encodeURIComponent(malformed)}`);
+    assert.equal(rejected.status, 400, 'the API rejects the malformed tuple');
+    const { error } = (await rejected.json()) as { error: { message: string } };
+    await page.goto(service.url);
+    await page.locator('#tuple-input').fill(malformed);
+    await page.locator('form.tuple-form button[type=submit]').click();
+    const inline = await textOf(page.locator('form.tuple-form [role=alert]'), 'the inline message for a malformed tuple');
+    assert.equal(inline, error.message, 'inline message is the server 400 message');
+    assert.match(inline, /99999/, 'the message names the bad port');
+    assert.equal(await page.locator('#tuple-input').getAttribute('aria-invalid'), 'true', 'the input is marked invalid');
+    assert.equal(new URL(page.url()).pathname, '/', 'a malformed tuple stays on the home page');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'ui-malformed.png'), fullPage: true });
+
+    // 6b. An unknown tuple's page: not found, with the tuple and the form to try again.
+    const unknown = '10.9.9.9:1 -> 10.9.9.8:2';
+    const [lookup] = await Promise.all([
+      page.waitForResponse((res) => res.url().includes('/api/v1/connections?')),
+      page.goto(`${origin}/connection?tuple=${encodeURIComponent(unknown)}`),
+    ]);
+    assert.equal(lookup.status(), 404, 'the API answers 404 for the unknown tuple');
+    const notice = await textOf(page.locator('.notice'), 'the not-found notice');
+    assert.ok(notice.startsWith(`No connection matches ${unknown}.`), `not-found notice: ${notice}`);
+    assert.equal(await page.locator('.notice--error').count(), 0, 'not found is not shown as an error');
+    assert.equal(await page.locator('.nat-path, .pcap-actions').count(), 0, 'no NAT path or PCAP link for an unknown tuple');
+    assert.equal(await page.locator('#tuple-input').inputValue(), unknown, 'the form offers the tuple again');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'ui-not-found.png'), fullPage: true });
+
+    assert.deepEqual(pageErrors, [], 'uncaught errors in the page');
+    assert.deepEqual(offsite, [], 'requests to hosts other than 127.0.0.1');
+    const unexpectedConsole = consoleErrors.filter((m) => !/status of (400|404)/.test(m));
+    assert.deepEqual(unexpectedConsole, [], 'console errors other than the expected 400 and 404');
+  } catch (err) {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'ui-failure.png'), fullPage: true }).catch(() => {});
+    throw err;
+  }
+});
