@@ -4,7 +4,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
-#include "packet_event.h"
+#include "capture.h"
 #include "capture_filter.bpf.h"
 
 #define ETH_HLEN 14

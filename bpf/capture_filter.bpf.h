@@ -4,7 +4,7 @@
 #ifndef __NETTRAIL_CAPTURE_FILTER_BPF_H
 #define __NETTRAIL_CAPTURE_FILTER_BPF_H
 
-#include "packet_event.h"
+#include "capture.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

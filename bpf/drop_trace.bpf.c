@@ -6,8 +6,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
-#include "drop_event.h"
-#include "packet_event.h"
+#include "drop_trace.h"
+#include "capture.h"
 #include "capture_filter.bpf.h"
 
 #define IP_OFFSET 0x1FFF

@@ -1,4 +1,4 @@
-// The kernel↔user structs and constants: capture/packets/layout.ts must match bpf/packet_event.h as the C compiler lays it out.
+// The kernel↔user structs and constants: capture/packets/layout.ts must match bpf/capture.h as the C compiler lays it out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as layout from '../../capture/packets/layout.js';
@@ -6,19 +6,19 @@ import { filterLayout, lpmV4Layout, lpmV6Layout, packetEventLayout, pointKeyLayo
 import { assertSameLayout, headerDefines } from '../support/c-header.js';
 
 test('struct nt_packet_event matches packetEventLayout', () => {
-  assertSameLayout('packet_event.h', 'nt_packet_event', packetEventLayout);
+  assertSameLayout('capture.h', 'nt_packet_event', packetEventLayout);
 });
 
 test('the counter, filter and key structs match their layouts', () => {
-  assertSameLayout('packet_event.h', 'nt_point_key', pointKeyLayout);
-  assertSameLayout('packet_event.h', 'nt_point_stats', pointStatsLayout);
-  assertSameLayout('packet_event.h', 'nt_filter', filterLayout);
-  assertSameLayout('packet_event.h', 'nt_lpm_v4', lpmV4Layout);
-  assertSameLayout('packet_event.h', 'nt_lpm_v6', lpmV6Layout);
+  assertSameLayout('capture.h', 'nt_point_key', pointKeyLayout);
+  assertSameLayout('capture.h', 'nt_point_stats', pointStatsLayout);
+  assertSameLayout('capture.h', 'nt_filter', filterLayout);
+  assertSameLayout('capture.h', 'nt_lpm_v4', lpmV4Layout);
+  assertSameLayout('capture.h', 'nt_lpm_v6', lpmV6Layout);
 });
 
-test('the constants of packet_event.h match layout.ts', () => {
-  const define = headerDefines('packet_event.h');
+test('the constants of capture.h match layout.ts', () => {
+  const define = headerDefines('capture.h');
   assert.equal(layout.PARSE_BYTES, define('NT_PARSE_BYTES'));
   assert.equal(layout.CAPTURE_MAX, define('NT_CAPTURE_MAX'));
   assert.equal(layout.IPV6_EXT_MAX, define('NT_IPV6_EXT_MAX'));

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* One packet seen at one hook, and the maps that steer capture; shared with capture/packets/layout.ts. */
-#ifndef __NETTRAIL_PACKET_EVENT_H
-#define __NETTRAIL_PACKET_EVENT_H
+#ifndef __NETTRAIL_CAPTURE_H
+#define __NETTRAIL_CAPTURE_H
 
 /* Headers are parsed within the first NT_PARSE_BYTES of a packet (a power of two). */
 #define NT_PARSE_BYTES 256
@@ -100,4 +100,4 @@ struct nt_packet_event {
 	__u8 daddr[16];
 };
 
-#endif /* __NETTRAIL_PACKET_EVENT_H */
+#endif /* __NETTRAIL_CAPTURE_H */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* One dropped packet (skb:kfree_skb) and the drop tracer's counters; shared with capture/drops/layout.ts. */
-#ifndef __NETTRAIL_DROP_EVENT_H
-#define __NETTRAIL_DROP_EVENT_H
+#ifndef __NETTRAIL_DROP_TRACE_H
+#define __NETTRAIL_DROP_TRACE_H
 
 /* Room for Ethernet + two VLAN tags + IPv4 with options + TCP with options (142 bytes)
  * and the first payload bytes, which capture hashes into its packet ids. */
@@ -42,7 +42,7 @@ struct nt_drop_event {
 	__u32 wire_len;    /* packet length from header[0] on */
 	__u16 stack_depth; /* valid frames in stack[] */
 	__u16 cap_len;     /* valid bytes in header[] (the skb's linear data, up to NT_DROP_HEADER_BYTES) */
-	__u8 family;       /* NT_FAMILY_* of packet_event.h */
+	__u8 family;       /* NT_FAMILY_* of capture.h */
 	__u8 proto;        /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 link_type;    /* NT_DROP_LINK_* */
 	__u8 l3_offset;    /* IP header start in header[] */
@@ -54,4 +54,4 @@ struct nt_drop_event {
 	__u8 header[NT_DROP_HEADER_BYTES];
 };
 
-#endif /* __NETTRAIL_DROP_EVENT_H */
+#endif /* __NETTRAIL_DROP_TRACE_H */
