@@ -10,43 +10,15 @@ import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { CaptureStatus } from '../capture/packets/capture.js';
-import type { DropTracerStatus } from '../capture/drops/tracer.js';
-import { packageRoot } from '../native/addon.js';
-import type { NatFilter } from '../flowlog/queries.js';
-import type { DropCursor, DropFilter, DropOrder, DropPage } from '../flowlog/drops-table.js';
-import type { FlowRecord, NatTranslation } from '../model/records.js';
-import type { FlowCursor, FlowFilter, FlowOrder, FlowPage } from '../flowlog/flow-search.js';
-import type { WriterStats } from '../flowlog/writer.js';
-import type { FlowLogReader } from '../connection/connection.js';
+import { packageRoot } from '../model/package-root.js';
 import { errorBody, handleError, refuseInfiniteNumbers } from './errors.js';
+import type { AppOptions } from './options.js';
 import { createMetrics, metricsRoutes } from './metrics.js';
 import { connectionRoutes } from './routes/connections.js';
 import { dropRoutes } from './routes/drops.js';
 import { flowRoutes } from './routes/flows.js';
 import { natRoutes } from './routes/nat.js';
 import { statusRoutes } from './routes/status.js';
-
-export interface AppOptions {
-  reader: FlowLogReader;
-  searchFlows(filter: FlowFilter, page: { order: FlowOrder; limit: number; after?: FlowCursor }): Promise<FlowPage>;
-  flowById(id: string): Promise<FlowRecord | null>;
-  searchDrops(filter: DropFilter, page: { order: DropOrder; limit: number; after?: DropCursor }): Promise<DropPage>;
-  natTranslations(filter: NatFilter): Promise<NatTranslation[]>;
-  storeHealthy(): Promise<boolean>;
-  /** null when this process does not capture. */
-  captureStatus(): CaptureStatus | null;
-  /** null when this process does not trace drops. */
-  dropStatus(): DropTracerStatus | null;
-  /** null when this process does not write the flow log. */
-  writerStats(): WriterStats | null;
-  /** The built UI (ui/dist); null or missing serves the API alone. */
-  uiDir: string | null;
-  /** When set, /api/ and /metrics require `Authorization: Bearer <token>`. */
-  token: string | null;
-  /** Requests per client address and minute; null turns rate limiting off. Default DEFAULT_RATE_LIMIT. */
-  rateLimitPerMinute?: number | null;
-}
 
 /** Requests a client address may make per minute: ample for the UI and scripts, a brake on floods. */
 export const DEFAULT_RATE_LIMIT = 1200;

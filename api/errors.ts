@@ -39,29 +39,13 @@ const clientErrors: Array<[new (...args: never[]) => Error & { code: string }, n
   [NotFoundError, 404],
 ];
 
-/** Network failures of a ClickHouse server connection (Node system errors and undici's). */
-const NETWORK_ERROR_CODES = /^(E[A-Z]+|UND_ERR_[A-Z_]+)$/;
-
 /**
- * Whether `err` is the flow-log store failing: an error from ClickHouse or
- * chDB (`ClickHouseError` carries the server's numeric code and type), the
- * embedded engine closed, a server unreachable, or the store not opening.
+ * Why the store failed, short and without the query: for a failure of the
+ * client or chDB (STORE_UNAVAILABLE, STORE_QUERY_FAILED) its message, which is
+ * that reason (flowlog/errors.ts asStoreError); else the code.
  */
-export function isStoreFailure(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const { code, type } = err as Error & { code?: unknown; type?: unknown };
-  if (err instanceof FlowLogError) return err.code.startsWith('STORE_');
-  if (err.name === 'ClickHouseError' || (typeof code === 'string' && /^\d+$/.test(code) && typeof type === 'string')) return true;
-  if (typeof code === 'string' && (code.startsWith('CHDB_') || NETWORK_ERROR_CODES.test(code))) return true;
-  return err.message === 'ChdbConnection is closed' || /^Timeout error\.?$/.test(err.message) || err.message === 'socket hang up';
-}
-
-/** Why the store failed, short and without the query: the server's code or the error's. */
-function storeFailureReason(err: Error): string {
-  const { code, type } = err as Error & { code?: unknown; type?: unknown };
-  if (typeof type === 'string' && typeof code === 'string') return `ClickHouse error ${code} ${type}`;
-  if (typeof code === 'string') return code;
-  return err.message.split('\n')[0].slice(0, 120);
+function storeFailureReason(err: FlowLogError): string {
+  return err.code === 'STORE_UNAVAILABLE' || err.code === 'STORE_QUERY_FAILED' ? err.message : err.code;
 }
 
 /** The parameter a validation error is about: `/limit` → `limit`; an unknown one from ajv's params. */
@@ -104,7 +88,8 @@ export function handleError(err: FastifyError, request: FastifyRequest, reply: F
       return reply.code(status).send(errorBody((err as Error & { code: string }).code, err.message, parameter));
     }
   }
-  if (isStoreFailure(err)) {
+  // The flow-log store failing: every STORE_ code (its reads throw the client's and chDB's failures as those, flowlog/store.ts).
+  if (err instanceof FlowLogError && err.code.startsWith('STORE_')) {
     request.log.error({ err }, 'flow-log store failed');
     return reply
       .code(503)

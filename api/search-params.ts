@@ -1,11 +1,11 @@
 // The query parameters the search routes share, as the store takes them:
 // addresses, ports, protocol, time and capture point (flows, drops), the
 // time range (also NAT), the cursor of a page and the next one.
-import type { IpRange, TrafficFilter } from '../flowlog/keyset-search.js';
+import type { TrafficFilter } from '../flowlog/keyset-search.js';
 import type { EpochNs } from '../model/records.js';
-import { parseAddressRange } from '../model/address.js';
+import { parseAddressRange, type IpRange } from '../model/address.js';
 import { BadParameterError } from './errors.js';
-import type { FlowsQueryJson } from './schemas.js';
+import type { FlowsQueryJson } from './schemas/flows.js';
 import { parseTime } from '../model/time.js';
 
 /** The filter parameters flow and drop search share (FlowsQuery's, as DropsQuery's). */

@@ -1,6 +1,7 @@
 // The fastify instance around the app plugin; listening is the caller's.
 import Fastify, { type FastifyInstance } from 'fastify';
-import { app, type AppOptions } from './app.js';
+import { app } from './app.js';
+import type { AppOptions } from './options.js';
 import { handleFrameworkError } from './errors.js';
 
 export async function buildServer(options: AppOptions, logger = false): Promise<FastifyInstance> {

@@ -11,9 +11,9 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { buildServer } from '../api/server.js';
-import type { FlowsResponseJson } from '../api/schemas.js';
+import type { FlowsResponseJson } from '../api/schemas/flows.js';
 import { openStore, type FlowLogStore } from '../flowlog/store.js';
-import { storeAppOptions } from '../test/support/api-fixture.js';
+import { storeAppOptions } from './support/store-app.js';
 
 const FLOWS = Number(process.argv[2] ?? 10_000_000);
 const SECONDS = Number(process.argv[3] ?? 4);

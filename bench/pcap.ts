@@ -8,10 +8,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { packetRows } from '../connection/capture-file.js';
 import { writeCaptureFile, type CaptureItem } from '../pcap/pcapng.js';
-import { PacketBatch } from '../flowlog/packets/rows.js';
-import { packetBatchesForTuples } from '../flowlog/queries.js';
-import { LINKTYPE_ETHERNET, type FourTuple, type PacketRecord } from '../model/records.js';
+import { PacketRows } from '../flowlog/packets/rows.js';
+import { packetRowsForTuples } from '../flowlog/queries.js';
+import { LINKTYPE_ETHERNET } from '../model/protocol.js';
+import type { FourTuple, PacketRecord } from '../model/records.js';
 import { openStore } from '../flowlog/store.js';
 import { FlowLogWriter } from '../flowlog/writer.js';
 
@@ -72,7 +74,7 @@ async function main() {
     let bytes = 0;
     // In batches of a read's block size, made before the clock starts.
     const batches: CaptureItem[][] = [];
-    for (let i = 0; i < total; i += 8_192) batches.push([{ kind: 'packets', batch: PacketBatch.fromRecords(connectionPackets(i, Math.min(total, i + 8_192), t0)) }]);
+    for (let i = 0; i < total; i += 8_192) batches.push([packetRows(PacketRows.fromRecords(connectionPackets(i, Math.min(total, i + 8_192), t0)))]);
     started = performance.now();
     for await (const chunk of writeCaptureFile(batches)) bytes += chunk.length;
     const writerMs = performance.now() - started;
@@ -107,7 +109,7 @@ async function main() {
     for (let run = 0; run < 3; run++) {
       started = performance.now();
       const exported = async function* (): AsyncGenerator<CaptureItem[]> {
-        for await (const batch of packetBatchesForTuples(store, 'tcp', [client])) yield [{ kind: 'packets', batch }];
+        for await (const batch of packetRowsForTuples(store, 'tcp', [client])) yield [packetRows(batch)];
       };
       await pipeline(Readable.from(writeCaptureFile(exported())), createWriteStream(file));
       exportMs.push(performance.now() - started);

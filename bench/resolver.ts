@@ -8,12 +8,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
-import { flowsForTuples, natForTuple } from '../flowlog/queries.js';
+import { flowsBySynSeq, flowsForTuples, natForTuple } from '../flowlog/queries.js';
 import type { FourTuple } from '../model/records.js';
 import { openStore } from '../flowlog/store.js';
 import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
 import { resolveNatPath, type NatEvidenceReader } from '../nat-tracker/resolver.js';
-import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
 
 const total = Number(process.argv[2] ?? 1_000_000);
 const samples = Number(process.argv[3] ?? 200);

@@ -9,7 +9,7 @@
 //   node dist/bench/soak-churn.js [--seconds 90]     (as root; stops by itself, under 2 minutes)
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { prng } from '../test/support/api-fixture.js';
+import { prng } from './support/prng.js';
 import { linksHeldBy, mapEntries, metricValue, percentile, pollApi, rssMiB, startServe } from './support/serve-process.js';
 import { atExit, deleteNetns, hardStop, netns, secondsOption, tempDir } from './support/harness.js';
 

@@ -15,11 +15,13 @@ import path from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { connectionRange } from '../connection/connection.js';
-import { formatIPv4, formatIPv6, packetIdOf, parseTcpOptions } from '../capture/packets/decode.js';
-import { flowsForTuples, packetBatchesForTuples } from '../flowlog/queries.js';
-import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
-import { LINKTYPE_ETHERNET, type FlowRecord, type FourTuple, type PacketRecord } from '../model/records.js';
-import { PacketChunkBatch } from '../flowlog/packets/chunk-writer.js';
+import { packetIdOf } from '../capture/packets/decode.js';
+import { formatIPv4, formatIPv6 } from '../model/address.js';
+import { parseTcpOptions } from '../model/headers.js';
+import { flowsBySynSeq, flowsForTuples, packetRowsForTuples } from '../flowlog/queries.js';
+import { LINKTYPE_ETHERNET } from '../model/protocol.js';
+import type { FlowRecord, FourTuple, PacketRecord } from '../model/records.js';
+import { PacketChunkBuilder } from '../flowlog/packets/chunk-writer.js';
 import { packChunksSql, PACKET_CHUNK_COLUMNS } from '../flowlog/packets/chunk-format.js';
 import { RowBinaryWriter } from '../flowlog/rowbinary.js';
 import { TABLES, type TableName } from '../flowlog/schema.js';
@@ -388,15 +390,14 @@ async function main() {
     console.log('\n2. insert rates (embedded)');
     const insertRows = Number(args['insert-rows']);
     // 100 000 records, used again and again: capture's records are dropped once encoded, and a larger
-    // sample kept alive made the writer's run pay for the garbage collector marking it (500 000 records,
-    // 200 MB of heap: major collections about once a second, 0.15–0.4 µs per header).
+    // sample kept alive made the writer's run pay for the garbage collector marking it (docs/store.md).
     const sample = [...syntheticPackets(Math.ceil(SAMPLE_RECORDS / 120), 60, 200, t0)].slice(0, SAMPLE_RECORDS);
     await command(store, 'TRUNCATE TABLE nettrail.packet_chunks');
     {
       // Encoding on the main thread, with nothing else running: the best of ten passes of one insert's worth
       // (the writer's default batch, the sample over and over, 10 000 records a call), into a buffer allocated once.
       const out = new RowBinaryWriter(64_000_000);
-      const chunks = new PacketChunkBatch();
+      const chunks = new PacketChunkBuilder();
       let best = Infinity;
       for (let pass = 0; pass < 10; pass++) {
         out.truncate(0);
@@ -515,7 +516,7 @@ async function main() {
         let packets = 0;
         // In the time range the connection view reads them in: its flows' start and end, with slack.
         const range = connectionRange({ proto: 'tcp', tuples: [tuple], hops: [], flows, firstSeen: flows[0].start, lastSeen: flows[0].end, drops: [] });
-        for await (const batch of packetBatchesForTuples(store, 'tcp', [tuple], range)) packets += batch.length;
+        for await (const batch of packetRowsForTuples(store, 'tcp', [tuple], range)) packets += batch.length;
         const end = performance.now();
         times.flows.push(between - begin);
         times.packets.push(end - between);

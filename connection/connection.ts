@@ -1,20 +1,11 @@
 // One connection, from any of its tuples: its NAT path, the flows at each
-// capture point, its packets across all points; and their JSON shapes.
-import type { DropRecord, EpochNs, FlowRecord, FourTuple, NatTranslation, PacketRecord, Proto } from '../model/records.js';
-import { tcpFlagNames } from '../model/records.js';
-import type { PacketBatch } from '../flowlog/packets/rows.js';
+// capture point, its drops, its packets across all points.
+import type { CapturePoint, DropRecord, EpochNs, FlowRecord, FourTuple, NatTranslation, Proto } from '../model/records.js';
+import type { PacketRows } from '../flowlog/packets/rows.js';
 import { reverseTuple, sameTuple } from '../nat-tracker/classify.js';
-import { resolveNatPath, type NatHop } from '../nat-tracker/resolver.js';
-import { connectionOfDrops, dropJson } from './drops.js';
-import { packetIdJson } from '../model/packet-id.js';
-import type { ConnectionJson, FlowJson, NatHopJson, NatTranslationJson, PacketJson } from '../api/schemas.js';
-import { isoNs } from '../model/time.js';
+import { flowTuple, resolveNatPath, type NatHop } from '../nat-tracker/resolver.js';
+import type { TimeRange } from '../model/time.js';
 import type { ConnectionTuple } from '../model/tuple.js';
-
-export interface TimeRange {
-  from?: EpochNs;
-  to?: EpochNs;
-}
 
 /** What the connection view reads from the flow-log store. */
 export interface FlowLogReader {
@@ -22,7 +13,7 @@ export interface FlowLogReader {
   flowsForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): Promise<FlowRecord[]>;
   flowsBySynSeq(proto: Proto, synSeq: number, synAckSeq: number, range: TimeRange): Promise<FlowRecord[]>;
   /** Packets in time order, in batches. */
-  packetBatchesForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): AsyncIterable<PacketBatch>;
+  packetRowsForTuples(proto: Proto, tuples: FourTuple[], range?: TimeRange): AsyncIterable<PacketRows>;
   /** Drops with any of `tuples`, or of a packet seen with one of them, in time order. */
   dropsForTuples(proto: Proto, tuples: FourTuple[], range: TimeRange): Promise<DropRecord[]>;
 }
@@ -39,8 +30,6 @@ export interface Connection {
 
 /** Flows of one connection at different points overlap in time; this much slack allows for clock and queueing. */
 const SAME_CONNECTION_SLACK_NS = 1_000_000_000n;
-
-const flowTuple = (f: FlowRecord): FourTuple => ({ src: f.client.ip, sport: f.client.port, dst: f.server.ip, dport: f.server.port });
 
 /**
  * The flows of one connection among those of its tuples: a reused port gives
@@ -87,6 +76,18 @@ export async function findConnection(reader: FlowLogReader, tuple: ConnectionTup
   return connection;
 }
 
+/**
+ * A connection no capture point saw — every packet dropped before one could,
+ * e.g. in the sender's OUTPUT chain — known by its drops alone; null without any.
+ */
+async function connectionOfDrops(reader: FlowLogReader, proto: Proto, tuples: FourTuple[]): Promise<Connection | null> {
+  const drops = await reader.dropsForTuples(proto, tuples, {});
+  if (drops.length === 0) return null;
+  // The first dropped packet went from the client.
+  const clientFirst = sameTuple(drops[0], tuples[0]) ? tuples : [reverseTuple(tuples[0])];
+  return { proto, tuples: clientFirst, hops: [], flows: [], firstSeen: drops[0].ts, lastSeen: drops[drops.length - 1].ts, drops };
+}
+
 /** The time range the connection's packets lie in. */
 export function connectionRange(connection: Connection, range: TimeRange = {}): TimeRange {
   const from = connection.firstSeen - SAME_CONNECTION_SLACK_NS;
@@ -97,117 +98,23 @@ export function connectionRange(connection: Connection, range: TimeRange = {}): 
   };
 }
 
-/** The connection's packets in time order, in batches, optionally only those at `points` (node/netns/iface names). */
-export async function* connectionPacketBatches(
+/** How the API and capture files name a capture point: node/netns/iface. */
+export const pointName = (p: CapturePoint): string => `${p.node}/${p.netns}/${p.iface}`;
+
+/** The connection's packets in time order, in batches, optionally only those at `points` (pointName). */
+export async function* connectionPacketRows(
   reader: FlowLogReader,
   connection: Connection,
   range?: TimeRange,
   points: ReadonlySet<string> | null = null,
-): AsyncIterable<PacketBatch> {
-  for await (const batch of reader.packetBatchesForTuples(connection.proto, connection.tuples, connectionRange(connection, range))) {
+): AsyncIterable<PacketRows> {
+  for await (const batch of reader.packetRowsForTuples(connection.proto, connection.tuples, connectionRange(connection, range))) {
     if (points === null) {
       yield batch;
       continue;
     }
     const { point, points: seen } = batch.columns;
-    const wanted = seen.map((p) => points.has(`${p.node}/${p.netns}/${p.iface}`));
+    const wanted = seen.map((p) => points.has(pointName(p)));
     yield batch.filter((row) => wanted[point[row]]);
   }
-}
-
-export const hopJson = (hop: NatHop): NatHopJson => ({
-  kind: hop.kind,
-  via: hop.via,
-  node: hop.node,
-  netns: hop.netns,
-  zone: hop.zone,
-  before: hop.before,
-  after: hop.after,
-});
-
-export function flowJson(f: FlowRecord): FlowJson {
-  return {
-    id: f.id,
-    proto: f.proto,
-    client: f.client,
-    server: f.server,
-    node: f.node,
-    netns: f.netns,
-    iface: f.iface,
-    start: isoNs(f.start),
-    end: isoNs(f.end),
-    duration_ns: (f.end - f.start).toString(),
-    packets: f.packets,
-    bytes: f.bytes,
-    conn_state: f.connState,
-    history: f.history,
-    rtt_ns: f.rttNs === null ? null : Number(f.rttNs),
-    retrans: f.retrans,
-    zero_window: f.zeroWindow,
-    out_of_order: f.outOfOrder,
-    close: f.close,
-    syn_seq: f.synSeq,
-    syn_ack_seq: f.synAckSeq,
-  };
-}
-
-export function packetJson(p: PacketRecord): PacketJson {
-  return {
-    ts: isoNs(p.ts),
-    node: p.node,
-    netns: p.netns,
-    iface: p.iface,
-    direction: p.direction,
-    hook: p.hook,
-    src: p.src,
-    sport: p.sport,
-    dst: p.dst,
-    dport: p.dport,
-    seq: p.seq,
-    ack: p.ack,
-    flags: tcpFlagNames(p.flags),
-    win: p.win,
-    len: p.len,
-    options: p.options,
-    packet_id: packetIdJson(p.packetId),
-  };
-}
-
-export const natTranslationJson = (t: NatTranslation): NatTranslationJson => ({
-  via: t.via,
-  node: t.node,
-  netns: t.netns,
-  zone: t.zone,
-  proto: t.proto,
-  orig: t.orig,
-  reply: t.reply,
-  first_seen: isoNs(t.firstSeen),
-  last_seen: isoNs(t.lastSeen),
-});
-
-export function connectionJson(c: Connection): ConnectionJson {
-  const points = new Map<string, { node: string; netns: string; iface: string; packets: number; bytes: number }>();
-  for (const f of c.flows) {
-    const key = `${f.node}/${f.netns}/${f.iface}`;
-    const point = points.get(key) ?? { node: f.node, netns: f.netns, iface: f.iface, packets: 0, bytes: 0 };
-    point.packets += f.packets.c2s + f.packets.s2c;
-    point.bytes += f.bytes.c2s + f.bytes.s2c;
-    points.set(key, point);
-  }
-  return {
-    proto: c.proto,
-    first_seen: isoNs(c.firstSeen),
-    last_seen: isoNs(c.lastSeen),
-    tuples: c.tuples,
-    hops: c.hops.map(hopJson),
-    points: [...points.values()],
-    flows: c.flows.map(flowJson),
-    drops: c.drops.map(dropJson),
-  };
-}
-
-/** The pcapng comment for the first packet seen after each hop's translation, keyed by hop index. */
-export function natHopComment(hop: NatHop): string {
-  const t = (x: FourTuple) => `${x.src}:${x.sport} -> ${x.dst}:${x.dport}`;
-  return `${hop.kind} via ${hop.via} at ${hop.node}/${hop.netns} zone ${hop.zone}: ${t(hop.before)} => ${t(hop.after)}`;
 }

@@ -5,11 +5,11 @@
 // (packet-batch.ts); flows and NAT entries select the *_SELECT_COLUMNS in
 // JSONCompactEachRow, 64-bit values through toString() so they stay exact.
 
+import { formatIPv6, fromMappedText, toMappedBytes } from '../model/address.js';
+import { PROTO_NUMBER } from '../model/protocol.js';
 import type { FlowRecord, FourTuple, NatTranslation } from '../model/records.js';
-import { addressBytes, recordAddress } from './address.js';
 import { FlowLogError } from './errors.js';
 import type { RowBinaryWriter } from './rowbinary.js';
-import { PROTO_NUMBER } from './schema.js';
 
 export const U8 = 0xff;
 export const U16 = 0xffff;
@@ -39,11 +39,22 @@ export function timestamp(ns: bigint, field: string): bigint {
   return ns;
 }
 
-/** The Enum8 value of `value`. */
-export function enumValue(value: string, values: ReadonlyMap<string, number>, field: string): number {
-  const number = values.get(value);
-  if (number === undefined) throw invalid(field, value);
-  return number;
+/** The Enum8 value of `value`, one of the names of `values` (e.g. HOOK of model/protocol.ts). */
+export function enumValue(value: string, values: Readonly<Record<string, number>>, field: string): number {
+  if (!Object.hasOwn(values, value)) throw invalid(field, value);
+  return values[value];
+}
+
+/** The 16 bytes of an IPv6 column for an address (IPv4 as IPv4-mapped). Do not modify them. */
+export function addressBytes(ip: string, field: string): Uint8Array {
+  const bytes = typeof ip === 'string' ? toMappedBytes(ip) : null;
+  if (bytes === null) throw invalid(field, ip);
+  return bytes;
+}
+
+/** An address as an IPv6 column takes it in text (IPv4 as IPv4-mapped `::ffff:a.b.c.d`). */
+export function storedAddress(ip: string, field: string): string {
+  return formatIPv6(addressBytes(ip, field));
 }
 
 const MAX_CACHED_TEXTS = 4096;
@@ -66,12 +77,9 @@ export function utf8(value: string, field: string): Buffer {
 /** SQL reading a DateTime64(9) column as exact epoch nanoseconds (text). */
 const nsOf = (column: string): string => `toString(toUnixTimestamp64Nano(${column}))`;
 
-/** Values of the Enum8 columns, as in schema.ts. */
-export const HOOK = new Map([['tc', 1], ['xdp', 2]]);
-export const DIRECTION = new Map([['ingress', 1], ['egress', 2]]);
-export const PROTO = new Map(Object.entries(PROTO_NUMBER));
-const CLOSE = new Map([['fin', 1], ['rst', 2], ['timeout', 3], ['open', 4]]);
-const NAT_VIA = new Map([['iptables', 1], ['ipvs', 2], ['ovs', 3]]);
+/** Values of the Enum8 columns, as in schema.ts (those of proto, hook and direction: model/protocol.ts). */
+const CLOSE = { fin: 1, rst: 2, timeout: 3, open: 4 };
+const NAT_VIA = { iptables: 1, ipvs: 2, ovs: 3 };
 
 /** Bits of `opt_present`. */
 export const OPTION_BIT = { mss: 1, wscale: 2, sack_perm: 4, ts_val: 8, ts_ecr: 16, sack: 32 } as const;
@@ -94,7 +102,7 @@ function nullableU32(value: number | null, field: string, out: RowBinaryWriter):
 export function encodeFlow(f: FlowRecord, version: bigint, out: RowBinaryWriter): void {
   if (typeof f.id !== 'string' || f.id === '') throw invalid('id', f.id);
   out.string(Buffer.from(f.id, 'utf8'));
-  out.u8(enumValue(f.proto, PROTO, 'proto'));
+  out.u8(enumValue(f.proto, PROTO_NUMBER, 'proto'));
   out.fixed(addressBytes(f.client.ip, 'client.ip'));
   out.u16(uint(f.client.port, U16, 'client.port'));
   out.fixed(addressBytes(f.server.ip, 'server.ip'));
@@ -145,8 +153,8 @@ export function decodeFlow(row: unknown): FlowRecord {
   ] = row as FlowRow;
   return {
     id, proto,
-    client: { ip: recordAddress(clientIp), port: clientPort },
-    server: { ip: recordAddress(serverIp), port: serverPort },
+    client: { ip: fromMappedText(clientIp), port: clientPort },
+    server: { ip: fromMappedText(serverIp), port: serverPort },
     node, netns, iface,
     start: BigInt(start), end: BigInt(end),
     packets: { c2s: Number(packetsC2s), s2c: Number(packetsS2c) },
@@ -180,7 +188,7 @@ export function encodeNat(n: NatTranslation, out: RowBinaryWriter): void {
   out.string(utf8(n.node, 'node'));
   out.string(utf8(n.netns, 'netns'));
   out.u16(uint(n.zone, U16, 'zone'));
-  out.u8(enumValue(n.proto, PROTO, 'proto'));
+  out.u8(enumValue(n.proto, PROTO_NUMBER, 'proto'));
   encodeTuple(n.orig, 'orig', out);
   encodeTuple(n.reply, 'reply', out);
   out.i64(timestamp(n.firstSeen, 'firstSeen'));
@@ -207,8 +215,8 @@ export function decodeNat(row: unknown): NatTranslation {
   ] = row as NatRow;
   return {
     via, node, netns, zone, proto,
-    orig: { src: recordAddress(origSrc), sport: origSport, dst: recordAddress(origDst), dport: origDport },
-    reply: { src: recordAddress(replySrc), sport: replySport, dst: recordAddress(replyDst), dport: replyDport },
+    orig: { src: fromMappedText(origSrc), sport: origSport, dst: fromMappedText(origDst), dport: origDport },
+    reply: { src: fromMappedText(replySrc), sport: replySport, dst: fromMappedText(replyDst), dport: replyDport },
     firstSeen: BigInt(firstSeen), lastSeen: BigInt(lastSeen), entryId,
   };
 }

@@ -3,12 +3,14 @@
 // RowBinary rows of DROP_COLUMNS; every query value goes in as a parameter.
 
 import type { DropRecord, EpochNs, FourTuple, Proto } from '../model/records.js';
-import { addressBytes, recordAddress, storedAddress } from './address.js';
-import { enumValue, invalid, MAX_TS_NS, PROTO, timestamp, U16, U32, u64, uint, utf8 } from './codec.js';
-import { afterConditions, decodeCursor, encodeCursor, nsText, orderBy, timeParam, trafficConditions, typedParam } from './keyset-search.js';
-import type { KeyColumn, PageRequest, Params, TrafficColumns, TrafficFilter } from './keyset-search.js';
+import type { TimeRange } from '../model/time.js';
+import { fromMappedText } from '../model/address.js';
+import { PROTO_NUMBER } from '../model/protocol.js';
+import { addressBytes, enumValue, invalid, MAX_TS_NS, timestamp, U16, U32, u64, uint, utf8 } from './codec.js';
+import { afterConditions, decodeCursor, encodeCursor, orderBy, trafficConditions } from './keyset-search.js';
+import type { KeyColumn, PageRequest, TrafficColumns, TrafficFilter } from './keyset-search.js';
+import { connKeyList, nsText, timeParam, typedParam, type Params } from './query-params.js';
 import type { RowBinaryWriter } from './rowbinary.js';
-import { connKeySql, PROTO_NUMBER } from './schema.js';
 import type { FlowLogStore } from './store.js';
 
 // ---- rows
@@ -20,7 +22,7 @@ export const DROP_COLUMNS = [
 
 export function encodeDrop(d: DropRecord, out: RowBinaryWriter): void {
   const ts = timestamp(d.ts, 'ts');
-  const proto = enumValue(d.proto, PROTO, 'proto');
+  const proto = enumValue(d.proto, PROTO_NUMBER, 'proto');
   const packetId = u64(d.packetId, 'packetId');
   if (!Array.isArray(d.stack)) throw invalid('stack', d.stack);
   if (!(d.headers instanceof Uint8Array)) throw invalid('headers', d.headers);
@@ -67,7 +69,7 @@ export function decodeDrop(row: unknown): DropRecord {
   const bytes = Buffer.from(headers, 'base64');
   return {
     ts: BigInt(ts), node, netns, netnsIno, iface, ifindex, proto,
-    src: recordAddress(src), sport, dst: recordAddress(dst), dport,
+    src: fromMappedText(src), sport, dst: fromMappedText(dst), dport,
     reason, reasonCode, location, stack, cause,
     packetId: BigInt(packetId), wireLen, linkType,
     headers: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
@@ -84,11 +86,6 @@ const DROP_KEY: readonly KeyColumn[] = [
   { sql: 'packet_id', param: typedParam('UInt64') },
 ];
 
-async function selectDrops(store: FlowLogStore, query: string, params: Params): Promise<unknown[][]> {
-  const result = await store.client.query({ query, query_params: params, format: 'JSONCompactEachRow' });
-  return result.json<unknown[]>();
-}
-
 /**
  * The drops of one connection within `range`: those whose own tuple is one of
  * the connection's (either direction), and those of a packet capture saw as
@@ -100,26 +97,18 @@ export async function dropsForTuples(
   store: FlowLogStore,
   proto: Proto,
   tuples: readonly FourTuple[],
-  range: { from?: EpochNs; to?: EpochNs } = {},
+  range: TimeRange = {},
 ): Promise<DropRecord[]> {
   if (tuples.length === 0) return [];
-  const params: Params = { proto: PROTO_NUMBER[proto], from: range.from ?? 0n, to: range.to ?? MAX_TS_NS };
-  const keys = tuples
-    .map((t, i) => {
-      params[`src${i}`] = storedAddress(t.src, `tuples[${i}].src`);
-      params[`sport${i}`] = uint(t.sport, U16, `tuples[${i}].sport`);
-      params[`dst${i}`] = storedAddress(t.dst, `tuples[${i}].dst`);
-      params[`dport${i}`] = uint(t.dport, U16, `tuples[${i}].dport`);
-      return connKeySql('{proto:UInt8}', `{src${i}:String}`, `{sport${i}:UInt16}`, `{dst${i}:String}`, `{dport${i}:UInt16}`);
-    })
-    .join(', ');
+  const params: Params = { from: range.from ?? 0n, to: range.to ?? MAX_TS_NS };
+  const keys = connKeyList(proto, tuples, params);
   const inRange = (column: string) => `${column} >= ${timeParam('from')} AND ${column} <= ${timeParam('to')}`;
   const query = `SELECT ${DROP_SELECT_COLUMNS} FROM ${store.table('drops')}
     WHERE ${inRange('ts')} AND (conn_key IN (${keys})
       OR packet_id IN (SELECT arrayJoin(packet_ids) FROM ${store.table('packets')}
         WHERE conn_key IN (${keys}) AND last_ts >= ${timeParam('from')} AND first_ts <= ${timeParam('to')}))
     ORDER BY ${orderBy(DROP_KEY, false)}`;
-  return (await selectDrops(store, query, params)).map(decodeDrop);
+  return store.select(query, params, decodeDrop);
 }
 
 /**
@@ -196,7 +185,7 @@ export async function searchDrops(
     ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
     ORDER BY ${orderBy(DROP_KEY, descending)}
     LIMIT {limit:UInt32}`;
-  const drops = (await selectDrops(store, query, params)).map(decodeDrop);
+  const drops = await store.select(query, params, decodeDrop);
   const last = drops.length > limit ? drops[limit - 1] : undefined;
   return {
     drops: drops.slice(0, limit),

@@ -3,8 +3,9 @@
 
 import type { FlowRecord } from '../model/records.js';
 import { decodeFlow, FLOW_SELECT_COLUMNS } from './codec.js';
-import { afterConditions, decodeCursor, encodeCursor, nsText, orderBy, timeParam, trafficConditions, typedParam } from './keyset-search.js';
-import type { KeyColumn, PageRequest, Params, TrafficColumns, TrafficFilter } from './keyset-search.js';
+import { afterConditions, decodeCursor, encodeCursor, orderBy, trafficConditions } from './keyset-search.js';
+import type { KeyColumn, PageRequest, TrafficColumns, TrafficFilter } from './keyset-search.js';
+import { nsText, timeParam, typedParam, type Params } from './query-params.js';
 import type { FlowLogStore } from './store.js';
 
 /** Flow properties `has` asks for. */
@@ -193,19 +194,19 @@ function compareRows(query: PageQuery, a: { key: bigint; id: string }, b: { key:
 /** The most candidate flows whose ids and connection keys go to the server as parameters (in its URL over HTTP, ~0.4 MB). */
 const MAX_CANDIDATES = 10_000;
 
-const decodeRows = (rows: unknown[][]): PageRow[] => rows.map((row) => ({ flow: decodeFlow(row), key: BigInt(row.at(-1) as string) }));
+/** A flow selected with its sort key after its columns. */
+const decodePageRow = (row: unknown): PageRow => ({ flow: decodeFlow(row), key: BigInt((row as unknown[]).at(-1) as string) });
 
 /** The first `limit` rows of `query` in `window` with FINAL: one scan that merges every flow's versions. */
 async function selectMerged(store: FlowLogStore, query: PageQuery, limit: number, window: StartWindow): Promise<PageRow[]> {
   const { where, params } = windowed(query, window);
-  const result = await store.client.query({
-    query: `SELECT ${FLOW_SELECT_COLUMNS}, ${query.key.text} FROM ${store.table('flows')} FINAL WHERE ${where}
+  return store.select(
+    `SELECT ${FLOW_SELECT_COLUMNS}, ${query.key.text} FROM ${store.table('flows')} FINAL WHERE ${where}
       ORDER BY ${orderBy([query.key, ID_KEY], query.descending)} LIMIT {limit:UInt32}`,
-    query_params: { ...params, limit },
-    format: 'JSONCompactEachRow',
-    clickhouse_settings: FINAL_SETTINGS,
-  });
-  return decodeRows(await result.json<unknown[]>());
+    { ...params, limit },
+    decodePageRow,
+    FINAL_SETTINGS,
+  );
 }
 
 /**
@@ -219,25 +220,24 @@ async function selectMerged(store: FlowLogStore, query: PageQuery, limit: number
  */
 async function selectNewest(store: FlowLogStore, query: PageQuery, limit: number, window: StartWindow, candidates: number): Promise<PageRow[] | null> {
   const { where, params } = windowed(query, window);
-  const found = await store.client.query({
-    query: `SELECT id, toString(conn_key), ${query.key.text} FROM ${store.table('flows')} WHERE ${where}
+  const rows = await store.select(
+    `SELECT id, toString(conn_key), ${query.key.text} FROM ${store.table('flows')} WHERE ${where}
       ORDER BY ${orderBy([query.key, ID_KEY], query.descending)} LIMIT {limit:UInt32}`,
-    query_params: { ...params, limit: candidates },
-    format: 'JSONCompactEachRow',
-  });
-  const rows = await found.json<[string, string, string]>();
+    { ...params, limit: candidates },
+    (row) => row as [string, string, string],
+  );
   if (rows.length === 0) return [];
-  const newest = await store.client.query({
+  const newest = await store.select(
     // PREWHERE: the other columns are read for the candidates' rows only (ClickHouse does not move these conditions itself).
-    query: `SELECT ${FLOW_SELECT_COLUMNS}, ${query.key.text} FROM ${store.table('flows')}
+    `SELECT ${FLOW_SELECT_COLUMNS}, ${query.key.text} FROM ${store.table('flows')}
       PREWHERE conn_key IN {candidate_keys:Array(UInt64)} AND id IN {candidate_ids:Array(String)}
       WHERE (id, version) IN (SELECT id, max(version) FROM ${store.table('flows')}
           PREWHERE conn_key IN {candidate_keys:Array(UInt64)} AND id IN {candidate_ids:Array(String)} GROUP BY id)
         AND ${where}`,
-    query_params: { ...params, candidate_keys: [...new Set(rows.map((row) => row[1]))].map(BigInt), candidate_ids: [...new Set(rows.map((row) => row[0]))] },
-    format: 'JSONCompactEachRow',
-  });
-  const current = decodeRows(await newest.json<unknown[]>()).sort((a, b) => compareRows(query, { key: a.key, id: a.flow.id }, { key: b.key, id: b.flow.id }));
+    { ...params, candidate_keys: [...new Set(rows.map((row) => row[1]))].map(BigInt), candidate_ids: [...new Set(rows.map((row) => row[0]))] },
+    decodePageRow,
+  );
+  const current = newest.sort((a, b) => compareRows(query, { key: a.key, id: a.flow.id }, { key: b.key, id: b.flow.id }));
   if (rows.length < candidates) return current.slice(0, limit);
   const [lastId, , lastKey] = rows[rows.length - 1];
   const last = { key: BigInt(lastKey), id: lastId };
@@ -259,11 +259,11 @@ async function selectPage(store: FlowLogStore, query: PageQuery, limit: number, 
 
 /** The earliest and latest start_ts in the store (from the parts' min/max indexes), null when it has no flow. */
 async function startRange(store: FlowLogStore): Promise<{ min: bigint; max: bigint } | null> {
-  const result = await store.client.query({
-    query: `SELECT count() > 0, ${nsText('min(start_ts)')}, ${nsText('max(start_ts)')} FROM ${store.table('flows')}`,
-    format: 'JSONCompactEachRow',
-  });
-  const [[any, min, max]] = await result.json<[boolean | number, string, string]>();
+  const [[any, min, max]] = await store.select(
+    `SELECT count() > 0, ${nsText('min(start_ts)')}, ${nsText('max(start_ts)')} FROM ${store.table('flows')}`,
+    {},
+    (row) => row as [boolean | number, string, string],
+  );
   return any ? { min: BigInt(min), max: BigInt(max) } : null;
 }
 
@@ -326,7 +326,6 @@ export async function searchFlows(
 export async function flowById(store: FlowLogStore, id: string): Promise<FlowRecord | null> {
   // PREWHERE: the id column alone is scanned, the others read for its rows (ClickHouse does not move it itself here).
   const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM ${store.table('flows')} PREWHERE id = {id:String} ORDER BY version DESC LIMIT 1`;
-  const result = await store.client.query({ query, query_params: { id }, format: 'JSONCompactEachRow' });
-  const [row] = await result.json<unknown[]>();
-  return row === undefined ? null : decodeFlow(row);
+  const [flow] = await store.select(query, { id }, decodeFlow);
+  return flow ?? null;
 }

@@ -1,32 +1,11 @@
-// What flow search (search.ts) and drop search (drops.ts) share: the filter
-// on addresses, ports, protocol, time and capture point; keyset pagination
-// (the order, the conditions for the rows after a position in it); cursors
-// as opaque text. Every value goes in as a query parameter.
+// What flow search (flow-search.ts) and drop search (drops-table.ts) share:
+// the filter on addresses, ports, protocol, time and capture point; keyset
+// pagination (the order, the conditions for the rows after a position in it);
+// cursors as opaque text. Every value goes in as a query parameter.
 
+import type { IpRange } from '../model/address.js';
 import type { EpochNs, Proto } from '../model/records.js';
-import { FlowLogError } from './errors.js';
-import { PROTO_NUMBER } from './schema.js';
-
-/** Query parameters by name. */
-export type Params = Record<string, unknown>;
-
-/** SQL reading the query parameter `name` as ClickHouse type `type`. */
-export const typedParam =
-  (type: string) =>
-  (name: string): string =>
-    `{${name}:${type}}`;
-
-/** SQL reading the query parameter `name` (epoch ns) as a DateTime64(9). */
-export const timeParam = (name: string): string => `fromUnixTimestamp64Nano({${name}:Int64}, 'UTC')`;
-
-/** SQL for a DateTime64 value as epoch ns in decimal text (exact, where a number would not be). */
-export const nsText = (sql: string): string => `toString(toUnixTimestamp64Nano(${sql}))`;
-
-/** A range of addresses in IPv6 space (IPv4 as IPv4-mapped, as the store keeps them), bounds included. */
-export interface IpRange {
-  first: bigint;
-  last: bigint;
-}
+import { ipv6Param, portParam, protoParam, timeParam, type Params } from './query-params.js';
 
 /**
  * Every condition given must hold. Addresses and ports: `ip`/`port` either
@@ -59,18 +38,6 @@ export interface TrafficColumns {
   end: string;
 }
 
-/** An address as ClickHouse's IPv6 type parses it (eight hex groups). */
-function ipv6Param(value: bigint): string {
-  return Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(':');
-}
-
-function portParam(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 0 || value > 0xffff) {
-    throw new FlowLogError('INVALID_VALUE', `${name}: invalid value ${JSON.stringify(String(value))}`);
-  }
-  return value;
-}
-
 /** One condition that holds when any of `alternatives` does. */
 const either = (alternatives: string[]): string => (alternatives.length > 1 ? `(${alternatives.join(' OR ')})` : alternatives[0]);
 
@@ -97,7 +64,7 @@ export function trafficConditions(filter: TrafficFilter, columns: TrafficColumns
   if (filter.sport !== undefined) port('sport', [columns.sport], filter.sport);
   if (filter.dport !== undefined) port('dport', [columns.dport], filter.dport);
   if (filter.proto !== undefined) {
-    params.proto = PROTO_NUMBER[filter.proto];
+    params.proto = protoParam(filter.proto);
     conditions.push('toUInt8(proto) = {proto:UInt8}');
   }
   if (filter.from !== undefined) {

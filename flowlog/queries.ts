@@ -1,76 +1,20 @@
 // Reads from the flow-log store. Every value goes in as a query parameter.
 
 import type { EpochNs, FlowRecord, FourTuple, NatTranslation, Proto } from '../model/records.js';
-import { storedAddress } from './address.js';
-import { decodeFlow, decodeNat, FLOW_SELECT_COLUMNS, MAX_TS_NS, NAT_SELECT_COLUMNS } from './codec.js';
+import type { TimeRange } from '../model/time.js';
+import { decodeFlow, decodeNat, FLOW_SELECT_COLUMNS, MAX_TS_NS, NAT_SELECT_COLUMNS, storedAddress } from './codec.js';
 import type { NativeBlock } from './native-format.js';
-import { PACKET_READ_COLUMNS, packetBatchOfChunks, type PacketBatch } from './packets/rows.js';
+import { PACKET_READ_COLUMNS, packetRowsOfChunks, type PacketRows } from './packets/rows.js';
 import { FlowLogError } from './errors.js';
-import { connKeySql, FLOWS, NAT_TRANSLATIONS, PROTO_NUMBER, type TableDefinition } from './schema.js';
+import { connKeyList, portParam, protoParam, timeParam, type Params } from './query-params.js';
+import { FLOWS, NAT_TRANSLATIONS, type TableDefinition } from './schema.js';
 import type { FlowLogStore } from './store.js';
-
-export interface TimeRange {
-  /** Inclusive, epoch ns. */
-  from?: EpochNs;
-  /** Inclusive, epoch ns. */
-  to?: EpochNs;
-}
-
-type Params = Record<string, unknown>;
-
-const tsParam = (name: string): string => `fromUnixTimestamp64Nano({${name}:Int64}, 'UTC')`;
-
-/** Rows of a JSONCompactEachRow query, decoded one at a time from the client's stream. */
-async function* selectRows(store: FlowLogStore, query: string, params: Params): AsyncGenerator<unknown> {
-  const result = await store.client.query({ query, query_params: params, format: 'JSONCompactEachRow' });
-  try {
-    for await (const rows of result.stream()) {
-      for (const row of rows) yield row.json();
-    }
-  } finally {
-    result.close();
-  }
-}
-
-async function selectAll<T>(store: FlowLogStore, query: string, params: Params, decode: (row: unknown) => T): Promise<T[]> {
-  const records: T[] = [];
-  for await (const row of selectRows(store, query, params)) records.push(decode(row));
-  return records;
-}
-
-/** A comma-separated list of connection-key expressions, one per tuple; adds their parameters. */
-function connKeyList(proto: Proto, tuples: readonly FourTuple[], params: Params): string {
-  params.proto = protoNumber(proto);
-  return tuples
-    .map((t, i) => {
-      params[`src${i}`] = storedAddress(t.src, `tuples[${i}].src`);
-      params[`sport${i}`] = port(t.sport, `tuples[${i}].sport`);
-      params[`dst${i}`] = storedAddress(t.dst, `tuples[${i}].dst`);
-      params[`dport${i}`] = port(t.dport, `tuples[${i}].dport`);
-      return connKeySql('{proto:UInt8}', `{src${i}:String}`, `{sport${i}:UInt16}`, `{dst${i}:String}`, `{dport${i}:UInt16}`);
-    })
-    .join(', ');
-}
-
-function protoNumber(proto: Proto): number {
-  if (!Object.hasOwn(PROTO_NUMBER, proto)) {
-    throw new FlowLogError('INVALID_VALUE', `proto: invalid value ${JSON.stringify(proto)}`);
-  }
-  return PROTO_NUMBER[proto];
-}
 
 function positiveLimit(limit: number): number {
   if (!Number.isInteger(limit) || limit < 1 || limit > 0xffffffff) {
     throw new FlowLogError('INVALID_VALUE', `limit: invalid value ${JSON.stringify(limit)}`);
   }
   return limit;
-}
-
-function port(value: number, field: string): number {
-  if (!Number.isInteger(value) || value < 0 || value > 0xffff) {
-    throw new FlowLogError('INVALID_VALUE', `${field}: invalid port ${JSON.stringify(value)}`);
-  }
-  return value;
 }
 
 /** Time slices are cut at quantiles of a connection's packet times: a slice is one or more 1/SLICE_PARTS of its packets. */
@@ -96,28 +40,27 @@ export interface PacketReadOptions {
  * the connection's size (a chunk that spans slices is read for each), and the
  * next slice is queried (on the engine's threads) while this one is unpacked.
  */
-export async function* packetBatchesForTuples(
+export async function* packetRowsForTuples(
   store: FlowLogStore,
   proto: Proto,
   tuples: readonly FourTuple[],
   range: TimeRange = {},
   { sliceRows = 262_144, blockRows = 8_192 }: PacketReadOptions = {},
-): AsyncGenerator<PacketBatch> {
+): AsyncGenerator<PacketRows> {
   if (tuples.length === 0) return;
   const batchRows = positiveLimit(blockRows);
   const params: Params = {};
   // Chunks overlapping the range; their packets outside it are left out when unpacked.
   let where = `conn_key IN (${connKeyList(proto, tuples, params)})`;
   if (range.from !== undefined) {
-    where += ` AND last_ts >= ${tsParam('from')}`;
+    where += ` AND last_ts >= ${timeParam('from')}`;
     params.from = range.from;
   }
   if (range.to !== undefined) {
-    where += ` AND first_ts <= ${tsParam('to')}`;
+    where += ` AND first_ts <= ${timeParam('to')}`;
     params.to = range.to;
   }
-  const [[count, quantiles]] = await selectAll(
-    store,
+  const [[count, quantiles]] = await store.select(
     `SELECT sum(count), quantilesExactWeighted(${SLICE_QUANTILES.join(', ')})(toUnixTimestamp64Nano(first_ts), count) FROM ${store.table('packets')} WHERE ${where}`,
     params,
     (row) => row as [string, string[]],
@@ -130,7 +73,7 @@ export async function* packetBatchesForTuples(
   const slice = (i: number): AsyncIterator<NativeBlock> => {
     const sliceParams: Params = { ...params, slice_from: bounds[i], slice_to: bounds[i + 1] - 1n };
     const query = `SELECT ${PACKET_READ_COLUMNS} FROM ${store.table('packets')}
-      WHERE ${where} AND last_ts >= ${tsParam('slice_from')} AND first_ts <= ${tsParam('slice_to')}`;
+      WHERE ${where} AND last_ts >= ${timeParam('slice_from')} AND first_ts <= ${timeParam('slice_to')}`;
     return store.selectNative(query, sliceParams)[Symbol.asyncIterator]();
   };
   const open = (i: number) => {
@@ -148,7 +91,7 @@ export async function* packetBatchesForTuples(
       const read: NativeBlock[] = [];
       for (let result = await first; !result.done; result = await blocks.next()) read.push(result.value);
       opened.shift();
-      const batch = packetBatchOfChunks(read, bounds[i], bounds[i + 1]);
+      const batch = packetRowsOfChunks(read, bounds[i], bounds[i + 1]);
       for (let from = 0; from < batch.length; from += batchRows) yield batch.slice(from, from + batchRows);
     }
   } finally {
@@ -181,16 +124,42 @@ export async function flowsForTuples(
   // start_ts is the same in every version (a key column), end_ts is not: it is compared with the newest.
   let versions = `conn_key IN (${connKeyList(proto, tuples, params)})`;
   if (range.to !== undefined) {
-    versions += ` AND start_ts <= ${tsParam('to')}`;
+    versions += ` AND start_ts <= ${timeParam('to')}`;
     params.to = range.to;
   }
   let whereNewest = '';
   if (range.from !== undefined) {
-    whereNewest = ` WHERE end_ts >= ${tsParam('from')}`;
+    whereNewest = ` WHERE end_ts >= ${timeParam('from')}`;
     params.from = range.from;
   }
   const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM (${newestVersions(store, FLOWS, versions)})${whereNewest} ORDER BY start_ts, id`;
-  return selectAll(store, query, params, decodeFlow);
+  return store.select(query, params, decodeFlow);
+}
+
+/**
+ * The newest state of the flows, at any capture point, whose SYN carried
+ * `synSeq` and SYN-ACK `synAckSeq`, started within `range` (inclusive), by
+ * start: the evidence of `tcp-seq` NAT hops. The range bounds the partitions
+ * read: the flows table is ordered by connection, not by sequence number. The
+ * flows with a version that matches are found through the bloom filter on
+ * syn_seq; their newest versions must match too (sequence numbers arrive with
+ * the flushes after the handshake).
+ */
+export async function flowsBySynSeq(store: FlowLogStore, proto: Proto, synSeq: number, synAckSeq: number, range: TimeRange): Promise<FlowRecord[]> {
+  const sequences = 'syn_seq = {synSeq:UInt32} AND syn_ack_seq = {synAckSeq:UInt32}';
+  const conditions = ['toUInt8(proto) = {proto:UInt8}', sequences];
+  const params: Params = { proto: protoParam(proto), synSeq, synAckSeq };
+  if (range.from !== undefined) {
+    conditions.push(`start_ts >= ${timeParam('from')}`);
+    params.from = range.from;
+  }
+  if (range.to !== undefined) {
+    conditions.push(`start_ts <= ${timeParam('to')}`);
+    params.to = range.to;
+  }
+  const matching = `(conn_key, start_ts, id) IN (SELECT conn_key, start_ts, id FROM ${store.table('flows')} WHERE ${conditions.join(' AND ')})`;
+  const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM (${newestVersions(store, FLOWS, matching)}) WHERE ${sequences} ORDER BY start_ts, id`;
+  return store.select(query, params, decodeFlow);
 }
 
 /**
@@ -208,12 +177,12 @@ export async function natForTuple(
   // The tuples and first_seen are the same in every version of an entry, last_seen is not: it is compared with the newest.
   let versions = `(orig_key = ${key} OR reply_key = ${key})`;
   if (at !== undefined) {
-    versions += ` AND first_seen <= ${tsParam('at')}`;
+    versions += ` AND first_seen <= ${timeParam('at')}`;
     params.at = at;
   }
-  const whereNewest = at === undefined ? '' : ` WHERE last_seen >= ${tsParam('at')}`;
+  const whereNewest = at === undefined ? '' : ` WHERE last_seen >= ${timeParam('at')}`;
   const query = `SELECT ${NAT_SELECT_COLUMNS} FROM (${newestVersions(store, NAT_TRANSLATIONS, versions)})${whereNewest} ORDER BY first_seen, node, netns`;
-  return selectAll(store, query, params, decodeNat);
+  return store.select(query, params, decodeNat);
 }
 
 export interface NatFilter {
@@ -236,7 +205,7 @@ export async function natTranslations(store: FlowLogStore, filter: NatFilter): P
   const conditions: string[] = [];
   if (filter.proto !== undefined) {
     conditions.push('toUInt8(proto) = {proto:UInt8}');
-    params.proto = protoNumber(filter.proto);
+    params.proto = protoParam(filter.proto);
   }
   if (filter.ip !== undefined) {
     conditions.push('toIPv6({ip:String}) IN (orig_src, orig_dst, reply_src, reply_dst)');
@@ -244,7 +213,7 @@ export async function natTranslations(store: FlowLogStore, filter: NatFilter): P
   }
   if (filter.port !== undefined) {
     conditions.push('{port:UInt16} IN (orig_sport, orig_dport, reply_sport, reply_dport)');
-    params.port = port(filter.port, 'port');
+    params.port = portParam(filter.port, 'port');
   }
   if (filter.node !== undefined) {
     conditions.push('node = {node:String}');
@@ -255,15 +224,15 @@ export async function natTranslations(store: FlowLogStore, filter: NatFilter): P
     params.netns = filter.netns;
   }
   if (filter.from !== undefined) {
-    conditions.push(`last_seen >= ${tsParam('from')}`);
+    conditions.push(`last_seen >= ${timeParam('from')}`);
     params.from = filter.from;
   }
   if (filter.to !== undefined) {
-    conditions.push(`first_seen <= ${tsParam('to')}`);
+    conditions.push(`first_seen <= ${timeParam('to')}`);
     params.to = filter.to;
   }
   const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
   const query = `SELECT ${NAT_SELECT_COLUMNS} FROM ${store.table('nat_translations')} FINAL ${where}
     ORDER BY last_seen DESC, first_seen DESC LIMIT {limit:UInt32}`;
-  return selectAll(store, query, params, decodeNat);
+  return store.select(query, params, decodeNat);
 }

@@ -3,15 +3,11 @@
 // server or across a cluster, retention, and the one SQL expression for the
 // direction-insensitive connection key.
 
-import type { Proto } from '../model/records.js';
 import { FlowLogError } from './errors.js';
 import { packChunksSql, RESIDUALS_TYPE } from './packets/chunk-format.js';
 
 export type TableName = 'packets' | 'flows' | 'nat_translations' | 'drops';
 export const TABLE_NAMES: readonly TableName[] = ['packets', 'flows', 'nat_translations', 'drops'];
-
-/** IANA protocol numbers; also the values of the `proto` Enum8 columns. */
-export const PROTO_NUMBER: Record<Proto, number> = { tcp: 6, udp: 17 };
 
 const PROTO_ENUM = `Enum8('tcp' = 6, 'udp' = 17)`;
 
@@ -99,9 +95,9 @@ ENGINE = Distributed(${t.cluster}, ${t.database}, ${def.name}_local, ${def.shard
 
 /**
  * Parts smaller than this (uncompressed) are written in the compact format: all
- * columns in one file. An insert of 100 000 packets (~19 MB uncompressed) is
- * otherwise a wide part of ~90 files, and creating and, after merges, deleting
- * them was more than a third of the engine's CPU per inserted packet on ext4.
+ * columns in one file, instead of a wide part of a file or two per column, whose
+ * creation and deletion after merges cost the engine much of its CPU per
+ * inserted packet (docs/store.md).
  */
 const COMPACT_PART_BYTES = 64 * 1024 * 1024;
 
@@ -207,7 +203,7 @@ ${PACKET_POINT_AND_TUPLE},
   shardingKey: connKeySql('proto', 'src', 'sport', 'dst', 'dport'),
 };
 
-/** Flows; the bloom filter on syn_seq serves nat-tracker's flowsBySynSeq (tcp-seq NAT hops). */
+/** Flows; the bloom filter on syn_seq serves flowsBySynSeq in queries.ts (tcp-seq NAT hops). */
 export const FLOWS: TableDefinition = {
   name: 'flows',
   columns: `  id String ${Z},

@@ -7,11 +7,12 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import { Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
-import { FlowLogError } from './errors.js';
+import { asStoreError, FlowLogError } from './errors.js';
 import { nativeBlocks, type NativeBlock } from './native-format.js';
+import type { Params } from './query-params.js';
 import {
   checkIdentifier, createDatabaseStatement, MIGRATIONS, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement,
   storageTable, TABLE_NAMES, TABLES, ttlExpression, type Retention, type SchemaTarget, type TableName,
@@ -99,23 +100,55 @@ export class FlowLogStore {
   }
 
   /**
+   * The rows of a SELECT (`query` without a FORMAT clause), each decoded by
+   * `decode` (from its columns' values in JSONCompactEachRow) as the client's
+   * stream delivers it. The client's failures are thrown as the store's
+   * (errors.ts asStoreError).
+   */
+  async select<T>(query: string, params: Params, decode: (row: unknown) => T, settings?: ClickHouseSettings): Promise<T[]> {
+    try {
+      const result = await this.client.query({ query, query_params: params, format: 'JSONCompactEachRow', clickhouse_settings: settings });
+      try {
+        const records: T[] = [];
+        for await (const rows of result.stream()) {
+          for (const row of rows) records.push(decode(row.json()));
+        }
+        return records;
+      } finally {
+        result.close();
+      }
+    } catch (err) {
+      throw asStoreError(err);
+    }
+  }
+
+  /**
    * The result of a SELECT (`query` without a FORMAT clause) as Native blocks,
    * streamed as the engine produces them: embedded, through a chDB session of
    * the read's own (a session streams one result at a time); from a server,
    * from the HTTP response. Memory holds about one block (max_block_size rows).
+   * The client's and chDB's failures are thrown as the store's (errors.ts asStoreError).
    */
-  async *selectNative(query: string, params: Record<string, unknown>): AsyncGenerator<NativeBlock> {
+  async *selectNative(query: string, params: Params): AsyncGenerator<NativeBlock> {
     if (this.closed) throw new FlowLogError('STORE_CLOSED', 'the flow-log store is closed');
-    if (this.embedded === null) {
-      const result = await this.client.exec({ query: `${query} FORMAT Native`, query_params: params });
-      try {
-        yield* nativeBlocks(result.stream);
-      } finally {
-        result.stream.destroy();
-      }
-      return;
+    try {
+      yield* this.embedded === null ? this.serverNative(query, params) : this.embeddedNative(this.embedded, query, params);
+    } catch (err) {
+      throw asStoreError(err);
     }
-    const session = new Session(this.embedded.path);
+  }
+
+  private async *serverNative(query: string, params: Params): AsyncGenerator<NativeBlock> {
+    const result = await this.client.exec({ query: `${query} FORMAT Native`, query_params: params });
+    try {
+      yield* nativeBlocks(result.stream);
+    } finally {
+      result.stream.destroy();
+    }
+  }
+
+  private async *embeddedNative(embedded: EmbeddedPaths, query: string, params: Params): AsyncGenerator<NativeBlock> {
+    const session = new Session(embedded.path);
     this.streamSessions.add(session);
     try {
       // The engine fetches the next chunk (on a libuv thread) while the reader decodes this one.
@@ -326,8 +359,8 @@ export function parseRetention(specs: readonly string[]): RetentionOptions {
 
 /**
  * Writes `body` to a new file in one write on libuv's pool. (fs/promises'
- * writeFile writes 512 KiB at a time, each after a turn of the event loop:
- * while capture kept the loop busy, a 7 MB insert took 78 ms to write, not 10.)
+ * writeFile writes 512 KiB at a time, each after a turn of the event loop,
+ * which a busy capture loop delays: docs/store.md.)
  */
 function writeWhole(file: string, body: Buffer): Promise<void> {
   return new Promise((resolve, reject) => writeFile(file, body, (err) => (err ? reject(err) : resolve())));

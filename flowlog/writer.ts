@@ -5,7 +5,7 @@ import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../mo
 import { encodeFlow, encodeNat, FLOW_COLUMNS, NAT_COLUMNS } from './codec.js';
 import { DROP_COLUMNS, encodeDrop } from './drops-table.js';
 import { FlowLogError } from './errors.js';
-import { PacketChunkBatch } from './packets/chunk-writer.js';
+import { PacketChunkBuilder } from './packets/chunk-writer.js';
 import { PACKET_CHUNK_COLUMNS } from './packets/chunk-format.js';
 import { RowBinaryWriter } from './rowbinary.js';
 import { TABLE_NAMES, type TableName } from './schema.js';
@@ -13,8 +13,7 @@ import type { FlowLogStore } from './store.js';
 
 /**
  * Rows of a table per insert, by default. Each insert makes a part the engine merges again and again as
- * the table grows: at 1 M packets/s, 100 000-row inserts cost the merges 0.45–0.6 µs of CPU per packet,
- * 250 000-row ones 0.2–0.35 (docs/store.md).
+ * the table grows, so larger inserts cost the merges less CPU per packet (measured in docs/store.md).
  */
 export const DEFAULT_BATCH_ROWS = 250_000;
 
@@ -83,7 +82,7 @@ interface TableQueue {
   /** Rows being encoded into the next batch. */
   open: RowBinaryWriter;
   /** Packets only: the next batch's packets, grouped into chunks and encoded into `open` when it is sealed. */
-  chunks: PacketChunkBatch | null;
+  chunks: PacketChunkBuilder | null;
   openRows: number;
   /** The buffer of the last batch written, for the next batch to reuse (fresh buffers of tens of MB cost page faults and GC). */
   spare: Uint8Array | null;
@@ -128,7 +127,7 @@ export class FlowLogWriter {
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.onInsertFailure = options.onInsertFailure;
     const queue = (name: TableName): TableQueue => ({
-      name, batches: [], open: new RowBinaryWriter(), chunks: name === 'packets' ? new PacketChunkBatch() : null, openRows: 0, spare: null, bufferedRows: 0,
+      name, batches: [], open: new RowBinaryWriter(), chunks: name === 'packets' ? new PacketChunkBuilder() : null, openRows: 0, spare: null, bufferedRows: 0,
       writing: null, pumping: false, timer: null, retrying: false, retryDelayMs: this.retryInitialMs,
       stats: { accepted: 0, written: 0, dropped: 0, failures: 0, consecutiveFailures: 0 },
     });

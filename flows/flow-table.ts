@@ -2,12 +2,10 @@
 // conn_state and history, handshake RTT, retransmissions, out-of-order segments
 // and zero windows.
 import { createHash } from 'node:crypto';
+import { TCP_FLAG_BIT } from '../model/protocol.js';
 import type { CloseType, FlowRecord, PacketRecord } from '../model/records.js';
 
-const FIN = 0x01;
-const SYN = 0x02;
-const RST = 0x04;
-const ACK = 0x10;
+const { FIN, SYN, RST, ACK } = TCP_FLAG_BIT;
 
 /** The kernel gives loopback ifindex 1 in every namespace; each of its packets passes egress then ingress. */
 const LOOPBACK_IFINDEX = 1;

@@ -43,18 +43,6 @@ export interface TcpOptions {
   sack?: Array<[number, number]>;
 }
 
-/** TCP flag bits, in header order. */
-export const TCP_FLAGS = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
-export type TcpFlag = (typeof TCP_FLAGS)[number];
-
-export function tcpFlagNames(bits: number): TcpFlag[] {
-  return TCP_FLAGS.filter((_, i) => (bits & (1 << i)) !== 0);
-}
-
-/** Link types as in the pcapng LINKTYPE registry. */
-export const LINKTYPE_ETHERNET = 1;
-export const LINKTYPE_RAW = 101;
-
 /** One packet header seen at one capture point. */
 export interface PacketRecord extends CapturePoint, FourTuple {
   ts: EpochNs;
@@ -67,7 +55,7 @@ export interface PacketRecord extends CapturePoint, FourTuple {
   ipId: number;
   seq: number;
   ack: number;
-  /** TCP flag bits (see TCP_FLAGS); 0 for UDP. */
+  /** TCP flag bits (TCP_FLAGS in protocol.ts); 0 for UDP. */
   flags: number;
   win: number;
   /** L4 payload length in bytes. */
@@ -77,7 +65,7 @@ export interface PacketRecord extends CapturePoint, FourTuple {
   options: TcpOptions;
   /** Equal for the same packet seen at several points (built from fields NAT does not rewrite). */
   packetId: bigint;
-  /** LINKTYPE_* of `headers`. */
+  /** LINKTYPE_* (protocol.ts) of `headers`. */
   linkType: number;
   /** The packet's first bytes from the link-layer header on (headers only unless payload capture is on). */
   headers: Uint8Array;

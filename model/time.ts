@@ -13,6 +13,14 @@ export class TimeError extends Error {
   }
 }
 
+/** A span of time, either end open when not given. */
+export interface TimeRange {
+  /** Inclusive, epoch ns. */
+  from?: EpochNs;
+  /** Inclusive, epoch ns. */
+  to?: EpochNs;
+}
+
 /** `2026-11-21T19:23:03.123456789Z` */
 export function isoNs(ns: EpochNs): string {
   const seconds = ns / 1_000_000_000n;

@@ -9,6 +9,7 @@
 //   were translated between those points by something nettrail does not
 //   observe (`tcp-seq`).
 import type { EpochNs, FlowRecord, FourTuple, NatKind, NatTranslation, NatVia, Proto } from '../model/records.js';
+import type { TimeRange } from '../model/time.js';
 import { afterTuple, classifyNat, hopKind, reverseTuple, sameTuple } from './classify.js';
 
 interface HopCommon {
@@ -47,12 +48,7 @@ export interface NatPath {
   hops: NatHop[];
 }
 
-export interface TimeRange {
-  from?: EpochNs;
-  to?: EpochNs;
-}
-
-/** What the resolver reads: the flow-log store answers it (flowlog/queries.ts, nat-tracker/seq-query.ts). */
+/** What the resolver reads: the flow-log store answers it (flowlog/queries.ts). */
 export interface NatEvidenceReader {
   /** Translation entries whose original or reply tuple is `tuple`, in either direction, at any time. */
   natForTuple(proto: Proto, tuple: FourTuple): Promise<NatTranslation[]>;

@@ -3,6 +3,7 @@
 // Open vSwitch's userspace datapath for each ovs-vswitchd named. What cannot
 // be tracked is logged once, saying what is missing.
 import { existsSync, statSync } from 'node:fs';
+import type { Collector } from '../model/collector.js';
 import type { NatTranslation, NetnsRef } from '../model/records.js';
 import { ConntrackSource } from './sources/conntrack.js';
 import { IpvsSource } from './sources/ipvs.js';
@@ -27,7 +28,8 @@ interface Stoppable {
   stop(): Promise<void>;
 }
 
-export class NatSources {
+export class NatSources implements Collector {
+  readonly name = 'NAT tracking';
   private readonly conntrack = new Map<number, ConntrackSource>();
   private readonly ipvs = new Map<number, IpvsSource>();
   private readonly ovs: OvsSource[];
@@ -52,6 +54,9 @@ export class NatSources {
         }),
     );
   }
+
+  /** Nothing to start ahead: each source starts with the namespace it tracks, OVS's with the first namespaces followed. */
+  async start(): Promise<void> {}
 
   /** Starts the sources of namespaces that appeared, stops those of namespaces that went. */
   follow(namespaces: NetnsRef[]): Promise<void> {

@@ -2,8 +2,8 @@
 // codes. The addon handle stays private to this module.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { packageRoot } from '../model/package-root.js';
 
 export type CaptureErrorCode =
   | 'NATIVE_MISSING'
@@ -28,14 +28,35 @@ export class CaptureError extends Error {
   }
 }
 
-/** The package root, whether running from the sources or from dist/. */
-export const packageRoot = (() => {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
-  return dir;
-})();
-
 export const bpfObjectPath = (name: string) => path.join(packageRoot, 'bpf', '.output', `${name}.bpf.o`);
+
+/** What the addon was doing when it threw, as nettrail_native.cc names it. */
+type NativeStep =
+  | 'bpf_object_open'
+  | 'find_map'
+  | 'set_max_entries'
+  | 'set_rodata'
+  | 'bpf_object_load'
+  | 'object_closed'
+  | 'find_program'
+  | 'open_own_netns'
+  | 'open_netns'
+  | 'setns'
+  | 'if_nametoindex'
+  | 'attach_tcx'
+  | 'attach_xdp'
+  | 'attach_tracing'
+  | 'start_ring'
+  | 'ring_buffer_new'
+  | 'map_update'
+  | 'map_delete'
+  | 'test_run';
+
+/** An exception from the addon: the step that failed and, when the system said why, its errno. */
+interface NativeError extends Error {
+  step: NativeStep;
+  errno?: number;
+}
 
 interface NativeBpfObject {
   attach(program: string, netnsPath: string, ifname: string, hook: string, xdpFlags: number): { link: number; ifindex: number };
@@ -70,7 +91,8 @@ function native(): NativeAddon {
   return addon;
 }
 
-const errnoOf = (err: unknown) => (err as { errno?: number }).errno;
+const errnoOf = (err: unknown) => (err as NativeError).errno;
+const stepOf = (err: unknown) => (err as NativeError).step;
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** Nanoseconds to add to bpf_ktime_get_ns() for wall-clock time. */
@@ -110,6 +132,8 @@ export interface TestRunResult {
 
 const ENOENT = 2;
 const ENODEV = 19;
+/** Steps that fail with ENODEV when the interface is not there (or went between looking it up and attaching). */
+const INTERFACE_STEPS: ReadonlySet<NativeStep> = new Set(['if_nametoindex', 'attach_tcx', 'attach_xdp']);
 
 /** A loaded BPF object: its programs attach through bpf_links, which the kernel removes when this process exits. */
 export class BpfObject {
@@ -150,11 +174,11 @@ export class BpfObject {
       return this.#live().attach(program, netnsPath, ifname, hook, xdpFlags);
     } catch (err) {
       if (err instanceof CaptureError) throw err;
-      const message = messageOf(err);
+      const step = stepOf(err);
       const errno = errnoOf(err);
-      if (message.startsWith('open ') && errno === ENOENT) throw new CaptureError('NETNS_NOT_FOUND', message, errno);
-      if (errno === ENODEV) throw new CaptureError('IFACE_NOT_FOUND', `no interface ${ifname} in ${netnsPath}`, errno);
-      throw new CaptureError('ATTACH_FAILED', message, errno);
+      if (step === 'open_netns' && errno === ENOENT) throw new CaptureError('NETNS_NOT_FOUND', messageOf(err), errno);
+      if (INTERFACE_STEPS.has(step) && errno === ENODEV) throw new CaptureError('IFACE_NOT_FOUND', `no interface ${ifname} in ${netnsPath}`, errno);
+      throw new CaptureError('ATTACH_FAILED', messageOf(err), errno);
     }
   }
 

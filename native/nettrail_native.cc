@@ -1,6 +1,6 @@
 // nettrail's libbpf addon: mechanism only. Load an object, attach its programs
 // inside a network namespace through bpf_links, hand ring-buffer records to
-// JavaScript in batches, read maps. Validation and policy live in capture/.
+// JavaScript in batches, read maps. Validation and error codes live in native/addon.ts, policy in capture/.
 #include <napi.h>
 
 #include <bpf/bpf.h>
@@ -42,16 +42,30 @@ int CollectLibbpfLog(enum libbpf_print_level level, const char* fmt, va_list arg
   return n;
 }
 
-Napi::Error SystemError(Napi::Env env, const std::string& what, int err) {
+// An exception for JavaScript whose `step` names what failed (native/addon.ts turns it into a code).
+Napi::Error StepError(Napi::Env env, const char* step, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("step", Napi::String::New(env, step));
+  return error;
+}
+
+// ... and whose `errno` says why; the message ends with what libbpf logged meanwhile.
+Napi::Error SystemError(Napi::Env env, const char* step, const std::string& what, int err) {
   std::string message = what + ": " + strerror(err);
   if (!libbpfLog.empty()) {
     message += "\n" + libbpfLog;
     libbpfLog.clear();
   }
-  Napi::Error error = Napi::Error::New(env, message);
+  Napi::Error error = StepError(env, step, message);
   error.Set("errno", Napi::Number::New(env, err));
   return error;
 }
+
+// A step that failed: its name, for the exception's `step`, and what it was doing, for its message.
+struct FailedStep {
+  const char* name = nullptr;
+  std::string what;
+};
 
 class FdGuard {
  public:
@@ -65,22 +79,26 @@ class FdGuard {
   int fd_;
 };
 
-// Runs fn with the calling thread inside the network namespace at netnsPath.
+// Runs fn with the calling thread inside the network namespace at netnsPath. Returns 0 or
+// the errno of the step that failed, described in *failed (fn describes its own).
 template <typename Fn>
-int InNetns(const std::string& netnsPath, Fn fn, std::string* failedStep) {
+int InNetns(const std::string& netnsPath, Fn fn, FailedStep* failed) {
   FdGuard home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (home.get() < 0) {
-    *failedStep = "open /proc/thread-self/ns/net";
-    return errno;
+    int err = errno;
+    *failed = {"open_own_netns", "open /proc/thread-self/ns/net"};
+    return err;
   }
   FdGuard target(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
   if (target.get() < 0) {
-    *failedStep = "open " + netnsPath;
-    return errno;
+    int err = errno;
+    *failed = {"open_netns", "open " + netnsPath};
+    return err;
   }
   if (setns(target.get(), CLONE_NEWNET) != 0) {
-    *failedStep = "setns " + netnsPath;
-    return errno;
+    int err = errno;
+    *failed = {"setns", "setns " + netnsPath};
+    return err;
   }
   int err = fn();
   if (setns(home.get(), CLONE_NEWNET) != 0) abort();  // the thread must never stay elsewhere
@@ -248,16 +266,16 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     object_ = bpf_object__open_file(path.c_str(), nullptr);
     if (!object_) {
       object_ = nullptr;
-      throw SystemError(env, "open " + path, errno);
+      throw SystemError(env, "bpf_object_open", "open " + path, errno);
     }
     Napi::Object sizes = info[1].As<Napi::Object>();
     Napi::Array names = sizes.GetPropertyNames();
     for (uint32_t i = 0; i < names.Length(); i++) {
       std::string name = names.Get(i).As<Napi::String>();
       bpf_map* map = bpf_object__find_map_by_name(object_, name.c_str());
-      if (!map) throw Napi::Error::New(env, "no map " + name + " in " + path);
+      if (!map) throw StepError(env, "find_map", "no map " + name + " in " + path);
       int err = bpf_map__set_max_entries(map, sizes.Get(name).As<Napi::Number>().Uint32Value());
-      if (err) throw SystemError(env, "size map " + name, -err);
+      if (err) throw SystemError(env, "set_max_entries", "size map " + name, -err);
     }
     Napi::Object rodata = info[2].As<Napi::Object>();
     names = rodata.GetPropertyNames();
@@ -267,7 +285,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     }
     int err = bpf_object__load(object_);
     if (err) {
-      Napi::Error error = SystemError(env, "load " + path, -err);
+      Napi::Error error = SystemError(env, "bpf_object_load", "load " + path, -err);
       bpf_object__close(object_);
       object_ = nullptr;
       throw error;
@@ -282,34 +300,34 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     bpf_map* map = bpf_object__find_map_by_name(object_, ".rodata");
     btf* objectBtf = bpf_object__btf(object_);
     int sectionId = objectBtf ? btf__find_by_name_kind(objectBtf, ".rodata", BTF_KIND_DATASEC) : -1;
-    if (!map || sectionId < 0) throw Napi::Error::New(env, "no .rodata in the object");
+    if (!map || sectionId < 0) throw StepError(env, "set_rodata", "no .rodata in the object");
     const btf_type* section = btf__type_by_id(objectBtf, sectionId);
     const btf_var_secinfo* vars = btf_var_secinfos(section);
     for (int i = 0; i < btf_vlen(section); i++) {
       const btf_type* var = btf__type_by_id(objectBtf, vars[i].type);
       if (name != btf__name_by_offset(objectBtf, var->name_off)) continue;
       if (vars[i].size != value.Length())
-        throw Napi::Error::New(env, "rodata " + name + " has " + std::to_string(vars[i].size) + " bytes, not " + std::to_string(value.Length()));
+        throw StepError(env, "set_rodata", "rodata " + name + " has " + std::to_string(vars[i].size) + " bytes, not " + std::to_string(value.Length()));
       size_t size = 0;
       auto* initial = static_cast<const uint8_t*>(bpf_map__initial_value(map, &size));
-      if (!initial || vars[i].offset + vars[i].size > size) throw Napi::Error::New(env, "rodata " + name + " is out of the section");
+      if (!initial || vars[i].offset + vars[i].size > size) throw StepError(env, "set_rodata", "rodata " + name + " is out of the section");
       std::vector<uint8_t> data(initial, initial + size);
       memcpy(data.data() + vars[i].offset, value.Data(), value.Length());
       int err = bpf_map__set_initial_value(map, data.data(), data.size());
-      if (err) throw SystemError(env, "set rodata " + name, -err);
+      if (err) throw SystemError(env, "set_rodata", "set rodata " + name, -err);
       return;
     }
-    throw Napi::Error::New(env, "no rodata variable " + name);
+    throw StepError(env, "set_rodata", "no rodata variable " + name);
   }
 
   bpf_map* Map(Napi::Env env, const std::string& name) {
     bpf_map* map = bpf_object__find_map_by_name(Object(env), name.c_str());
-    if (!map) throw Napi::Error::New(env, "no map " + name);
+    if (!map) throw StepError(env, "find_map", "no map " + name);
     return map;
   }
 
   bpf_object* Object(Napi::Env env) {
-    if (!object_) throw Napi::Error::New(env, "object is closed");
+    if (!object_) throw StepError(env, "object_closed", "object is closed");
     return object_;
   }
 
@@ -322,22 +340,28 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     std::string hook = info[3].As<Napi::String>();
     uint32_t xdpFlags = info.Length() > 4 ? info[4].As<Napi::Number>().Uint32Value() : 0;
     bpf_program* program = bpf_object__find_program_by_name(Object(env), programName.c_str());
-    if (!program) throw Napi::Error::New(env, "no program " + programName);
+    if (!program) throw StepError(env, "find_program", "no program " + programName);
     int attachType = hook == "tc-ingress" ? kAttachTcxIngress : hook == "tc-egress" ? kAttachTcxEgress : kAttachXdp;
 
     unsigned ifindex = 0;
     int linkFd = -1;
-    std::string failedStep;
+    std::string attaching = "attach " + programName + " to " + ifname + " (" + hook + ")";
+    FailedStep failed;
     libbpfLog.clear();
     int err = InNetns(netnsPath, [&]() -> int {
       ifindex = if_nametoindex(ifname.c_str());
-      if (ifindex == 0) return errno;
+      if (ifindex == 0) {
+        int err = errno;
+        failed = {"if_nametoindex", attaching};
+        return err;
+      }
       LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = attachType == kAttachXdp ? xdpFlags : 0);
       linkFd = bpf_link_create(bpf_program__fd(program), ifindex, static_cast<bpf_attach_type>(attachType), &opts);
-      return linkFd < 0 ? -linkFd : 0;
-    }, &failedStep);
-    if (!failedStep.empty()) throw SystemError(env, failedStep, err);
-    if (err) throw SystemError(env, "attach " + programName + " to " + ifname + " (" + hook + ")", err);
+      if (linkFd >= 0) return 0;
+      failed = {attachType == kAttachXdp ? "attach_xdp" : "attach_tcx", attaching};
+      return -linkFd;
+    }, &failed);
+    if (failed.name) throw SystemError(env, failed.name, failed.what, err);
     links_.push_back(linkFd);
     Napi::Object result = Napi::Object::New(env);
     result.Set("link", Napi::Number::New(env, linkFd));
@@ -350,10 +374,10 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     Napi::Env env = info.Env();
     std::string programName = info[0].As<Napi::String>();
     bpf_program* program = bpf_object__find_program_by_name(Object(env), programName.c_str());
-    if (!program) throw Napi::Error::New(env, "no program " + programName);
+    if (!program) throw StepError(env, "find_program", "no program " + programName);
     libbpfLog.clear();
     int linkFd = bpf_raw_tracepoint_open(nullptr, bpf_program__fd(program));
-    if (linkFd < 0) throw SystemError(env, "attach " + programName, -linkFd);
+    if (linkFd < 0) throw SystemError(env, "attach_tracing", "attach " + programName, -linkFd);
     links_.push_back(linkFd);
     return Napi::Number::New(env, linkFd);
   }
@@ -375,7 +399,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value StartRing(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::string mapName = info[0].As<Napi::String>();
-    if (rings_.count(mapName)) throw Napi::Error::New(env, "ring " + mapName + " already started");
+    if (rings_.count(mapName)) throw StepError(env, "start_ring", "ring " + mapName + " already started");
     bpf_map* map = Map(env, mapName);
     auto onBatch = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "nettrail-ring", 8, 1);
     size_t batchBytes = info[2].As<Napi::Number>().Uint32Value();
@@ -383,7 +407,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     auto consumer = std::make_unique<RingConsumer>(bpf_map__fd(map), onBatch, batchBytes, flushMs);
     if (!consumer->ok()) {
       onBatch.Release();
-      throw SystemError(env, "ring_buffer__new " + mapName, errno);
+      throw SystemError(env, "ring_buffer_new", "ring_buffer__new " + mapName, errno);
     }
     consumer->Start();
     rings_[mapName] = std::move(consumer);
@@ -453,7 +477,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     auto key = info[1].As<Napi::Buffer<uint8_t>>();
     auto value = info[2].As<Napi::Buffer<uint8_t>>();
     int err = bpf_map__update_elem(map, key.Data(), key.Length(), value.Data(), value.Length(), BPF_ANY);
-    if (err) throw SystemError(env, "update " + std::string(bpf_map__name(map)), -err);
+    if (err) throw SystemError(env, "map_update", "update " + std::string(bpf_map__name(map)), -err);
     return env.Undefined();
   }
 
@@ -463,7 +487,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     bpf_map* map = Map(env, info[0].As<Napi::String>());
     auto key = info[1].As<Napi::Buffer<uint8_t>>();
     int err = bpf_map__delete_elem(map, key.Data(), key.Length(), 0);
-    if (err && err != -ENOENT) throw SystemError(env, "delete from " + std::string(bpf_map__name(map)), -err);
+    if (err && err != -ENOENT) throw SystemError(env, "map_delete", "delete from " + std::string(bpf_map__name(map)), -err);
     return Napi::Boolean::New(env, err == 0);
   }
 
@@ -475,8 +499,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     auto packet = info[1].As<Napi::Buffer<uint8_t>>();
     std::string ringName = info[2].As<Napi::String>();
     bpf_program* program = bpf_object__find_program_by_name(Object(env), programName.c_str());
-    if (!program) throw Napi::Error::New(env, "no program " + programName);
-    if (rings_.count(ringName)) throw Napi::Error::New(env, "ring " + ringName + " is being consumed");
+    if (!program) throw StepError(env, "find_program", "no program " + programName);
+    if (rings_.count(ringName)) throw StepError(env, "test_run", "ring " + ringName + " is being consumed");
     struct Drained {
       std::vector<uint8_t> batch;
       uint32_t records = 0;
@@ -487,14 +511,14 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       out->records++;
       return 0;
     }, &drained, nullptr);
-    if (!ring) throw SystemError(env, "ring_buffer__new " + ringName, errno);
+    if (!ring) throw SystemError(env, "ring_buffer_new", "ring_buffer__new " + ringName, errno);
     ring_buffer__consume(ring);  // what earlier runs left
     drained = Drained();
     LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.Data(), .data_size_in = static_cast<uint32_t>(packet.Length()), .repeat = 1);
     int err = bpf_prog_test_run_opts(bpf_program__fd(program), &opts);
     if (err) {
       ring_buffer__free(ring);
-      throw SystemError(env, "test run " + programName, -err);
+      throw SystemError(env, "test_run", "test run " + programName, -err);
     }
     ring_buffer__consume(ring);
     ring_buffer__free(ring);

@@ -4,12 +4,10 @@
 // `Readable.from(writeCaptureFile(batches))` for HTTP,
 // `pipeline(writeCaptureFile(batches), createWriteStream(path))` for files.
 // Formats: pcapng (draft-ietf-opsawg-pcapng), little endian; classic pcap with
-// nanosecond timestamps (magic 0xa1b23c4d).
+// nanosecond timestamps (magic 0xa1b23c4d). Self-contained: packets come in
+// through the interfaces below, whatever holds them.
 
 import os from 'node:os';
-import { DIRECTION } from '../flowlog/codec.js';
-import type { PacketBatch, PacketColumns } from '../flowlog/packets/rows.js';
-import { LINKTYPE_ETHERNET, type DropRecord, type PacketRecord } from '../model/records.js';
 
 export type CaptureFileFormat = 'pcapng' | 'pcap';
 
@@ -18,22 +16,68 @@ export const CAPTURE_FILE_TYPES: Record<CaptureFileFormat, { contentType: string
   pcap: { contentType: 'application/vnd.tcpdump.pcap', extension: 'pcap' },
 };
 
-/** Packets to write, in order; a row's `comments` entry (pcapng only) becomes its opt_comment, e.g. a NAT note. */
-export interface PacketsItem {
-  kind: 'packets';
-  batch: PacketBatch;
-  /** By row of the batch's columns. */
+/** Packet directions: the values of epb_flags bits 0-1. */
+export const EPB_INBOUND = 1;
+export const EPB_OUTBOUND = 2;
+
+/**
+ * Where packets were captured. pcapng writes an Interface Description Block
+ * for each distinct one (equal in all three fields) before its first packet;
+ * classic pcap keeps only the link type, one per file.
+ */
+export interface CaptureInterface {
+  /** if_name. */
+  name: string;
+  /** if_description. */
+  description: string;
+  /** The LINKTYPE_* of its packets' bytes. */
+  linkType: number;
+}
+
+/** Packets as columns: entry r of each array belongs to packet (row) r. */
+export interface CaptureColumns {
+  /** Each row's interface, an index into `interfaces`. */
+  interface: Uint16Array;
+  interfaces: readonly CaptureInterface[];
+  /** Nanoseconds since 1970; the formats hold none before. */
+  ts: BigInt64Array;
+  /** EPB_INBOUND or EPB_OUTBOUND (epb_flags, pcapng only). */
+  direction: Uint8Array;
+  /** Length on the wire; the captured length where that is longer. */
+  originalLength: Uint32Array;
+  /** epb_packetid (pcapng only). */
+  packetId: BigUint64Array;
+  /** Row r's captured bytes are bytes[starts[r], ends[r]). */
+  bytes: Buffer;
+  starts: Uint32Array;
+  ends: Uint32Array;
+}
+
+/** Rows of packet columns to write, in order. */
+export interface CaptureRows {
+  kind: 'rows';
+  columns: CaptureColumns;
+  rows: Uint32Array;
+  /** opt_comment by row of `columns` (pcapng only). */
   comments?: ReadonlyMap<number, string>;
 }
 
-/** A packet the kernel dropped: its headers as dropped, with `comment` (reason, location) — pcapng only, classic pcap leaves drops out. */
-export interface DropItem {
-  kind: 'drop';
-  drop: DropRecord;
-  comment: string;
+/** One packet by value, its direction unknown (no epb_flags). */
+export interface CapturePacket {
+  kind: 'packet';
+  interface: CaptureInterface;
+  /** Nanoseconds since 1970. */
+  ts: bigint;
+  /** epb_packetid, 64 bits unsigned (pcapng only). */
+  packetId: bigint;
+  bytes: Uint8Array;
+  /** Length on the wire; the captured length where that is longer. */
+  originalLength: number;
+  /** opt_comment (pcapng only). */
+  comment?: string;
 }
 
-export type CaptureItem = PacketsItem | DropItem;
+export type CaptureItem = CaptureRows | CapturePacket;
 
 export interface CaptureFileOptions {
   /** Default pcapng. */
@@ -71,15 +115,15 @@ export async function* writeCaptureFile(
   const encoder: Encoder = options.format === 'pcap' ? new PcapEncoder(sink) : new PcapngEncoder(sink, options.sectionComment);
   for await (const items of batches) {
     for (const item of items) {
-      if (item.kind === 'drop') {
-        encoder.drop(item);
+      if (item.kind === 'packet') {
+        encoder.packet(item);
         if (sink.size >= CHUNK_BYTES) yield sink.take();
         continue;
       }
-      const { batch: { columns, rows }, comments } = item;
+      const { columns, rows, comments } = item;
       for (let k = 0; k < rows.length; k++) {
         const row = rows[k];
-        encoder.packet(columns, row, comments?.get(row));
+        encoder.row(columns, row, comments?.get(row));
         if (sink.size >= CHUNK_BYTES) yield sink.take();
       }
     }
@@ -139,8 +183,9 @@ class ChunkSink {
 
 interface Encoder {
   /** Row `row` of `c`, with its comment if any. */
-  packet(c: PacketColumns, row: number, comment: string | undefined): void;
-  drop(item: DropItem): void;
+  row(c: CaptureColumns, row: number, comment: string | undefined): void;
+  /** A packet given by value. */
+  packet(p: CapturePacket): void;
   /** Called once after the last item. */
   end?(): void;
 }
@@ -163,10 +208,6 @@ const IF_TSRESOL = 9;
 const EPB_FLAGS = 2;
 const EPB_PACKETID = 5;
 
-const DIRECTION_INGRESS = DIRECTION.get('ingress');
-/** epb_flags bits 0-1. */
-const EPB_FLAGS_INBOUND = 1;
-const EPB_FLAGS_OUTBOUND = 2;
 /** if_tsresol 9: timestamps count 10^-9 s. */
 const TSRESOL_NANOSECONDS = 9;
 const MAX_OPTION_BYTES = 0xffff;
@@ -176,15 +217,14 @@ interface BlockOption {
   value: Uint8Array;
 }
 
-/** What makes a pcapng interface: a capture point, its hook (or `drop`) and link type. */
-type InterfaceKey = Pick<PacketRecord, 'node' | 'netns' | 'iface' | 'linkType'> & { hook: PacketRecord['hook'] | 'drop' };
-
 class PcapngEncoder implements Encoder {
-  /** Interface id by capture point key, in the order the IDBs were written. */
+  /** Interface id by the interface's fields, in the order the IDBs were written. */
   private readonly interfaceIds = new Map<string, number>();
-  /** Interface ids by point index of the columns written last. */
-  private pointsOf: PacketColumns | null = null;
-  private pointIds: number[] = [];
+  /** The columns written last: their interface ids by index, timestamps and packet ids as little-endian 32-bit words (low, high). */
+  private columnsOf: CaptureColumns | null = null;
+  private ids: number[] = [];
+  private tsWords: Uint32Array = new Uint32Array(0);
+  private packetIdWords: Uint32Array = new Uint32Array(0);
 
   constructor(
     private readonly sink: ChunkSink,
@@ -202,18 +242,21 @@ class PcapngEncoder implements Encoder {
   }
 
   /** An EPB written in place: fields, data, epb_flags, epb_packetid, opt_comment if any. */
-  packet(c: PacketColumns, row: number, commentText: string | undefined): void {
-    if (c !== this.pointsOf) {
-      this.pointsOf = c;
-      this.pointIds = [];
+  row(c: CaptureColumns, row: number, commentText: string | undefined): void {
+    if (c !== this.columnsOf) {
+      this.columnsOf = c;
+      this.ids = [];
+      this.tsWords = new Uint32Array(c.ts.buffer, c.ts.byteOffset, 2 * c.ts.length);
+      this.packetIdWords = new Uint32Array(c.packetId.buffer, c.packetId.byteOffset, 2 * c.packetId.length);
     }
-    const point = c.point[row];
-    const interfaceId = this.pointIds[point] ?? (this.pointIds[point] = this.interfaceId(c.points[point]));
-    const tsHigh = c.tsWords[2 * row + 1];
+    const index = c.interface[row];
+    const interfaceId = this.ids[index] ?? (this.ids[index] = this.interfaceId(c.interfaces[index]));
+    const tsWords = this.tsWords;
+    const tsHigh = tsWords[2 * row + 1];
     if (tsHigh & 0x80000000) throw timestampBefore1970(c.ts[row]);
     const comment = commentText === undefined ? null : textOption(OPT_COMMENT, commentText).value;
-    const from = c.headerStarts[row];
-    const captured = c.headerEnds[row] - from;
+    const from = c.starts[row];
+    const captured = c.ends[row] - from;
     const dataLength = pad4(captured);
     const commentLength = comment === null ? 0 : 4 + pad4(comment.length);
     const total = 28 + dataLength + 8 + 12 + commentLength + 4 + 4;
@@ -225,17 +268,17 @@ class PcapngEncoder implements Encoder {
     w[word + 1] = total;
     w[word + 2] = interfaceId;
     w[word + 3] = tsHigh;
-    w[word + 4] = c.tsWords[2 * row];
+    w[word + 4] = tsWords[2 * row];
     w[word + 5] = captured;
-    w[word + 6] = Math.max(c.wireLen[row], captured);
+    w[word + 6] = Math.max(c.originalLength[row], captured);
     if (dataLength > 0) w[word + 6 + (dataLength >>> 2)] = 0; // the padding after the data
-    c.headerBytes.copy(b, start + 28, from, from + captured);
+    c.bytes.copy(b, start + 28, from, from + captured);
     word += 7 + (dataLength >>> 2);
     w[word] = EPB_FLAGS | (4 << 16);
-    w[word + 1] = c.direction[row] === DIRECTION_INGRESS ? EPB_FLAGS_INBOUND : EPB_FLAGS_OUTBOUND;
+    w[word + 1] = c.direction[row];
     w[word + 2] = EPB_PACKETID | (8 << 16);
-    w[word + 3] = c.packetIdWords[2 * row];
-    w[word + 4] = c.packetIdWords[2 * row + 1];
+    w[word + 3] = this.packetIdWords[2 * row];
+    w[word + 4] = this.packetIdWords[2 * row + 1];
     word += 5;
     if (comment !== null) {
       w[word] = OPT_COMMENT | (comment.length << 16);
@@ -247,31 +290,32 @@ class PcapngEncoder implements Encoder {
     w[word + 1] = total;
   }
 
-  /** A dropped packet: on an interface of its own per point (hook `drop`), no direction, the drop's comment. */
-  drop({ drop: d, comment }: DropItem): void {
-    if (d.ts < 0n) throw timestampBefore1970(d.ts);
-    const [tsHigh, tsLow] = [Number(d.ts >> 32n), Number(d.ts & 0xffffffffn)];
+  /** An EPB: fields, data, epb_packetid, opt_comment if any. */
+  packet(p: CapturePacket): void {
+    if (p.ts < 0n) throw timestampBefore1970(p.ts);
+    const [tsHigh, tsLow] = [Number(p.ts >> 32n), Number(p.ts & 0xffffffffn)];
     const packetId = Buffer.alloc(8);
-    packetId.writeBigUInt64LE(BigInt.asUintN(64, d.packetId));
-    const fields = [this.interfaceId({ ...d, hook: 'drop' }), tsHigh, tsLow, d.headers.length, Math.max(d.wireLen, d.headers.length)];
-    this.sink.push(encodeBlock(BLOCK_EPB, fields, d.headers, [{ code: EPB_PACKETID, value: packetId }, textOption(OPT_COMMENT, comment)]));
+    packetId.writeBigUInt64LE(BigInt.asUintN(64, p.packetId));
+    const fields = [this.interfaceId(p.interface), tsHigh, tsLow, p.bytes.length, Math.max(p.originalLength, p.bytes.length)];
+    const options: BlockOption[] = [{ code: EPB_PACKETID, value: packetId }];
+    if (p.comment !== undefined) options.push(textOption(OPT_COMMENT, p.comment));
+    this.sink.push(encodeBlock(BLOCK_EPB, fields, p.bytes, options));
   }
 
-  /** The interface id of a capture point, writing its IDB first if this is the first packet seen there. */
-  private interfaceId(p: InterfaceKey): number {
-    // The hook and link type are part of the key: tc and xdp on one device are separate interfaces.
-    const key = `${p.node}\0${p.netns}\0${p.iface}\0${p.hook}\0${p.linkType}`;
+  /** The id of an interface, writing its IDB first if this is its first packet. */
+  private interfaceId(i: CaptureInterface): number {
+    const key = `${i.name}\0${i.description}\0${i.linkType}`;
     let id = this.interfaceIds.get(key);
     if (id === undefined) {
       id = this.interfaceIds.size;
       this.interfaceIds.set(key, id);
       const options = [
-        textOption(IF_NAME, `${p.node}/${p.netns}/${p.iface}`),
-        textOption(IF_DESCRIPTION, `${p.hook === 'drop' ? 'packets the kernel dropped (skb:kfree_skb)' : `${p.hook} hook`}, netns ${p.netns} on node ${p.node}`),
+        textOption(IF_NAME, i.name),
+        textOption(IF_DESCRIPTION, i.description),
         { code: IF_TSRESOL, value: Uint8Array.of(TSRESOL_NANOSECONDS) },
       ];
       // Fields: link type (u16) + reserved (u16), snaplen 0 (no limit).
-      this.sink.push(encodeBlock(BLOCK_IDB, [p.linkType & 0xffff, 0], null, options));
+      this.sink.push(encodeBlock(BLOCK_IDB, [i.linkType & 0xffff, 0], null, options));
     }
     return id;
   }
@@ -324,6 +368,8 @@ function timestampBefore1970(ts: bigint): CaptureFileError {
 // ---- classic pcap ----
 
 const PCAP_MAGIC_NANOSECONDS = 0xa1b23c4d;
+/** The link type of a file without packets. */
+const LINKTYPE_ETHERNET = 1;
 /** Largest snaplen libpcap and Wireshark accept for every link type. */
 const PCAP_SNAPLEN = 262144;
 
@@ -333,36 +379,42 @@ class PcapEncoder implements Encoder {
 
   constructor(private readonly sink: ChunkSink) {}
 
-  packet(c: PacketColumns, row: number): void {
-    const point = c.points[c.point[row]];
+  row(c: CaptureColumns, row: number): void {
+    const from = c.starts[row];
+    const captured = c.ends[row] - from;
+    const at = this.record(c.interfaces[c.interface[row]], c.ts[row], captured, c.originalLength[row]);
+    c.bytes.copy(this.sink.buffer, at, from, from + captured);
+  }
+
+  packet(p: CapturePacket): void {
+    const at = this.record(p.interface, p.ts, p.bytes.length, p.originalLength);
+    this.sink.buffer.set(p.bytes, at);
+  }
+
+  /** A record's header, the file header first if this is the first packet; returns where its `captured` bytes go. */
+  private record(i: CaptureInterface, ts: bigint, captured: number, originalLength: number): number {
     if (this.linkType === null) {
-      this.linkType = point.linkType;
-      this.sink.push(pcapFileHeader(point.linkType));
-    } else if (point.linkType !== this.linkType) {
+      this.linkType = i.linkType;
+      this.sink.push(pcapFileHeader(i.linkType));
+    } else if (i.linkType !== this.linkType) {
       throw new CaptureFileError(
         'PCAP_MIXED_LINKTYPES',
-        `classic pcap holds one link type: ${point.node}/${point.netns}/${point.iface} has link type ${point.linkType}, earlier packets ${this.linkType}; use pcapng`,
+        `classic pcap holds one link type: ${i.name} has link type ${i.linkType}, earlier packets ${this.linkType}; use pcapng`,
       );
     }
-    const ts = c.ts[row];
     const seconds = ts / 1_000_000_000n;
     if (ts < 0n) throw timestampBefore1970(ts);
     if (seconds > 0xffffffffn) {
       throw new CaptureFileError('PCAP_TIMESTAMP_RANGE', `timestamp ${ts} ns does not fit classic pcap's 32-bit seconds`);
     }
-    const from = c.headerStarts[row];
-    const captured = c.headerEnds[row] - from;
     const at = this.sink.reserve(16 + captured);
     const b = this.sink.buffer;
     b.writeUInt32LE(Number(seconds), at);
     b.writeUInt32LE(Number(ts % 1_000_000_000n), at + 4);
     b.writeUInt32LE(captured, at + 8);
-    b.writeUInt32LE(Math.max(c.wireLen[row], captured), at + 12);
-    c.headerBytes.copy(b, at + 16, from, from + captured);
+    b.writeUInt32LE(Math.max(originalLength, captured), at + 12);
+    return at + 16;
   }
-
-  /** No comments in classic pcap to say why: drops are left out. */
-  drop(): void {}
 
   /** A file without packets still gets a header (Ethernet). */
   end(): void {

@@ -7,7 +7,8 @@ import { PacketCapture, type XdpMode } from '../capture/packets/capture.js';
 import { DropTracer } from '../capture/drops/tracer.js';
 import type { CaptureFilter } from '../capture/packets/filter.js';
 import { FlowTable } from '../flows/flow-table.js';
-import { packageRoot } from '../native/addon.js';
+import type { Collector } from '../model/collector.js';
+import { packageRoot } from '../model/package-root.js';
 import { openStore, type FlowLogStore, type StoreOptions } from '../flowlog/store.js';
 import { FlowLogWriter, type WriterOptions } from '../flowlog/writer.js';
 import { storeBackedOptions } from './store-reader.js';
@@ -89,50 +90,79 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     ovsRundirs: options.ovsRundirs,
   });
 
-  const capture = await PacketCapture.start({
-    node,
-    netns: options.netns,
-    ifaces: options.ifaces,
-    snaplen: options.snaplen,
-    ringBytesPerCpu: options.ringBytesPerCpu,
-    xdp: options.xdp,
-    filter: options.filter,
-    onPackets(packets) {
-      writer.addPackets(packets);
-      flows.add(packets);
+  // Capture and drop tracing come into being started: these collectors start them.
+  let capture!: PacketCapture;
+  let drops = null as DropTracer | null;
+  const packetCapture: Collector = {
+    name: 'packet capture',
+    required: true,
+    async start() {
+      capture = await PacketCapture.start({
+        node,
+        netns: options.netns,
+        ifaces: options.ifaces,
+        snaplen: options.snaplen,
+        ringBytesPerCpu: options.ringBytesPerCpu,
+        xdp: options.xdp,
+        filter: options.filter,
+        onPackets(packets) {
+          writer.addPackets(packets);
+          flows.add(packets);
+        },
+        // While the store is behind, the ring buffer is not read: what overflows it is lost in
+        // the kernel, counted per point, instead of piling up here.
+        backpressure: () => (writer.overHighWater ? writer.belowHighWater() : undefined),
+        onWarning: log,
+      });
     },
-    // While the store is behind, the ring buffer is not read: what overflows it is lost in
-    // the kernel, counted per point, instead of piling up here.
-    backpressure: () => (writer.overHighWater ? writer.belowHighWater() : undefined),
-    onWarning: log,
-  }).catch(async (err) => {
-    await writer.close();
-    await store.close();
-    throw err;
-  });
-
-  // NAT tracking and drop tracing follow the namespaces capture is attached in.
-  await nat.follow(capture.namespaces());
-  const drops = options.traceDrops === false
-    ? null
-    : await DropTracer.start({
+    // Capture finds its namespaces itself (--netns): they are what the others follow.
+    follow() {},
+    stop: () => capture.stop(),
+  };
+  const dropTracing: Collector = {
+    name: 'drop tracing',
+    async start() {
+      drops = await DropTracer.start({
         node,
         filter: options.filter,
         rateLimit: options.dropRateLimit,
         ignoredReasons: options.ignoredDropReasons,
         onDrops: (records) => writer.addDrops(records),
         onWarning: log,
-      }).catch((err: Error) => {
-        log(`drop tracing is off: ${err.message}`);
-        return null;
       });
-  drops?.setNamespaces(capture.namespaces());
+    },
+    follow: (namespaces) => drops!.setNamespaces(namespaces),
+    stop: () => drops!.stop(),
+  };
+  // In the order they start: capture first, since the others follow the namespaces it is attached in.
+  const collectors: Collector[] = [packetCapture, nat, ...(options.traceDrops === false ? [] : [dropTracing])];
+  const running: Collector[] = [];
+  // Capture stops first, so that nothing comes in after it; then the others, last started first.
+  const stopRunning = async () => {
+    for (const collector of [...running.slice(0, 1), ...running.slice(1).reverse()]) await collector.stop();
+  };
+  for (const collector of collectors) {
+    try {
+      await collector.start();
+    } catch (err) {
+      if (!collector.required) {
+        log(`${collector.name} is off: ${(err as Error).message}`);
+        continue;
+      }
+      await stopRunning();
+      await writer.close();
+      await store.close();
+      throw err;
+    }
+    running.push(collector);
+    await collector.follow(capture.namespaces());
+  }
 
   const flushFlows = () => writer.addFlows(flows.collect(nowNs()));
   const timer = setInterval(() => {
     flushFlows();
-    void nat.follow(capture.namespaces());
-    drops?.setNamespaces(capture.namespaces());
+    const namespaces = capture.namespaces();
+    for (const collector of running) void collector.follow(namespaces);
   }, options.flowFlushMs ?? 1000);
   timer.unref();
 
@@ -168,10 +198,9 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       closing ??= (async () => {
         clearInterval(timer);
         await server.close();
-        await capture.stop();
-        await drops?.stop();
+        await stopRunning();
+        // Every packet captured has been handed over.
         writer.addFlows(flows.drain());
-        await nat.stop();
         await writer.close();
         await store.close();
       })();

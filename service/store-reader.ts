@@ -1,11 +1,10 @@
 // What the API reads from the flow-log store, bound to one store: the one
 // place the app's store-backed options are put together.
 import { dropsForTuples, searchDrops } from '../flowlog/drops-table.js';
-import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../flowlog/queries.js';
+import { flowsBySynSeq, flowsForTuples, natForTuple, natTranslations, packetRowsForTuples } from '../flowlog/queries.js';
 import { flowById, searchFlows } from '../flowlog/flow-search.js';
 import type { FlowLogStore } from '../flowlog/store.js';
-import { flowsBySynSeq } from '../nat-tracker/seq-query.js';
-import type { AppOptions } from '../api/app.js';
+import type { AppOptions } from '../api/options.js';
 
 export type StoreBackedOptions = Pick<AppOptions, 'reader' | 'searchFlows' | 'searchDrops' | 'flowById' | 'natTranslations' | 'storeHealthy'>;
 
@@ -15,7 +14,7 @@ export function storeBackedOptions(store: FlowLogStore): StoreBackedOptions {
       natForTuple: (proto, tuple, at) => natForTuple(store, proto, tuple, at),
       flowsForTuples: (proto, tuples, range) => flowsForTuples(store, proto, tuples, range),
       flowsBySynSeq: (proto, synSeq, synAckSeq, range) => flowsBySynSeq(store, proto, synSeq, synAckSeq, range),
-      packetBatchesForTuples: (proto, tuples, range) => packetBatchesForTuples(store, proto, tuples, range),
+      packetRowsForTuples: (proto, tuples, range) => packetRowsForTuples(store, proto, tuples, range),
       dropsForTuples: (proto, tuples, range) => dropsForTuples(store, proto, tuples, range),
     },
     searchFlows: (filter, page) => searchFlows(store, filter, page),

@@ -3,22 +3,15 @@ import { Readable } from 'node:stream';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import type { PacketBatch } from '../../flowlog/packets/rows.js';
 import type { EpochNs } from '../../model/records.js';
-import { sameTuple } from '../../nat-tracker/classify.js';
-import type { AppOptions } from '../app.js';
-import {
-  connectionJson,
-  connectionPacketBatches,
-  findConnection,
-  natHopComment,
-  packetJson,
-  type Connection,
-} from '../../connection/connection.js';
-import { dropJson, withDropItems } from '../../connection/drops.js';
+import type { AppOptions } from '../options.js';
+import { connectionCaptureFile } from '../../connection/capture-file.js';
+import { connectionPacketRows, findConnection, type Connection } from '../../connection/connection.js';
 import { NotFoundError } from '../errors.js';
-import { CAPTURE_FILE_TYPES, writeCaptureFile, type CaptureItem } from '../../pcap/pcapng.js';
-import { ConnectionQuery, ConnectionSchema, DropSchema, ErrorResponses, PacketSchema, PcapQuery } from '../schemas.js';
+import { connectionJson, dropJson, packetJson } from '../json.js';
+import { CAPTURE_FILE_TYPES } from '../../pcap/pcapng.js';
+import { ErrorResponses } from '../schemas/common.js';
+import { ConnectionQuery, ConnectionResponse, PcapQuery, TimelineResponse } from '../schemas/connections.js';
 import { parseTime } from '../../model/time.js';
 import { formatTuple, tupleFromQuery, type TupleQuery } from '../../model/tuple.js';
 
@@ -45,7 +38,7 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
       schema: {
         summary: 'The connection a tuple belongs to: its tuples at every hop, NAT path, capture points, flows and drops',
         querystring: ConnectionQuery,
-        response: { 200: Type.Object({ connection: ConnectionSchema }), ...ErrorResponses },
+        response: { 200: ConnectionResponse, ...ErrorResponses },
       },
     },
     async (request) => ({ connection: connectionJson(await connectionFor(request.query)) }),
@@ -57,13 +50,13 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
       schema: {
         summary: "The connection's packets at every capture point and its drops, in time order",
         querystring: ConnectionQuery,
-        response: { 200: Type.Object({ packets: Type.Array(PacketSchema), drops: Type.Array(DropSchema) }), ...ErrorResponses },
+        response: { 200: TimelineResponse, ...ErrorResponses },
       },
     },
     async (request) => {
       const connection = await connectionFor(request.query);
       const packets = [];
-      for await (const batch of connectionPacketBatches(reader, connection)) for (const row of batch.rows) packets.push(packetJson(batch.record(row)));
+      for await (const batch of connectionPacketRows(reader, connection)) for (const row of batch.rows) packets.push(packetJson(batch.record(row)));
       return { packets, drops: connection.drops.map(dropJson) };
     },
   );
@@ -86,30 +79,7 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
       const type = CAPTURE_FILE_TYPES[format];
       const name = `nettrail-${connection.proto}-${connection.tuples[0].src}-${connection.tuples[0].sport}.${type.extension}`.replace(/[^\w.-]/g, '_');
       reply.header('content-type', type.contentType).header('content-disposition', `attachment; filename="${name}"`);
-      const packets = connectionPacketBatches(reader, connection, range, pointNames);
-      const items = withDropItems(pcapItems(packets, connection), connection.drops, range, pointNames);
-      return reply.send(Readable.from(writeCaptureFile(items, {
-        format,
-        sectionComment: `nettrail: ${formatTuple({ proto: connection.proto, ...connection.tuples[0] })}`,
-      })));
+      return reply.send(Readable.from(connectionCaptureFile(reader, connection, { range, points: pointNames, format })));
     },
   );
 };
-
-/** Batches of the connection's packets as capture-file items, with a comment on the first packet after each NAT hop. */
-async function* pcapItems(batches: AsyncIterable<PacketBatch>, connection: Connection): AsyncIterable<CaptureItem[]> {
-  const pending = connection.hops.map((hop) => ({ hop, comment: natHopComment(hop) }));
-  for await (const batch of batches) {
-    const comments = new Map<number, string>();
-    const c = batch.columns;
-    for (let k = 0; k < batch.rows.length && pending.length > 0; k++) {
-      const row = batch.rows[k];
-      const point = c.points[c.point[row]];
-      const at = pending.findIndex(({ hop }) => hop.node === point.node && hop.netns === point.netns && sameTuple(hop.after, {
-        src: c.addresses[c.src[row]].text, sport: c.sport[row], dst: c.addresses[c.dst[row]].text, dport: c.dport[row],
-      }));
-      if (at >= 0) comments.set(row, pending.splice(at, 1)[0].comment);
-    }
-    yield [{ kind: 'packets', batch, comments }];
-  }
-}

@@ -2,9 +2,10 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { decodeDropCursor, DEFAULT_DROP_ORDER, encodeDropCursor, type DropFilter } from '../../flowlog/drops-table.js';
-import type { AppOptions } from '../app.js';
-import { dropJson } from '../../connection/drops.js';
-import { DEFAULT_LIMIT, DropsQuery, DropsResponse, ErrorResponses } from '../schemas.js';
+import type { AppOptions } from '../options.js';
+import { dropJson } from '../json.js';
+import { DEFAULT_LIMIT, ErrorResponses } from '../schemas/common.js';
+import { DropsQuery, DropsResponse } from '../schemas/drops.js';
 import { afterCursor, nextCursor, trafficFilter } from '../search-params.js';
 
 export const dropRoutes: FastifyPluginAsync<AppOptions> = async (fastify, options) => {

@@ -2,10 +2,11 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { decodeFlowCursor, DEFAULT_FLOW_ORDER, encodeFlowCursor, type FlowFilter } from '../../flowlog/flow-search.js';
-import type { AppOptions } from '../app.js';
-import { flowJson } from '../../connection/connection.js';
+import type { AppOptions } from '../options.js';
+import { flowJson } from '../json.js';
 import { NotFoundError } from '../errors.js';
-import { DEFAULT_LIMIT, ErrorResponses, FlowIdParams, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas.js';
+import { DEFAULT_LIMIT, ErrorResponses } from '../schemas/common.js';
+import { FlowIdParams, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas/flows.js';
 import { afterCursor, nextCursor, trafficFilter } from '../search-params.js';
 
 export const flowRoutes: FastifyPluginAsync<AppOptions> = async (fastify, options) => {

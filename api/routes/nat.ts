@@ -4,10 +4,11 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import type { NatFilter } from '../../flowlog/queries.js';
 import { canonicalAddress } from '../../model/address.js';
-import type { AppOptions } from '../app.js';
-import { natTranslationJson } from '../../connection/connection.js';
+import type { AppOptions } from '../options.js';
+import { natTranslationJson } from '../json.js';
 import { BadParameterError } from '../errors.js';
-import { DEFAULT_LIMIT, ErrorResponses, NatQuery, NatTranslationSchema, type NatQueryJson } from '../schemas.js';
+import { DEFAULT_LIMIT, ErrorResponses } from '../schemas/common.js';
+import { NatQuery, NatTranslationSchema, type NatQueryJson } from '../schemas/nat.js';
 import { timeRange } from '../search-params.js';
 
 /** The store's filter for the query's parameters. */

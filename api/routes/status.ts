@@ -2,10 +2,11 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import type { AppOptions } from '../app.js';
-import { dropTracingJson } from '../../connection/drops.js';
+import type { AppOptions } from '../options.js';
 import { errorBody } from '../errors.js';
-import { CaptureStatusSchema, ErrorSchema } from '../schemas.js';
+import { dropTracingJson } from '../json.js';
+import { ErrorSchema } from '../schemas/common.js';
+import { CaptureStatusSchema } from '../schemas/status.js';
 import type { WriterStats } from '../../flowlog/writer.js';
 
 /** The writer's stats as the status API shows them. */

@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../../native/addon.js';
+import { packageRoot } from '../../model/package-root.js';
 import { printed, sleep } from './wait.js';
 
 export const CLI = path.join(packageRoot, 'dist', 'service', 'cli.js');

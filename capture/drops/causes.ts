@@ -1,6 +1,7 @@
 // A plain-language cause, with what to look at next, for a drop: from its reason
 // (a name read from the kernel's BTF), where the kernel dropped it (the location's
 // and the stack's functions) and the packet itself.
+import { TCP_FLAG_BIT } from '../../model/protocol.js';
 import type { Proto } from '../../model/records.js';
 
 export interface DropFacts {
@@ -23,9 +24,6 @@ export interface DropFacts {
   /** IPv4 TTL or IPv6 hop limit. */
   ttl: number;
 }
-
-const TCP_SYN = 0x02;
-const TCP_ACK = 0x10;
 
 /** A command run in the drop's namespace, as a shell line. */
 export function inNetns(netns: string, command: string): string {
@@ -72,7 +70,7 @@ const EXPLANATIONS: Record<string, Explain> = {
       return `nothing listens on UDP port ${f.dport} ${where}; the kernel answers with ICMP port unreachable ` +
         `(see \`${inNetns(f.netns, 'ss -lun')}\`)`;
     }
-    if ((f.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN) {
+    if ((f.tcpFlags & (TCP_FLAG_BIT.SYN | TCP_FLAG_BIT.ACK)) === TCP_FLAG_BIT.SYN) {
       return `nothing listens on TCP port ${f.dport} ${where}; the kernel answers with a RST ` +
         `(see \`${inNetns(f.netns, 'ss -ltn')}\`)`;
     }

@@ -1,9 +1,11 @@
 // Decodes batches of nt_drop_event records (drop-layout.ts) into DropRecords:
 // the tuple and packet id from the header bytes, reason names from BTF, location
 // and stack from kallsyms, names of namespaces, and the cause.
+import { formatIPv4, formatIPv6 } from '../../model/address.js';
+import { etherTypeBefore, ethernetPayloadOffset, parseTcpOptions } from '../../model/headers.js';
+import { ETHERTYPE, LINKTYPE_ETHERNET, LINKTYPE_RAW, PROTO_NUMBER } from '../../model/protocol.js';
 import type { DropRecord } from '../../model/records.js';
-import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from '../../model/records.js';
-import { formatIPv4, formatIPv6, IPPROTO, packetIdOf, parseTcpOptions } from '../packets/decode.js';
+import { packetIdOf } from '../packets/decode.js';
 import { dropCause } from './causes.js';
 import { DROP_LINK, dropEventLayout } from './layout.js';
 import type { DropReasons } from './reasons.js';
@@ -22,11 +24,6 @@ export interface DropDecodeResult {
 }
 
 const F = dropEventLayout.fields;
-const ETH_P_IP = 0x0800;
-const ETH_P_IPV6 = 0x86dd;
-const ETH_P_8021Q = 0x8100;
-const ETH_P_8021AD = 0x88a8;
-const ETH_HLEN = 14;
 /** Symbolized addresses kept; the same few stacks repeat. */
 const SYMBOL_CACHE_SIZE = 10_000;
 
@@ -39,14 +36,8 @@ export function payloadHash(bytes: Uint8Array, from: number, to: number): number
 }
 
 /** True when an Ethernet header (with up to two VLAN tags) at 0 leads to an IP header of `family` at `l3`. */
-function ethernetLeadsTo(view: DataView, l3: number, family: number): boolean {
-  let at = ETH_HLEN;
-  let type = view.getUint16(12);
-  for (let tags = 0; tags < 2 && (type === ETH_P_8021Q || type === ETH_P_8021AD) && at + 4 <= l3; tags++) {
-    type = view.getUint16(at + 2);
-    at += 4;
-  }
-  return at === l3 && type === (family === FAMILY.ipv4 ? ETH_P_IP : ETH_P_IPV6);
+function ethernetLeadsTo(bytes: Uint8Array, l3: number, family: number): boolean {
+  return ethernetPayloadOffset(bytes, 0, l3) === l3 && etherTypeBefore(bytes, l3) === (family === FAMILY.ipv4 ? ETHERTYPE.ipv4 : ETHERTYPE.ipv6);
 }
 
 export class DropDecoder {
@@ -103,8 +94,8 @@ export class DropDecoder {
     const l4 = u8('l4_offset');
     const l4End = u8('l4_end');
     const depth = u16('stack_depth');
-    if ((family !== FAMILY.ipv4 && family !== FAMILY.ipv6) || (protoNumber !== IPPROTO.tcp && protoNumber !== IPPROTO.udp)) return null;
-    if (capLen > F.header.size || l4End > capLen || l4 + (protoNumber === IPPROTO.tcp ? 20 : 8) > l4End) return null;
+    if ((family !== FAMILY.ipv4 && family !== FAMILY.ipv6) || (protoNumber !== PROTO_NUMBER.tcp && protoNumber !== PROTO_NUMBER.udp)) return null;
+    if (capLen > F.header.size || l4End > capLen || l4 + (protoNumber === PROTO_NUMBER.tcp ? 20 : 8) > l4End) return null;
     if (l3 + (family === FAMILY.ipv4 ? 20 : 40) > l4 || depth > F.stack.size / 8) return null;
 
     // Copy the bytes out: the batch buffer is not kept.
@@ -112,7 +103,7 @@ export class DropDecoder {
     const packet = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const isIPv4 = family === FAMILY.ipv4;
     const ipEnd = l3 + (isIPv4 ? packet.getUint16(l3 + 2) : 40 + packet.getUint16(l3 + 4));
-    const isTcp = protoNumber === IPPROTO.tcp;
+    const isTcp = protoNumber === PROTO_NUMBER.tcp;
     const tcpFlags = isTcp ? bytes[l4 + 13] : 0;
     const options = isTcp ? parseTcpOptions(bytes, l4 + 20, l4End) : {};
     const packetId = packetIdOf({
@@ -135,7 +126,7 @@ export class DropDecoder {
     });
 
     // The MAC header is kept when it checks out; else the packet starts at its IP header.
-    const ethernet = u8('link_type') === DROP_LINK.ethernet && l3 >= ETH_HLEN && ethernetLeadsTo(packet, l3, family);
+    const ethernet = u8('link_type') === DROP_LINK.ethernet && ethernetLeadsTo(bytes, l3, family);
     const from = ethernet ? 0 : l3;
     const src = isIPv4 ? formatIPv4(bytes, l3 + 12) : formatIPv6(bytes, l3 + 8);
     const dst = isIPv4 ? formatIPv4(bytes, l3 + 16) : formatIPv6(bytes, l3 + 24);

@@ -1,6 +1,8 @@
 // Decodes batches of ring-buffer records (struct nt_packet_event + packet bytes, layout.ts) into PacketRecords.
-import type { Direction, Hook, PacketRecord, TcpOptions } from '../../model/records.js';
-import { LINKTYPE_ETHERNET } from '../../model/records.js';
+import { formatIPv4, formatIPv6 } from '../../model/address.js';
+import { parseTcpOptions } from '../../model/headers.js';
+import { LINKTYPE_ETHERNET, PROTO_NUMBER } from '../../model/protocol.js';
+import type { Direction, Hook, PacketRecord } from '../../model/records.js';
 import { decodeBatch, DIRECTION, FAMILY, fieldReader, FRAG, HOOK, LINK, packetEventLayout } from './layout.js';
 
 /** Names for what the kernel reports by number. */
@@ -16,70 +18,11 @@ export interface DecodeResult {
   malformed: number;
 }
 
-/** The proto values of nt_packet_event and nt_drop_event. */
-export const IPPROTO = { tcp: 6, udp: 17 } as const;
-
 const F = packetEventLayout.fields;
 const NEXTHDR_FRAGMENT = 44;
 const NEXTHDR_AUTH = 51;
 const ETH_ADDRS = 12;
 const VLAN_TAG = 4;
-
-export function formatIPv4(bytes: Uint8Array, at = 0): string {
-  return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
-}
-
-/** RFC 5952 text: lower case, the longest run (≥ 2) of zero groups as `::`. */
-export function formatIPv6(bytes: Uint8Array, at = 0): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push((bytes[at + 2 * i] << 8) | bytes[at + 2 * i + 1]);
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
-    i = j;
-  }
-  const hex = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(0, 8);
-  return `${hex(0, bestStart)}::${hex(bestStart + bestLength, 8)}`;
-}
-
-/** TCP options from the option bytes of a TCP header. Stops at EOL or a malformed option. */
-export function parseTcpOptions(bytes: Uint8Array, from: number, to: number): TcpOptions {
-  const options: TcpOptions = {};
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let at = from;
-  while (at < to) {
-    const kind = bytes[at];
-    if (kind === 0) break;
-    if (kind === 1) {
-      at++;
-      continue;
-    }
-    if (at + 1 >= to) break;
-    const length = bytes[at + 1];
-    if (length < 2 || at + length > to) break;
-    if (kind === 2 && length === 4) options.mss = view.getUint16(at + 2);
-    else if (kind === 3 && length === 3) options.wscale = bytes[at + 2];
-    else if (kind === 4 && length === 2) options.sack_perm = true;
-    else if (kind === 5 && (length - 2) % 8 === 0) {
-      const sack: Array<[number, number]> = [];
-      for (let b = at + 2; b < at + length; b += 8) sack.push([view.getUint32(b), view.getUint32(b + 4)]);
-      options.sack = sack;
-    } else if (kind === 8 && length === 10) {
-      options.ts_val = view.getUint32(at + 2);
-      options.ts_ecr = view.getUint32(at + 6);
-    }
-    at += length;
-  }
-  return options;
-}
 
 /** What packetIdOf hashes: fields that NAT, routing and MSS clamping leave alone. */
 export interface PacketInvariants {
@@ -190,7 +133,7 @@ export class PacketDecoder {
     let l3 = u16('l3_offset');
     let l4 = u16('l4_offset');
     let l4End = u16('l4_end');
-    if (!hook || !direction || (protoNumber !== IPPROTO.tcp && protoNumber !== IPPROTO.udp)) return null;
+    if (!hook || !direction || (protoNumber !== PROTO_NUMBER.tcp && protoNumber !== PROTO_NUMBER.udp)) return null;
     if ((family !== FAMILY.ipv4 && family !== FAMILY.ipv6) || u8('link_type') !== LINK.ethernet) return null;
     if (packetEventLayout.size + capLen > size || l4End > capLen || l4 > l4End || l3 + 20 > l4) return null;
     if (frag !== 0 && frag !== FRAG.first && frag !== FRAG.later) return null;
@@ -220,7 +163,7 @@ export class PacketDecoder {
     const ifindex = u32('ifindex');
     const ipId = family === FAMILY.ipv4 ? u16('ip_id') : 0;
     const len = u32('payload_len');
-    const isTcp = protoNumber === IPPROTO.tcp;
+    const isTcp = protoNumber === PROTO_NUMBER.tcp;
     const src = family === FAMILY.ipv4 ? formatIPv4(batch, at + F.saddr.offset) : formatIPv6(batch, at + F.saddr.offset);
     const dst = family === FAMILY.ipv4 ? formatIPv4(batch, at + F.daddr.offset) : formatIPv6(batch, at + F.daddr.offset);
     let sport = u16('sport');

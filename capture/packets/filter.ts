@@ -1,7 +1,7 @@
 // The in-kernel capture filter: `--filter net=CIDR,... port=N,... proto=tcp|udp`,
 // parsed and checked here, written to the BPF maps (filter_config, filter_v4,
 // filter_v6, filter_ports) at run time. Kinds combine with AND, values of one kind with OR.
-import { isIPv4, isIPv6 } from 'node:net';
+import { parseAddress } from '../../model/address.js';
 import { CaptureError } from '../../native/addon.js';
 import { FILTER_PROTO, filterLayout, lpmV4Layout, lpmV6Layout } from './layout.js';
 import type { BpfObject } from '../../native/addon.js';
@@ -19,42 +19,16 @@ export const CAPTURE_EVERYTHING: CaptureFilter = { nets: [], ports: [], protos: 
 
 const invalid = (message: string) => new CaptureError('INVALID_ARGUMENT', message);
 
-export function parseIPv4(text: string): Uint8Array {
-  if (!isIPv4(text)) throw invalid(`"${text}" is not an IPv4 address`);
-  return Uint8Array.from(text.split('.').map(Number));
-}
-
-export function parseIPv6(text: string): Uint8Array {
-  if (!isIPv6(text)) throw invalid(`"${text}" is not an IPv6 address`);
-  let groups = text;
-  const embedded = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (embedded) {
-    const v4 = parseIPv4(embedded[1]);
-    groups = `${text.slice(0, embedded.index)}${((v4[0] << 8) | v4[1]).toString(16)}:${((v4[2] << 8) | v4[3]).toString(16)}`;
-  }
-  const [head, tail] = groups.split('::') as [string, string | undefined];
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  const bytes = new Uint8Array(16);
-  all.forEach((group, i) => {
-    const value = parseInt(group, 16);
-    bytes[2 * i] = value >> 8;
-    bytes[2 * i + 1] = value & 0xff;
-  });
-  return bytes;
-}
-
 /** `10.0.0.0/8`, `fd00::/64`, or a plain address (/32, /128). */
 export function parseCidr(text: string): { family: 4 | 6; addr: Uint8Array; prefixLen: number } {
   const [address, length, extra] = text.split('/');
-  if (extra !== undefined) throw invalid(`"${text}" is not an address or CIDR`);
-  const family = isIPv4(address) ? 4 : isIPv6(address) ? 6 : null;
-  if (!family) throw invalid(`"${text}" is not an address or CIDR`);
-  const bits = family === 4 ? 32 : 128;
+  const addr = extra === undefined ? parseAddress(address) : null;
+  if (addr === null) throw invalid(`"${text}" is not an address or CIDR`);
+  const family = addr.length === 4 ? 4 : 6;
+  const bits = addr.length * 8;
   const prefixLen = length === undefined ? bits : /^\d{1,3}$/.test(length) ? Number(length) : NaN;
   if (!(prefixLen >= 0 && prefixLen <= bits)) throw invalid(`"${text}": prefix length must be 0-${bits}`);
-  return { family, addr: family === 4 ? parseIPv4(address) : parseIPv6(address), prefixLen };
+  return { family, addr, prefixLen };
 }
 
 /** Parse `--filter` arguments: each `KIND=V[,V...]` with KIND net, port or proto. */

@@ -1,4 +1,4 @@
-// Byte layouts of the kernel↔user structs in bpf/packet_event.h, declared field by field as
+// Byte layouts of the kernel↔user structs in bpf/capture.h, declared field by field as
 // in the header and laid out as the C compiler does; test/capture/packet-layout.test.ts checks every constant,
 // offset and size against the compiled header. Also the framing of ring-buffer batches.
 
@@ -36,14 +36,14 @@ export function cStruct<F extends string>(fields: Record<F, CField>): StructLayo
   return layout;
 }
 
-/** The #defines of bpf/packet_event.h. */
+/** The #defines of bpf/capture.h. */
 export const PARSE_BYTES = 256;
 export const CAPTURE_MAX = 4096;
 export const IPV6_EXT_MAX = 8;
 export const PAYLOAD_HASH_BYTES = 32;
 
-export const HOOK = { tc: 1, xdp: 2 } as const;
-export const DIRECTION = { ingress: 1, egress: 2 } as const;
+/** NT_HOOK_* and NT_DIR_*: defined with the protocol numbers (the store keeps the same values), exported here with the other #defines. */
+export { DIRECTION, HOOK } from '../../model/protocol.js';
 export const LINK = { ethernet: 1 } as const;
 export const FAMILY = { ipv4: 4, ipv6: 6 } as const;
 export const FRAG = { first: 1, later: 2 } as const;

@@ -8,11 +8,12 @@
 // packet's: 'xor_previous'), its rows are read one after the other: read in
 // arrival order, most of them missed the CPU's caches.
 
+import { headerLayout } from '../../model/headers.js';
+import { DIRECTION, HOOK, PROTO_NUMBER } from '../../model/protocol.js';
 import type { PacketRecord } from '../../model/records.js';
-import { addressBytes } from '../address.js';
-import { DIRECTION, enumValue, HOOK, invalid, OPTION_BIT, PROTO, timestamp, U8, U16, U32, u64, uint, utf8 } from '../codec.js';
+import { addressBytes, enumValue, invalid, OPTION_BIT, timestamp, U8, U16, U32, u64, uint, utf8 } from '../codec.js';
 import { FIELD_OFFSET, FIXED_BYTES, RESIDUALS } from './chunk-format.js';
-import { headerLayout, xorColumnBytes } from './residual.js';
+import { xorColumnBytes } from './residual.js';
 import { putVarUInt, varUIntSize, type RowBinaryWriter } from '../rowbinary.js';
 
 /** A chunk holds packets within this long of its first one (either way): its row expires with its last packet. */
@@ -68,7 +69,7 @@ interface Chunk {
  * come; encode() writes the chunks' rows. A record is checked when it is
  * added, so encoding cannot fail.
  */
-export class PacketChunkBatch {
+export class PacketChunkBuilder {
   private chunks: Chunk[] = [];
   /** Chunks by source address, then by ports; the few sharing both are told apart by the rest. */
   private bySource = new Map<string, Map<number, Chunk[]>>();
@@ -217,9 +218,9 @@ export class PacketChunkBatch {
     out.u32(p0.netnsIno);
     out.string(utf8(p0.iface, 'iface'));
     out.u32(p0.ifindex);
-    out.u8(HOOK.get(p0.hook)!);
-    out.u8(DIRECTION.get(p0.direction)!);
-    out.u8(PROTO.get(p0.proto)!);
+    out.u8(HOOK[p0.hook]);
+    out.u8(DIRECTION[p0.direction]);
+    out.u8(PROTO_NUMBER[p0.proto]);
     out.fixed(chunk.src);
     out.u16(p0.sport);
     out.fixed(chunk.dst);
@@ -384,7 +385,7 @@ function checkChunk(p: PacketRecord): void {
   uint(p.ifindex, U32, 'ifindex');
   enumValue(p.hook, HOOK, 'hook');
   enumValue(p.direction, DIRECTION, 'direction');
-  enumValue(p.proto, PROTO, 'proto');
+  enumValue(p.proto, PROTO_NUMBER, 'proto');
   uint(p.sport, U16, 'sport');
   uint(p.dport, U16, 'dport');
   uint(p.linkType, U16, 'linkType');

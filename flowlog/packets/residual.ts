@@ -16,68 +16,9 @@
 // Functions work on `bytes[from, to)` in place, without copying: the encoder
 // runs them on the insert buffer, once per stored packet.
 
+import { walkTcpOptions, type HeaderLayout } from '../../model/headers.js';
+import { PROTO_NUMBER, TCP_OPTION } from '../../model/protocol.js';
 import type { PacketRecord, TcpOptions } from '../../model/records.js';
-import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from '../../model/records.js';
-
-const IPPROTO_TCP = 6;
-const IPPROTO_UDP = 17;
-const ETHERTYPE_IPV4 = 0x0800;
-const ETHERTYPE_IPV6 = 0x86dd;
-const ETHERTYPE_VLAN = 0x8100;
-const ETHERTYPE_QINQ = 0x88a8;
-const MAX_VLAN_TAGS = 2;
-
-/** Where the IP and L4 headers start (offsets into the array), read from the bytes the transform leaves alone. */
-export interface HeaderLayout {
-  ip: number;
-  ipVersion: 4 | 6;
-  /** IANA protocol number of the L4 header. */
-  proto: number;
-  /** Start of the TCP/UDP header, or -1 when there is none (other protocol or extension headers, a later fragment, cut short). */
-  l4: number;
-  /** Length of the TCP/UDP header by its own account (TCP data offset), whether or not all of it was kept. */
-  l4HeaderLength: number;
-}
-
-/** The layout of the packet in `bytes[from, to)`; null when it is not IP. */
-export function headerLayout(bytes: Uint8Array, from: number, to: number, linkType: number): HeaderLayout | null {
-  let ip: number;
-  if (linkType === LINKTYPE_ETHERNET) {
-    ip = from + 14;
-    if (to < ip) return null;
-    let etherType = (bytes[from + 12] << 8) | bytes[from + 13];
-    for (let tags = 0; tags < MAX_VLAN_TAGS && (etherType === ETHERTYPE_VLAN || etherType === ETHERTYPE_QINQ) && to >= ip + 4; tags++) {
-      etherType = (bytes[ip + 2] << 8) | bytes[ip + 3];
-      ip += 4;
-    }
-    if (etherType !== ETHERTYPE_IPV4 && etherType !== ETHERTYPE_IPV6) return null;
-  } else if (linkType === LINKTYPE_RAW) {
-    ip = from;
-  } else {
-    return null;
-  }
-  if (to <= ip) return null;
-  const version = bytes[ip] >> 4;
-  let proto: number;
-  let l4: number;
-  if (version === 4) {
-    if (to < ip + 20 || (bytes[ip] & 0x0f) < 5) return null;
-    proto = bytes[ip + 9];
-    const fragmentOffset = ((bytes[ip + 6] & 0x1f) << 8) | bytes[ip + 7];
-    l4 = fragmentOffset === 0 ? ip + (bytes[ip] & 0x0f) * 4 : -1;
-  } else if (version === 6) {
-    if (to < ip + 40) return null;
-    proto = bytes[ip + 6];
-    l4 = ip + 40;
-  } else {
-    return null;
-  }
-  let l4HeaderLength = 0;
-  if (proto === IPPROTO_TCP && l4 >= 0 && to > l4 + 12) l4HeaderLength = (bytes[l4 + 12] >> 4) * 4;
-  else if (proto === IPPROTO_UDP && l4 >= 0) l4HeaderLength = 8;
-  if (l4HeaderLength === 0) l4 = -1;
-  return { ip, ipVersion: version, proto, l4, l4HeaderLength };
-}
 
 /** The column values the transform derives header bytes from (a PacketRecord has them all but the addresses). */
 export type HeaderColumns = Pick<PacketRecord, 'sport' | 'dport' | 'ipId' | 'seq' | 'ack' | 'flags' | 'win' | 'len' | 'options'>;
@@ -152,8 +93,8 @@ function pseudoHeaderSum(src: Uint8Array, dst: Uint8Array, ipVersion: 4 | 6, pro
 /**
  * XORs, in place, every byte of `bytes[from, to)` the columns determine with
  * the value they give it (see the top of this file). `layout` is
- * headerLayout() of those bytes (the same for the bytes and their residual);
- * `src` and `dst` are the addresses' 16 column bytes.
+ * headerLayout() (model/headers.ts) of those bytes (the same for the bytes
+ * and their residual); `src` and `dst` are the addresses' 16 column bytes.
  */
 export function xorColumnBytes(
   bytes: Uint8Array, to: number, layout: HeaderLayout | null, c: HeaderColumns, src: Uint8Array, dst: Uint8Array,
@@ -179,7 +120,7 @@ export function xorColumnBytes(
   xor16(bytes, l4, to, c.sport);
   xor16(bytes, l4 + 2, to, c.dport);
   const checksum = pseudoHeaderSum(src, dst, ipVersion, proto, l4Length);
-  if (proto === IPPROTO_UDP) {
+  if (proto === PROTO_NUMBER.udp) {
     xor16(bytes, l4 + 4, to, l4Length);
     xor16(bytes, l4 + 6, to, checksum);
     return;
@@ -189,33 +130,21 @@ export function xorColumnBytes(
   xor8(bytes, l4 + 13, to, c.flags);
   xor16(bytes, l4 + 14, to, c.win);
   xor16(bytes, l4 + 16, to, checksum);
-  xorOptions(bytes, l4 + 20, Math.min(to, l4 + layout.l4HeaderLength), c.options);
+  walkTcpOptions(bytes, l4 + 20, Math.min(to, l4 + layout.l4HeaderLength), xorOption, c.options);
 }
 
-/** The TCP options' values, walked as capture's parser walks them (kinds and lengths are left alone). */
-function xorOptions(bytes: Uint8Array, from: number, to: number, o: TcpOptions): void {
-  let at = from;
-  while (at < to) {
-    const kind = bytes[at];
-    if (kind === 0) return;
-    if (kind === 1) {
-      at++;
-      continue;
+/** XORs the value of the TCP option at `bytes[at, at + length)` with the options' (kinds and lengths are left alone). */
+function xorOption(bytes: Uint8Array, kind: number, at: number, length: number, o: TcpOptions): void {
+  const to = at + length;
+  if (kind === TCP_OPTION.mss) xor16(bytes, at + 2, to, o.mss ?? 0);
+  else if (kind === TCP_OPTION.wscale) xor8(bytes, at + 2, to, o.wscale ?? 0);
+  else if (kind === TCP_OPTION.sack && o.sack !== undefined) {
+    for (let i = 0; i < (length - 2) / 8 && i < o.sack.length; i++) {
+      xor32(bytes, at + 2 + 8 * i, to, o.sack[i][0]);
+      xor32(bytes, at + 6 + 8 * i, to, o.sack[i][1]);
     }
-    if (at + 1 >= to) return;
-    const length = bytes[at + 1];
-    if (length < 2 || at + length > to) return;
-    if (kind === 2 && length === 4) xor16(bytes, at + 2, to, o.mss ?? 0);
-    else if (kind === 3 && length === 3) xor8(bytes, at + 2, to, o.wscale ?? 0);
-    else if (kind === 5 && (length - 2) % 8 === 0 && o.sack !== undefined) {
-      for (let i = 0; i < (length - 2) / 8 && i < o.sack.length; i++) {
-        xor32(bytes, at + 2 + 8 * i, to, o.sack[i][0]);
-        xor32(bytes, at + 6 + 8 * i, to, o.sack[i][1]);
-      }
-    } else if (kind === 8 && length === 10) {
-      xor32(bytes, at + 2, to, o.ts_val ?? 0);
-      xor32(bytes, at + 6, to, o.ts_ecr ?? 0);
-    }
-    at += length;
+  } else if (kind === TCP_OPTION.timestamps) {
+    xor32(bytes, at + 2, to, o.ts_val ?? 0);
+    xor32(bytes, at + 6, to, o.ts_ecr ?? 0);
   }
 }

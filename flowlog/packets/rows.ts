@@ -3,16 +3,18 @@
 // columns without making an object per packet; record() makes one where one
 // is wanted (the timeline's JSON, tests).
 
-import { addressBytes, columnAddress, type StoredAddress } from '../address.js';
-import { DIRECTION, HOOK, OPTION_BIT, PROTO } from '../codec.js';
+import { fromMappedBytes } from '../../model/address.js';
+import { headerLayout } from '../../model/headers.js';
+import { DIRECTION, HOOK, PROTO_NUMBER } from '../../model/protocol.js';
+import { addressBytes, OPTION_BIT } from '../codec.js';
 import { FlowLogError } from '../errors.js';
 import { column, type FixedColumn, type NativeBlock, type StringColumn } from '../native-format.js';
 import { FIELD_OFFSET, FIXED_BYTES, RESIDUALS } from './chunk-format.js';
 import type { CapturePoint, PacketRecord, TcpOptions } from '../../model/records.js';
-import { headerLayout, xorColumnBytes, type HeaderColumns } from './residual.js';
+import { xorColumnBytes, type HeaderColumns } from './residual.js';
 
 /** What the packets seen at one capture point through one hook share. */
-export interface BatchPoint extends CapturePoint {
+export interface RowsPoint extends CapturePoint {
   netnsIno: number;
   ifindex: number;
   hook: PacketRecord['hook'];
@@ -26,7 +28,7 @@ export interface PacketColumns {
   tsWords: Uint32Array;
   /** Index into `points`. */
   point: Uint16Array;
-  points: BatchPoint[];
+  points: RowsPoint[];
   /** 1 ingress, 2 egress (the Enum8 values). */
   direction: Uint8Array;
   /** 6 tcp, 17 udp. */
@@ -64,13 +66,13 @@ export interface PacketColumns {
   headerEnds: Uint32Array;
 }
 
-const PROTO_NAME = new Map([...PROTO].map(([name, value]) => [value, name as PacketRecord['proto']]));
-const DIRECTION_NAME = new Map([...DIRECTION].map(([name, value]) => [value, name as PacketRecord['direction']]));
-const HOOK_NAME = new Map([...HOOK].map(([name, value]) => [value, name as PacketRecord['hook']]));
+const PROTO_NAME = new Map(Object.entries(PROTO_NUMBER).map(([name, value]) => [value, name as PacketRecord['proto']]));
+const DIRECTION_NAME = new Map(Object.entries(DIRECTION).map(([name, value]) => [value, name as PacketRecord['direction']]));
+const HOOK_NAME = new Map(Object.entries(HOOK).map(([name, value]) => [value, name as PacketRecord['hook']]));
 const RESIDUALS_NAME = new Map(Object.entries(RESIDUALS).map(([name, value]) => [value, name]));
 
 /** Some rows, in order, of a block of packet columns. */
-export class PacketBatch {
+export class PacketRows {
   constructor(
     readonly columns: PacketColumns,
     /** The rows of `columns` this batch holds, in time order. */
@@ -82,13 +84,13 @@ export class PacketBatch {
   }
 
   /** Rows [from, to) of this batch. */
-  slice(from: number, to: number): PacketBatch {
-    return new PacketBatch(this.columns, this.rows.subarray(from, to));
+  slice(from: number, to: number): PacketRows {
+    return new PacketRows(this.columns, this.rows.subarray(from, to));
   }
 
   /** The rows `keep` is true for. */
-  filter(keep: (row: number) => boolean): PacketBatch {
-    return new PacketBatch(this.columns, this.rows.filter(keep));
+  filter(keep: (row: number) => boolean): PacketRows {
+    return new PacketRows(this.columns, this.rows.filter(keep));
   }
 
   /** Row `row` of the columns (a row number of `rows`, not a position) as a record; `headers` is a view of the batch's bytes. */
@@ -124,7 +126,7 @@ export class PacketBatch {
   }
 
   /** A batch of `records`, as reads would deliver them (tests and benchmarks build exports from records). */
-  static fromRecords(records: readonly PacketRecord[]): PacketBatch {
+  static fromRecords(records: readonly PacketRecord[]): PacketRows {
     const n = records.length;
     const points = new PointTable();
     const addresses = new AddressTable();
@@ -148,8 +150,8 @@ export class PacketBatch {
     records.forEach((p, i) => {
       ts[i] = p.ts;
       c.point[i] = points.index({ node: p.node, netns: p.netns, netnsIno: p.netnsIno, iface: p.iface, ifindex: p.ifindex, hook: p.hook, linkType: p.linkType });
-      c.direction[i] = DIRECTION.get(p.direction)!;
-      c.proto[i] = PROTO.get(p.proto)!;
+      c.direction[i] = DIRECTION[p.direction];
+      c.proto[i] = PROTO_NUMBER[p.proto];
       c.src[i] = addresses.index(...addressWords(addressBytes(p.src, 'src')), 0, p.src);
       c.dst[i] = addresses.index(...addressWords(addressBytes(p.dst, 'dst')), 0, p.dst);
       [c.sport[i], c.dport[i], c.ipId[i], c.seq[i], c.ack[i]] = [p.sport, p.dport, p.ipId, p.seq, p.ack];
@@ -166,7 +168,7 @@ export class PacketBatch {
     });
     c.sackLeft = Uint32Array.from(sacks, ([left]) => left);
     c.sackRight = Uint32Array.from(sacks, ([, right]) => right);
-    return new PacketBatch(c, allRows(n));
+    return new PacketRows(c, allRows(n));
   }
 }
 
@@ -178,10 +180,10 @@ function allRows(n: number): Uint32Array {
 
 /** The distinct capture points of a block, each once. */
 class PointTable {
-  readonly list: BatchPoint[] = [];
+  readonly list: RowsPoint[] = [];
 
   /** The index of `p` (equal fields). */
-  index(p: BatchPoint): number {
+  index(p: RowsPoint): number {
     const list = this.list;
     for (let i = 0; i < list.length; i++) {
       const q = list[i];
@@ -191,11 +193,17 @@ class PointTable {
     return this.add(p);
   }
 
-  add(p: BatchPoint): number {
+  add(p: RowsPoint): number {
     if (this.list.length === 0xffff) throw new FlowLogError('STORE_FORMAT', 'more than 65 535 capture points in one block');
     this.list.push(p);
     return this.list.length - 1;
   }
+}
+
+/** An address of a block: its record text and its 16 column bytes (do not modify them). */
+export interface StoredAddress {
+  text: string;
+  bytes: Uint8Array;
 }
 
 /** The distinct addresses of a block, each once. */
@@ -219,7 +227,7 @@ class AddressTable {
     }
     this.words.set(words.subarray(at, at + 4), 4 * index);
     const copy = bytes.slice(4 * at, 4 * at + 16);
-    this.list.push({ bytes: copy, text: text ?? columnAddress(copy) });
+    this.list.push({ bytes: copy, text: text ?? fromMappedBytes(copy) });
     return index;
   }
 }
@@ -243,7 +251,7 @@ function enumValues(block: NativeBlock, name: string, names: ReadonlyMap<number,
 }
 
 /**
- * The packet chunk table's columns as reads select them (packetBatchOfChunks
+ * The packet chunk table's columns as reads select them (packetRowsOfChunks
  * decodes them), and a hash of the capture point's columns: chunks are told
  * apart by point with it, without comparing names.
  */
@@ -332,7 +340,7 @@ const RESTORE_BLOCK_ROWS = 1024;
  * packet order (time, then packet id, then capture point). Header bytes are
  * rebuilt from their residuals in one new buffer.
  */
-export function packetBatchOfChunks(blocks: readonly NativeBlock[], from: bigint, to: bigint): PacketBatch {
+export function packetRowsOfChunks(blocks: readonly NativeBlock[], from: bigint, to: bigint): PacketRows {
   // What the chunks hold, to size the columns.
   const chunks: ChunkAt[] = [];
   let n = 0;
@@ -383,7 +391,7 @@ export function packetBatchOfChunks(blocks: readonly NativeBlock[], from: bigint
   c.addresses = addresses.list;
   const decoder = new ChunkDecoder(c, points, addresses);
   for (const chunk of chunks) decoder.decode(chunk);
-  return new PacketBatch(c, packetOrder(c, from, to));
+  return new PacketRows(c, packetOrder(c, from, to));
 }
 
 /** Unpacks chunks one after the other into the columns. */
@@ -641,7 +649,7 @@ function packetOrder(c: PacketColumns, from: bigint, to: bigint): Uint32Array {
     const p = points[c.point[a]];
     const q = points[c.point[b]];
     return compareText(p.node, q.node) || compareText(p.netns, q.netns) || compareText(p.iface, q.iface) ||
-      p.ifindex - q.ifindex || c.direction[a] - c.direction[b] || HOOK.get(p.hook)! - HOOK.get(q.hook)!;
+      p.ifindex - q.ifindex || c.direction[a] - c.direction[b] || HOOK[p.hook] - HOOK[q.hook];
   });
   return Uint32Array.from(rows);
 }

@@ -6,12 +6,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from '@clickhouse/client';
 import type { FastifyInstance } from 'fastify';
-import { isStoreFailure } from '../../api/errors.js';
+import { isStoreFailure } from '../../flowlog/errors.js';
 import { buildServer } from '../../api/server.js';
-import type { FlowJson, FlowsResponseJson } from '../../api/schemas.js';
+import type { FlowJson, FlowsResponseJson } from '../../api/schemas/flows.js';
 import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../../model/records.js';
 import { FLOW_ORDERS } from '../../flowlog/flow-search.js';
-import { makeFlows, referenceMatch, referenceSort, SECOND, storeAppOptions, T0, writeFlows, type ReferenceQuery } from '../support/api-fixture.js';
+import { makeFlows, referenceMatch, referenceSort, SECOND, T0, writeFlows, type ReferenceQuery } from '../support/api-fixture.js';
+import { storeAppOptions } from '../../bench/support/store-app.js';
 import { openTempStore, type TempStore } from '../support/store-fixture.js';
 
 const SEED = 20261121;

@@ -7,8 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { DropJson, DropTracingJson, PacketJson } from '../../api/schemas.js';
-import { dropForwarded, dropOutput, probeFrom } from '../../lab/drops.js';
+import type { PacketJson } from '../../api/schemas/connections.js';
+import type { DropJson } from '../../api/schemas/drops.js';
+import type { DropTracingJson } from '../../api/schemas/status.js';
+import { dropForwarded, dropOutput, probeFrom } from '../../lab/drop-scenarios.js';
 import { getJson, getOk, labWithService, NODE, serviceTuple, settledConnection, tupleText } from '../support/service-fixture.js';
 
 test('drops in the API: per connection, in the timeline, searchable, in the pcapng', async (t) => {

@@ -7,10 +7,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../api/server.js';
-import type { FlowsResponseJson } from '../../api/schemas.js';
+import type { FlowsResponseJson } from '../../api/schemas/flows.js';
 import type { FlowRecord } from '../../model/records.js';
 import { FLOW_ORDERS } from '../../flowlog/flow-search.js';
-import { makeFlows, pick, prng, storeAppOptions, writeFlows } from '../support/api-fixture.js';
+import { makeFlows, pick, writeFlows } from '../support/api-fixture.js';
+import { prng } from '../../bench/support/prng.js';
+import { storeAppOptions } from '../../bench/support/store-app.js';
 import { openTempStore, type TempStore } from '../support/store-fixture.js';
 
 const REQUESTS = 10_000;

@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { DropTracer, type DropTracerConfig } from '../../capture/drops/tracer.js';
-import { LINKTYPE_ETHERNET, LINKTYPE_RAW, type DropRecord } from '../../model/records.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from '../../model/protocol.js';
+import type { DropRecord } from '../../model/records.js';
 import { randomClientPort, useLab } from '../support/lab-fixture.js';
-import { dropForwarded, dropInput, dropOnServerIngress, dropOutput, probeFrom } from '../../lab/drops.js';
+import { dropForwarded, dropInput, dropOnServerIngress, dropOutput, probeFrom } from '../../lab/drop-scenarios.js';
 import type { Lab } from '../../lab/lab.js';
 import { waitFor } from '../../bench/support/wait.js';
 

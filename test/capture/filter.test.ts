@@ -1,7 +1,7 @@
 // `--filter` parsing: what is accepted, and what is refused with a message naming the problem.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCidr, parseFilter, parseIPv6 } from '../../capture/packets/filter.js';
+import { parseCidr, parseFilter } from '../../capture/packets/filter.js';
 
 test('filter specs: kinds, comma-separated values, repeats', () => {
   assert.deepEqual(parseFilter(['net=10.0.0.0/8,fd00::/64', 'port=80', 'port=443,0', 'proto=udp']), {
@@ -29,9 +29,6 @@ test('bad filter specs are refused with what is wrong', () => {
 });
 
 test('addresses to bytes', () => {
-  assert.deepEqual([...parseIPv6('fd00::1')], [0xfd, 0, ...Array(13).fill(0), 1]);
-  assert.deepEqual([...parseIPv6('::ffff:10.1.2.3')], [...Array(10).fill(0), 0xff, 0xff, 10, 1, 2, 3]);
-  assert.deepEqual([...parseIPv6('1:2:3:4:5:6:7:8')], [0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8]);
   assert.deepEqual(parseCidr('192.168.1.7'), { family: 4, addr: Uint8Array.of(192, 168, 1, 7), prefixLen: 32 });
   assert.equal(parseCidr('2001:db8::/32').prefixLen, 32);
 });

@@ -13,7 +13,9 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../api/server.js';
-import { makeFlows, pick, prng, storeAppOptions, writeFlows } from '../support/api-fixture.js';
+import { makeFlows, pick, writeFlows } from '../support/api-fixture.js';
+import { prng } from '../../bench/support/prng.js';
+import { storeAppOptions } from '../../bench/support/store-app.js';
 import { openTempStore, type TempStore } from '../support/store-fixture.js';
 
 const SEED = Number(process.env.NETTRAIL_FUZZ_SEED ?? 0xa91f022);

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listNamespaces } from '../../capture/netns.js';
 import { NatSources } from '../../nat-tracker/tracker.js';
-import { prng } from '../support/api-fixture.js';
+import { prng } from '../../bench/support/prng.js';
 import { linksHeldBy, mapEntries, metricValue, startServe } from '../../bench/support/serve-process.js';
 import { until } from '../../bench/support/wait.js';
 

@@ -24,7 +24,7 @@ import { ConntrackError, ConntrackSource, FlowSplitter, parseConntrackFlow } fro
 import { ipvsTranslation, parseIpvsConnections, parseIpvsServices } from '../../nat-tracker/sources/ipvs.js';
 import { parseOvsConntrack } from '../../nat-tracker/sources/ovs.js';
 import { NatSourceError } from '../../nat-tracker/sources/polled.js';
-import { prng } from '../support/api-fixture.js';
+import { prng } from '../../bench/support/prng.js';
 
 const SEED = Number(process.env.NETTRAIL_FUZZ_SEED ?? 0x0badc0de);
 const MUTANTS = Number(process.env.NETTRAIL_FUZZ_NAT ?? 3000);

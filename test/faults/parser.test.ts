@@ -13,9 +13,9 @@ import { statSync } from 'node:fs';
 import { PacketDecoder } from '../../capture/packets/decode.js';
 import { DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from '../../capture/packets/layout.js';
 import { BpfObject, CaptureError, bpfObjectPath } from '../../native/addon.js';
-import { PacketChunkBatch } from '../../flowlog/packets/chunk-writer.js';
+import { PacketChunkBuilder } from '../../flowlog/packets/chunk-writer.js';
 import { RowBinaryWriter } from '../../flowlog/rowbinary.js';
-import { prng } from '../support/api-fixture.js';
+import { prng } from '../../bench/support/prng.js';
 import { ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, bytesOf, ethernet, ipv4, ipv6, ipv6Ext, tcp, tcpOption, udp } from '../support/packets.js';
 
 const SEED = Number(process.env.NETTRAIL_FUZZ_SEED ?? 0xf00dfa11);
@@ -157,7 +157,7 @@ function runOnce(bpf: BpfObject, program: Program, frame: Buffer, decoder: Packe
   assert.equal(packet.wireLen, frame.length, `${where}: wire length`);
   assert.ok(packet.sport >= 0 && packet.sport <= 65535 && packet.dport >= 0 && packet.dport <= 65535);
   assert.ok(packet.proto === 'tcp' || packet.proto === 'udp');
-  const chunk = new PacketChunkBatch();
+  const chunk = new PacketChunkBuilder();
   chunk.add([packet], 1);
   chunk.encode(new RowBinaryWriter(4096));
   return { verdict, bytes };

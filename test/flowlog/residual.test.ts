@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseTcpOptions } from '../../capture/packets/decode.js';
-import { addressBytes } from '../../flowlog/address.js';
-import { LINKTYPE_ETHERNET, LINKTYPE_RAW, type TcpOptions } from '../../model/records.js';
-import { headerLayout, xorColumnBytes } from '../../flowlog/packets/residual.js';
+import { headerLayout, parseTcpOptions } from '../../model/headers.js';
+import { addressBytes } from '../../flowlog/codec.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from '../../model/protocol.js';
+import type { TcpOptions } from '../../model/records.js';
+import { xorColumnBytes } from '../../flowlog/packets/residual.js';
 import { packetHeaders, random, type HeaderFields } from '../support/headers.js';
 
 function residualOf(bytes: Uint8Array, linkType: number, p: HeaderFields): Uint8Array {

@@ -6,9 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FlowRecord, FourTuple, NatTranslation, PacketRecord, TcpOptions } from '../../model/records.js';
-import { addressBytes, storedAddress } from '../../flowlog/address.js';
-import { OPTION_BIT } from '../../flowlog/codec.js';
-import { headerLayout, xorColumnBytes } from '../../flowlog/packets/residual.js';
+import { addressBytes, OPTION_BIT, storedAddress } from '../../flowlog/codec.js';
+import { headerLayout } from '../../model/headers.js';
+import { xorColumnBytes } from '../../flowlog/packets/residual.js';
 import { checkServerVersion, openStore, parseRetention, type FlowLogStore } from '../../flowlog/store.js';
 import { FlowLogWriter } from '../../flowlog/writer.js';
 import {
@@ -18,10 +18,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { packetHeaders, random } from '../support/headers.js';
 import { FIXED_BYTES } from '../../flowlog/packets/chunk-format.js';
 import { chunkResiduals } from '../support/chunk-residuals.js';
-import { flowsForTuples, natForTuple, natTranslations, packetBatchesForTuples } from '../../flowlog/queries.js';
+import { flowsBySynSeq, flowsForTuples, natForTuple, natTranslations, packetRowsForTuples } from '../../flowlog/queries.js';
 import { column, nativeBlocks, type FixedColumn, type NativeBlock } from '../../flowlog/native-format.js';
-import { flowsBySynSeq } from '../../nat-tracker/seq-query.js';
-import type { PacketBatch } from '../../flowlog/packets/rows.js';
+import type { PacketRows } from '../../flowlog/packets/rows.js';
 
 let dir: string;
 let storePath: string;
@@ -50,7 +49,7 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-async function collectPackets(batches: AsyncIterable<PacketBatch>): Promise<PacketRecord[]> {
+async function collectPackets(batches: AsyncIterable<PacketRows>): Promise<PacketRecord[]> {
   return (await collect(batches)).flatMap((batch) => batch.records());
 }
 
@@ -121,15 +120,15 @@ test('packets round-trip exactly and are found from either direction', async () 
   await writer.close();
   assert.deepEqual(writer.stats().packets, { accepted: 6, written: 6, dropped: 0, failures: 0, consecutiveFailures: 0, bufferedRows: 0, bufferedBytes: 0 });
 
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [c2s])), [syn, synAck, ack, data]);
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [reverse(c2s)])), [syn, synAck, ack, data]);
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'udp', [reverse(v6)])), [v6Packet]);
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'udp', [c2s])), []);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [c2s])), [syn, synAck, ack, data]);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [reverse(c2s)])), [syn, synAck, ack, data]);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'udp', [reverse(v6)])), [v6Packet]);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'udp', [c2s])), []);
   assert.deepEqual(
-    await collectPackets(packetBatchesForTuples(store, 'tcp', [reverse(c2s), { ...c2s, sport: 40001 }])),
+    await collectPackets(packetRowsForTuples(store, 'tcp', [reverse(c2s), { ...c2s, sport: 40001 }])),
     [otherConnection, syn, synAck, ack, data], // equal timestamps: by packet id
   );
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [c2s], { from: T0 + 1n, to: T0 + 1n })), [synAck]);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [c2s], { from: T0 + 1n, to: T0 + 1n })), [synAck]);
   // Stored as IPv6 (IPv4-mapped); the header bytes as their residual (test/flowlog/residual.test.ts), as long as they are.
   const stored = await storedPacket(syn.packetId);
   assert.equal(stored.src, '::ffff:10.1.0.1');
@@ -152,7 +151,7 @@ test("a chunk's header residuals are stored as XOR with the previous packet's: e
   writer.addPackets(packets);
   await writer.close();
 
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple])), packets);
   for (const p of packets) assert.deepEqual((await storedPacket(p.packetId)).residual, Buffer.from(p.headers));
   // Per packet: a mask byte per 8 bytes, and the bytes that differ from the previous packet's (the repeat: 9 bytes for 70).
   const residualBytes = headers.reduce((sum, bytes, i) => {
@@ -222,14 +221,14 @@ test('packets come back in time order across Native blocks and time slices of an
   writer.addPackets([...packets].reverse());
   await writer.close();
   for (const blockRows of [1, 2, 3, 4, 10, 11]) {
-    assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], {}, { blockRows })), packets, `blockRows ${blockRows}`);
+    assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple], {}, { blockRows })), packets, `blockRows ${blockRows}`);
   }
   // Time slices cut inside runs of equal timestamps: each packet in exactly one slice.
   for (const sliceRows of [1, 2, 3, 5]) {
-    assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], {}, { sliceRows })), packets, `sliceRows ${sliceRows}`);
+    assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple], {}, { sliceRows })), packets, `sliceRows ${sliceRows}`);
   }
   assert.deepEqual(
-    await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple], { from: T0 + 1n, to: T0 + 2n }, { blockRows: 2 })),
+    await collectPackets(packetRowsForTuples(store, 'tcp', [tuple], { from: T0 + 1n, to: T0 + 2n }, { blockRows: 2 })),
     packets.slice(3, 9),
   );
 });
@@ -373,7 +372,7 @@ test('the writer drops and counts rows beyond its buffer bound; close() writes e
   assert.ok(bufferedBytes > 5 * 54, `bufferedBytes ${bufferedBytes}`);
   await writer.close();
   assert.deepEqual(writer.stats().packets, { accepted: 5, written: 5, dropped: 5, failures: 0, consecutiveFailures: 0, bufferedRows: 0, bufferedBytes: 0 });
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets.slice(0, 5));
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple])), packets.slice(0, 5));
   assert.throws(() => writer.addPackets(packets), { code: 'WRITER_CLOSED' });
 });
 
@@ -396,9 +395,9 @@ test('a call with an invalid record is refused whole', async () => {
   const accepted = packet(tuple, { ts: T0 + 5n, packetId: 77n });
   assert.equal(writer.addPackets([accepted]), 1);
   await writer.close();
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), [accepted]);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple])), [accepted]);
   assert.equal(await count(`SELECT count() FROM nettrail.packet_chunks WHERE sport = 47000 AND first_ts = last_ts AND toUnixTimestamp64Nano(first_ts) = ${T0 + 5n}`), 1);
-  await assert.rejects(collectPackets(packetBatchesForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
+  await assert.rejects(collectPackets(packetRowsForTuples(store, 'tcp', [{ ...tuple, dst: '10.7.0.300' }])), { code: 'INVALID_VALUE' });
 });
 
 /**
@@ -434,7 +433,7 @@ test('random header bytes and lengths round-trip through the writer and the read
   writer.addPackets(packets);
   await writer.close();
   assert.equal(await count(`SELECT count() FROM nettrail.packet_chunks WHERE sport = 45500`), 2);
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple])), packets);
 });
 
 test('100 000 packets written in one bulk are all stored, also in batches that reuse the buffers of batches written', async () => {
@@ -450,7 +449,7 @@ test('100 000 packets written in one bulk are all stored, also in batches that r
     await writer.close();
     assert.equal(writer.stats().packets.written, rows);
     // Every row intact: in time order, its own seq and the header bytes that went in.
-    const stored = await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple]));
+    const stored = await collectPackets(packetRowsForTuples(store, 'tcp', [tuple]));
     assert.equal(stored.length, rows);
     const wrong = stored.findIndex((p, i) => p.seq !== i || Buffer.compare(p.headers, packets[i].headers) !== 0);
     assert.equal(wrong, -1, `row ${wrong}`);
@@ -459,11 +458,11 @@ test('100 000 packets written in one bulk are all stored, also in batches that r
 
 test('data is kept after closing and re-opening the same path', async () => {
   const tuple = { src: '10.1.0.1', sport: 40000, dst: '10.1.0.2', dport: 80 };
-  const before = await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple]));
+  const before = await collectPackets(packetRowsForTuples(store, 'tcp', [tuple]));
   await store.close();
   store = await openStore({ path: storePath });
   assert.equal(await count('SELECT count() FROM nettrail.schema_version'), SCHEMA_VERSION);
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), before);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple])), before);
   assert.equal(before.length, 4);
   assert.equal((await flowsForTuples(store, 'tcp', [{ src: '10.3.0.1', sport: 42000, dst: '10.3.0.2', dport: 443 }])).length, 2);
   assert.equal((await natForTuple(store, 'tcp', { src: '10.2.0.1', sport: 41000, dst: '10.96.0.10', dport: 80 })).length, 1);
@@ -535,11 +534,11 @@ test('a version-3 store, a row per packet, is brought up to date when opened: co
   assert.equal(await count(`SELECT count() FROM system.tables WHERE database = 'nettrail' AND name = 'packets'`), 0, 'the table with a row per packet is gone');
   assert.equal(await count('SELECT count() FROM nettrail.packet_chunks'), 4, 'a chunk per capture point, direction and second');
   assert.equal(await count(`SELECT countIf(residuals = 'whole') FROM nettrail.packet_chunks`), 4, 'packed in SQL: whole residuals');
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple])), packets);
   // Opened again: nothing is copied twice.
   await store.close();
   store = await openStore({ path: storePath });
-  assert.deepEqual(await collectPackets(packetBatchesForTuples(store, 'tcp', [tuple])), packets);
+  assert.deepEqual(await collectPackets(packetRowsForTuples(store, 'tcp', [tuple])), packets);
 });
 
 test('migrations are numbered 1, 2, 3, ... and the schema version is the last', () => {

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlowTable } from '../../flows/flow-table.js';
-import { LINKTYPE_ETHERNET, type PacketRecord } from '../../model/records.js';
+import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
+import type { PacketRecord } from '../../model/records.js';
 
 const F = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 };
 const C = { src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 80 };

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { flowsForTuples, natForTuple } from '../../flowlog/queries.js';
+import { flowsBySynSeq, flowsForTuples, natForTuple } from '../../flowlog/queries.js';
 import type { NatTranslation, NetnsRef } from '../../model/records.js';
 import { openStore } from '../../flowlog/store.js';
 import { FlowLogWriter } from '../../flowlog/writer.js';
@@ -17,7 +17,6 @@ import { reverseTuple } from '../../nat-tracker/classify.js';
 import { forwardingOf, IpvsSource, ipvsTranslation, parseIpvsConnections, parseIpvsServices } from '../../nat-tracker/sources/ipvs.js';
 import { NatSourceError, PolledTable, Poller } from '../../nat-tracker/sources/polled.js';
 import { resolveNatPath } from '../../nat-tracker/resolver.js';
-import { flowsBySynSeq } from '../../nat-tracker/seq-query.js';
 import { uniqueLabPrefix } from '../support/lab-fixture.js';
 
 // ---- the kernel's formats ------------------------------------------------------

@@ -11,7 +11,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { PacketBatch } from '../../flowlog/packets/rows.js';
+import { packetRows } from '../../connection/capture-file.js';
+import { PacketRows } from '../../flowlog/packets/rows.js';
 import {
   CAPTURE_FILE_TYPES,
   CaptureFileError,
@@ -20,7 +21,8 @@ import {
   type CaptureFileFormat,
   type CaptureItem,
 } from '../../pcap/pcapng.js';
-import { LINKTYPE_ETHERNET, LINKTYPE_RAW, type Direction, type Hook, type PacketRecord } from '../../model/records.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from '../../model/protocol.js';
+import type { Direction, Hook, PacketRecord } from '../../model/records.js';
 
 // ---- packet bytes ----
 
@@ -199,7 +201,7 @@ function* inBatches(packets: Iterable<TestPacket>, size = 97): Generator<Capture
     const slice = all.slice(i, i + size);
     const comments = new Map<number, string>();
     slice.forEach(({ comment }, row) => comment !== undefined && comments.set(row, comment));
-    yield [{ kind: 'packets', batch: PacketBatch.fromRecords(slice.map(({ packet }) => packet)), comments }];
+    yield [packetRows(PacketRows.fromRecords(slice.map(({ packet }) => packet)), comments)];
   }
 }
 

@@ -1,26 +1,11 @@
 // Flow-log contents for the API tests: realistic flows (a deterministic PRNG
 // picks addresses, states, traits, times and sizes), some written in two
-// versions as a live flow is; a reference search over them; and the app
-// options of a real store.
+// versions as a live flow is; and a reference search over them.
 import { BlockList } from 'node:net';
-import type { AppOptions } from '../../api/app.js';
 import type { FlowRecord } from '../../model/records.js';
 import type { FlowOrder } from '../../flowlog/flow-search.js';
-import { storeBackedOptions } from '../../service/store-reader.js';
-import type { FlowLogStore } from '../../flowlog/store.js';
+import { prng } from '../../bench/support/prng.js';
 import type { FlowLogWriter } from '../../flowlog/writer.js';
-
-/** mulberry32: a small, fast, seedable PRNG; the same seed gives the same sequence. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const pick = <T>(random: () => number, items: readonly T[]): T => items[Math.floor(random() * items.length)];
 const int = (random: () => number, min: number, max: number) => min + Math.floor(random() * (max - min + 1));
@@ -195,18 +180,4 @@ export function referenceSort(flows: FlowRecord[], order: FlowOrder): FlowRecord
     if (x !== y) return x < y ? -sign : sign;
     return a.id === b.id ? 0 : a.id < b.id ? -sign : sign;
   });
-}
-
-/** AppOptions reading a real store. */
-export function storeAppOptions(store: FlowLogStore, writer: FlowLogWriter | null, extra: Partial<AppOptions> = {}): AppOptions {
-  return {
-    ...storeBackedOptions(store),
-    captureStatus: () => null,
-    dropStatus: () => null,
-    writerStats: () => writer?.stats() ?? null,
-    uiDir: null,
-    token: null,
-    rateLimitPerMinute: null,
-    ...extra,
-  };
 }

@@ -2,7 +2,8 @@
 // as it can into the store at argv[2] and, on SIGTERM, stops adding, closes the
 // writer (which writes everything accepted) and the store, and prints what it
 // counted as one JSON line. Prints `loaded` once the first insert is stored.
-import { LINKTYPE_ETHERNET, type PacketRecord } from '../../model/records.js';
+import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
+import type { PacketRecord } from '../../model/records.js';
 import { openStore } from '../../flowlog/store.js';
 import { FlowLogWriter } from '../../flowlog/writer.js';
 

@@ -1,5 +1,5 @@
 // Packet header bytes as a kernel builds them, for the flow-log tests.
-import { addressBytes } from '../../flowlog/address.js';
+import { addressBytes } from '../../flowlog/codec.js';
 import type { HeaderColumns } from '../../flowlog/packets/residual.js';
 
 export interface HeaderFields extends HeaderColumns {

@@ -1,7 +1,7 @@
 // Crafted packets for the parser tests: Ethernet with VLAN tags, IPv4 with options
 // and fragments, IPv6 with extension headers, TCP with options, UDP. Checksums are
 // left 0: the capture programs never look at them.
-import { parseIPv4, parseIPv6 } from '../../capture/packets/filter.js';
+import { parseAddress } from '../../model/address.js';
 
 const u16 = (n: number) => [(n >> 8) & 0xff, n & 0xff];
 const u32 = (n: number) => [(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
@@ -72,7 +72,7 @@ export function ipv4(spec: Ipv4Spec, payload: Uint8Array): Uint8Array {
   const frag = (spec.moreFragments ? 0x2000 : 0) | (spec.fragOffset ?? 0);
   return Uint8Array.from([
     0x40 | ihl, 0, ...u16(total), ...u16(spec.id ?? 0), ...u16(frag), spec.ttl ?? 64, spec.proto, 0, 0,
-    ...parseIPv4(spec.src), ...parseIPv4(spec.dst), ...options, ...payload,
+    ...parseAddress(spec.src)!, ...parseAddress(spec.dst)!, ...options, ...payload,
   ]);
 }
 
@@ -102,7 +102,7 @@ export function ipv6(src: string, dst: string, proto: number, payload: Uint8Arra
   const first = exts.length > 0 ? exts[0].type : proto;
   return Uint8Array.from([
     0x60, 0, 0, 0, ...u16(payloadLength ?? chain.length + payload.length), first, 64,
-    ...parseIPv6(src), ...parseIPv6(dst), ...chain, ...payload,
+    ...parseAddress(src)!, ...parseAddress(dst)!, ...chain, ...payload,
   ]);
 }
 

@@ -5,7 +5,8 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import type { FourTupleJson, PacketJson } from '../../api/schemas.js';
+import type { FourTupleJson } from '../../api/schemas/common.js';
+import type { PacketJson } from '../../api/schemas/connections.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [

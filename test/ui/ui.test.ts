@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import type { ConnectionJson, FlowJson, PacketJson } from '../../api/schemas.js';
+import type { ConnectionJson, PacketJson } from '../../api/schemas/connections.js';
+import type { FlowJson } from '../../api/schemas/flows.js';
 import { randomClientPort } from '../support/lab-fixture.js';
 import { getJson, labWithService, NODE, pathPoints, requestRecorded, reversed, serviceTuple, tupleText } from '../support/service-fixture.js';
 import {

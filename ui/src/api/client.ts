@@ -1,5 +1,6 @@
 import { flowQueryParams } from '../lib/flowQuery';
-import type { ApiErrorBody, FlowQuery } from './types';
+import type { ApiErrorBody } from './types.generated';
+import type { FlowQuery } from './types';
 
 /** A failed API call: an HTTP error with the server's {error:{code,message,parameter?}}, or a network failure (status 0). */
 export class ApiError extends Error {

@@ -1,6 +1,6 @@
 import { computed, toValue, type MaybeRefOrGetter } from 'vue';
 import { connectionUrl } from '../api/client';
-import type { ConnectionResponse } from '../api/types';
+import type { ConnectionResponse } from '../api/types.generated';
 import { useApiResource } from './useApiResource';
 
 /**

@@ -1,6 +1,7 @@
 import { computed, toValue, type MaybeRefOrGetter } from 'vue';
 import { flowsUrl } from '../api/client';
-import type { FlowQuery, FlowsResponse } from '../api/types';
+import type { FlowsResponse } from '../api/types.generated';
+import type { FlowQuery } from '../api/types';
 import { useApiResource } from './useApiResource';
 
 /** GET /api/v1/flows — one page of the flow-log records matching `query`, and the cursor of the next. */

@@ -1,6 +1,6 @@
 import { toValue, type MaybeRefOrGetter } from 'vue';
 import { timelineUrl } from '../api/client';
-import type { TimelineResponse } from '../api/types';
+import type { TimelineResponse } from '../api/types.generated';
 import { useApiResource } from './useApiResource';
 
 /** GET /api/v1/connections/timeline?tuple=[&at=] — every packet and drop of the connection at every capture point, in time order. */

@@ -1,4 +1,4 @@
-import type { Drop, FourTuple } from '../api/types';
+import type { Drop, FourTuple } from '../api/types.generated';
 import { capturePointKey } from './timeline';
 import { sameTuple } from './tuple';
 

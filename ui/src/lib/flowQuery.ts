@@ -1,4 +1,5 @@
-import { FLOW_ORDERS, FLOW_TRAITS, type FlowOrder, type FlowQuery, type FlowTrait } from '../api/types';
+import { FLOW_ORDERS, FLOW_TRAITS, type FlowOrder, type FlowTrait } from '../api/types.generated';
+import type { FlowQuery } from '../api/types';
 
 /** The flow search's one-value filters, in the order the form shows them. */
 export const FLOW_TEXT_FILTERS = ['ip', 'src', 'dst', 'port', 'sport', 'dport', 'proto', 'from', 'to', 'node', 'netns', 'iface'] as const;

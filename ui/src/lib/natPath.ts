@@ -1,4 +1,4 @@
-import type { CapturePointStats, Connection, FourTuple, NatHop } from '../api/types';
+import type { CapturePointStats, Connection, FourTuple, NatHop } from '../api/types.generated';
 import { epochNs } from './time';
 import { reversedTuple, sameTuple } from './tuple';
 import { capturePointKey } from './timeline';

@@ -1,4 +1,4 @@
-import type { IsoTime } from '../api/types';
+import type { IsoTime } from '../api/types.generated';
 
 const ISO_UTC = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/;
 

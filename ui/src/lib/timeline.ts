@@ -1,4 +1,5 @@
-import type { CapturePointRef, Drop, FourTuple, Packet, Proto } from '../api/types';
+import type { Drop, FourTuple, Packet, Proto } from '../api/types.generated';
+import type { CapturePointRef } from '../api/types';
 import { epochNs, formatDuration, formatTime } from './time';
 import { formatEndpoint, formatTuple, reversedTuple, sameTuple } from './tuple';
 

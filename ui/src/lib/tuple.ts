@@ -1,4 +1,4 @@
-import type { Endpoint, FourTuple, Proto } from '../api/types';
+import type { Endpoint, FourTuple, Proto } from '../api/types.generated';
 
 export type TupleField = keyof FourTuple;
 

@@ -1,0 +1,87 @@
+// One connection: its tuples at every hop, NAT path, capture points, flows
+// and drops; its packets in time order; which connection a query names.
+import { Type, type Static } from 'typebox';
+import { FourTupleSchema, Port, Proto, Time } from './common.js';
+import { DropSchema } from './drops.js';
+import { FlowSchema } from './flows.js';
+import { NatHopSchema } from './nat.js';
+
+export const PointSchema = Type.Object({
+  node: Type.String(),
+  netns: Type.String(),
+  iface: Type.String(),
+  packets: Type.Integer(),
+  bytes: Type.Integer(),
+});
+
+export const TcpOptionsSchema = Type.Object({
+  mss: Type.Optional(Type.Integer()),
+  wscale: Type.Optional(Type.Integer()),
+  sack_perm: Type.Optional(Type.Boolean()),
+  ts_val: Type.Optional(Type.Integer()),
+  ts_ecr: Type.Optional(Type.Integer()),
+  sack: Type.Optional(Type.Array(Type.Array(Type.Integer(), { minItems: 2, maxItems: 2 }))),
+});
+
+export const PacketSchema = Type.Object({
+  ts: Time,
+  node: Type.String(),
+  netns: Type.String(),
+  iface: Type.String(),
+  direction: Type.Union([Type.Literal('ingress'), Type.Literal('egress')]),
+  hook: Type.Union([Type.Literal('tc'), Type.Literal('xdp')]),
+  src: Type.String(),
+  sport: Port,
+  dst: Type.String(),
+  dport: Port,
+  seq: Type.Integer(),
+  ack: Type.Integer(),
+  flags: Type.Array(Type.String()),
+  win: Type.Integer(),
+  len: Type.Integer(),
+  options: TcpOptionsSchema,
+  packet_id: Type.String({ description: '64-bit id as 16 hex digits; equal for the same packet at several points' }),
+});
+
+export const ConnectionSchema = Type.Object({
+  proto: Proto,
+  first_seen: Time,
+  last_seen: Time,
+  tuples: Type.Array(FourTupleSchema),
+  hops: Type.Array(NatHopSchema),
+  points: Type.Array(PointSchema),
+  flows: Type.Array(FlowSchema),
+  drops: Type.Array(DropSchema),
+});
+
+export const ConnectionResponse = Type.Object({ connection: ConnectionSchema });
+
+/** The connection's packets at every capture point and its drops, in time order. */
+export const TimelineResponse = Type.Object({ packets: Type.Array(PacketSchema), drops: Type.Array(DropSchema) });
+
+const TupleFields = {
+  tuple: Type.Optional(Type.String({ description: 'e.g. "tcp 10.0.0.1:43210 -> 10.0.0.2:80" (see the contract)' })),
+  src: Type.Optional(Type.String()),
+  sport: Type.Optional(Type.String()),
+  dst: Type.Optional(Type.String()),
+  dport: Type.Optional(Type.String()),
+  proto: Type.Optional(Type.String()),
+};
+
+export const ConnectionQuery = Type.Object({ ...TupleFields, at: Type.Optional(Type.String()) }, { additionalProperties: false });
+export const PcapQuery = Type.Object(
+  {
+    ...TupleFields,
+    at: Type.Optional(Type.String()),
+    from: Type.Optional(Type.String()),
+    to: Type.Optional(Type.String()),
+    format: Type.Optional(Type.Union([Type.Literal('pcapng'), Type.Literal('pcap')])),
+    points: Type.Optional(
+      Type.String({ maxLength: 4096, description: 'only these capture points, comma-separated node/netns/iface (as if_name in the file)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type PacketJson = Static<typeof PacketSchema>;
+export type ConnectionJson = Static<typeof ConnectionSchema>;

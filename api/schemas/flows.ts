@@ -1,0 +1,67 @@
+// Flows: one five-tuple at one capture point, and the flow search.
+import { Type, type Static } from 'typebox';
+import { CONN_STATES, DEFAULT_FLOW_ORDER, FLOW_ORDERS, FLOW_TRAITS } from '../../flowlog/flow-search.js';
+import { AddressOrCidr, Cursor, Directional, Limit, NextCursor, PointName, Port, Proto, QueryPort, QueryTime, Repeatable, Time } from './common.js';
+
+/** One side of a flow. */
+export const Endpoint = Type.Object({ ip: Type.String(), port: Port });
+
+export const FlowSchema = Type.Object({
+  id: Type.String(),
+  proto: Proto,
+  client: Endpoint,
+  server: Endpoint,
+  node: Type.String(),
+  netns: Type.String(),
+  iface: Type.String(),
+  start: Time,
+  end: Time,
+  duration_ns: Type.String({ description: 'nanoseconds, as a decimal string (64-bit)' }),
+  packets: Directional,
+  bytes: Directional,
+  conn_state: Type.String({ description: "Zeek conn.log conn_state" }),
+  history: Type.String({ description: "Zeek conn.log history" }),
+  rtt_ns: Type.Union([Type.Integer(), Type.Null()]),
+  retrans: Directional,
+  zero_window: Directional,
+  out_of_order: Directional,
+  close: Type.Union([Type.Literal('fin'), Type.Literal('rst'), Type.Literal('timeout'), Type.Literal('open')]),
+  syn_seq: Type.Union([Type.Integer(), Type.Null()]),
+  syn_ack_seq: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+export const FlowsQuery = Type.Object(
+  {
+    ip: AddressOrCidr('either side'),
+    src: AddressOrCidr('the client (the side that opened the connection)'),
+    dst: AddressOrCidr('the server'),
+    port: QueryPort('either side\'s port'),
+    sport: QueryPort("the client's port"),
+    dport: QueryPort("the server's port"),
+    proto: Type.Optional(Proto),
+    from: QueryTime('flows active at or after'),
+    to: QueryTime('flows active at or before'),
+    state: Repeatable(CONN_STATES, "Zeek conn_state; repeat for any of several (state=S0&state=REJ)"),
+    has: Repeatable(FLOW_TRAITS, 'flows with retransmissions, a zero window, a drop or a reset; repeat for all of several'),
+    node: PointName('capture point: node'),
+    netns: PointName('capture point: network namespace'),
+    iface: PointName('capture point: interface'),
+    limit: Limit({ description: 'flows per page' }),
+    cursor: Cursor,
+    order: Type.Optional(
+      Type.Enum(FLOW_ORDERS, { default: DEFAULT_FLOW_ORDER, description: 'sort key, descending with a leading -; ties in id order' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const FlowsResponse = Type.Object({
+  flows: Type.Array(FlowSchema),
+  next_cursor: NextCursor,
+});
+
+export const FlowIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256 }) });
+
+export type FlowJson = Static<typeof FlowSchema>;
+export type FlowsQueryJson = Static<typeof FlowsQuery>;
+export type FlowsResponseJson = Static<typeof FlowsResponse>;
