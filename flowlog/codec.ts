@@ -1,8 +1,8 @@
-// Records <-> table rows, and the checks every encoder (drops.ts and
-// packet-chunk-batch.ts too) puts values through. Inserts are RowBinary rows
+// Records <-> table rows, and the checks every encoder (drops-table.ts and
+// packets/chunk-writer.ts too) puts values through. Inserts are RowBinary rows
 // of the *_COLUMNS, in that order, with the tables' own column types. Packets
-// are written in chunks (packet-chunk-batch.ts) and read in bulk
-// (packet-batch.ts); flows and NAT entries select the *_SELECT_COLUMNS in
+// are written in chunks (packets/chunk-writer.ts) and read in bulk
+// (packets/rows.ts); flows and NAT entries select the *_SELECT_COLUMNS in
 // JSONCompactEachRow, 64-bit values through toString() so they stay exact.
 
 import { formatIPv6, fromMappedText, toMappedBytes } from '../model/address.js';

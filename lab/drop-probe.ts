@@ -1,4 +1,4 @@
-// Sends what the lab's drop scenarios need, run inside a namespace by drops.ts:
+// Sends what the lab's drop scenarios need, run inside a namespace by drop-scenarios.ts:
 //   node drop-probe.js '{"proto":"tcp","host","port","localPort"?,"timeoutMs"?}'   one connection attempt
 //   node drop-probe.js '{"proto":"udp","host","port","localPort"?,"count"?}'        datagrams
 // prints {"outcome","localPort","error"?}; with "everyMs" and "forMs" it repeats and prints nothing.

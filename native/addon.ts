@@ -58,6 +58,9 @@ interface NativeError extends Error {
   errno?: number;
 }
 
+/** The framing of each ring-buffer record in a batch (nettrail_native.cc): u32 size, u32 zero, then the record padded to 8 bytes. */
+export const BATCH_RECORD_HEADER = 8;
+
 interface NativeBpfObject {
   attach(program: string, netnsPath: string, ifname: string, hook: string, xdpFlags: number): { link: number; ifindex: number };
   attachTracing(program: string): number;
@@ -198,7 +201,7 @@ export class BpfObject {
 
   /**
    * Drain ring buffer `map` on a native thread; `onBatch` gets one Buffer of
-   * many records at a time (see BATCH_RECORD_HEADER in layout.ts). The next batch
+   * many records at a time, each framed by BATCH_RECORD_HEADER bytes. The next batch
    * comes after the event loop has turned once (so batches never starve I/O), and
    * after the promise `onBatch` returns, if any, settles (backpressure: meanwhile
    * the ring is not read, and what overflows it is lost and counted in the kernel).

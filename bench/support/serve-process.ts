@@ -1,4 +1,4 @@
-// Shared by the fault tests (test/faults-*.test.ts), the soaks and the benchmarks (bench/):
+// Shared by the fault tests (test/faults/*.test.ts), the soaks and the benchmarks (bench/):
 // `nettrail serve` as a child process, iperf3 between test namespaces, reading
 // /metrics, the bpf_links a process holds, and polling the API while something
 // else goes on.

@@ -1,4 +1,4 @@
-// Decodes batches of nt_drop_event records (drop-layout.ts) into DropRecords:
+// Decodes batches of nt_drop_event records (layout.ts) into DropRecords:
 // the tuple and packet id from the header bytes, reason names from BTF, location
 // and stack from kallsyms, names of namespaces, and the cause.
 import { formatIPv4, formatIPv6 } from '../../model/address.js';

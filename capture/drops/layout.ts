@@ -1,8 +1,8 @@
-// struct nt_drop_event and the constants of bpf/drop_event.h, mirrored field by field
-// (laid out by layout.ts's cStruct); test/capture/drop-layout.test.ts checks them against the compiled header.
+// struct nt_drop_event and the constants of bpf/drop_trace.h, mirrored field by field
+// (laid out by capture/packets/layout.ts's cStruct); test/capture/drop-layout.test.ts checks them against the compiled header.
 import { cStruct } from '../packets/layout.js';
 
-/** The #defines of bpf/drop_event.h. */
+/** The #defines of bpf/drop_trace.h. */
 export const DROP_HEADER_BYTES = 192;
 export const DROP_STACK_DEPTH = 24;
 export const DROP_MAC_MAX = 22;
@@ -22,7 +22,7 @@ export const DROP_COUNTER = {
 } as const;
 export const DROP_COUNTERS = 7;
 
-/** struct nt_drop_event; its family is one of layout.ts's FAMILY. */
+/** struct nt_drop_event; its family is one of capture/packets/layout.ts's FAMILY. */
 export const dropEventLayout = cStruct({
   ts_ns: 'u64', location: 'u64',
   reason: 'u32', netns_ino: 'u32', ifindex: 'u32', wire_len: 'u32',

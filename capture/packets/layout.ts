@@ -1,6 +1,7 @@
 // Byte layouts of the kernel↔user structs in bpf/capture.h, declared field by field as
 // in the header and laid out as the C compiler does; test/capture/packet-layout.test.ts checks every constant,
 // offset and size against the compiled header. Also the framing of ring-buffer batches.
+import { BATCH_RECORD_HEADER } from '../../native/addon.js';
 
 export interface FieldLayout {
   offset: number;
@@ -75,8 +76,6 @@ export const filterLayout = cStruct({ match_addr: 'u8', match_port: 'u8', protos
 export const lpmV4Layout = cStruct({ prefixlen: 'u32', addr: ['u8', 4] });
 export const lpmV6Layout = cStruct({ prefixlen: 'u32', addr: ['u8', 16] });
 
-/** Each ring-buffer record in a batch from native/: u32 size, u32 zero, bytes padded to 8. */
-export const BATCH_RECORD_HEADER = 8;
 
 /**
  * Decodes each record of a batch from native/, a struct of `layout` first; records

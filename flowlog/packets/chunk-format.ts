@@ -5,7 +5,7 @@
 // engine then handles a row per chunk instead of 30 columns per packet
 // (docs/store.md). This file holds the format and its packing in SQL (the
 // migration from a row per packet); the writer packs with PacketChunkBuilder
-// (packet-chunk-batch.ts), reads unpack with packetRowsOfChunks (packet-batch.ts).
+// (chunk-writer.ts), reads unpack with packetRowsOfChunks (rows.ts).
 
 /** The chunk table's columns in schema version 5, as its packing in SQL (the migration to version 5) fills them. */
 const VERSION_5_COLUMNS = [

@@ -1,4 +1,4 @@
-// The writer's side of packet chunks (packet-chunks.ts). Records are checked
+// The writer's side of packet chunks (chunk-format.ts). Records are checked
 // and staged as they are taken in: each packet's fields, SACK blocks and
 // header residual as one row of a staging buffer, so the records themselves
 // can go at once (held until the insert, the garbage collector would trace
@@ -209,7 +209,7 @@ export class PacketChunkBuilder {
     return chunk;
   }
 
-  /** The chunk's row: its columns, then its packets' ids, their packed fields and residuals (packet-chunks.ts). */
+  /** The chunk's row: its columns, then its packets' ids, their packed fields and residuals (chunk-format.ts). */
   private encodeChunk(chunk: Chunk, out: RowBinaryWriter): void {
     const p0 = chunk.first;
     const n = chunk.packets;
@@ -331,7 +331,7 @@ export class PacketChunkBuilder {
 /**
  * Writes the residual `staged[from, from + length)` at `out[at]` as its XOR with the previous packet's,
  * `staged[prev, prev + prevLength)`, in groups of 8 bytes: a mask byte (bit j: byte j is not 0), then the
- * bytes that are not 0 (packet-chunks.ts). Returns where it ends.
+ * bytes that are not 0 (chunk-format.ts). Returns where it ends.
  */
 function packResidual(
   out: Uint8Array, at: number, staged: Uint8Array, words: Uint32Array, from: number, length: number, prev: number, prevLength: number,

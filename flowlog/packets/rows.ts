@@ -514,7 +514,7 @@ class ChunkDecoder {
   }
 
   /**
-   * Unpacks the 'xor_previous' residuals (packet-chunks.ts) of rows [from, to) of a chunk whose first row is
+   * Unpacks the 'xor_previous' residuals (chunk-format.ts) of rows [from, to) of a chunk whose first row is
    * `firstRow` from `bytes[at, end)` to their header bytes' places; row from - 1's residual is still there.
    * Returns where the next one starts. A run of residuals of one length is the run's first one (copied
    * over the others), XOR the differences from it so far: usually a few bytes (the TCP checksum).
@@ -604,7 +604,7 @@ class ChunkDecoder {
 }
 
 /**
- * Unpacks an 'xor_previous' residual (packet-chunks.ts) of `length` bytes from `bytes[at, end)` into
+ * Unpacks an 'xor_previous' residual (chunk-format.ts) of `length` bytes from `bytes[at, end)` into
  * `headers[start, start + length)`, next to the previous packet's residual, `headers[previous, previous + previousLength)`;
  * returns where the next one starts.
  */
