@@ -43,6 +43,6 @@ fi
 rm -rf dist  # compiled files of moved or deleted sources must not linger
 npx tsc -p tsconfig.json
 npx tsc -p tsconfig.test.json
-node dist/api/write-ui-types.js  # the UI's API types, from the schemas (api/ui-types.ts)
+node dist/api/ui-types/write.js  # the UI's API types, from the schemas (api/ui-types/ui-types.ts)
 npx vite build --config ui/vite.config.ts --logLevel warn
 echo "setup: done"

@@ -2,7 +2,7 @@
 // per direction, the error body, and the search parameters' building blocks.
 // The TypeBox schemas in api/schemas/ (one file per resource; the contract is
 // ../shared/contract.md) are the one source of request validation, response
-// serialization, /openapi.json, the server's types and the UI's (api/ui-types.ts).
+// serialization, /openapi.json, the server's types and the UI's (api/ui-types/ui-types.ts).
 import { Type, type Static } from 'typebox';
 
 export const Time = Type.String({ description: 'ISO-8601 UTC with nanoseconds, e.g. 2026-11-21T19:23:03.123456789Z' });

@@ -1,5 +1,5 @@
 // The UI's types of the API are the schemas': ui/src/api/types.generated.ts is
-// what api/ui-types.ts generates from them now, and each type in it is the
+// what api/ui-types/ui-types.ts generates from them now, and each type in it is the
 // server's type of the same schema (checked by the compiler).
 import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import type { ConnectionJson, ConnectionResponse, PacketJson, PointSchema, TcpOp
 import type { DropJson } from '../../api/schemas/drops.js';
 import type { Endpoint, FlowJson, FlowsQueryJson, FlowsResponseJson } from '../../api/schemas/flows.js';
 import type { NatHopJson } from '../../api/schemas/nat.js';
-import { UI_TYPES_FILE, uiTypesSource } from '../../api/ui-types.js';
+import { UI_TYPES_FILE, uiTypesSource } from '../../api/ui-types/ui-types.js';
 import type * as Ui from '../../ui/src/api/types.generated.js';
 
 test('ui/src/api/types.generated.ts is what the schemas generate (npm run build:ui writes it)', () => {

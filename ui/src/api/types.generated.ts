@@ -1,5 +1,5 @@
 // The HTTP API's JSON shapes, generated from its TypeBox schemas (api/schemas/)
-// by api/write-ui-types.ts at every UI build: do not edit (see api/ui-types.ts).
+// by api/ui-types/write.ts at every UI build: do not edit (see api/ui-types/ui-types.ts).
 
 /** ISO-8601 UTC with nanoseconds, e.g. 2026-11-21T19:23:03.123456789Z */
 export type IsoTime = string;

@@ -1,4 +1,4 @@
-// Writes the UI's types of the API (api/ui-types.ts): run before every UI build.
+// Writes the UI's types of the API (api/ui-types/ui-types.ts): run before every UI build.
 import { writeFileSync } from 'node:fs';
 import { UI_TYPES_FILE, uiTypesSource } from './ui-types.js';
 

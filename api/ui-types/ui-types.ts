@@ -1,19 +1,19 @@
 // The UI's types of the API (ui/src/api/types.generated.ts), generated from
-// the schemas by api/write-ui-types.ts before every UI build (npm run build:ui,
+// the schemas by api/ui-types/write.ts before every UI build (npm run build:ui,
 // scripts/setup.sh); test/api/ui-types.test.ts fails when the file is stale.
 import path from 'node:path';
-import { packageRoot } from '../model/package-root.js';
-import { Directional, ErrorSchema, FourTupleSchema, Proto, Time } from './schemas/common.js';
-import { ConnectionResponse, ConnectionSchema, PacketSchema, PointSchema, TcpOptionsSchema, TimelineResponse } from './schemas/connections.js';
-import { DropSchema } from './schemas/drops.js';
-import { Endpoint, FlowSchema, FlowsQuery, FlowsResponse } from './schemas/flows.js';
-import { NatHopSchema } from './schemas/nat.js';
-import { typescriptDeclarations } from './typescript-declarations.js';
+import { packageRoot } from '../../model/package-root.js';
+import { Directional, ErrorSchema, FourTupleSchema, Proto, Time } from '../schemas/common.js';
+import { ConnectionResponse, ConnectionSchema, PacketSchema, PointSchema, TcpOptionsSchema, TimelineResponse } from '../schemas/connections.js';
+import { DropSchema } from '../schemas/drops.js';
+import { Endpoint, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas/flows.js';
+import { NatHopSchema } from '../schemas/nat.js';
+import { typescriptDeclarations } from './declarations.js';
 
 export const UI_TYPES_FILE = path.join(packageRoot, 'ui', 'src', 'api', 'types.generated.ts');
 
 const HEADER = `// The HTTP API's JSON shapes, generated from its TypeBox schemas (api/schemas/)
-// by api/write-ui-types.ts at every UI build: do not edit (see api/ui-types.ts).`;
+// by api/ui-types/write.ts at every UI build: do not edit (see api/ui-types/ui-types.ts).`;
 
 const FlowTrait = FlowsQuery.properties.has.items;
 const FlowOrder = FlowsQuery.properties.order;
