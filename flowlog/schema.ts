@@ -3,13 +3,18 @@
 // server or across a cluster, retention, and the one SQL expression for the
 // direction-insensitive connection key.
 
+import { DIRECTION, HOOK, PROTO_NUMBER } from '../model/protocol.js';
 import { FlowLogError } from './errors.js';
 import { packChunksSql, RESIDUALS_TYPE } from './packets/chunk-format.js';
 
 export type TableName = 'packets' | 'flows' | 'nat_translations' | 'drops';
 export const TABLE_NAMES: readonly TableName[] = ['packets', 'flows', 'nat_translations', 'drops'];
 
-const PROTO_ENUM = `Enum8('tcp' = 6, 'udp' = 17)`;
+/** The ClickHouse Enum8 type of `values` (name: number), in their order. */
+const enum8 = (values: Readonly<Record<string, number>>): string =>
+  `Enum8(${Object.entries(values).map(([name, value]) => `'${name}' = ${value}`).join(', ')})`;
+
+const PROTO_ENUM = enum8(PROTO_NUMBER);
 
 /**
  * SQL for the connection key of `proto a:aPort <-> b:bPort`, the same for both
@@ -161,8 +166,8 @@ const PACKET_POINT_AND_TUPLE = `  node String ${Z3},
   netns_ino UInt32 ${Z},
   iface String ${Z3},
   ifindex UInt32 ${Z},
-  hook Enum8('tc' = 1, 'xdp' = 2) ${Z},
-  direction Enum8('ingress' = 1, 'egress' = 2) ${Z},
+  hook ${enum8(HOOK)} ${Z},
+  direction ${enum8(DIRECTION)} ${Z},
   proto ${PROTO_ENUM} ${Z},
   src IPv6 ${Z},
   sport UInt16 ${Z},
