@@ -3,6 +3,9 @@
 // JavaScript in batches, read maps. Validation and error codes live in native/addon.ts, policy in capture/.
 #include <napi.h>
 
+#include "js_errors.h"
+#include "netns.h"
+
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -42,68 +45,17 @@ int CollectLibbpfLog(enum libbpf_print_level level, const char* fmt, va_list arg
   return n;
 }
 
-// An exception for JavaScript whose `step` names what failed (native/addon.ts turns it into a code).
-Napi::Error StepError(Napi::Env env, const char* step, const std::string& message) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("step", Napi::String::New(env, step));
-  return error;
-}
-
-// ... and whose `errno` says why; the message ends with what libbpf logged meanwhile.
+// An exception for JavaScript (js_errors.h) with what libbpf logged meanwhile at the end of its message.
 Napi::Error SystemError(Napi::Env env, const char* step, const std::string& what, int err) {
-  std::string message = what + ": " + strerror(err);
-  if (!libbpfLog.empty()) {
-    message += "\n" + libbpfLog;
-    libbpfLog.clear();
-  }
-  Napi::Error error = StepError(env, step, message);
-  error.Set("errno", Napi::Number::New(env, err));
-  return error;
+  std::string log;
+  log.swap(libbpfLog);
+  return nettrail::SystemError(env, step, what, err, log);
 }
 
-// A step that failed: its name, for the exception's `step`, and what it was doing, for its message.
-struct FailedStep {
-  const char* name = nullptr;
-  std::string what;
-};
-
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// Runs fn with the calling thread inside the network namespace at netnsPath. Returns 0 or
-// the errno of the step that failed, described in *failed (fn describes its own).
-template <typename Fn>
-int InNetns(const std::string& netnsPath, Fn fn, FailedStep* failed) {
-  FdGuard home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (home.get() < 0) {
-    int err = errno;
-    *failed = {"open_own_netns", "open /proc/thread-self/ns/net"};
-    return err;
-  }
-  FdGuard target(open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
-  if (target.get() < 0) {
-    int err = errno;
-    *failed = {"open_netns", "open " + netnsPath};
-    return err;
-  }
-  if (setns(target.get(), CLONE_NEWNET) != 0) {
-    int err = errno;
-    *failed = {"setns", "setns " + netnsPath};
-    return err;
-  }
-  int err = fn();
-  if (setns(home.get(), CLONE_NEWNET) != 0) abort();  // the thread must never stay elsewhere
-  return err;
-}
+using nettrail::FailedStep;
+using nettrail::FdGuard;
+using nettrail::InNetns;
+using nettrail::StepError;
 
 // Batches of ring-buffer records for JavaScript: [u32 size][u32 0][size bytes, padded to 8] repeated.
 void AppendRecord(std::vector<uint8_t>& batch, const void* data, size_t size) {
