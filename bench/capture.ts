@@ -42,7 +42,7 @@ async function withCapture<T>(config: Partial<CaptureConfig>, run: (capture: Pac
     node: 'bench',
     netns: [A, B],
     ifaces: ['eth0'],
-    onPackets: (packets) => (decoded += packets.length),
+    onPackets: (packets) => (decoded += packets.count),
     onWarning: (message) => console.error(`warning: ${message}`),
     ...config,
   });

@@ -16,6 +16,7 @@ import { LINKTYPE_ETHERNET } from '../model/protocol.js';
 import type { FourTuple, PacketRecord } from '../model/records.js';
 import { openStore } from '../flowlog/store.js';
 import { FlowLogWriter } from '../flowlog/writer.js';
+import { packetColumnsOfRecords } from '../flowlog/packets/record-columns.js';
 
 const total = Number(process.argv[2] ?? 1_000_000);
 const client: FourTuple = { src: '10.231.1.2', sport: 40000, dst: '10.231.1.1', dport: 8080 };
@@ -86,7 +87,7 @@ async function main() {
     started = performance.now();
     for (let i = 0; i < total; i += 10_000) {
       if (writer.overHighWater) await writer.belowHighWater();
-      writer.addPackets(connectionPackets(i, Math.min(total, i + 10_000), t0));
+      writer.addPackets(packetColumnsOfRecords(connectionPackets(i, Math.min(total, i + 10_000), t0)));
     }
     await writer.close();
     if (writer.stats().packets.dropped > 0) throw new Error(`the writer dropped ${writer.stats().packets.dropped} packets`);

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { connectionRange } from '../connection/connection.js';
-import { packetIdOf } from '../capture/packets/decode.js';
+import { packetIdOf } from '../native/addon.js';
 import { formatIPv4, formatIPv6 } from '../model/address.js';
 import { parseTcpOptions } from '../model/headers.js';
 import { flowsBySynSeq, flowsForTuples, packetRowsForTuples } from '../flowlog/queries.js';
@@ -27,6 +27,7 @@ import { RowBinaryWriter } from '../flowlog/rowbinary.js';
 import { TABLES, type TableName } from '../flowlog/schema.js';
 import { openStore, type FlowLogStore } from '../flowlog/store.js';
 import { DEFAULT_BATCH_ROWS, FlowLogWriter } from '../flowlog/writer.js';
+import { packetColumnsOfRecords } from '../flowlog/packets/record-columns.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -331,11 +332,11 @@ async function writeAll(store: FlowLogStore, packets: Iterable<PacketRecord>): P
   for (const p of packets) {
     batch.push(p);
     if (batch.length === 10_000) {
-      count += writer.addPackets(batch);
+      count += writer.addPackets(packetColumnsOfRecords(batch));
       batch = [];
     }
   }
-  count += writer.addPackets(batch);
+  count += writer.addPackets(packetColumnsOfRecords(batch));
   await writer.close();
   return count;
 }
@@ -399,13 +400,14 @@ async function main() {
       const out = new RowBinaryWriter(64_000_000);
       const chunks = new PacketChunkBuilder();
       let best = Infinity;
+      const slices = [];
+      for (let taken = 0; taken < DEFAULT_BATCH_ROWS; taken += 10_000) {
+        slices.push(packetColumnsOfRecords(sample.slice(taken % sample.length, taken % sample.length + 10_000)));
+      }
       for (let pass = 0; pass < 10; pass++) {
         out.truncate(0);
         const started = performance.now();
-        for (let taken = 0; taken < DEFAULT_BATCH_ROWS; taken += 10_000) {
-          const records = sample.slice(taken % sample.length, taken % sample.length + 10_000);
-          chunks.add(records, records.length);
-        }
+        for (const slice of slices) chunks.add(slice, slice.count);
         chunks.encode(out);
         best = Math.min(best, performance.now() - started);
       }
@@ -433,7 +435,7 @@ async function main() {
       let accepted = 0;
       while (accepted < insertRows) {
         for (let i = 0; i < sample.length && accepted < insertRows; i += 10_000) {
-          accepted += writer.addPackets(sample.slice(i, Math.min(i + 10_000, sample.length, i + insertRows - accepted)));
+          accepted += writer.addPackets(packetColumnsOfRecords(sample.slice(i, Math.min(i + 10_000, sample.length, i + insertRows - accepted))));
           // As capture does after each ring-buffer batch: the event loop turns (the writer's inserts go on meanwhile).
           await setImmediate();
           await writer.belowHighWater();

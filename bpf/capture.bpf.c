@@ -28,6 +28,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Packet bytes kept beyond the L2-L4 headers, up to this many from the link layer on (0: headers only). */
 const volatile __u32 snaplen = 0;
+/* 0: the consumer is woken for every record it has not caught up with (libbpf's adaptive default).
+ * Otherwise it is woken only once this many bytes wait in the ring, and drains it on a timer meanwhile. */
+const volatile __u32 wakeup_bytes = 0;
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
@@ -297,6 +300,13 @@ static __always_inline __u64 *counter_of(struct nt_point_stats *stats, enum verd
 	}
 }
 
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (!wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(&packet_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 /* Counts the packet and, when it is kept, writes its event and bytes to the ring buffer. */
 static __always_inline void record(struct packet_scratch *s, struct nt_point_stats *stats, enum verdict verdict, __u32 copied)
 {
@@ -320,7 +330,7 @@ static __always_inline void record(struct packet_scratch *s, struct nt_point_sta
 		return;
 	}
 	e->cap_len = keep;
-	if (bpf_ringbuf_output(&packet_events, s, sizeof(*e) + keep, 0))
+	if (bpf_ringbuf_output(&packet_events, s, sizeof(*e) + keep, wakeup_flags()))
 		__sync_fetch_and_add(&stats->lost, 1);
 	else
 		__sync_fetch_and_add(&stats->events, 1);

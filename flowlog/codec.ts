@@ -81,8 +81,6 @@ const nsOf = (column: string): string => `toString(toUnixTimestamp64Nano(${colum
 const CLOSE = { fin: 1, rst: 2, timeout: 3, open: 4 };
 const NAT_VIA = { iptables: 1, ipvs: 2, ovs: 3 };
 
-/** Bits of `opt_present`. */
-export const OPTION_BIT = { mss: 1, wscale: 2, sack_perm: 4, ts_val: 8, ts_ecr: 16, sack: 32 } as const;
 
 // ---- flows
 

@@ -1,7 +1,8 @@
 // Batched, bounded, retrying writer of records into the flow-log store.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../model/records.js';
+import type { PacketColumns } from '../model/packet-columns.js';
+import type { DropRecord, FlowRecord, NatTranslation } from '../model/records.js';
 import { encodeFlow, encodeNat, FLOW_COLUMNS, NAT_COLUMNS } from './codec.js';
 import { DROP_COLUMNS, encodeDrop } from './drops-table.js';
 import { FlowLogError } from './errors.js';
@@ -134,23 +135,26 @@ export class FlowLogWriter {
     this.queues = Object.fromEntries(TABLE_NAMES.map((name) => [name, queue(name)])) as Record<TableName, TableQueue>;
   }
 
-  /** Returns how many records were accepted: the first ones, up to the buffer's bound; the rest were dropped and counted. */
-  addPackets(records: readonly PacketRecord[]): number {
+  /**
+   * Returns how many packets were accepted: the first ones, up to the buffer's bound; the rest were dropped and
+   * counted. The columns are staged at once (they need not outlive the call).
+   */
+  addPackets(columns: PacketColumns): number {
     const chunks = this.queues.packets.chunks!;
-    return this.add(this.queues.packets, records, (taken) => chunks.add(records, taken));
+    return this.add(this.queues.packets, columns.count, (taken) => chunks.add(columns, taken));
   }
 
   /** Each call records a newer state of the flows it names; queries return the newest. */
   addFlows(records: readonly FlowRecord[]): number {
-    return this.add(this.queues.flows, records, this.encoder(this.queues.flows, records, (flow, out) => encodeFlow(flow, this.nextFlowVersion(), out)));
+    return this.add(this.queues.flows, records.length, this.encoder(this.queues.flows, records, (flow, out) => encodeFlow(flow, this.nextFlowVersion(), out)));
   }
 
   addNat(records: readonly NatTranslation[]): number {
-    return this.add(this.queues.nat_translations, records, this.encoder(this.queues.nat_translations, records, encodeNat));
+    return this.add(this.queues.nat_translations, records.length, this.encoder(this.queues.nat_translations, records, encodeNat));
   }
 
   addDrops(records: readonly DropRecord[]): number {
-    return this.add(this.queues.drops, records, this.encoder(this.queues.drops, records, encodeDrop));
+    return this.add(this.queues.drops, records.length, this.encoder(this.queues.drops, records, encodeDrop));
   }
 
   stats(): WriterStats {
@@ -208,16 +212,16 @@ export class FlowLogWriter {
     };
   }
 
-  /** `take(n)` takes the first n records into the open batch, or throws and takes none (the call is refused whole). */
-  private add(q: TableQueue, records: readonly unknown[], take: (taken: number) => void): number {
+  /** `take(n)` takes the first n of `count` records into the open batch, or throws and takes none (the call is refused whole). */
+  private add(q: TableQueue, count: number, take: (taken: number) => void): number {
     if (this.closed) throw new FlowLogError('WRITER_CLOSED', 'the flow-log writer is closed');
     const room = Math.max(0, this.maxBufferedRows - q.bufferedRows);
-    const taken = Math.min(room, records.length);
+    const taken = Math.min(room, count);
     take(taken);
     q.openRows += taken;
     q.bufferedRows += taken;
     q.stats.accepted += taken;
-    q.stats.dropped += records.length - taken;
+    q.stats.dropped += count - taken;
     if (q.openRows >= this.batchRows) {
       this.seal(q);
       if (!q.retrying) void this.pump(q);

@@ -2,13 +2,15 @@
 // conn_state and history, handshake RTT, retransmissions, out-of-order segments
 // and zero windows.
 import { createHash } from 'node:crypto';
-import { TCP_FLAG_BIT } from '../model/protocol.js';
-import type { CloseType, FlowRecord, PacketRecord } from '../model/records.js';
+import { columnAddress, FRAGMENT, type PacketColumns } from '../model/packet-columns.js';
+import { PROTO_NUMBER, TCP_FLAG_BIT } from '../model/protocol.js';
+import type { CloseType, FlowRecord } from '../model/records.js';
 
 const { FIN, SYN, RST, ACK } = TCP_FLAG_BIT;
 
 /** The kernel gives loopback ifindex 1 in every namespace; each of its packets passes egress then ingress. */
 const LOOPBACK_IFINDEX = 1;
+const INGRESS = 1;
 
 export interface FlowTimeouts {
   /** A flow with no packets for this long is closed as `timeout` (TCP). */
@@ -29,14 +31,18 @@ export const DEFAULT_FLOW_TIMEOUTS: FlowTimeouts = {
 interface Gap {
   start: number;
   end: number;
-  /** When the segment that skipped it was seen. */
-  ts: bigint;
+  /** When the segment that skipped it was seen (ns words). */
+  tsHigh: number;
+  tsLow: number;
 }
 
 /** Gaps remembered per direction; the oldest are forgotten first. */
 const MAX_GAPS = 32;
 /** A gap filled sooner than this (or the handshake RTT, when longer) is reordering, not a retransmission. */
-const REORDER_WINDOW_NS = 3_000_000n;
+const REORDER_WINDOW_NS = 3_000_000;
+
+/** Zeek history letters, each a bit of a direction's `history`. */
+const LETTER_BIT: Record<string, number> = { S: 1, H: 2, A: 4, D: 8, F: 16, R: 32, W: 64, T: 128 };
 
 interface DirectionState {
   /** Next sequence number expected after the highest one seen (TCP), or null before the first packet. */
@@ -44,87 +50,142 @@ interface DirectionState {
   gaps: Gap[];
   fin: boolean;
   rst: boolean;
-  history: Set<string>;
+  /** LETTER_BIT of the letters written. */
+  history: number;
 }
 
+/**
+ * One flow. Its endpoints and times are numbers (addresses as four words, times as two) so that a
+ * packet is matched and counted without an object, a string or a BigInt; FlowRecord's are made when
+ * it is collected.
+ */
 interface FlowState {
   record: FlowRecord;
+  netnsIno: number;
+  ifindex: number;
+  proto: number;
+  client: [number, number, number, number, number];
+  server: [number, number, number, number, number];
+  startHigh: number;
+  startLow: number;
+  endHigh: number;
+  endLow: number;
   c2s: DirectionState;
   s2c: DirectionState;
-  synTs: bigint | null;
+  synHigh: number;
+  synLow: number;
+  synSeen: boolean;
+  rttNs: number | null;
   synAckSeen: boolean;
   established: boolean;
   changed: boolean;
 }
 
-const newDirection = (): DirectionState => ({ nextSeq: null, gaps: [], fin: false, rst: false, history: new Set() });
+const newDirection = (): DirectionState => ({ nextSeq: null, gaps: [], fin: false, rst: false, history: 0 });
 
 /** Is sequence number a before b, modulo 2^32? */
 const seqBefore = (a: number, b: number) => ((a - b) | 0) < 0;
 
-function flowKey(p: PacketRecord, reversed: boolean): string {
-  const [a, b] = reversed ? [`${p.dst}|${p.dport}`, `${p.src}|${p.sport}`] : [`${p.src}|${p.sport}`, `${p.dst}|${p.dport}`];
-  return `${p.node}|${p.netns}|${p.iface}|${p.proto}|${a}|${b}`;
+/** Nanoseconds from time (aHigh, aLow) to (bHigh, bLow): exact well past any flow's length. */
+const nsFrom = (aHigh: number, aLow: number, bHigh: number, bLow: number) => (bHigh - aHigh) * 4294967296 + (bLow - aLow);
+const wordsToNs = (high: number, low: number) => (BigInt(high) << 32n) | BigInt(low);
+
+/** A hash of address words[4i, 4i + 4) and port: the same for an endpoint whichever side it is on. */
+function endpointHash(words: Uint32Array, i: number, port: number): number {
+  let h = Math.imul(words[4 * i] ^ port, 0x9e3779b1);
+  h = Math.imul(h ^ words[4 * i + 1], 0x85ebca6b);
+  h = Math.imul(h ^ words[4 * i + 2], 0xc2b2ae35);
+  h = Math.imul(h ^ words[4 * i + 3], 0x27d4eb2f);
+  return h ^ (h >>> 15);
 }
 
+const sameEndpoint = (e: FlowState['client'], words: Uint32Array, i: number, port: number) =>
+  e[4] === port && e[0] === words[4 * i] && e[1] === words[4 * i + 1] && e[2] === words[4 * i + 2] && e[3] === words[4 * i + 3];
+
+const endpointOf = (words: Uint32Array, i: number, port: number): FlowState['client'] =>
+  [words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3], port];
+
 export class FlowTable {
-  readonly #flows = new Map<string, FlowState>();
-  readonly #timeouts: FlowTimeouts;
+  /** Flows by the hash of their point, protocol and endpoints; the few sharing a hash are told apart by those. */
+  readonly #flows = new Map<number, FlowState[]>();
+  #size = 0;
+  readonly #tcpIdleNs: number;
+  readonly #udpIdleNs: number;
+  readonly #closedLingerNs: number;
 
   constructor(timeouts: FlowTimeouts = DEFAULT_FLOW_TIMEOUTS) {
-    this.#timeouts = timeouts;
+    this.#tcpIdleNs = Number(timeouts.tcpIdleNs);
+    this.#udpIdleNs = Number(timeouts.udpIdleNs);
+    this.#closedLingerNs = Number(timeouts.closedLingerNs);
   }
 
   get size(): number {
-    return this.#flows.size;
+    return this.#size;
   }
 
-  add(packets: PacketRecord[]): void {
-    for (const packet of packets) {
-      if (packet.ifindex === LOOPBACK_IFINDEX && packet.direction === 'ingress') continue;
-      this.#add(packet);
+  add(c: PacketColumns): void {
+    for (let i = 0; i < c.count; i++) {
+      if (c.ifindex[i] === LOOPBACK_IFINDEX && c.direction[i] === INGRESS) continue;
+      this.#add(c, i);
     }
   }
 
-  #add(p: PacketRecord): void {
-    const forward = flowKey(p, false);
-    let flow = this.#flows.get(forward);
-    let fromClient = true;
-    if (!flow) {
-      const reverse = this.#flows.get(flowKey(p, true));
-      if (reverse) {
-        flow = reverse;
-        fromClient = false;
+  #add(c: PacketColumns, i: number): void {
+    const netnsIno = c.netnsIno[i];
+    const ifindex = c.ifindex[i];
+    const proto = c.proto[i];
+    const sport = c.sport[i];
+    const dport = c.dport[i];
+    const key = (Math.imul(netnsIno, 0x9e3779b1) ^ Math.imul(ifindex, 0x85ebca6b) ^ proto ^
+      (endpointHash(c.srcWords, i, sport) + endpointHash(c.dstWords, i, dport))) >>> 0;
+    let bucket = this.#flows.get(key);
+    if (bucket !== undefined) {
+      for (let f = 0; f < bucket.length; f++) {
+        const flow = bucket[f];
+        if (flow.netnsIno !== netnsIno || flow.ifindex !== ifindex || flow.proto !== proto) continue;
+        if (sameEndpoint(flow.client, c.srcWords, i, sport) && sameEndpoint(flow.server, c.dstWords, i, dport)) return this.#update(flow, c, i, true);
+        if (sameEndpoint(flow.server, c.srcWords, i, sport) && sameEndpoint(flow.client, c.dstWords, i, dport)) return this.#update(flow, c, i, false);
       }
+    } else {
+      this.#flows.set(key, (bucket = []));
     }
-    if (!flow) {
-      // The client sent the first packet, unless that packet is a SYN-ACK.
-      const isSynAck = p.proto === 'tcp' && (p.flags & (SYN | ACK)) === (SYN | ACK);
-      flow = this.#create(p, isSynAck);
-      this.#flows.set(flowKey(p, isSynAck), flow);
-      fromClient = !isSynAck;
-    }
-    this.#update(flow, p, fromClient);
+    // The client sent the first packet, unless that packet is a SYN-ACK.
+    const isSynAck = proto === PROTO_NUMBER.tcp && (c.flags[i] & (SYN | ACK)) === (SYN | ACK);
+    const flow = this.#create(c, i, isSynAck);
+    bucket.push(flow);
+    this.#size++;
+    this.#update(flow, c, i, !isSynAck);
   }
 
-  #create(p: PacketRecord, reversed: boolean): FlowState {
-    const client = reversed ? { ip: p.dst, port: p.dport } : { ip: p.src, port: p.sport };
-    const server = reversed ? { ip: p.src, port: p.sport } : { ip: p.dst, port: p.dport };
+  #create(c: PacketColumns, i: number, reversed: boolean): FlowState {
+    const netnsIno = c.netnsIno[i];
+    const ifindex = c.ifindex[i];
+    const src = { ip: columnAddress(c.src, c.srcWords, i), port: c.sport[i] };
+    const dst = { ip: columnAddress(c.dst, c.dstWords, i), port: c.dport[i] };
+    const [client, server] = reversed ? [dst, src] : [src, dst];
+    const netns = c.names.netnsName(netnsIno);
+    const iface = c.names.ifaceName(netnsIno, ifindex);
+    const proto = c.proto[i] === PROTO_NUMBER.tcp ? 'tcp' : 'udp';
+    const ts = c.ts[i];
     const id = createHash('sha256')
-      .update(`${p.node}|${p.netns}|${p.iface}|${p.proto}|${client.ip}|${client.port}|${server.ip}|${server.port}|${p.ts}`)
+      .update(`${c.node}|${netns}|${iface}|${proto}|${client.ip}|${client.port}|${server.ip}|${server.port}|${ts}`)
       .digest('hex')
       .slice(0, 16);
+    const srcEndpoint = endpointOf(c.srcWords, i, c.sport[i]);
+    const dstEndpoint = endpointOf(c.dstWords, i, c.dport[i]);
+    const tsLow = c.tsWords[2 * i];
+    const tsHigh = c.tsWords[2 * i + 1];
     return {
       record: {
         id,
-        node: p.node,
-        netns: p.netns,
-        iface: p.iface,
-        proto: p.proto,
+        node: c.node,
+        netns,
+        iface,
+        proto,
         client,
         server,
-        start: p.ts,
-        end: p.ts,
+        start: ts,
+        end: ts,
         packets: { c2s: 0, s2c: 0 },
         bytes: { c2s: 0, s2c: 0 },
         connState: 'OTH',
@@ -137,84 +198,112 @@ export class FlowTable {
         synSeq: null,
         synAckSeq: null,
       },
+      netnsIno,
+      ifindex,
+      proto: c.proto[i],
+      client: reversed ? dstEndpoint : srcEndpoint,
+      server: reversed ? srcEndpoint : dstEndpoint,
+      startHigh: tsHigh,
+      startLow: tsLow,
+      endHigh: tsHigh,
+      endLow: tsLow,
       c2s: newDirection(),
       s2c: newDirection(),
-      synTs: null,
+      synHigh: 0,
+      synLow: 0,
+      synSeen: false,
+      rttNs: null,
       synAckSeen: false,
       established: false,
       changed: true,
     };
   }
 
-  #update(flow: FlowState, p: PacketRecord, fromClient: boolean): void {
+  #update(flow: FlowState, c: PacketColumns, i: number, fromClient: boolean): void {
     const r = flow.record;
     const side = fromClient ? 'c2s' : 's2c';
     const dir = fromClient ? flow.c2s : flow.s2c;
     const letter = (code: string) => {
-      if (dir.history.has(code)) return;
-      dir.history.add(code);
+      const bit = LETTER_BIT[code];
+      if (dir.history & bit) return;
+      dir.history |= bit;
       r.history += fromClient ? code : code.toLowerCase();
     };
+    const tsLow = c.tsWords[2 * i];
+    const tsHigh = c.tsWords[2 * i + 1];
     flow.changed = true;
-    if (p.ts < r.start) r.start = p.ts;
-    if (p.ts > r.end) r.end = p.ts;
+    if (nsFrom(flow.startHigh, flow.startLow, tsHigh, tsLow) < 0) {
+      flow.startHigh = tsHigh;
+      flow.startLow = tsLow;
+    }
+    if (nsFrom(flow.endHigh, flow.endLow, tsHigh, tsLow) > 0) {
+      flow.endHigh = tsHigh;
+      flow.endLow = tsLow;
+    }
     r.packets[side]++;
-    r.bytes[side] += p.wireLen;
+    r.bytes[side] += c.wireLen[i];
 
     // A later fragment carries no L4 header: it counts, and tells nothing more.
-    if (p.fragment === 'later') return;
-    if (p.proto === 'udp') {
-      if (p.len > 0) letter('D');
+    if (c.fragment[i] === FRAGMENT.later) return;
+    const len = c.len[i];
+    if (flow.proto === PROTO_NUMBER.udp) {
+      if (len > 0) letter('D');
       r.connState = r.packets.c2s > 0 && r.packets.s2c > 0 ? 'SF' : fromClient ? 'S0' : 'SHR';
       return;
     }
 
-    const syn = (p.flags & SYN) !== 0;
-    const ack = (p.flags & ACK) !== 0;
+    const flags = c.flags[i];
+    const seq = c.seq[i];
+    const syn = (flags & SYN) !== 0;
+    const ack = (flags & ACK) !== 0;
     if (syn && !ack && fromClient) {
       letter('S');
-      if (r.synSeq === null) r.synSeq = p.seq;
-      flow.synTs ??= p.ts;
+      if (r.synSeq === null) r.synSeq = seq;
+      if (!flow.synSeen) {
+        flow.synSeen = true;
+        flow.synHigh = tsHigh;
+        flow.synLow = tsLow;
+      }
     } else if (syn && ack && !fromClient) {
       letter('H');
-      if (r.synAckSeq === null) r.synAckSeq = p.seq;
+      if (r.synAckSeq === null) r.synAckSeq = seq;
       flow.synAckSeen = true;
     } else if (ack && !syn && fromClient && flow.synAckSeen && !flow.established) {
       flow.established = true;
-      if (flow.synTs !== null) r.rttNs = p.ts - flow.synTs;
+      if (flow.synSeen) flow.rttNs = nsFrom(flow.synHigh, flow.synLow, tsHigh, tsLow);
     }
-    if (ack && !syn && p.len === 0 && !(p.flags & (FIN | RST))) letter('A');
-    if (p.len > 0) letter('D');
-    if (p.flags & FIN) {
+    if (ack && !syn && len === 0 && !(flags & (FIN | RST))) letter('A');
+    if (len > 0) letter('D');
+    if (flags & FIN) {
       letter('F');
       dir.fin = true;
     }
-    if (p.flags & RST) {
+    if (flags & RST) {
       letter('R');
       dir.rst = true;
     }
-    if (p.win === 0 && !(p.flags & RST)) {
+    if (c.win[i] === 0 && !(flags & RST)) {
       r.zeroWindow[side]++;
       letter('W');
     }
 
     // Sequence space this packet covers: payload plus one for SYN and FIN.
-    const span = p.len + (syn ? 1 : 0) + (p.flags & FIN ? 1 : 0);
-    const keepAlive = span === 1 && !syn && !(p.flags & FIN) && dir.nextSeq !== null && ((p.seq + 1) >>> 0) === dir.nextSeq;
-    if (span > 0 && !(p.flags & RST) && !keepAlive) {
-      const end = (p.seq + span) >>> 0;
+    const span = len + (syn ? 1 : 0) + (flags & FIN ? 1 : 0);
+    const keepAlive = span === 1 && !syn && !(flags & FIN) && dir.nextSeq !== null && ((seq + 1) >>> 0) === dir.nextSeq;
+    if (span > 0 && !(flags & RST) && !keepAlive) {
+      const end = (seq + span) >>> 0;
       if (dir.nextSeq === null) {
         dir.nextSeq = end;
       } else if (seqBefore(dir.nextSeq, end)) {
-        if (seqBefore(dir.nextSeq, p.seq)) {
-          dir.gaps.push({ start: dir.nextSeq, end: p.seq, ts: p.ts });
+        if (seqBefore(dir.nextSeq, seq)) {
+          dir.gaps.push({ start: dir.nextSeq, end: seq, tsHigh, tsLow });
           if (dir.gaps.length > MAX_GAPS) dir.gaps.shift();
         }
         dir.nextSeq = end;
       } else {
-        const filledAt = fillGap(dir.gaps, p.seq, end);
-        const window = r.rttNs !== null && r.rttNs > REORDER_WINDOW_NS ? r.rttNs : REORDER_WINDOW_NS;
-        if (filledAt !== null && p.ts - filledAt < window) {
+        const filled = fillGap(dir.gaps, seq, end);
+        const window = flow.rttNs !== null && flow.rttNs > REORDER_WINDOW_NS ? flow.rttNs : REORDER_WINDOW_NS;
+        if (filled !== null && nsFrom(filled.tsHigh, filled.tsLow, tsHigh, tsLow) < window) {
           r.outOfOrder[side]++;
         } else {
           r.retrans[side]++;
@@ -233,43 +322,71 @@ export class FlowTable {
    */
   collect(nowNs: bigint): FlowRecord[] {
     const out: FlowRecord[] = [];
-    for (const [key, flow] of this.#flows) {
-      const r = flow.record;
-      const idle = nowNs - r.end;
-      const closed = r.close === 'fin' || r.close === 'rst';
-      const timeout = r.proto === 'tcp' ? this.#timeouts.tcpIdleNs : this.#timeouts.udpIdleNs;
-      const final = closed ? idle >= this.#timeouts.closedLingerNs : idle >= timeout;
-      if (final && !closed) {
-        r.close = 'timeout';
-        flow.changed = true;
+    const nowHigh = Number(nowNs >> 32n);
+    const nowLow = Number(nowNs & 0xffffffffn);
+    for (const [key, bucket] of this.#flows) {
+      for (let f = 0; f < bucket.length; f++) {
+        const flow = bucket[f];
+        const r = flow.record;
+        const idle = nsFrom(flow.endHigh, flow.endLow, nowHigh, nowLow);
+        const closed = r.close === 'fin' || r.close === 'rst';
+        const timeout = flow.proto === PROTO_NUMBER.tcp ? this.#tcpIdleNs : this.#udpIdleNs;
+        const final = closed ? idle >= this.#closedLingerNs : idle >= timeout;
+        if (final && !closed) {
+          r.close = 'timeout';
+          flow.changed = true;
+        }
+        if (flow.changed) {
+          out.push(snapshot(flow));
+          flow.changed = false;
+        }
+        if (final) {
+          bucket.splice(f--, 1);
+          this.#size--;
+        }
       }
-      if (flow.changed) {
-        out.push(structuredClone(r));
-        flow.changed = false;
-      }
-      if (final) this.#flows.delete(key);
+      if (bucket.length === 0) this.#flows.delete(key);
     }
     return out;
   }
 
   /** Every flow as it stands, for shutdown; the table is left empty. */
   drain(): FlowRecord[] {
-    const out = [...this.#flows.values()].map((flow) => structuredClone(flow.record));
+    const out = [...this.#flows.values()].flat().map(snapshot);
     this.#flows.clear();
+    this.#size = 0;
     return out;
   }
 }
 
-/** Removes [start, end) from the gap it falls in; returns when that gap was made, or null when it fell in none. */
-function fillGap(gaps: Gap[], start: number, end: number): bigint | null {
+/** The flow's record as it stands, its own copy. */
+function snapshot(flow: FlowState): FlowRecord {
+  const r = flow.record;
+  return {
+    ...r,
+    client: { ...r.client },
+    server: { ...r.server },
+    start: wordsToNs(flow.startHigh, flow.startLow),
+    end: wordsToNs(flow.endHigh, flow.endLow),
+    packets: { ...r.packets },
+    bytes: { ...r.bytes },
+    rttNs: flow.rttNs === null ? null : BigInt(flow.rttNs),
+    retrans: { ...r.retrans },
+    outOfOrder: { ...r.outOfOrder },
+    zeroWindow: { ...r.zeroWindow },
+  };
+}
+
+/** Removes [start, end) from the gap it falls in; returns that gap (for when it was made), or null when it fell in none. */
+function fillGap(gaps: Gap[], start: number, end: number): Gap | null {
   const i = gaps.findIndex((g) => !seqBefore(start, g.start) && seqBefore(start, g.end));
   if (i < 0) return null;
   const gap = gaps[i];
   const rest: Gap[] = [];
-  if (seqBefore(gap.start, start)) rest.push({ start: gap.start, end: start, ts: gap.ts });
-  if (seqBefore(end, gap.end)) rest.push({ start: end, end: gap.end, ts: gap.ts });
+  if (seqBefore(gap.start, start)) rest.push({ ...gap, end: start });
+  if (seqBefore(end, gap.end)) rest.push({ ...gap, start: end });
   gaps.splice(i, 1, ...rest);
-  return gap.ts;
+  return gap;
 }
 
 function closeOf(flow: FlowState, previous: CloseType): CloseType {
@@ -281,8 +398,8 @@ function closeOf(flow: FlowState, previous: CloseType): CloseType {
 /** Zeek conn.log conn_state for a TCP flow. */
 function tcpConnState(flow: FlowState): string {
   const { c2s, s2c } = flow;
-  const synSeen = c2s.history.has('S');
-  const synAckSeen = s2c.history.has('H');
+  const synSeen = (c2s.history & LETTER_BIT.S) !== 0;
+  const synAckSeen = (s2c.history & LETTER_BIT.H) !== 0;
   if (!synSeen && !synAckSeen) return 'OTH';
   if (synSeen && !synAckSeen) {
     if (s2c.rst) return 'REJ';

@@ -65,9 +65,9 @@ interface NativeBpfObject {
   attach(program: string, netnsPath: string, ifname: string, hook: string, xdpFlags: number): { link: number; ifindex: number };
   attachTracing(program: string): number;
   detach(link: number): boolean;
-  startRing(map: string, onBatch: (batch: Buffer | null, records: number) => void, batchBytes: number, flushMs: number): void;
+  startRing(map: string, format: RingFormat, onBatch: (batch: Buffer | null, count: number) => void, batchBytes: number, flushMs: number, pollMs: number): void;
   stopRing(map: string): void;
-  joinRing(map: string): void;
+  forgetRing(map: string): void;
   ackRing(map: string): void;
   mapEntries(map: string): { keySize: number; valueSize: number; entries: Buffer };
   mapUpdate(map: string, key: Buffer, value: Buffer): void;
@@ -80,6 +80,8 @@ interface NativeAddon {
   BpfObject: new (objectPath: string, mapSizes: Record<string, number>, rodata: Record<string, Buffer>) => NativeBpfObject;
   clockOffsetNs(): bigint;
   possibleCpus(): number;
+  PacketDecoder: new () => { decode(batch: Buffer): Buffer };
+  packetId(...words: number[]): bigint;
 }
 
 let addon: NativeAddon | undefined;
@@ -107,6 +109,41 @@ export function possibleCpus(): number {
   return native().possibleCpus();
 }
 
+/**
+ * Decodes batches of framed nt_packet_event records (what testRun returns for the capture programs)
+ * into the columns a ring consumer makes of them (native/packet_columns.h); first fragments are
+ * remembered from batch to batch, as a consumer does.
+ */
+export class PacketRecordDecoder {
+  readonly #native = new (native().PacketDecoder)();
+
+  decode(batch: Buffer): Buffer {
+    return this.#native.decode(batch);
+  }
+}
+
+/** What the packet id (native/packet_decoder.h) is made of: fields NAT, routing and MSS clamping leave alone. */
+export interface PacketInvariants {
+  proto: number;
+  /** IPv4 identification, or the IPv6 fragment identification of a fragment; else 0. */
+  ipId: number;
+  /** Fragment offset in 8-byte units (0 when not a fragment). */
+  fragOffset: number;
+  payloadLen: number;
+  /** The kernel's hash of the first payload bytes. */
+  payloadHash: number;
+  /** TCP only: seq, ack, flags, window, urgent pointer, timestamp option values. */
+  tcp?: { seq: number; ack: number; flags: number; win: number; urgent: number; tsVal: number; tsEcr: number };
+}
+
+/** The id the packet has at every point where it is captured: the native decoder's, for a packet known otherwise (a drop). */
+export function packetIdOf(p: PacketInvariants): bigint {
+  const t = p.tcp;
+  return t
+    ? native().packetId(p.proto, p.ipId, p.fragOffset, p.payloadLen, p.payloadHash, t.seq, t.ack, t.flags, t.win, t.urgent, t.tsVal, t.tsEcr)
+    : native().packetId(p.proto, p.ipId, p.fragOffset, p.payloadLen, p.payloadHash);
+}
+
 export type AttachHook = 'tc-ingress' | 'tc-egress' | 'xdp';
 
 export interface AttachedLink {
@@ -114,11 +151,19 @@ export interface AttachedLink {
   ifindex: number;
 }
 
+/** What a ring's batches hold: its records framed as they are (BATCH_RECORD_HEADER), or packets decoded into columns (packet_columns.h). */
+export type RingFormat = 'records' | 'packet-columns';
+
 export interface RingOptions {
   /** Deliver a batch when it holds this many bytes (default 1 MiB). */
   batchBytes?: number;
   /** ... or when its first record is this old (default 100 ms). */
   flushMs?: number;
+  /**
+   * 0 (default): the kernel wakes the consumer as records come. Otherwise the BPF program wakes it only
+   * above a fill threshold, and the ring is drained every pollMs.
+   */
+  pollMs?: number;
 }
 
 export interface MapEntry {
@@ -200,40 +245,44 @@ export class BpfObject {
   }
 
   /**
-   * Drain ring buffer `map` on a native thread; `onBatch` gets one Buffer of
-   * many records at a time, each framed by BATCH_RECORD_HEADER bytes. The next batch
-   * comes after the event loop has turned once (so batches never starve I/O), and
-   * after the promise `onBatch` returns, if any, settles (backpressure: meanwhile
-   * the ring is not read, and what overflows it is lost and counted in the kernel).
+   * Drain ring buffer `map` on the native event thread; `onBatch` gets one Buffer of many records
+   * at a time, in `format`. The next batch comes after the event loop has turned once (so batches
+   * never starve I/O), and after the promise `onBatch` returns, if any, settles (backpressure:
+   * meanwhile the ring is read into one more batch at most, and what overflows it is lost and
+   * counted in the kernel).
    */
-  consume(map: string, onBatch: (batch: Buffer, records: number) => void | Promise<void>, options: RingOptions = {}): void {
+  consume(map: string, format: RingFormat, onBatch: (batch: Buffer, count: number) => void | Promise<void>, options: RingOptions = {}): void {
     const batchBytes = options.batchBytes ?? 1 << 20;
     const flushMs = options.flushMs ?? 100;
+    const pollMs = options.pollMs ?? 0;
     if (!Number.isInteger(batchBytes) || batchBytes < 4096) throw new CaptureError('INVALID_ARGUMENT', 'batchBytes must be an integer ≥ 4096');
     if (!Number.isInteger(flushMs) || flushMs < 1 || flushMs > 10_000) throw new CaptureError('INVALID_ARGUMENT', 'flushMs must be 1..10000');
+    if (!Number.isInteger(pollMs) || pollMs < 0 || pollMs > 10_000) throw new CaptureError('INVALID_ARGUMENT', 'pollMs must be 0..10000');
     const handle = this.#live();
     let finished!: () => void;
     this.#rings.set(map, new Promise<void>((resolve) => (finished = resolve)));
     handle.startRing(
       map,
-      (batch, records) => {
+      format,
+      (batch, count) => {
         if (batch) {
           const ack = () => setImmediate(() => handle.ackRing(map));
           let handled: void | Promise<void> = undefined;
           try {
-            handled = onBatch(batch, records);
+            handled = onBatch(batch, count);
           } finally {
             if (!(handled instanceof Promise)) ack();
           }
           if (handled instanceof Promise) handled.then(ack, ack);
           return;
         }
-        handle.joinRing(map);
+        handle.forgetRing(map);
         this.#rings.delete(map);
         finished();
       },
       batchBytes,
       flushMs,
+      pollMs,
     );
   }
 

@@ -3,8 +3,11 @@
 // JavaScript in batches, read maps. Validation and error codes live in native/addon.ts, policy in capture/.
 #include <napi.h>
 
+#include "event_loop.h"
+#include "js_channel.h"
 #include "js_errors.h"
 #include "netns.h"
+#include "packet_decoder.h"
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -12,7 +15,7 @@
 
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
+#include <future>
 #include <cstdarg>
 #include <cstring>
 #include <ctime>
@@ -66,128 +69,177 @@ void AppendRecord(std::vector<uint8_t>& batch, const void* data, size_t size) {
   batch.resize((batch.size() + 7) & ~size_t(7));
 }
 
-// One ring buffer drained on its own thread, its records handed over in batches.
-class RingConsumer {
+// What a ring's records become for JavaScript: framed as they are (AppendRecord), or decoded
+// packets in columns (packet_decoder.h).
+enum class RingFormat { kRecords, kPacketColumns };
+
+// realtime - monotonic in ns: bpf_ktime_get_ns() + offset = wall clock.
+int64_t ClockOffset() {
+  timespec realtime, monotonic;
+  clock_gettime(CLOCK_MONOTONIC, &monotonic);
+  clock_gettime(CLOCK_REALTIME, &realtime);
+  return (int64_t(realtime.tv_sec) - int64_t(monotonic.tv_sec)) * 1000000000LL +
+         (int64_t(realtime.tv_nsec) - int64_t(monotonic.tv_nsec));
+}
+
+// One ring buffer served by the event loop (event_loop.h). Its records are gathered into a
+// batch handed over once it holds batchBytes or its first record is flushMs old. One batch is
+// in flight at a time: while JavaScript has not acknowledged it, the next one fills, and once
+// that one is full the ring is not read (the kernel counts what no longer fits as lost, per point).
+// pollMs > 0: the kernel wakes the consumer only above a fill threshold (capture.bpf.c's
+// wakeup_bytes), so the ring is also drained every pollMs.
+class RingSource : public nettrail::EventSource, public std::enable_shared_from_this<RingSource> {
  public:
-  RingConsumer(int mapFd, Napi::ThreadSafeFunction onBatch, size_t batchBytes, int flushMs)
-      : onBatch_(onBatch), batchBytes_(batchBytes), flushMs_(flushMs) {
-    ring_ = ring_buffer__new(mapFd, &RingConsumer::OnRecord, this, nullptr);
+  RingSource(int mapFd, RingFormat format, Napi::Env env, Napi::Function onBatch, size_t batchBytes, int flushMs, int pollMs)
+      : format_(format), channel_(env, onBatch, "nettrail-ring"), batchBytes_(batchBytes), flushMs_(flushMs), pollMs_(pollMs) {
+    ring_ = ring_buffer__new(mapFd, &RingSource::OnRecord, this, nullptr);
   }
-  ~RingConsumer() {
+  ~RingSource() override {
     if (ring_) ring_buffer__free(ring_);
   }
   bool ok() const { return ring_ != nullptr; }
-  void Start() { thread_ = std::thread([this] { Run(); }); }
-  void RequestStop() { SetStop(); }
-  // For close() without a graceful stop: pending batches are dropped, nothing blocks.
+
+  void Start() {
+    auto self = shared_from_this();
+    id_ = Loop().Add(ring_buffer__epoll_fd(ring_), self);
+    channel_.OnAck([self] { Loop().Post([self] { self->Acknowledged(); }); });
+    if (pollMs_ > 0) Loop().SetDeadline(id_, nettrail::NowMs() + pollMs_);
+  }
+  // Drain, deliver the last batch, then null.
+  void RequestStop() {
+    auto self = shared_from_this();
+    Loop().Post([self] {
+      self->stopping_ = true;
+      self->Drain();
+      self->Deliver();
+      self->FinishIfDone();
+    });
+  }
+  // For close() without a graceful stop: pending records are dropped; returns once the loop has let go.
   void Abort() {
-    SetStop();
-    onBatch_.Abort();
+    channel_.Abort();
+    std::promise<void> removed;
+    Loop().Remove(id_, [&removed] { removed.set_value(); });
+    removed.get_future().wait();
   }
-  // JavaScript has handled a batch and let its event loop turn: the next one may come.
-  void Ack() {
-    {
-      std::lock_guard<std::mutex> lock(ackMutex_);
-      if (inFlight_ > 0) inFlight_--;
-    }
-    ackCv_.notify_all();
+  void Ack() { channel_.Ack(); }
+
+  void OnReadable() override {
+    Drain();
+    if (Pending() >= batchBytes_) Deliver();
   }
-  void Join() {
-    if (thread_.joinable()) thread_.join();
+
+  void OnDeadline() override {
+    Drain();
+    auto now = nettrail::NowMs();
+    if (Pending() > 0 && now - batchStartedMs_ >= flushMs_) Deliver();
+    ArmDeadline(now);
   }
 
  private:
-  static int OnRecord(void* ctx, void* data, size_t size) {
-    auto* self = static_cast<RingConsumer*>(ctx);
-    if (!self->batch_) {
-      self->batch_ = new std::vector<uint8_t>();
-      self->batch_->reserve(self->batchBytes_ + 4096);
-      self->batchStarted_ = std::chrono::steady_clock::now();
-    }
-    AppendRecord(*self->batch_, data, size);
-    self->records_++;
-    if (self->batch_->size() >= self->batchBytes_) self->Deliver();
-    return 0;
-  }
+  static nettrail::EventLoop& Loop() { return nettrail::EventLoop::Instance(); }
 
-  void SetStop() {
-    {
-      std::lock_guard<std::mutex> lock(ackMutex_);
-      stop_ = true;
-    }
-    ackCv_.notify_all();
-  }
-
-  // Hands the batch to JavaScript once it has acknowledged the one before (Ack):
-  // one batch per turn of its event loop, so that a flood of batches never holds
-  // the loop (node dispatches up to 1000 queued calls back to back), and while
-  // JavaScript is behind the ring fills and the kernel counts what no longer fits
-  // as lost, per point.
-  void Deliver() {
-    if (!batch_) return;
-    {
-      std::unique_lock<std::mutex> lock(ackMutex_);
-      ackCv_.wait(lock, [this] { return inFlight_ == 0 || stop_; });
-      inFlight_++;
-    }
-    auto* payload = new Batch{batch_, records_};
-    batch_ = nullptr;
-    records_ = 0;
-    napi_status status;
-    while ((status = onBatch_.NonBlockingCall(payload, &RingConsumer::CallJs)) == napi_queue_full)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    if (status != napi_ok) {
-      delete payload->bytes;
-      delete payload;
-    }
-  }
-
-  void Run() {
-    while (!stop_) {
-      ring_buffer__poll(ring_, flushMs_);
-      if (batch_ && std::chrono::steady_clock::now() - batchStarted_ >= std::chrono::milliseconds(flushMs_))
-        Deliver();
+  // Reads what the ring holds unless the batch waiting for JavaScript is full.
+  void Drain() {
+    if (channel_.Busy() && Pending() >= batchBytes_) {
+      if (!paused_) Loop().Pause(id_);
+      paused_ = true;
+      return;
     }
     ring_buffer__consume(ring_);
-    Deliver();
-    if (onBatch_.BlockingCall(static_cast<Batch*>(nullptr), &RingConsumer::CallJs) == napi_ok) onBatch_.Release();
   }
 
-  struct Batch {
-    std::vector<uint8_t>* bytes;
-    uint32_t records;
-  };
+  size_t Pending() const { return format_ == RingFormat::kRecords ? (records_ ? records_->size() : 0) : columns_.bytes(); }
+  uint32_t PendingCount() const { return format_ == RingFormat::kRecords ? recordCount_ : columns_.count(); }
 
-  static void CallJs(Napi::Env env, Napi::Function callback, Batch* batch) {
-    if (!batch) {
-      callback.Call({env.Null(), Napi::Number::New(env, 0)});
-      return;
+  static int OnRecord(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<RingSource*>(ctx);
+    bool first = self->PendingCount() == 0 && self->malformed_ == 0;
+    if (first) {
+      self->batchStartedMs_ = nettrail::NowMs();
+      self->clockOffset_ = ClockOffset();
     }
-    std::vector<uint8_t>* bytes = batch->bytes;
-    uint32_t records = batch->records;
-    delete batch;
-    if (env == nullptr) {
-      delete bytes;
-      return;
+    if (self->format_ == RingFormat::kRecords) {
+      if (!self->records_) {
+        self->records_ = new std::vector<uint8_t>();
+        self->records_->reserve(self->batchBytes_ + 4096);
+      }
+      AppendRecord(*self->records_, data, size);
+      self->recordCount_++;
+    } else if (!self->decoder_.Decode(static_cast<const uint8_t*>(data), size, self->clockOffset_, self->columns_)) {
+      self->malformed_++;
     }
-    auto buffer = Napi::Buffer<uint8_t>::New(env, bytes->data(), bytes->size(),
-                                             [](Napi::Env, uint8_t*, std::vector<uint8_t>* owner) { delete owner; },
-                                             bytes);
-    callback.Call({buffer, Napi::Number::New(env, records)});
+    if (first) self->ArmDeadline(self->batchStartedMs_);
+    if (self->Pending() < self->batchBytes_) return 0;
+    if (!self->channel_.Busy()) {
+      self->Deliver();
+      return 0;
+    }
+    return -EAGAIN;  // full, and the one before is still with JavaScript: stop reading
+
+  }
+
+  // The next deadline: the batch's flush time, or the next poll.
+  void ArmDeadline(int64_t now) {
+    int64_t at = -1;
+    if (PendingCount() > 0 || malformed_ > 0) at = batchStartedMs_ + flushMs_;
+    if (pollMs_ > 0 && (at < 0 || now + pollMs_ < at)) at = now + pollMs_;
+    if (at >= 0 && at <= now) at = now + 1;
+    Loop().SetDeadline(id_, at);
+  }
+
+  void Deliver() {
+    if (channel_.Busy() || (PendingCount() == 0 && malformed_ == 0)) return;
+    std::vector<uint8_t>* bytes;
+    uint32_t count;
+    if (format_ == RingFormat::kRecords) {
+      bytes = records_;
+      count = recordCount_;
+      records_ = nullptr;
+      recordCount_ = 0;
+    } else {
+      count = columns_.count();
+      bytes = columns_.Take(malformed_, decoder_.TakeUnattributedFragments());
+      malformed_ = 0;
+    }
+    channel_.Send(bytes, count);
+  }
+
+  void Acknowledged() {
+    if (paused_) {
+      paused_ = false;
+      Loop().Resume(id_);
+    }
+    if (stopping_) Drain();
+    if (stopping_ || Pending() >= batchBytes_) Deliver();
+    if (stopping_) FinishIfDone();
+  }
+
+  void FinishIfDone() {
+    if (channel_.Busy() || finished_) return;
+    if (PendingCount() > 0 || malformed_ > 0) return;  // the rest goes after the next acknowledgement
+    finished_ = true;
+    auto self = shared_from_this();
+    Loop().Remove(id_, [self] { self->channel_.Close(); });
   }
 
   ring_buffer* ring_ = nullptr;
-  Napi::ThreadSafeFunction onBatch_;
+  RingFormat format_;
+  nettrail::JsChannel channel_;
   size_t batchBytes_;
-  int flushMs_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::mutex ackMutex_;
-  std::condition_variable ackCv_;
-  int inFlight_ = 0;
-  std::vector<uint8_t>* batch_ = nullptr;
-  uint32_t records_ = 0;
-  std::chrono::steady_clock::time_point batchStarted_;
+  int64_t flushMs_;
+  int64_t pollMs_;
+  uint64_t id_ = 0;
+  bool paused_ = false;
+  bool stopping_ = false;
+  bool finished_ = false;
+  int64_t batchStartedMs_ = 0;
+  int64_t clockOffset_ = 0;
+  uint32_t malformed_ = 0;
+  std::vector<uint8_t>* records_ = nullptr;
+  uint32_t recordCount_ = 0;
+  nettrail::PacketDecoder decoder_;
+  nettrail::PacketColumnsBuilder columns_;
 };
 
 class BpfObject : public Napi::ObjectWrap<BpfObject> {
@@ -200,7 +252,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("detach", &BpfObject::Detach),
                            InstanceMethod("startRing", &BpfObject::StartRing),
                            InstanceMethod("stopRing", &BpfObject::StopRing),
-                           InstanceMethod("joinRing", &BpfObject::JoinRing),
+                           InstanceMethod("forgetRing", &BpfObject::ForgetRing),
                            InstanceMethod("ackRing", &BpfObject::AckRing),
                            InstanceMethod("mapEntries", &BpfObject::MapEntries),
                            InstanceMethod("mapUpdate", &BpfObject::MapUpdate),
@@ -347,26 +399,28 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return Napi::Boolean::New(info.Env(), false);
   }
 
-  // startRing(map, onBatch(buffer|null, records), batchBytes, flushMs)
+  // startRing(map, format: 'records'|'packet-columns', onBatch(buffer|null, count), batchBytes, flushMs, pollMs)
   Napi::Value StartRing(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::string mapName = info[0].As<Napi::String>();
     if (rings_.count(mapName)) throw StepError(env, "start_ring", "ring " + mapName + " already started");
     bpf_map* map = Map(env, mapName);
-    auto onBatch = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "nettrail-ring", 8, 1);
-    size_t batchBytes = info[2].As<Napi::Number>().Uint32Value();
-    int flushMs = info[3].As<Napi::Number>().Int32Value();
-    auto consumer = std::make_unique<RingConsumer>(bpf_map__fd(map), onBatch, batchBytes, flushMs);
-    if (!consumer->ok()) {
-      onBatch.Release();
-      throw SystemError(env, "ring_buffer_new", "ring_buffer__new " + mapName, errno);
+    RingFormat format = info[1].As<Napi::String>().Utf8Value() == "packet-columns" ? RingFormat::kPacketColumns : RingFormat::kRecords;
+    size_t batchBytes = info[3].As<Napi::Number>().Uint32Value();
+    int flushMs = info[4].As<Napi::Number>().Int32Value();
+    int pollMs = info[5].As<Napi::Number>().Int32Value();
+    auto source = std::make_shared<RingSource>(bpf_map__fd(map), format, env, info[2].As<Napi::Function>(), batchBytes, flushMs, pollMs);
+    if (!source->ok()) {
+      int err = errno;
+      source->Abort();
+      throw SystemError(env, "ring_buffer_new", "ring_buffer__new " + mapName, err);
     }
-    consumer->Start();
-    rings_[mapName] = std::move(consumer);
+    source->Start();
+    rings_[mapName] = source;
     return env.Undefined();
   }
 
-  // stopRing(map): the thread drains, delivers its last batch and then null.
+  // stopRing(map): the ring is drained, its last batch delivered, then null.
   Napi::Value StopRing(const Napi::CallbackInfo& info) {
     std::string mapName = info[0].As<Napi::String>();
     auto it = rings_.find(mapName);
@@ -374,7 +428,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return info.Env().Undefined();
   }
 
-  // ackRing(map): JavaScript is done with the last batch; the consumer may deliver the next.
+  // ackRing(map): JavaScript is done with the last batch; the next may come.
   Napi::Value AckRing(const Napi::CallbackInfo& info) {
     std::string mapName = info[0].As<Napi::String>();
     auto it = rings_.find(mapName);
@@ -382,14 +436,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return info.Env().Undefined();
   }
 
-  // joinRing(map): after the null batch arrived, the thread has finished.
-  Napi::Value JoinRing(const Napi::CallbackInfo& info) {
-    std::string mapName = info[0].As<Napi::String>();
-    auto it = rings_.find(mapName);
-    if (it != rings_.end()) {
-      it->second->Join();
-      rings_.erase(it);
-    }
+  // forgetRing(map): after the null batch arrived, the ring is no longer served.
+  Napi::Value ForgetRing(const Napi::CallbackInfo& info) {
+    rings_.erase(info[0].As<Napi::String>().Utf8Value());
     return info.Env().Undefined();
   }
 
@@ -488,7 +537,6 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 
   void Release() {
     for (auto& ring : rings_) ring.second->Abort();
-    for (auto& ring : rings_) ring.second->Join();
     rings_.clear();
     for (int fd : links_) close(fd);
     links_.clear();
@@ -498,18 +546,52 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 
   bpf_object* object_ = nullptr;
   std::vector<int> links_;
-  std::map<std::string, std::unique_ptr<RingConsumer>> rings_;
+  std::map<std::string, std::shared_ptr<RingSource>> rings_;
 
 };
 
-// realtime - monotonic in ns: bpf_ktime_get_ns() + offset = wall clock.
-Napi::Value ClockOffsetNs(const Napi::CallbackInfo& info) {
-  timespec realtime, monotonic;
-  clock_gettime(CLOCK_MONOTONIC, &monotonic);
-  clock_gettime(CLOCK_REALTIME, &realtime);
-  int64_t offset = (int64_t(realtime.tv_sec) - int64_t(monotonic.tv_sec)) * 1000000000LL +
-                   (int64_t(realtime.tv_nsec) - int64_t(monotonic.tv_nsec));
-  return Napi::BigInt::New(info.Env(), offset);
+// Nanoseconds to add to bpf_ktime_get_ns() for wall-clock time.
+Napi::Value ClockOffsetNs(const Napi::CallbackInfo& info) { return Napi::BigInt::New(info.Env(), ClockOffset()); }
+
+// new PacketDecoder().decode(batch of framed nt_packet_event records) -> the same packets in columns
+// (packet_columns.h), as a ring consumer makes them: for records that did not come through one
+// (BPF_PROG_TEST_RUN). Like a consumer's, its memory of first fragments lasts from batch to batch.
+class PacketDecoderObject : public Napi::ObjectWrap<PacketDecoderObject> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "PacketDecoder", {InstanceMethod("decode", &PacketDecoderObject::Decode)});
+  }
+  PacketDecoderObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketDecoderObject>(info) {}
+
+ private:
+  Napi::Value Decode(const Napi::CallbackInfo& info) {
+    auto batch = info[0].As<Napi::Buffer<uint8_t>>();
+    int64_t clockOffset = ClockOffset();
+    nettrail::PacketColumnsBuilder columns;
+    uint32_t malformed = 0;
+    const uint8_t* bytes = batch.Data();
+    for (size_t at = 0; at + 8 <= batch.Length();) {
+      uint32_t size;
+      memcpy(&size, bytes + at, 4);
+      size_t record = at + 8;
+      at = record + ((size + 7) & ~size_t(7));
+      if (record + size > batch.Length() || !decoder_.Decode(bytes + record, size, clockOffset, columns)) malformed++;
+    }
+    std::unique_ptr<std::vector<uint8_t>> out(columns.Take(malformed, decoder_.TakeUnattributedFragments()));
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), out->data(), out->size());
+  }
+
+  nettrail::PacketDecoder decoder_;
+};
+
+// packetId(proto, ipId, fragOffset, payloadLen, payloadHash[, seq, ack, flags, win, urgent, tsVal, tsEcr]) -> the
+// packet id (packet_decoder.h) the packet has at every point: the drop tracer's records get the same.
+Napi::Value PacketId(const Napi::CallbackInfo& info) {
+  uint32_t words[12] = {};
+  for (size_t i = 0; i < 12 && i < info.Length(); i++) words[i] = info[i].As<Napi::Number>().Uint32Value();
+  nettrail::PacketInvariants p = {words[0], words[1], words[2], words[3], words[4], info.Length() > 5,
+                                  words[5], words[6], words[7], words[8], words[9], words[10], words[11]};
+  return Napi::BigInt::New(info.Env(), nettrail::PacketIdOf(p));
 }
 
 Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
@@ -521,6 +603,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("BpfObject", BpfObject::Init(env));
   exports.Set("clockOffsetNs", Napi::Function::New(env, ClockOffsetNs));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
+  exports.Set("PacketDecoder", PacketDecoderObject::Init(env));
+  exports.Set("packetId", Napi::Function::New(env, PacketId));
   return exports;
 }
 

@@ -37,7 +37,8 @@ fi
 
 # vmlinux.h is generated from this kernel's BTF by bpf/Makefile.
 make -s -C bpf
-if [ ! -f native/build/Release/nettrail_native.node ] || [ native/nettrail_native.cc -nt native/build/Release/nettrail_native.node ]; then
+addon=native/build/Release/nettrail_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native bpf -maxdepth 1 \( -name '*.cc' -o -name '*.h' -o -name binding.gyp \) -newer "$addon")" ]; then
   (cd native && npx node-gyp rebuild >/dev/null)
 fi
 rm -rf dist  # compiled files of moved or deleted sources must not linger

@@ -5,7 +5,7 @@ import { formatIPv4, formatIPv6 } from '../../model/address.js';
 import { etherTypeBefore, ethernetPayloadOffset, parseTcpOptions } from '../../model/headers.js';
 import { ETHERTYPE, LINKTYPE_ETHERNET, LINKTYPE_RAW, PROTO_NUMBER } from '../../model/protocol.js';
 import type { DropRecord } from '../../model/records.js';
-import { packetIdOf } from '../packets/decode.js';
+import { packetIdOf } from '../../native/addon.js';
 import { dropCause } from './causes.js';
 import { DROP_LINK, dropEventLayout } from './layout.js';
 import type { DropReasons } from './reasons.js';

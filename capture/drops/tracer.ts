@@ -118,7 +118,7 @@ export class DropTracer {
       await bpf.close();
       throw err;
     }
-    bpf.consume('drop_events', (batch) => {
+    bpf.consume('drop_events', 'records', (batch) => {
       const clockOffset = tracer.#clockOffset;
       tracer.#decoding = tracer.#decoding.then(async () => {
         try {

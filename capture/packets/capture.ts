@@ -1,11 +1,12 @@
 // Packet capture: attach policy (which namespaces, interfaces and hooks), following
 // them as they come and go, the in-kernel filter, decoding ring-buffer batches,
 // per-point counters and rates.
-import type { NetnsRef, PacketRecord } from '../../model/records.js';
-import { PacketDecoder } from './decode.js';
+import type { PacketColumns, PointNames } from '../../model/packet-columns.js';
+import type { NetnsRef } from '../../model/records.js';
+import { readPacketColumns } from './columns-layout.js';
 import { CAPTURE_EVERYTHING, writeFilter, type CaptureFilter } from './filter.js';
 import { CAPTURE_MAX, DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from './layout.js';
-import { BpfObject, CaptureError, bpfObjectPath, clockOffsetNs, possibleCpus, type AttachHook } from '../../native/addon.js';
+import { BpfObject, CaptureError, bpfObjectPath, possibleCpus, type AttachHook } from '../../native/addon.js';
 import { listInterfaces, listNamespaces, resolveNamespace, type NetIface } from '../netns.js';
 
 /**
@@ -21,7 +22,8 @@ export interface CaptureConfig {
   netns: string[] | 'all';
   /** Interface names to restrict to; null for all. */
   ifaces: string[] | null;
-  onPackets(packets: PacketRecord[]): void;
+  /** Each batch of packets as it comes; the columns are valid during the call only. */
+  onPackets(packets: PacketColumns): void;
   /**
    * Asked after each batch: a promise it returns holds off reading the ring buffer until it settles
    * (backpressure: meanwhile the kernel counts what overflows as lost, per point).
@@ -106,7 +108,7 @@ export function ringBytesFor(perCpu: number, cpus: number): number {
 export class PacketCapture {
   readonly #config: CaptureConfig;
   readonly #bpf: BpfObject;
-  readonly #decoder: PacketDecoder;
+  readonly #names: PointNames;
   readonly #ringBytes: number;
   readonly #snaplen: number;
   readonly #xdp: XdpMode;
@@ -120,8 +122,8 @@ export class PacketCapture {
   #frozen = false;
   /** Named namespaces found missing at the last refresh (warned about once). */
   readonly #missing = new Set<string>();
-  #clockOffset = clockOffsetNs();
   #undecodable = 0;
+  #unattributedFragments = 0;
   #packets = 0;
   /** The previous sample of kernel counters per point (and `*` for the total), for rates. */
   #sample: { at: number; events: Map<string, [number, number]> } | null = null;
@@ -140,11 +142,10 @@ export class PacketCapture {
     this.#snaplen = snaplen;
     this.#xdp = xdp;
     this.#filter = CAPTURE_EVERYTHING;
-    this.#decoder = new PacketDecoder({
-      node: config.node,
+    this.#names = {
       netnsName: (ino) => this.#netnsNames.get(ino) ?? `ino:${ino}`,
       ifaceName: (ino, ifindex) => this.#ifaceNames.get(pointKey(ino, ifindex)) ?? `if${ifindex}`,
-    });
+    };
   }
 
   static async start(config: CaptureConfig): Promise<PacketCapture> {
@@ -163,7 +164,7 @@ export class PacketCapture {
     const capture = new PacketCapture(config, bpf, ringBytes, snaplen, xdp);
     try {
       capture.setFilter(config.filter ?? CAPTURE_EVERYTHING);
-      bpf.consume('packet_events', (batch) => capture.#onBatch(batch));
+      bpf.consume('packet_events', 'packet-columns', (batch) => capture.#onBatch(batch));
       await capture.refresh();
     } catch (err) {
       await bpf.close();
@@ -181,15 +182,26 @@ export class PacketCapture {
   }
 
   #onBatch(batch: Buffer): void | Promise<void> {
-    const { packets, malformed } = this.#decoder.decode(batch, this.#clockOffset);
+    const { columns, malformed, unattributedFragments } = readPacketColumns(batch, this.#config.node, this.#names);
     this.#undecodable += malformed;
-    this.#packets += packets.length;
-    for (const packet of packets) {
-      const attachment = this.#attachments.get(pointKey(packet.netnsIno, packet.ifindex));
-      if (attachment) attachment.packets++;
-    }
-    if (packets.length > 0) this.#config.onPackets(packets);
+    this.#unattributedFragments += unattributedFragments;
+    this.#packets += columns.count;
+    this.#countPerPoint(columns);
+    if (columns.count > 0) this.#config.onPackets(columns);
     return this.#config.backpressure?.();
+  }
+
+  /** Packets per attached point: a batch holds runs of packets of one point, counted run by run. */
+  #countPerPoint(c: PacketColumns): void {
+    for (let i = 0; i < c.count; ) {
+      const netnsIno = c.netnsIno[i];
+      const ifindex = c.ifindex[i];
+      let end = i + 1;
+      while (end < c.count && c.netnsIno[end] === netnsIno && c.ifindex[end] === ifindex) end++;
+      const attachment = this.#attachments.get(pointKey(netnsIno, ifindex));
+      if (attachment) attachment.packets += end - i;
+      i = end;
+    }
   }
 
   /**
@@ -224,7 +236,6 @@ export class PacketCapture {
   }
 
   async #refresh(): Promise<void> {
-    this.#clockOffset = clockOffsetNs();
     if (this.#frozen) return this.#sampleRates();
     const seen = new Set<string>();
     for (const netns of await this.#namespacesInScope()) {
@@ -388,7 +399,7 @@ export class PacketCapture {
       events_per_s: rate.events,
       lost_per_s: rate.lost,
       undecodable: this.#undecodable,
-      unattributed_fragments: this.#decoder.unattributedFragments,
+      unattributed_fragments: this.#unattributedFragments,
       ring_bytes: this.#ringBytes,
       snaplen: this.#snaplen,
       xdp: this.#xdp,

@@ -1,19 +1,18 @@
-// The writer's side of packet chunks (chunk-format.ts). Records are checked
-// and staged as they are taken in: each packet's fields, SACK blocks and
-// header residual as one row of a staging buffer, so the records themselves
-// can go at once (held until the insert, the garbage collector would trace
-// them again and again). A chunk's rows go into segments of the buffer of its
+// The writer's side of packet chunks (chunk-format.ts). Packets are staged as
+// they are taken in: each packet's fields, SACK blocks and header residual as
+// one row of a staging buffer, so the columns they came in can go at once
+// (capture's ring batches are handed back to the native consumer). A chunk's rows go into segments of the buffer of its
 // own, so that when the batch is sealed and each chunk is packed column by
 // column into its RowBinary row (the residuals as XOR with the previous
 // packet's: 'xor_previous'), its rows are read one after the other: read in
 // arrival order, most of them missed the CPU's caches.
 
 import { headerLayout } from '../../model/headers.js';
-import { DIRECTION, HOOK, PROTO_NUMBER } from '../../model/protocol.js';
-import type { PacketRecord } from '../../model/records.js';
-import { addressBytes, enumValue, invalid, OPTION_BIT, timestamp, U8, U16, U32, u64, uint, utf8 } from '../codec.js';
+import { OPTION_BIT, type PacketColumns } from '../../model/packet-columns.js';
+import type { TcpOptions } from '../../model/records.js';
+import { U16, utf8 } from '../codec.js';
 import { FIELD_OFFSET, FIXED_BYTES, RESIDUALS } from './chunk-format.js';
-import { xorColumnBytes } from './residual.js';
+import { xorColumnBytes, type HeaderColumns } from './residual.js';
 import { putVarUInt, varUIntSize, type RowBinaryWriter } from '../rowbinary.js';
 
 /** A chunk holds packets within this long of its first one (either way): its row expires with its last packet. */
@@ -42,11 +41,23 @@ function stagedRowBytes(sackBlocks: number, headerLength: number): number {
 
 /** Packets of one capture point, hook, link type, protocol and direction of one connection. */
 interface Chunk {
-  /** The first packet: the chunk's point and tuple. */
-  first: PacketRecord;
+  node: string;
+  netns: string;
+  iface: string;
+  netnsIno: number;
+  ifindex: number;
+  hook: number;
+  direction: number;
+  proto: number;
+  linkType: number;
+  sport: number;
+  dport: number;
   src: Uint8Array;
   dst: Uint8Array;
-  /** The times the chunk may hold, and the earliest and latest it holds. */
+  /** `src` and `dst` as words, to compare packets' addresses with. */
+  srcWords: Uint32Array;
+  dstWords: Uint32Array;
+  /** The times the chunk may hold (ns words), and the earliest and latest it holds. */
   earliest: bigint;
   latest: bigint;
   minTs: bigint;
@@ -64,40 +75,57 @@ interface Chunk {
   nextSegmentBytes: number;
 }
 
+/** Is packet i of `c` in `chunk`'s point, hook, direction and tuple? */
+function inChunk(chunk: Chunk, c: PacketColumns, i: number): boolean {
+  const s = c.srcWords;
+  const d = c.dstWords;
+  const w = 4 * i;
+  const cs = chunk.srcWords;
+  const cd = chunk.dstWords;
+  return chunk.sport === c.sport[i] && chunk.dport === c.dport[i] && chunk.netnsIno === c.netnsIno[i] && chunk.ifindex === c.ifindex[i] &&
+    chunk.hook === c.hook[i] && chunk.direction === c.direction[i] && chunk.proto === c.proto[i] && chunk.linkType === c.linkType &&
+    chunk.node === c.node && cs[0] === s[w] && cs[1] === s[w + 1] && cs[2] === s[w + 2] && cs[3] === s[w + 3] &&
+    cd[0] === d[w] && cd[1] === d[w + 1] && cd[2] === d[w + 2] && cd[3] === d[w + 3];
+}
+
+/** A hash of packet i's point, hook, direction and tuple: the chunks' map key. */
+function chunkKey(c: PacketColumns, i: number): number {
+  const w = 4 * i;
+  let h = Math.imul(c.netnsIno[i] ^ (c.ifindex[i] << 7) ^ (c.hook[i] << 3) ^ c.direction[i], 0x9e3779b1);
+  h = Math.imul(h ^ (c.sport[i] << 16 | c.dport[i]), 0x85ebca6b);
+  h = Math.imul(h ^ c.srcWords[w + 3] ^ c.srcWords[w], 0xc2b2ae35);
+  h = Math.imul(h ^ c.dstWords[w + 3] ^ c.dstWords[w + 2], 0x27d4eb2f);
+  return (h ^ (h >>> 15) ^ c.proto[i]) >>> 0;
+}
+
 /**
- * Packets taken in for one insert, staged and grouped into chunks as they
- * come; encode() writes the chunks' rows. A record is checked when it is
- * added, so encoding cannot fail.
+ * Packets taken in for one insert, staged and grouped into chunks as they come; encode() writes the
+ * chunks' rows. The columns come checked (by the native decoder, or by record-columns.ts), so neither
+ * taking them in nor encoding can fail.
  */
 export class PacketChunkBuilder {
   private chunks: Chunk[] = [];
-  /** Chunks by source address, then by ports; the few sharing both are told apart by the rest. */
-  private bySource = new Map<string, Map<number, Chunk[]>>();
+  /** Chunks by chunkKey; the few sharing a key are told apart by inChunk. */
+  private byKey = new Map<number, Chunk[]>();
   /** Staged packets, in the chunks' segments; `stagedBytes` are taken by segments. */
   private staged = new Uint8Array(1 << 20);
   private stagedView = new DataView(this.staged.buffer);
   private stagedWords = new Uint32Array(this.staged.buffer);
   private stagedBytes = 0;
-  /** The chunks of the records add() is taking in. */
-  private adding: Chunk[] = [];
+  // One object for the column values the residual transform reads, refilled per packet; SACK blocks in
+  // arrays kept by their count.
+  private readonly options: TcpOptions = {};
+  private readonly values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options: this.options };
+  private readonly sackByCount: Array<Array<[number, number]>> = [];
 
   /** Bytes the staged packets take. */
   get stagedByteLength(): number {
     return this.stagedBytes;
   }
 
-  /**
-   * Takes in records[0, count); if one is invalid, throws and takes in none of
-   * them (chunks it made stay empty, and are not written).
-   */
-  add(records: readonly PacketRecord[], count: number): void {
-    const chunks = (this.adding.length = 0, this.adding);
-    for (let i = 0; i < count; i++) {
-      const p = records[i];
-      checkPacket(p);
-      chunks.push(this.chunkOf(p));
-    }
-    for (let i = 0; i < count; i++) this.stage(records[i], chunks[i]);
+  /** Takes in packets [0, count) of `columns`. */
+  add(columns: PacketColumns, count: number): void {
+    for (let i = 0; i < count; i++) this.stage(columns, i, this.chunkOf(columns, i));
   }
 
   /** Writes a row per chunk and starts over empty. */
@@ -106,7 +134,7 @@ export class PacketChunkBuilder {
       if (chunk.packets > 0) this.encodeChunk(chunk, out);
     }
     this.chunks = [];
-    this.bySource = new Map();
+    this.byKey = new Map();
     this.stagedBytes = 0;
   }
 
@@ -127,81 +155,115 @@ export class PacketChunkBuilder {
     return chunk.segmentStart;
   }
 
-  private stage(p: PacketRecord, chunk: Chunk): void {
-    const o = p.options;
-    const sack = o.sack;
-    const blocks = sack === undefined ? 0 : sack.length;
-    const headers = p.headers;
-    const rowBytes = stagedRowBytes(blocks, headers.length);
+  private stage(c: PacketColumns, i: number, chunk: Chunk): void {
+    const blocks = c.sackCount[i];
+    const headerLength = c.headerLen[i];
+    const headerAt = c.headerAt[i];
+    const rowBytes = stagedRowBytes(blocks, headerLength);
     const at = chunk.at + rowBytes <= chunk.segmentEnd ? chunk.at : this.newSegment(chunk, rowBytes);
     chunk.at = at + rowBytes;
     const view = this.stagedView;
+    const words = this.stagedWords;
     const bytes = this.staged;
-    view.setBigInt64(at + STAGED.ts, p.ts, true);
-    view.setBigUint64(at + STAGED.packetId, p.packetId, true);
-    view.setUint32(at + STAGED.seq, p.seq, true);
-    view.setUint32(at + STAGED.ack, p.ack, true);
-    view.setUint32(at + STAGED.len, p.len, true);
-    view.setUint32(at + STAGED.wireLen, p.wireLen, true);
-    view.setUint32(at + STAGED.tsVal, o.ts_val ?? 0, true);
-    view.setUint32(at + STAGED.tsEcr, o.ts_ecr ?? 0, true);
-    view.setUint16(at + STAGED.ipId, p.ipId, true);
-    view.setUint16(at + STAGED.win, p.win, true);
-    view.setUint16(at + STAGED.mss, o.mss ?? 0, true);
-    view.setUint16(at + STAGED.headerLen, headers.length, true);
-    bytes[at + STAGED.flags] = p.flags;
-    bytes[at + STAGED.present] = (o.mss === undefined ? 0 : OPTION_BIT.mss) | (o.wscale === undefined ? 0 : OPTION_BIT.wscale) |
-      (o.sack_perm === undefined ? 0 : OPTION_BIT.sack_perm) | (o.ts_val === undefined ? 0 : OPTION_BIT.ts_val) |
-      (o.ts_ecr === undefined ? 0 : OPTION_BIT.ts_ecr) | (sack === undefined ? 0 : OPTION_BIT.sack);
-    bytes[at + STAGED.wscale] = o.wscale ?? 0;
-    bytes[at + STAGED.sackPerm] = o.sack_perm === true ? 1 : 0;
+    const present = c.options[i];
+    const w = at >> 2;
+    words[w] = c.tsWords[2 * i];
+    words[w + 1] = c.tsWords[2 * i + 1];
+    words[w + 2] = c.packetIdWords[2 * i];
+    words[w + 3] = c.packetIdWords[2 * i + 1];
+    words[(at + STAGED.seq) >> 2] = c.seq[i];
+    words[(at + STAGED.ack) >> 2] = c.ack[i];
+    words[(at + STAGED.len) >> 2] = c.len[i];
+    words[(at + STAGED.wireLen) >> 2] = c.wireLen[i];
+    words[(at + STAGED.tsVal) >> 2] = c.tsVal[i];
+    words[(at + STAGED.tsEcr) >> 2] = c.tsEcr[i];
+    view.setUint16(at + STAGED.ipId, c.ipId[i], true);
+    view.setUint16(at + STAGED.win, c.win[i], true);
+    view.setUint16(at + STAGED.mss, c.mss[i], true);
+    view.setUint16(at + STAGED.headerLen, headerLength, true);
+    bytes[at + STAGED.flags] = c.flags[i];
+    bytes[at + STAGED.present] = present;
+    bytes[at + STAGED.wscale] = c.wscale[i];
+    bytes[at + STAGED.sackPerm] = present & OPTION_BIT.sack_perm ? 1 : 0;
     bytes[at + STAGED.sackBlocks] = blocks;
     let to = at + STAGED_FIXED_BYTES;
-    for (let j = 0; j < blocks; j++, to += 8) {
-      view.setUint32(to, sack![j][0], true);
-      view.setUint32(to + 4, sack![j][1], true);
-    }
-    bytes.set(headers, to);
-    const end = to + headers.length;
-    xorColumnBytes(bytes, end, headerLayout(bytes, to, end, p.linkType), p, chunk.src, chunk.dst);
+    const sackFrom = 2 * c.sackAt[i];
+    for (let j = 0; j < 2 * blocks; j++, to += 4) words[to >> 2] = c.sacks[sackFrom + j];
+    bytes.set(c.headers.subarray(headerAt, headerAt + headerLength), to);
+    const end = to + headerLength;
+    xorColumnBytes(bytes, end, headerLayout(bytes, to, end, c.linkType), this.headerColumns(c, i), chunk.src, chunk.dst);
     chunk.packets++;
     chunk.sackBlocks += blocks;
-    chunk.headerBytes += headers.length;
+    chunk.headerBytes += headerLength;
+    const ts = c.ts[i];
     // A chunk may have been made by a call refused after: its times are its packets'.
-    if (chunk.packets === 1 || p.ts < chunk.minTs) chunk.minTs = p.ts;
-    if (chunk.packets === 1 || p.ts > chunk.maxTs) chunk.maxTs = p.ts;
+    if (chunk.packets === 1 || ts < chunk.minTs) chunk.minTs = ts;
+    if (chunk.packets === 1 || ts > chunk.maxTs) chunk.maxTs = ts;
   }
 
-  /** The chunk `p` goes in; a new one if none matches (its point and tuple are checked then: a match has the same values). */
-  private chunkOf(p: PacketRecord): Chunk {
-    let byPorts = this.bySource.get(p.src);
-    if (byPorts === undefined) this.bySource.set(p.src, (byPorts = new Map()));
-    const ports = p.sport * 0x10000 + p.dport;
-    let chunks = byPorts.get(ports);
-    if (chunks === undefined) byPorts.set(ports, (chunks = []));
-    for (let i = 0; i < chunks.length; i++) {
-      const chunk = chunks[i];
-      const q = chunk.first;
-      if (q.dst === p.dst && q.iface === p.iface && q.netns === p.netns && q.node === p.node && q.direction === p.direction &&
-          q.ifindex === p.ifindex && q.netnsIno === p.netnsIno && q.hook === p.hook && q.proto === p.proto && q.linkType === p.linkType) {
-        if (p.ts >= chunk.earliest && p.ts <= chunk.latest && chunk.taken < MAX_CHUNK_PACKETS) {
-          chunk.taken++;
-          return chunk;
-        }
-        // Too far apart in time, or full: a new chunk takes this one's place for the packets to come.
-        return (chunks[i] = this.newChunk(p));
+  /** The values the residual transform reads, of packet i. */
+  private headerColumns(c: PacketColumns, i: number): HeaderColumns {
+    const values = this.values;
+    const options = this.options;
+    values.sport = c.sport[i];
+    values.dport = c.dport[i];
+    values.ipId = c.ipId[i];
+    values.seq = c.seq[i];
+    values.ack = c.ack[i];
+    values.flags = c.flags[i];
+    values.win = c.win[i];
+    values.len = c.len[i];
+    const bits = c.options[i];
+    options.mss = bits & OPTION_BIT.mss ? c.mss[i] : undefined;
+    options.wscale = bits & OPTION_BIT.wscale ? c.wscale[i] : undefined;
+    options.ts_val = bits & OPTION_BIT.ts_val ? c.tsVal[i] : undefined;
+    options.ts_ecr = bits & OPTION_BIT.ts_ecr ? c.tsEcr[i] : undefined;
+    options.sack = undefined;
+    if (bits & OPTION_BIT.sack) {
+      const count = c.sackCount[i];
+      while (this.sackByCount.length <= count) this.sackByCount.push(Array.from({ length: this.sackByCount.length }, () => [0, 0]));
+      const sack = this.sackByCount[count];
+      for (let b = 0, from = 2 * c.sackAt[i]; b < count; b++, from += 2) {
+        sack[b][0] = c.sacks[from];
+        sack[b][1] = c.sacks[from + 1];
       }
+      options.sack = sack;
     }
-    const chunk = this.newChunk(p);
+    return values;
+  }
+
+  /** The chunk packet i goes in; a new one if none matches. */
+  private chunkOf(c: PacketColumns, i: number): Chunk {
+    const key = chunkKey(c, i);
+    let chunks = this.byKey.get(key);
+    if (chunks === undefined) this.byKey.set(key, (chunks = []));
+    for (let k = 0; k < chunks.length; k++) {
+      const chunk = chunks[k];
+      if (!inChunk(chunk, c, i)) continue;
+      const ts = c.ts[i];
+      if (ts >= chunk.earliest && ts <= chunk.latest && chunk.taken < MAX_CHUNK_PACKETS) {
+        chunk.taken++;
+        return chunk;
+      }
+      // Too far apart in time, or full: a new chunk takes this one's place for the packets to come.
+      return (chunks[k] = this.newChunk(c, i));
+    }
+    const chunk = this.newChunk(c, i);
     chunks.push(chunk);
     return chunk;
   }
 
-  private newChunk(p: PacketRecord): Chunk {
-    checkChunk(p);
+  private newChunk(c: PacketColumns, i: number): Chunk {
+    const ts = c.ts[i];
+    const netnsIno = c.netnsIno[i];
+    const ifindex = c.ifindex[i];
+    const src = c.src.slice(16 * i, 16 * i + 16);
+    const dst = c.dst.slice(16 * i, 16 * i + 16);
     const chunk: Chunk = {
-      first: p, src: addressBytes(p.src, 'src'), dst: addressBytes(p.dst, 'dst'),
-      earliest: p.ts - CHUNK_SPAN_NS, latest: p.ts + CHUNK_SPAN_NS, minTs: p.ts, maxTs: p.ts,
+      node: c.node, netns: c.names.netnsName(netnsIno), iface: c.names.ifaceName(netnsIno, ifindex), netnsIno, ifindex,
+      hook: c.hook[i], direction: c.direction[i], proto: c.proto[i], linkType: c.linkType, sport: c.sport[i], dport: c.dport[i],
+      src, dst, srcWords: new Uint32Array(src.buffer), dstWords: new Uint32Array(dst.buffer),
+      earliest: ts - CHUNK_SPAN_NS, latest: ts + CHUNK_SPAN_NS, minTs: ts, maxTs: ts,
       packets: 0, taken: 1, sackBlocks: 0, headerBytes: 0,
       segments: [], segmentStart: 0, segmentEnd: 0, at: 0, nextSegmentBytes: FIRST_SEGMENT_BYTES,
     };
@@ -211,21 +273,20 @@ export class PacketChunkBuilder {
 
   /** The chunk's row: its columns, then its packets' ids, their packed fields and residuals (chunk-format.ts). */
   private encodeChunk(chunk: Chunk, out: RowBinaryWriter): void {
-    const p0 = chunk.first;
     const n = chunk.packets;
-    out.string(utf8(p0.node, 'node'));
-    out.string(utf8(p0.netns, 'netns'));
-    out.u32(p0.netnsIno);
-    out.string(utf8(p0.iface, 'iface'));
-    out.u32(p0.ifindex);
-    out.u8(HOOK[p0.hook]);
-    out.u8(DIRECTION[p0.direction]);
-    out.u8(PROTO_NUMBER[p0.proto]);
+    out.string(utf8(chunk.node, 'node'));
+    out.string(utf8(chunk.netns, 'netns'));
+    out.u32(chunk.netnsIno);
+    out.string(utf8(chunk.iface, 'iface'));
+    out.u32(chunk.ifindex);
+    out.u8(chunk.hook);
+    out.u8(chunk.direction);
+    out.u8(chunk.proto);
     out.fixed(chunk.src);
-    out.u16(p0.sport);
+    out.u16(chunk.sport);
     out.fixed(chunk.dst);
-    out.u16(p0.dport);
-    out.u16(p0.linkType);
+    out.u16(chunk.dport);
+    out.u16(chunk.linkType);
     out.i64(chunk.minTs);
     out.i64(chunk.maxTs);
     out.u32(n);
@@ -374,46 +435,3 @@ function packResidual(
   return at;
 }
 
-/** Throws INVALID_VALUE unless the values of `p` a chunk holds once fit their columns. */
-function checkChunk(p: PacketRecord): void {
-  addressBytes(p.src, 'src');
-  addressBytes(p.dst, 'dst');
-  utf8(p.node, 'node');
-  utf8(p.netns, 'netns');
-  utf8(p.iface, 'iface');
-  uint(p.netnsIno, U32, 'netnsIno');
-  uint(p.ifindex, U32, 'ifindex');
-  enumValue(p.hook, HOOK, 'hook');
-  enumValue(p.direction, DIRECTION, 'direction');
-  enumValue(p.proto, PROTO_NUMBER, 'proto');
-  uint(p.sport, U16, 'sport');
-  uint(p.dport, U16, 'dport');
-  uint(p.linkType, U16, 'linkType');
-}
-
-/** Throws INVALID_VALUE unless the values of `p` each packet has fit their columns. */
-function checkPacket(p: PacketRecord): void {
-  timestamp(p.ts, 'ts');
-  u64(p.packetId, 'packetId');
-  uint(p.ipId, U16, 'ipId');
-  uint(p.seq, U32, 'seq');
-  uint(p.ack, U32, 'ack');
-  uint(p.flags, U8, 'flags');
-  uint(p.win, U16, 'win');
-  uint(p.len, U32, 'len');
-  uint(p.wireLen, U32, 'wireLen');
-  if (!(p.headers instanceof Uint8Array) || p.headers.length > U16) throw invalid('headers', p.headers);
-  const o = p.options;
-  uint(o.mss ?? 0, U16, 'options.mss');
-  uint(o.wscale ?? 0, U8, 'options.wscale');
-  uint(o.ts_val ?? 0, U32, 'options.ts_val');
-  uint(o.ts_ecr ?? 0, U32, 'options.ts_ecr');
-  const sack = o.sack;
-  if (sack !== undefined) {
-    if (!Array.isArray(sack) || sack.length > U8) throw invalid('options.sack', sack);
-    sack.forEach(([left, right], i) => {
-      uint(left, U32, `options.sack[${i}][0]`);
-      uint(right, U32, `options.sack[${i}][1]`);
-    });
-  }
-}

@@ -6,7 +6,8 @@
 import { fromMappedBytes } from '../../model/address.js';
 import { headerLayout } from '../../model/headers.js';
 import { DIRECTION, HOOK, PROTO_NUMBER } from '../../model/protocol.js';
-import { addressBytes, OPTION_BIT } from '../codec.js';
+import { OPTION_BIT } from '../../model/packet-columns.js';
+import { addressBytes } from '../codec.js';
 import { FlowLogError } from '../errors.js';
 import { column, type FixedColumn, type NativeBlock, type StringColumn } from '../native-format.js';
 import { FIELD_OFFSET, FIXED_BYTES, RESIDUALS } from './chunk-format.js';

@@ -14,6 +14,7 @@ import { FLOW_ORDERS } from '../../flowlog/flow-search.js';
 import { makeFlows, referenceMatch, referenceSort, SECOND, T0, writeFlows, type ReferenceQuery } from '../support/api-fixture.js';
 import { storeAppOptions } from '../../bench/support/store-app.js';
 import { openTempStore, type TempStore } from '../support/store-fixture.js';
+import { packetColumnsOfRecords } from '../../flowlog/packets/record-columns.js';
 
 const SEED = 20261121;
 const FLOW_COUNT = 2500;
@@ -74,7 +75,7 @@ before(async () => {
   const connection = natConnection();
   writer.addFlows(connection.flows);
   writer.addNat(connection.nat);
-  writer.addPackets(connection.packets);
+  writer.addPackets(packetColumnsOfRecords(connection.packets));
   await writer.flush();
   flows = [...flows, ...connection.flows];
   // Drops: one with a flow's tuple (reply direction), one of the NAT connection's SYN (its packet id) with another tuple.

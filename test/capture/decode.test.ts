@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { PacketDecoder } from '../../capture/packets/decode.js';
+import { decodeRecords } from '../support/packet-decode.js';
 import { parseFilter, writeFilter, CAPTURE_EVERYTHING } from '../../capture/packets/filter.js';
 import { HOOK, DIRECTION, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from '../../capture/packets/layout.js';
-import { BpfObject, bpfObjectPath } from '../../native/addon.js';
+import { BpfObject, bpfObjectPath, PacketRecordDecoder } from '../../native/addon.js';
 import type { PacketRecord } from '../../model/records.js';
 import {
   ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, bytesOf, ethernet, ipv4, ipv6, ipv6Ext, tcp, tcpOption, udp,
@@ -43,13 +43,13 @@ function withObject(snaplen: number, fn: (bpf: BpfObject) => void | Promise<void
   };
 }
 
-const decoder = () => new PacketDecoder({ node: 'n', netnsName: () => 'test', ifaceName: () => 'lo' });
+const decoder = () => new PacketRecordDecoder();
 
 /** Runs one packet through a program; the packets it recorded, decoded. */
 function run(bpf: BpfObject, packet: Buffer, program: Program = 'tc_ingress', using = decoder()): PacketRecord[] {
   const { retval, records, batch } = bpf.testRun(program, packet, 'packet_events');
   assert.equal(retval, program === 'xdp_ingress' ? 2 /* XDP_PASS */ : -1 /* TC_ACT_UNSPEC */, 'the packet is let through');
-  const { packets, malformed } = using.decode(batch, 0n);
+  const { packets, malformed } = decodeRecords(using, batch);
   assert.equal(malformed, 0);
   assert.equal(packets.length, records);
   return packets;

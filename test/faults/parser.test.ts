@@ -10,9 +10,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { PacketDecoder } from '../../capture/packets/decode.js';
+import { decodeRecords } from '../support/packet-decode.js';
 import { DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from '../../capture/packets/layout.js';
-import { BpfObject, CaptureError, bpfObjectPath } from '../../native/addon.js';
+import { BpfObject, CaptureError, bpfObjectPath, PacketRecordDecoder } from '../../native/addon.js';
 import { PacketChunkBuilder } from '../../flowlog/packets/chunk-writer.js';
 import { RowBinaryWriter } from '../../flowlog/rowbinary.js';
 import { prng } from '../../bench/support/prng.js';
@@ -128,7 +128,7 @@ interface Outcome {
 }
 
 /** Runs one frame through one program; checks what every run must satisfy; null when the kernel's test harness refused the frame. */
-function runOnce(bpf: BpfObject, program: Program, frame: Buffer, decoder: PacketDecoder, where: string): Outcome | null {
+function runOnce(bpf: BpfObject, program: Program, frame: Buffer, decoder: PacketRecordDecoder, where: string): Outcome | null {
   const before = counters(bpf, program);
   let result;
   try {
@@ -146,7 +146,7 @@ function runOnce(bpf: BpfObject, program: Program, frame: Buffer, decoder: Packe
   assert.equal(after[verdict] - before[verdict], 1, `${where}: by one`);
   assert.notEqual(verdict, 'lost', `${where}: the ring was drained before the run`);
   assert.equal(result.records, verdict === 'events' ? 1 : 0, `${where}: a ring record exactly for an event`);
-  const { packets, malformed } = decoder.decode(result.batch, 0n);
+  const { packets, columns, malformed } = decodeRecords(decoder, result.batch, { node: 'fuzz', netns: 'test', iface: 'lo' });
   assert.equal(malformed, 0, `${where}: user space decodes what the kernel wrote`);
   assert.equal(packets.length, result.records);
   if (verdict !== 'events') return { verdict };
@@ -158,7 +158,7 @@ function runOnce(bpf: BpfObject, program: Program, frame: Buffer, decoder: Packe
   assert.ok(packet.sport >= 0 && packet.sport <= 65535 && packet.dport >= 0 && packet.dport <= 65535);
   assert.ok(packet.proto === 'tcp' || packet.proto === 'udp');
   const chunk = new PacketChunkBuilder();
-  chunk.add([packet], 1);
+  chunk.add(columns, 1);
   chunk.encode(new RowBinaryWriter(4096));
   return { verdict, bytes };
 }
@@ -170,7 +170,7 @@ for (const snaplen of [0, 4096]) {
     const random = prng(seed);
     const bpf = load(snaplen);
     t.after(() => bpf.close());
-    const decoder = new PacketDecoder({ node: 'fuzz', netnsName: () => 'test', ifaceName: () => 'lo' });
+    const decoder = new PacketRecordDecoder();
     const frames = seeds();
     const verdicts = new Map<string, number>();
     let refused = 0;

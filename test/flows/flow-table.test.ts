@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { FlowTable } from '../../flows/flow-table.js';
 import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
 import type { PacketRecord } from '../../model/records.js';
+import { packetColumnsOfRecords } from '../../flowlog/packets/record-columns.js';
 
 const F = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 };
 const C = { src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 80 };
@@ -20,7 +21,7 @@ function packet(dir: typeof C, flags: number, seq: number, ack: number, len = 0,
 
 test('a normal connection: SF, Zeek history, handshake RTT, SYN sequence numbers', () => {
   const table = new FlowTable();
-  table.add([
+  table.add(packetColumnsOfRecords([
     packet(C, F.SYN, 100, 0),
     packet(S, F.SYN | F.ACK, 900, 101),
     packet(C, F.ACK, 101, 901),
@@ -30,7 +31,7 @@ test('a normal connection: SF, Zeek history, handshake RTT, SYN sequence numbers
     packet(C, F.FIN | F.ACK, 151, 1101),
     packet(S, F.FIN | F.ACK, 1101, 152),
     packet(C, F.ACK, 152, 1102),
-  ]);
+  ]));
   const [flow] = table.drain();
   assert.equal(flow.connState, 'SF');
   assert.equal(flow.history, 'ShADadFf');
@@ -45,21 +46,21 @@ test('a normal connection: SF, Zeek history, handshake RTT, SYN sequence numbers
 
 test('REJ, retransmission, zero window', () => {
   const rejected = new FlowTable();
-  rejected.add([packet(C, F.SYN, 1, 0), packet(S, F.RST | F.ACK, 0, 2, 0, 0)]);
+  rejected.add(packetColumnsOfRecords([packet(C, F.SYN, 1, 0), packet(S, F.RST | F.ACK, 0, 2, 0, 0)]));
   const [rej] = rejected.drain();
   assert.equal(rej.connState, 'REJ');
   assert.equal(rej.close, 'rst');
   assert.deepEqual(rej.zeroWindow, { c2s: 0, s2c: 0 }, 'a RST with window 0 is no zero window');
 
   const table = new FlowTable();
-  table.add([
+  table.add(packetColumnsOfRecords([
     packet(C, F.SYN, 100, 0),
     packet(S, F.SYN | F.ACK, 900, 101),
     packet(C, F.ACK, 101, 901),
     packet(C, F.ACK, 101, 901, 100),
     packet(C, F.ACK, 101, 901, 100),
     packet(S, F.ACK, 901, 201, 0, 0),
-  ]);
+  ]));
   const [flow] = table.drain();
   assert.deepEqual(flow.retrans, { c2s: 1, s2c: 0 });
   assert.deepEqual(flow.zeroWindow, { c2s: 0, s2c: 1 });
@@ -69,7 +70,7 @@ test('REJ, retransmission, zero window', () => {
 
 test('collect: changed flows each time, idle ones close as timeout and leave', () => {
   const table = new FlowTable({ tcpIdleNs: 10_000_000n, udpIdleNs: 10_000_000n, closedLingerNs: 1_000_000n });
-  table.add([packet(C, F.SYN, 1, 0)]);
+  table.add(packetColumnsOfRecords([packet(C, F.SYN, 1, 0)]));
   const now = clock;
   assert.equal(table.collect(now).length, 1);
   assert.equal(table.collect(now).length, 0, 'nothing changed');
@@ -81,7 +82,7 @@ test('collect: changed flows each time, idle ones close as timeout and leave', (
 
 test('a flow picked up at the SYN-ACK is oriented client → server', () => {
   const table = new FlowTable();
-  table.add([packet(S, F.SYN | F.ACK, 900, 101), packet(C, F.ACK, 101, 901)]);
+  table.add(packetColumnsOfRecords([packet(S, F.SYN | F.ACK, 900, 101), packet(C, F.ACK, 101, 901)]));
   const [flow] = table.drain();
   assert.deepEqual(flow.server, { ip: '10.0.0.2', port: 80 });
   assert.equal(flow.connState, 'OTH');
@@ -93,7 +94,7 @@ test('out of order: a gap filled within the reordering window; a gap filled late
   const reordered = packet(C, F.ACK, 101, 901, 100);
   const overtaking = packet(C, F.ACK, 201, 901, 100);
   [reordered.ts, overtaking.ts] = [overtaking.ts, reordered.ts];
-  table.add([...handshake, overtaking, reordered]);
+  table.add(packetColumnsOfRecords([...handshake, overtaking, reordered]));
   const [flow] = table.drain();
   assert.deepEqual(flow.outOfOrder, { c2s: 1, s2c: 0 });
   assert.deepEqual(flow.retrans, { c2s: 0, s2c: 0 });
@@ -105,7 +106,7 @@ test('out of order: a gap filled within the reordering window; a gap filled late
   const after = packet(C, F.ACK, 201, 901, 100);
   clock += 200_000_000n;
   const retransmitted = packet(C, F.ACK, 101, 901, 100);
-  lossy.add([...handshake2, after, retransmitted]);
+  lossy.add(packetColumnsOfRecords([...handshake2, after, retransmitted]));
   const [lossyFlow] = lossy.drain();
   assert.deepEqual(lossyFlow.outOfOrder, { c2s: 0, s2c: 0 });
   assert.deepEqual(lossyFlow.retrans, { c2s: 1, s2c: 0 });
@@ -114,7 +115,7 @@ test('out of order: a gap filled within the reordering window; a gap filled late
   const quiet = new FlowTable();
   const keepAlive = packet(C, F.ACK, 200, 901, 1);
   const fragment = { ...packet(C, 0, 0, 0, 1200), fragment: 'later' as const };
-  quiet.add([...handshake, packet(C, F.ACK, 101, 901, 100), keepAlive, fragment]);
+  quiet.add(packetColumnsOfRecords([...handshake, packet(C, F.ACK, 101, 901, 100), keepAlive, fragment]));
   const [quietFlow] = quiet.drain();
   assert.deepEqual([quietFlow.retrans, quietFlow.outOfOrder], [{ c2s: 0, s2c: 0 }, { c2s: 0, s2c: 0 }]);
   assert.equal(quietFlow.packets.c2s, 5);

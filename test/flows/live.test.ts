@@ -7,6 +7,7 @@ import { FlowTable } from '../../flows/flow-table.js';
 import type { FlowRecord, PacketRecord } from '../../model/records.js';
 import { captureBothEnds, createPair, ECHO_PORT, SINK_PORT, type NetnsPair } from '../support/netns-pair.js';
 import { sleep } from '../../bench/support/wait.js';
+import { packetColumnsOfRecords } from '../../flowlog/packets/record-columns.js';
 
 /** Captures at both ends while `scenario` runs; returns the packets. */
 async function captured(t: TestContext, pair: NetnsPair, scenario: () => Promise<void>): Promise<PacketRecord[]> {
@@ -37,7 +38,7 @@ test('retransmissions: data dropped by iptables for a while is sent again', asyn
     port = await talking;
   });
   const table = new FlowTable();
-  table.add(packets);
+  table.add(packetColumnsOfRecords(packets));
   const flows = table.drain();
   for (const netns of [pair.client.name, pair.server.name]) {
     const flow = flowAt(flows, netns, port, ECHO_PORT);
@@ -59,7 +60,7 @@ test('zero window: the receiver never reads', async (t) => {
     port = await pair.traffic('flood', pair.v4, '1500');
   });
   const table = new FlowTable();
-  table.add(packets);
+  table.add(packetColumnsOfRecords(packets));
   const flow = flowAt(table.drain(), pair.client.name, port, SINK_PORT);
   assert.ok(flow.zeroWindow.s2c >= 1, `zero windows ${JSON.stringify(flow.zeroWindow)}`);
   assert.equal(flow.zeroWindow.c2s, 0);
@@ -76,7 +77,7 @@ test('RST: a refused connection (REJ) and an aborted one (RSTO)', async (t) => {
     abortedPort = await pair.traffic('reset', pair.v6);
   });
   const table = new FlowTable();
-  table.add(packets);
+  table.add(packetColumnsOfRecords(packets));
   const flows = table.drain();
   const refused = flows.filter((f) => f.netns === pair.client.name && f.server.port === closedPort);
   assert.equal(refused.length, 1);
@@ -95,7 +96,7 @@ test('timeout: an idle connection is closed as timeout once idle past the limit'
   });
   const idleNs = 60_000_000_000n;
   const table = new FlowTable({ tcpIdleNs: idleNs, udpIdleNs: idleNs, closedLingerNs: 1_000_000_000n });
-  table.add(packets);
+  table.add(packetColumnsOfRecords(packets));
   const last = packets.reduce((max, p) => (p.ts > max ? p.ts : max), 0n);
   const open = flowAt(table.collect(last), pair.client.name, port, ECHO_PORT);
   assert.deepEqual([open.close, open.connState], ['open', 'S1']);

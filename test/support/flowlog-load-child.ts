@@ -6,6 +6,7 @@ import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
 import type { PacketRecord } from '../../model/records.js';
 import { openStore } from '../../flowlog/store.js';
 import { FlowLogWriter } from '../../flowlog/writer.js';
+import { packetColumnsOfRecords } from '../../flowlog/packets/record-columns.js';
 
 const store = await openStore({ path: process.argv[2] });
 const writer = new FlowLogWriter(store, { batchRows: 20_000, maxBufferedRows: 100_000, flushIntervalMs: 60_000 });
@@ -29,7 +30,7 @@ function batch(size: number): PacketRecord[] {
 
 function produce(): void {
   if (stopping) return;
-  writer.addPackets(batch(1000));
+  writer.addPackets(packetColumnsOfRecords(batch(1000)));
   if (!loaded && writer.stats().packets.written > 0) {
     loaded = true;
     process.stdout.write('loaded\n');

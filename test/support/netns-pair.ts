@@ -1,6 +1,7 @@
 // Two test namespaces joined by a veth pair, with IPv4 and IPv6 addresses, the
 // traffic helper's servers running in the second; deleted after the test (also
 // when it fails, and on exit). Capture at both ends of the pair.
+import { packetRecordsOf } from '../../model/packet-columns.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -116,7 +117,7 @@ export async function captureBothEnds(t: TestContext, pair: NetnsPair, options: 
     node: 'test',
     netns: [pair.client.name, pair.server.name],
     ifaces: [IFACE],
-    onPackets: (batch) => packets.push(...batch),
+    onPackets: (batch) => packets.push(...packetRecordsOf(batch)),
     onWarning: (message) => t.diagnostic(message),
     ...options,
   });

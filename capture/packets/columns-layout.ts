@@ -1,0 +1,75 @@
+// The batches of decoded packets the native addon hands over (native/packet_columns.h): a header,
+// each column for `capacity` packets (8-aligned), the packets' header bytes, their SACK blocks.
+// test/capture/packet-columns-layout.test.ts checks these constants against the C header.
+import type { PacketColumns, PointNames } from '../../model/packet-columns.js';
+import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
+import { cStruct } from './layout.js';
+
+export const COLUMNS_VERSION = 1;
+
+/** struct nt_columns_header */
+export const columnsHeaderLayout = cStruct({
+  version: 'u32', count: 'u32', capacity: 'u32', malformed: 'u32', unattributed_fragments: 'u32',
+  header_bytes: 'u32', sack_blocks: 'u32', pad: 'u32',
+});
+
+/** NT_PACKET_COLUMNS: each column's name in the header, bytes per packet, and its PacketColumns field, in order. */
+export const PACKET_COLUMNS = [
+  ['ts', 8, 'ts'], ['packet_id', 8, 'packetId'], ['src', 16, 'src'], ['dst', 16, 'dst'],
+  ['netns_ino', 4, 'netnsIno'], ['ifindex', 4, 'ifindex'], ['seq', 4, 'seq'], ['ack', 4, 'ack'], ['len', 4, 'len'],
+  ['wire_len', 4, 'wireLen'], ['ts_val', 4, 'tsVal'], ['ts_ecr', 4, 'tsEcr'], ['header_at', 4, 'headerAt'], ['sack_at', 4, 'sackAt'],
+  ['sport', 2, 'sport'], ['dport', 2, 'dport'], ['win', 2, 'win'], ['ip_id', 2, 'ipId'], ['mss', 2, 'mss'], ['header_len', 2, 'headerLen'],
+  ['hook', 1, 'hook'], ['direction', 1, 'direction'], ['proto', 1, 'proto'], ['flags', 1, 'flags'], ['options', 1, 'options'],
+  ['wscale', 1, 'wscale'], ['sack_count', 1, 'sackCount'], ['fragment', 1, 'fragment'],
+] as const;
+
+export class ColumnsFormatError extends Error {}
+
+export interface DecodedBatch {
+  columns: PacketColumns;
+  /** Ring records the decoder refused. */
+  malformed: number;
+  /** Later fragments whose first fragment was not seen (kept with ports 0). */
+  unattributedFragments: number;
+}
+
+const align8 = (n: number) => (n + 7) & ~7;
+
+/** Views of the columns in `batch` (no copy); the batch must stay as it is while they are used. */
+export function readPacketColumns(batch: Buffer, node: string, names: PointNames): DecodedBatch {
+  const H = columnsHeaderLayout.fields;
+  const word = (field: keyof typeof H) => batch.readUInt32LE(H[field].offset);
+  if (batch.length < columnsHeaderLayout.size || word('version') !== COLUMNS_VERSION) {
+    throw new ColumnsFormatError(`packet batch of version ${batch.length >= 4 ? word('version') : '?'}, not ${COLUMNS_VERSION}`);
+  }
+  if (batch.byteOffset % 8 !== 0) throw new ColumnsFormatError('packet batch not 8-aligned');
+  const count = word('count');
+  const capacity = word('capacity');
+  const buffer = batch.buffer;
+  let at = batch.byteOffset + columnsHeaderLayout.size;
+  const views: Record<string, ArrayBufferView> = {};
+  for (const [, bytes, field] of PACKET_COLUMNS) {
+    const length = bytes === 16 ? 16 * count : count;
+    views[field] = bytes === 8 ? (field === 'ts' ? new BigInt64Array(buffer, at, length) : new BigUint64Array(buffer, at, length))
+      : bytes === 4 ? new Uint32Array(buffer, at, length)
+      : bytes === 2 ? new Uint16Array(buffer, at, length)
+      : new Uint8Array(buffer, at, length);
+    at += align8(bytes * capacity);
+  }
+  const headers = new Uint8Array(buffer, at, word('header_bytes'));
+  at += align8(word('header_bytes'));
+  const sacks = new Uint32Array(buffer, at, 2 * word('sack_blocks'));
+  if (at + sacks.byteLength > batch.byteOffset + batch.length) throw new ColumnsFormatError('packet batch cut short');
+  const columns = views as unknown as PacketColumns;
+  columns.count = count;
+  columns.node = node;
+  columns.names = names;
+  columns.linkType = LINKTYPE_ETHERNET;
+  columns.headers = headers;
+  columns.sacks = sacks;
+  columns.tsWords = new Uint32Array(columns.ts.buffer, columns.ts.byteOffset, 2 * count);
+  columns.packetIdWords = new Uint32Array(columns.packetId.buffer, columns.packetId.byteOffset, 2 * count);
+  columns.srcWords = new Uint32Array(columns.src.buffer, columns.src.byteOffset, 4 * count);
+  columns.dstWords = new Uint32Array(columns.dst.buffer, columns.dst.byteOffset, 4 * count);
+  return { columns, malformed: word('malformed'), unattributedFragments: word('unattributed_fragments') };
+}
