@@ -41,6 +41,9 @@ const MAX_GAPS = 32;
 /** A gap filled sooner than this (or the handshake RTT, when longer) is reordering, not a retransmission. */
 const REORDER_WINDOW_NS = 3_000_000;
 
+/** Slots of FlowTable's #recent (a power of two). */
+const RECENT_FLOWS = 256;
+
 /** Zeek history letters, each a bit of a direction's `history`. */
 const LETTER_BIT: Record<string, number> = { S: 1, H: 2, A: 4, D: 8, F: 16, R: 32, W: 64, T: 128 };
 
@@ -83,6 +86,14 @@ interface FlowState {
 
 const newDirection = (): DirectionState => ({ nextSeq: null, gaps: [], fin: false, rst: false, history: 0 });
 
+/** Adds a Zeek history letter the first time it happens in a direction (lower case from the server). */
+function writeLetter(r: FlowRecord, dir: DirectionState, fromClient: boolean, code: string): void {
+  const bit = LETTER_BIT[code];
+  if (dir.history & bit) return;
+  dir.history |= bit;
+  r.history += fromClient ? code : code.toLowerCase();
+}
+
 /** Is sequence number a before b, modulo 2^32? */
 const seqBefore = (a: number, b: number) => ((a - b) | 0) < 0;
 
@@ -108,6 +119,8 @@ const endpointOf = (words: Uint32Array, i: number, port: number): FlowState['cli
 export class FlowTable {
   /** Flows by the hash of their point, protocol and endpoints; the few sharing a hash are told apart by those. */
   readonly #flows = new Map<number, FlowState[]>();
+  /** The flow last found per slot of its key: a look here is cheaper than in #flows, and a batch holds runs of one flow's packets. */
+  readonly #recent = new Array<FlowState | undefined>(RECENT_FLOWS);
   #size = 0;
   readonly #tcpIdleNs: number;
   readonly #udpIdleNs: number;
@@ -138,13 +151,22 @@ export class FlowTable {
     const dport = c.dport[i];
     const key = (Math.imul(netnsIno, 0x9e3779b1) ^ Math.imul(ifindex, 0x85ebca6b) ^ proto ^
       (endpointHash(c.srcWords, i, sport) + endpointHash(c.dstWords, i, dport))) >>> 0;
+    const slot = key & (RECENT_FLOWS - 1);
+    const recent = this.#recent[slot];
+    if (recent !== undefined && recent.netnsIno === netnsIno && recent.ifindex === ifindex && recent.proto === proto) {
+      if (sameEndpoint(recent.client, c.srcWords, i, sport) && sameEndpoint(recent.server, c.dstWords, i, dport)) return this.#update(recent, c, i, true);
+      if (sameEndpoint(recent.server, c.srcWords, i, sport) && sameEndpoint(recent.client, c.dstWords, i, dport)) return this.#update(recent, c, i, false);
+    }
     let bucket = this.#flows.get(key);
     if (bucket !== undefined) {
       for (let f = 0; f < bucket.length; f++) {
         const flow = bucket[f];
         if (flow.netnsIno !== netnsIno || flow.ifindex !== ifindex || flow.proto !== proto) continue;
-        if (sameEndpoint(flow.client, c.srcWords, i, sport) && sameEndpoint(flow.server, c.dstWords, i, dport)) return this.#update(flow, c, i, true);
-        if (sameEndpoint(flow.server, c.srcWords, i, sport) && sameEndpoint(flow.client, c.dstWords, i, dport)) return this.#update(flow, c, i, false);
+        const fromClient = sameEndpoint(flow.client, c.srcWords, i, sport) && sameEndpoint(flow.server, c.dstWords, i, dport);
+        if (fromClient || (sameEndpoint(flow.server, c.srcWords, i, sport) && sameEndpoint(flow.client, c.dstWords, i, dport))) {
+          this.#recent[slot] = flow;
+          return this.#update(flow, c, i, fromClient);
+        }
       }
     } else {
       this.#flows.set(key, (bucket = []));
@@ -153,6 +175,7 @@ export class FlowTable {
     const isSynAck = proto === PROTO_NUMBER.tcp && (c.flags[i] & (SYN | ACK)) === (SYN | ACK);
     const flow = this.#create(c, i, isSynAck);
     bucket.push(flow);
+    this.#recent[slot] = flow;
     this.#size++;
     this.#update(flow, c, i, !isSynAck);
   }
@@ -223,12 +246,6 @@ export class FlowTable {
     const r = flow.record;
     const side = fromClient ? 'c2s' : 's2c';
     const dir = fromClient ? flow.c2s : flow.s2c;
-    const letter = (code: string) => {
-      const bit = LETTER_BIT[code];
-      if (dir.history & bit) return;
-      dir.history |= bit;
-      r.history += fromClient ? code : code.toLowerCase();
-    };
     const tsLow = c.tsWords[2 * i];
     const tsHigh = c.tsWords[2 * i + 1];
     flow.changed = true;
@@ -247,7 +264,7 @@ export class FlowTable {
     if (c.fragment[i] === FRAGMENT.later) return;
     const len = c.len[i];
     if (flow.proto === PROTO_NUMBER.udp) {
-      if (len > 0) letter('D');
+      if (len > 0) writeLetter(r, dir, fromClient, 'D');
       r.connState = r.packets.c2s > 0 && r.packets.s2c > 0 ? 'SF' : fromClient ? 'S0' : 'SHR';
       return;
     }
@@ -257,7 +274,7 @@ export class FlowTable {
     const syn = (flags & SYN) !== 0;
     const ack = (flags & ACK) !== 0;
     if (syn && !ack && fromClient) {
-      letter('S');
+      writeLetter(r, dir, fromClient, 'S');
       if (r.synSeq === null) r.synSeq = seq;
       if (!flow.synSeen) {
         flow.synSeen = true;
@@ -265,26 +282,26 @@ export class FlowTable {
         flow.synLow = tsLow;
       }
     } else if (syn && ack && !fromClient) {
-      letter('H');
+      writeLetter(r, dir, fromClient, 'H');
       if (r.synAckSeq === null) r.synAckSeq = seq;
       flow.synAckSeen = true;
     } else if (ack && !syn && fromClient && flow.synAckSeen && !flow.established) {
       flow.established = true;
       if (flow.synSeen) flow.rttNs = nsFrom(flow.synHigh, flow.synLow, tsHigh, tsLow);
     }
-    if (ack && !syn && len === 0 && !(flags & (FIN | RST))) letter('A');
-    if (len > 0) letter('D');
+    if (ack && !syn && len === 0 && !(flags & (FIN | RST))) writeLetter(r, dir, fromClient, 'A');
+    if (len > 0) writeLetter(r, dir, fromClient, 'D');
     if (flags & FIN) {
-      letter('F');
+      writeLetter(r, dir, fromClient, 'F');
       dir.fin = true;
     }
     if (flags & RST) {
-      letter('R');
+      writeLetter(r, dir, fromClient, 'R');
       dir.rst = true;
     }
     if (c.win[i] === 0 && !(flags & RST)) {
       r.zeroWindow[side]++;
-      letter('W');
+      writeLetter(r, dir, fromClient, 'W');
     }
 
     // Sequence space this packet covers: payload plus one for SYN and FIN.
@@ -307,7 +324,7 @@ export class FlowTable {
           r.outOfOrder[side]++;
         } else {
           r.retrans[side]++;
-          letter('T');
+          writeLetter(r, dir, fromClient, 'T');
         }
       }
     }
@@ -324,6 +341,7 @@ export class FlowTable {
     const out: FlowRecord[] = [];
     const nowHigh = Number(nowNs >> 32n);
     const nowLow = Number(nowNs & 0xffffffffn);
+    this.#recent.fill(undefined);
     for (const [key, bucket] of this.#flows) {
       for (let f = 0; f < bucket.length; f++) {
         const flow = bucket[f];
@@ -354,6 +372,7 @@ export class FlowTable {
   drain(): FlowRecord[] {
     const out = [...this.#flows.values()].flat().map(snapshot);
     this.#flows.clear();
+    this.#recent.fill(undefined);
     this.#size = 0;
     return out;
   }

@@ -43,8 +43,11 @@ export interface HeaderLayout {
   l4HeaderLength: number;
 }
 
-/** The layout of the packet in `bytes[from, to)` of link type `linkType` (LINKTYPE_*); null when it is not IP. */
-export function headerLayout(bytes: Uint8Array, from: number, to: number, linkType: number): HeaderLayout | null {
+/**
+ * The layout of the packet in `bytes[from, to)` of link type `linkType` (LINKTYPE_*); null when it is not IP.
+ * Written into `into` when given (a per-packet caller's scratch object), else into a new object.
+ */
+export function headerLayout(bytes: Uint8Array, from: number, to: number, linkType: number, into?: HeaderLayout): HeaderLayout | null {
   let ip: number;
   if (linkType === LINKTYPE_ETHERNET) {
     ip = ethernetPayloadOffset(bytes, from, to);
@@ -76,7 +79,13 @@ export function headerLayout(bytes: Uint8Array, from: number, to: number, linkTy
   if (proto === PROTO_NUMBER.tcp && l4 >= 0 && to > l4 + 12) l4HeaderLength = (bytes[l4 + 12] >> 4) * 4;
   else if (proto === PROTO_NUMBER.udp && l4 >= 0) l4HeaderLength = 8;
   if (l4HeaderLength === 0) l4 = -1;
-  return { ip, ipVersion: version, proto, l4, l4HeaderLength };
+  if (into === undefined) return { ip, ipVersion: version, proto, l4, l4HeaderLength };
+  into.ip = ip;
+  into.ipVersion = version;
+  into.proto = proto;
+  into.l4 = l4;
+  into.l4HeaderLength = l4HeaderLength;
+  return into;
 }
 
 /** Called for an option at `bytes[at, at + length)` of kind `kind` (TCP_OPTION); `state` is what the walk was given. */

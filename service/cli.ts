@@ -25,7 +25,7 @@ const USAGE = `usage:
                  [--snaplen BYTES] [--token TOKEN] [--rate-limit REQUESTS_PER_MINUTE|0]
                  [--filter net=CIDR,...|port=N,...|proto=tcp|udp]... [--xdp off|native|generic|auto]
                  [--conntrack-sysctls] [--ovs-rundir DIR]... [--drop-rate-limit EVENTS_PER_SECOND_PER_CPU|0]
-                 [--ring-bytes-per-cpu BYTES] [--user USER]
+                 [--ring-bytes-per-cpu BYTES] [--ring-wakeup-bytes BYTES] [--user USER]
                  [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
                  [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]
   nettrail lab up|down|status [--scenario fullnat|dnat|snat|port-reuse|two-routers|ovs|all]... [--prefix P]
@@ -97,10 +97,13 @@ async function serve(args: string[]): Promise<void> {
     'ovs-rundir': { type: 'string', multiple: true },
     'drop-rate-limit': { type: 'string' },
     'ring-bytes-per-cpu': { type: 'string' },
+    'ring-wakeup-bytes': { type: 'string' },
     user: { type: 'string' },
   });
   const listen = parseListen(values.listen as string);
   const ringBytes = values['ring-bytes-per-cpu'] as string | undefined;
+  const wakeupBytes = values['ring-wakeup-bytes'] as string | undefined;
+  if (wakeupBytes !== undefined && !/^\d{1,10}$/.test(wakeupBytes)) throw new UsageError(`--ring-wakeup-bytes ${wakeupBytes}: a number of bytes (0: wake at every record)`);
   if (ringBytes !== undefined && !(/^\d{1,10}$/.test(ringBytes) && Number(ringBytes) >= 4096)) throw new UsageError(`--ring-bytes-per-cpu ${ringBytes}: a number of bytes, at least 4096`);
   const store = storeOptions(values);
   // --user: checked before anything starts, applied once everything is attached (service/privileges.ts).
@@ -125,6 +128,7 @@ async function serve(args: string[]): Promise<void> {
   const service = await startService({
     store,
     ringBytesPerCpu: ringBytes === undefined ? undefined : Number(ringBytes),
+    wakeupBytes: wakeupBytes === undefined ? undefined : Number(wakeupBytes),
     netns: !netns || netns.includes('all') ? 'all' : netns,
     ifaces: (values.iface as string[] | undefined) ?? null,
     snaplen: values.snaplen === undefined ? undefined : Number(values.snaplen),

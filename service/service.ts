@@ -23,6 +23,8 @@ export interface ServiceOptions {
   snaplen?: number;
   /** Capture's ring-buffer bytes per possible CPU (default capture's: 4 MiB). */
   ringBytesPerCpu?: number;
+  /** Capture's ring wakeup threshold (default capture's DEFAULT_WAKEUP_BYTES). */
+  wakeupBytes?: number;
   /** The flow-log writer's batching, buffer bound and retries (default the writer's). */
   writer?: WriterOptions;
   /** XDP at ingress besides TC (default off). */
@@ -103,6 +105,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         ifaces: options.ifaces,
         snaplen: options.snaplen,
         ringBytesPerCpu: options.ringBytesPerCpu,
+        wakeupBytes: options.wakeupBytes,
         xdp: options.xdp,
         filter: options.filter,
         onPackets(packets) {

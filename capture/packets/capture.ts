@@ -35,6 +35,11 @@ export interface CaptureConfig {
   followMs?: number;
   /** Ring-buffer bytes per possible CPU (default 4 MiB); the ring is this times the CPUs, rounded up to a power of two. */
   ringBytesPerCpu?: number;
+  /**
+   * Wake the ring's consumer only once this many bytes wait in the ring (it drains the ring every RING_POLL_MS
+   * meanwhile); 0: at every record it has not caught up with (default DEFAULT_WAKEUP_BYTES).
+   */
+  wakeupBytes?: number;
   /** Bytes kept per packet from the link-layer header on, payload included; the L2-L4 headers are always kept whole. 0 (default): headers only. */
   snaplen?: number;
   xdp?: XdpMode;
@@ -91,6 +96,9 @@ const XDP_FLAGS_DRV_MODE = 1 << 2;
 /** Link types whose frames start with an Ethernet header at TC and XDP. */
 const ETHERNET_LINK_TYPES = new Set(['ether', 'loopback']);
 const DEFAULT_RING_BYTES_PER_CPU = 4 << 20;
+export const DEFAULT_WAKEUP_BYTES = 0;
+/** How often the consumer drains the ring when the kernel wakes it only above wakeupBytes. */
+const RING_POLL_MS = 20;
 const MAX_RING_BYTES = 1 << 30;
 
 const pointKey = (netnsIno: number, ifindex: number) => `${netnsIno}/${ifindex}`;
@@ -117,6 +125,7 @@ export class PacketCapture {
   /** Names of every namespace and interface seen, kept after they vanish for late events. */
   readonly #netnsNames = new Map<number, string>();
   readonly #ifaceNames = new Map<string, string>();
+  readonly #pointKeys = new Map<number, Map<number, string>>();
   readonly #skipped = new Map<string, { netns: string; iface: string; reason: string }>();
   /** Set by freeze(): the attachments stay as they are. */
   #frozen = false;
@@ -158,13 +167,20 @@ export class PacketCapture {
     const perCpu = config.ringBytesPerCpu ?? DEFAULT_RING_BYTES_PER_CPU;
     if (!Number.isInteger(perCpu) || perCpu < 4096) throw new CaptureError('INVALID_ARGUMENT', `ring bytes per CPU ${perCpu}: an integer ≥ 4096`);
     const ringBytes = ringBytesFor(perCpu, possibleCpus());
-    const rodataSnaplen = Buffer.alloc(4);
-    rodataSnaplen.writeUInt32LE(snaplen);
-    const bpf = BpfObject.load(bpfObjectPath('capture'), { packet_events: ringBytes }, { snaplen: rodataSnaplen });
+    const wakeupBytes = config.wakeupBytes ?? DEFAULT_WAKEUP_BYTES;
+    if (!Number.isInteger(wakeupBytes) || wakeupBytes < 0 || wakeupBytes >= ringBytes) {
+      throw new CaptureError('INVALID_ARGUMENT', `wakeup bytes ${wakeupBytes}: from 0 to less than the ring's ${ringBytes} bytes`);
+    }
+    const u32 = (value: number) => {
+      const bytes = Buffer.alloc(4);
+      bytes.writeUInt32LE(value);
+      return bytes;
+    };
+    const bpf = BpfObject.load(bpfObjectPath('capture'), { packet_events: ringBytes }, { snaplen: u32(snaplen), wakeup_bytes: u32(wakeupBytes) });
     const capture = new PacketCapture(config, bpf, ringBytes, snaplen, xdp);
     try {
       capture.setFilter(config.filter ?? CAPTURE_EVERYTHING);
-      bpf.consume('packet_events', 'packet-columns', (batch) => capture.#onBatch(batch));
+      bpf.consume('packet_events', 'packet-columns', (batch) => capture.#onBatch(batch), { pollMs: wakeupBytes > 0 ? RING_POLL_MS : 0 });
       await capture.refresh();
     } catch (err) {
       await bpf.close();
@@ -191,6 +207,15 @@ export class PacketCapture {
     return this.#config.backpressure?.();
   }
 
+  /** pointKey(), made once per point: keys are looked up for every run of packets. */
+  #pointKeyOf(netnsIno: number, ifindex: number): string {
+    let byIfindex = this.#pointKeys.get(netnsIno);
+    if (byIfindex === undefined) this.#pointKeys.set(netnsIno, (byIfindex = new Map()));
+    let key = byIfindex.get(ifindex);
+    if (key === undefined) byIfindex.set(ifindex, (key = pointKey(netnsIno, ifindex)));
+    return key;
+  }
+
   /** Packets per attached point: a batch holds runs of packets of one point, counted run by run. */
   #countPerPoint(c: PacketColumns): void {
     for (let i = 0; i < c.count; ) {
@@ -198,7 +223,7 @@ export class PacketCapture {
       const ifindex = c.ifindex[i];
       let end = i + 1;
       while (end < c.count && c.netnsIno[end] === netnsIno && c.ifindex[end] === ifindex) end++;
-      const attachment = this.#attachments.get(pointKey(netnsIno, ifindex));
+      const attachment = this.#attachments.get(this.#pointKeyOf(netnsIno, ifindex));
       if (attachment) attachment.packets += end - i;
       i = end;
     }

@@ -1,7 +1,7 @@
 // The batches of decoded packets the native addon hands over (native/packet_columns.h): a header,
 // each column for `capacity` packets (8-aligned), the packets' header bytes, their SACK blocks.
 // test/capture/packet-columns-layout.test.ts checks these constants against the C header.
-import type { PacketColumns, PointNames } from '../../model/packet-columns.js';
+import { packetColumns, type PacketColumns, type PointNames } from '../../model/packet-columns.js';
 import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
 import { cStruct } from './layout.js';
 
@@ -60,16 +60,13 @@ export function readPacketColumns(batch: Buffer, node: string, names: PointNames
   at += align8(word('header_bytes'));
   const sacks = new Uint32Array(buffer, at, 2 * word('sack_blocks'));
   if (at + sacks.byteLength > batch.byteOffset + batch.length) throw new ColumnsFormatError('packet batch cut short');
-  const columns = views as unknown as PacketColumns;
-  columns.count = count;
-  columns.node = node;
-  columns.names = names;
-  columns.linkType = LINKTYPE_ETHERNET;
-  columns.headers = headers;
-  columns.sacks = sacks;
-  columns.tsWords = new Uint32Array(columns.ts.buffer, columns.ts.byteOffset, 2 * count);
-  columns.packetIdWords = new Uint32Array(columns.packetId.buffer, columns.packetId.byteOffset, 2 * count);
-  columns.srcWords = new Uint32Array(columns.src.buffer, columns.src.byteOffset, 4 * count);
-  columns.dstWords = new Uint32Array(columns.dst.buffer, columns.dst.byteOffset, 4 * count);
+  const v = views as unknown as PacketColumns;
+  const columns = packetColumns({
+    ...v, count, node, names, linkType: LINKTYPE_ETHERNET, headers, sacks,
+    tsWords: new Uint32Array(v.ts.buffer, v.ts.byteOffset, 2 * count),
+    packetIdWords: new Uint32Array(v.packetId.buffer, v.packetId.byteOffset, 2 * count),
+    srcWords: new Uint32Array(v.src.buffer, v.src.byteOffset, 4 * count),
+    dstWords: new Uint32Array(v.dst.buffer, v.dst.byteOffset, 4 * count),
+  });
   return { columns, malformed: word('malformed'), unattributedFragments: word('unattributed_fragments') };
 }

@@ -7,7 +7,7 @@
 // packet's: 'xor_previous'), its rows are read one after the other: read in
 // arrival order, most of them missed the CPU's caches.
 
-import { headerLayout } from '../../model/headers.js';
+import { headerLayout, type HeaderLayout } from '../../model/headers.js';
 import { OPTION_BIT, type PacketColumns } from '../../model/packet-columns.js';
 import type { TcpOptions } from '../../model/records.js';
 import { U16, utf8 } from '../codec.js';
@@ -33,6 +33,11 @@ const STAGED_FIXED_BYTES = 56;
 /** A chunk's first segment of the staging buffer; each next one is twice as large, up to the last size. */
 const FIRST_SEGMENT_BYTES = 256;
 const LAST_SEGMENT_BYTES = 64 * 1024;
+
+/** Slots of PacketChunkBuilder.recent (a power of two). */
+const RECENT_CHUNKS = 256;
+/** Headers up to this long are copied byte by byte: cheaper than a subarray to copy from. */
+const SHORT_HEADERS = 128;
 
 /** Bytes of a staged row: fixed fields, SACK blocks, residual padded to 8 bytes. */
 function stagedRowBytes(sackBlocks: number, headerLength: number): number {
@@ -107,6 +112,8 @@ export class PacketChunkBuilder {
   private chunks: Chunk[] = [];
   /** Chunks by chunkKey; the few sharing a key are told apart by inChunk. */
   private byKey = new Map<number, Chunk[]>();
+  /** The chunk last chosen per slot of chunkKey: packets of a chunk mostly come close together, and a look here is cheaper than in byKey. */
+  private recent: Array<Chunk | undefined> = new Array<Chunk | undefined>(RECENT_CHUNKS);
   /** Staged packets, in the chunks' segments; `stagedBytes` are taken by segments. */
   private staged = new Uint8Array(1 << 20);
   private stagedView = new DataView(this.staged.buffer);
@@ -117,6 +124,7 @@ export class PacketChunkBuilder {
   private readonly options: TcpOptions = {};
   private readonly values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options: this.options };
   private readonly sackByCount: Array<Array<[number, number]>> = [];
+  private readonly layout: HeaderLayout = { ip: 0, ipVersion: 4, proto: 0, l4: 0, l4HeaderLength: 0 };
 
   /** Bytes the staged packets take. */
   get stagedByteLength(): number {
@@ -135,6 +143,7 @@ export class PacketChunkBuilder {
     }
     this.chunks = [];
     this.byKey = new Map();
+    this.recent.fill(undefined);
     this.stagedBytes = 0;
   }
 
@@ -189,9 +198,11 @@ export class PacketChunkBuilder {
     let to = at + STAGED_FIXED_BYTES;
     const sackFrom = 2 * c.sackAt[i];
     for (let j = 0; j < 2 * blocks; j++, to += 4) words[to >> 2] = c.sacks[sackFrom + j];
-    bytes.set(c.headers.subarray(headerAt, headerAt + headerLength), to);
+    const headers = c.headers;
+    if (headerLength <= SHORT_HEADERS) for (let j = 0; j < headerLength; j++) bytes[to + j] = headers[headerAt + j];
+    else bytes.set(headers.subarray(headerAt, headerAt + headerLength), to);
     const end = to + headerLength;
-    xorColumnBytes(bytes, end, headerLayout(bytes, to, end, c.linkType), this.headerColumns(c, i), chunk.src, chunk.dst);
+    xorColumnBytes(bytes, end, headerLayout(bytes, to, end, c.linkType, this.layout), this.headerColumns(c, i), chunk.src, chunk.dst);
     chunk.packets++;
     chunk.sackBlocks += blocks;
     chunk.headerBytes += headerLength;
@@ -235,6 +246,20 @@ export class PacketChunkBuilder {
   /** The chunk packet i goes in; a new one if none matches. */
   private chunkOf(c: PacketColumns, i: number): Chunk {
     const key = chunkKey(c, i);
+    const slot = key & (RECENT_CHUNKS - 1);
+    const recent = this.recent[slot];
+    if (recent !== undefined && inChunk(recent, c, i)) {
+      const ts = c.ts[i];
+      if (ts >= recent.earliest && ts <= recent.latest && recent.taken < MAX_CHUNK_PACKETS) {
+        recent.taken++;
+        return recent;
+      }
+    }
+    return (this.recent[slot] = this.findChunk(key, c, i));
+  }
+
+  /** chunkOf() through the map of every chunk. */
+  private findChunk(key: number, c: PacketColumns, i: number): Chunk {
     let chunks = this.byKey.get(key);
     if (chunks === undefined) this.byKey.set(key, (chunks = []));
     for (let k = 0; k < chunks.length; k++) {

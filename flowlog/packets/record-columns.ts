@@ -3,7 +3,7 @@
 // against its column here, as the native decoder checks what it decodes: the writer then takes the
 // columns as they are.
 import { DIRECTION, HOOK, PROTO_NUMBER } from '../../model/protocol.js';
-import { FRAGMENT, OPTION_BIT, SACK_MAX, type PacketColumns } from '../../model/packet-columns.js';
+import { FRAGMENT, OPTION_BIT, packetColumns, SACK_MAX, type PacketColumns } from '../../model/packet-columns.js';
 import type { PacketRecord } from '../../model/records.js';
 import { addressBytes, enumValue, invalid, timestamp, U8, U16, U32, u64, uint, utf8 } from '../codec.js';
 
@@ -73,7 +73,7 @@ export function packetColumnsOfRecords(records: readonly PacketRecord[]): Packet
   const packetId = new BigUint64Array(n);
   const src = new Uint8Array(16 * n);
   const dst = new Uint8Array(16 * n);
-  const c: PacketColumns = {
+  const c: PacketColumns = packetColumns({
     count: n,
     node: records[0]?.node ?? '',
     names: {
@@ -90,7 +90,7 @@ export function packetColumnsOfRecords(records: readonly PacketRecord[]): Packet
     hook: new Uint8Array(n), direction: new Uint8Array(n), proto: new Uint8Array(n), flags: new Uint8Array(n),
     options: new Uint8Array(n), wscale: new Uint8Array(n), fragment: new Uint8Array(n),
     headers: new Uint8Array(headerBytes), sacks: new Uint32Array(2 * sackBlocks),
-  };
+  });
   let headerAt = 0;
   let sackAt = 0;
   records.forEach((p, i) => {

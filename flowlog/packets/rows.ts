@@ -4,7 +4,7 @@
 // is wanted (the timeline's JSON, tests).
 
 import { fromMappedBytes } from '../../model/address.js';
-import { headerLayout } from '../../model/headers.js';
+import { headerLayout, type HeaderLayout } from '../../model/headers.js';
 import { DIRECTION, HOOK, PROTO_NUMBER } from '../../model/protocol.js';
 import { OPTION_BIT } from '../../model/packet-columns.js';
 import { addressBytes } from '../codec.js';
@@ -404,6 +404,7 @@ class ChunkDecoder {
   // One object for the column values the residual transform reads, refilled per packet.
   private readonly options: TcpOptions = {};
   private readonly values: HeaderColumns = { sport: 0, dport: 0, ipId: 0, seq: 0, ack: 0, flags: 0, win: 0, len: 0, options: this.options };
+  private readonly layout: HeaderLayout = { ip: 0, ipVersion: 4, proto: 0, l4: 0, l4HeaderLength: 0 };
   /** A run's differences from its first residual so far, and the offsets where they may not be 0. */
   private readonly differences = new Uint8Array(U16_RANGE);
   private readonly differing = new Uint16Array(U16_RANGE);
@@ -584,7 +585,7 @@ class ChunkDecoder {
     options.sack = sack;
     const start = c.headerStarts[r];
     const end = c.headerEnds[r];
-    xorColumnBytes(c.headerBytes, end, headerLayout(c.headerBytes, start, end, linkType), values, src, dst);
+    xorColumnBytes(c.headerBytes, end, headerLayout(c.headerBytes, start, end, linkType, this.layout), values, src, dst);
   }
 
   /** The index of the capture point of chunk `row` of `block`. */
