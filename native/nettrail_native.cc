@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include "js_errors.h"
+#include "links.h"
 #include "netns.h"
 
 #include <bpf/bpf.h>
@@ -521,6 +522,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("BpfObject", BpfObject::Init(env));
   exports.Set("clockOffsetNs", Napi::Function::New(env, ClockOffsetNs));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
+  nettrail::InitLinks(env, exports);
   return exports;
 }
 
