@@ -1,5 +1,5 @@
 // Typed wrapper over native/: argument checks, defaults and errors with string
-// codes. The addon handle stays private to this module.
+// codes. The addon handle stays private to native/'s wrappers (this one, links.ts).
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +15,8 @@ export type CaptureErrorCode =
   | 'INVALID_ARGUMENT'
   | 'MAP_UPDATE_FAILED'
   | 'TEST_RUN_FAILED'
+  | 'WATCH_FAILED'
+  | 'PATH_NOT_FOUND'
   | 'CLOSED';
 
 export class CaptureError extends Error {
@@ -53,8 +55,8 @@ type NativeStep =
   | 'test_run';
 
 /** An exception from the addon: the step that failed and, when the system said why, its errno. */
-interface NativeError extends Error {
-  step: NativeStep;
+interface NativeError<Step extends string> extends Error {
+  step: Step;
   errno?: number;
 }
 
@@ -84,21 +86,24 @@ interface NativeAddon {
   packetId(...words: number[]): bigint;
 }
 
-let addon: NativeAddon | undefined;
+let addon: unknown;
 
-function native(): NativeAddon {
-  if (addon) return addon;
+/** The addon's exports, loaded once; each wrapper (this module, native/links.ts) types its own part. */
+export function loadNative<T>(): T {
+  if (addon) return addon as T;
   const file = path.join(packageRoot, 'native', 'build', 'Release', 'nettrail_native.node');
   if (!existsSync(file)) {
     throw new CaptureError('NATIVE_MISSING', `native addon not built (${file}); run scripts/setup.sh or npm run build:native`);
   }
-  addon = createRequire(import.meta.url)(file) as NativeAddon;
-  return addon;
+  addon = createRequire(import.meta.url)(file);
+  return addon as T;
 }
 
-const errnoOf = (err: unknown) => (err as NativeError).errno;
-const stepOf = (err: unknown) => (err as NativeError).step;
-const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+const native = () => loadNative<NativeAddon>();
+
+export const errnoOf = (err: unknown) => (err as NativeError<string>).errno;
+export const stepOf = <Step extends string = NativeStep>(err: unknown) => (err as NativeError<Step>).step;
+export const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** Nanoseconds to add to bpf_ktime_get_ns() for wall-clock time. */
 export function clockOffsetNs(): bigint {

@@ -140,6 +140,7 @@ uint64_t EventLoop::Add(int fd, std::shared_ptr<EventSource> source) {
     std::lock_guard<std::mutex> lock(state_->mutex);
     id = state_->nextId++;
   }
+  source->loopId_ = id;
   State* s = state_;
   Post([s, id, fd, source] {
     auto& entry = s->entries[id] = State::Entry{fd, source};

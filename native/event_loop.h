@@ -7,6 +7,7 @@
 #ifndef NETTRAIL_EVENT_LOOP_H
 #define NETTRAIL_EVENT_LOOP_H
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,6 +24,12 @@ class EventSource {
   virtual void OnDeadline() {}
   // The source was removed (EventLoop::Remove): last chance to deliver what it holds.
   virtual void OnRemoved() {}
+  // Its id in the loop: set by EventLoop::Add before the loop can call the source.
+  uint64_t loop_id() const { return loopId_.load(); }
+
+ private:
+  friend class EventLoop;
+  std::atomic<uint64_t> loopId_{0};
 };
 
 // Monotonic milliseconds, the loop's clock for deadlines.
@@ -34,7 +41,7 @@ class EventLoop {
   static EventLoop& Instance();
 
   // Every call below is thread-safe: it is queued and runs on the loop thread in order.
-  // Watch fd for `source` (it must stay open until the source is removed); returns the source's id.
+  // Watch fd for `source` (it must stay open until the source is removed); returns the source's id (its loop_id()).
   uint64_t Add(int fd, std::shared_ptr<EventSource> source);
   // Stop watching; then OnRemoved() runs, then `done` (on the loop thread), then the loop drops its reference.
   void Remove(uint64_t id, std::function<void()> done = nullptr);

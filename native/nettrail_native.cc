@@ -6,6 +6,7 @@
 #include "event_loop.h"
 #include "js_channel.h"
 #include "js_errors.h"
+#include "links.h"
 #include "netns.h"
 #include "packet_decoder.h"
 
@@ -101,9 +102,9 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
 
   void Start() {
     auto self = shared_from_this();
-    id_ = Loop().Add(ring_buffer__epoll_fd(ring_), self);
+    Loop().Add(ring_buffer__epoll_fd(ring_), self);
     channel_.OnAck([self] { Loop().Post([self] { self->Acknowledged(); }); });
-    if (pollMs_ > 0) Loop().SetDeadline(id_, nettrail::NowMs() + pollMs_);
+    if (pollMs_ > 0) Loop().SetDeadline(loop_id(), nettrail::NowMs() + pollMs_);
   }
   // Drain, deliver the last batch, then null.
   void RequestStop() {
@@ -119,7 +120,7 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   void Abort() {
     channel_.Abort();
     std::promise<void> removed;
-    Loop().Remove(id_, [&removed] { removed.set_value(); });
+    Loop().Remove(loop_id(), [&removed] { removed.set_value(); });
     removed.get_future().wait();
   }
   void Ack() { channel_.Ack(); }
@@ -142,7 +143,7 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   // Reads what the ring holds unless the batch waiting for JavaScript is full.
   void Drain() {
     if (channel_.Busy() && Pending() >= batchBytes_) {
-      if (!paused_) Loop().Pause(id_);
+      if (!paused_) Loop().Pause(loop_id());
       paused_ = true;
       return;
     }
@@ -185,7 +186,7 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
     if (PendingCount() > 0 || malformed_ > 0) at = batchStartedMs_ + flushMs_;
     if (pollMs_ > 0 && (at < 0 || now + pollMs_ < at)) at = now + pollMs_;
     if (at >= 0 && at <= now) at = now + 1;
-    Loop().SetDeadline(id_, at);
+    Loop().SetDeadline(loop_id(), at);
   }
 
   void Deliver() {
@@ -208,7 +209,7 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   void Acknowledged() {
     if (paused_) {
       paused_ = false;
-      Loop().Resume(id_);
+      Loop().Resume(loop_id());
     }
     if (stopping_) Drain();
     if (stopping_ || Pending() >= batchBytes_) Deliver();
@@ -220,7 +221,7 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
     if (PendingCount() > 0 || malformed_ > 0) return;  // the rest goes after the next acknowledgement
     finished_ = true;
     auto self = shared_from_this();
-    Loop().Remove(id_, [self] { self->channel_.Close(); });
+    Loop().Remove(loop_id(), [self] { self->channel_.Close(); });
   }
 
   ring_buffer* ring_ = nullptr;
@@ -229,7 +230,6 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   size_t batchBytes_;
   int64_t flushMs_;
   int64_t pollMs_;
-  uint64_t id_ = 0;
   bool paused_ = false;
   bool stopping_ = false;
   bool finished_ = false;
@@ -605,6 +605,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
   exports.Set("PacketDecoder", PacketDecoderObject::Init(env));
   exports.Set("packetId", Napi::Function::New(env, PacketId));
+  nettrail::InitLinks(env, exports);
   return exports;
 }
 

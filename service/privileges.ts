@@ -4,8 +4,8 @@
 // bpf_links already open stay attached, the ring buffers already mapped keep
 // delivering events, maps are read through the descriptors held (capture
 // status, /metrics), the embedded store (its directory handed to USER) and the
-// HTTP API. What stops: following namespaces and interfaces (listing another
-// namespace's interfaces and attaching need CAP_SYS_ADMIN and CAP_BPF /
+// HTTP API. What stops: following namespaces and interfaces (opening a socket
+// in another namespace and attaching need CAP_SYS_ADMIN and CAP_BPF /
 // CAP_NET_ADMIN), and NAT tracking (conntrack runs in each namespace through
 // nsenter; IPVS and OVS polls likewise need root) — stopped cleanly, while
 // its helper processes can still be signalled, and said so in the log.

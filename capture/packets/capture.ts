@@ -7,7 +7,7 @@ import { readPacketColumns } from './columns-layout.js';
 import { CAPTURE_EVERYTHING, writeFilter, type CaptureFilter } from './filter.js';
 import { CAPTURE_MAX, DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from './layout.js';
 import { BpfObject, CaptureError, bpfObjectPath, possibleCpus, type AttachHook } from '../../native/addon.js';
-import { listInterfaces, listNamespaces, resolveNamespace, type NetIface } from '../netns.js';
+import { NetnsWatcher, type NetIface } from '../netns.js';
 
 /**
  * XDP at ingress, besides TC: `off` (default), `native` (driver mode), `generic`
@@ -31,8 +31,6 @@ export interface CaptureConfig {
   backpressure?(): Promise<void> | undefined;
   /** Problems that do not stop capture elsewhere (one interface failing to attach, a namespace vanishing). */
   onWarning(message: string): void;
-  /** How often to look for new namespaces and interfaces, and to sample rates (ms). */
-  followMs?: number;
   /** Ring-buffer bytes per possible CPU (default 4 MiB); the ring is this times the CPUs, rounded up to a power of two. */
   ringBytesPerCpu?: number;
   /**
@@ -100,6 +98,8 @@ export const DEFAULT_WAKEUP_BYTES = 0;
 /** How often the consumer drains the ring when the kernel wakes it only above wakeupBytes. */
 const RING_POLL_MS = 20;
 const MAX_RING_BYTES = 1 << 30;
+/** Rates are over this interval. */
+const RATE_SAMPLE_MS = 2000;
 
 const pointKey = (netnsIno: number, ifindex: number) => `${netnsIno}/${ifindex}`;
 const zeroCounters = (): HookCounters => Object.fromEntries(POINT_COUNTERS.map((c) => [c, 0])) as HookCounters;
@@ -127,18 +127,15 @@ export class PacketCapture {
   readonly #ifaceNames = new Map<string, string>();
   readonly #pointKeys = new Map<number, Map<number, string>>();
   readonly #skipped = new Map<string, { netns: string; iface: string; reason: string }>();
-  /** Set by freeze(): the attachments stay as they are. */
-  #frozen = false;
-  /** Named namespaces found missing at the last refresh (warned about once). */
-  readonly #missing = new Set<string>();
+  /** What follows namespaces and interfaces for capture; null once frozen or stopped. */
+  #watcher: NetnsWatcher | null = null;
   #undecodable = 0;
   #unattributedFragments = 0;
   #packets = 0;
   /** The previous sample of kernel counters per point (and `*` for the total), for rates. */
   #sample: { at: number; events: Map<string, [number, number]> } | null = null;
   #rates = new Map<string, { events: number; lost: number }>();
-  #follow: NodeJS.Timeout | undefined;
-  #refreshing: Promise<void> = Promise.resolve();
+  #sampler: NodeJS.Timeout | undefined;
   /** Kernel counters of points detached since, let go from point_stats and summed here (for the totals). */
   readonly #retired: HookCounters = zeroCounters();
   /** The kernel counters as they were when capture stopped. */
@@ -181,13 +178,20 @@ export class PacketCapture {
     try {
       capture.setFilter(config.filter ?? CAPTURE_EVERYTHING);
       bpf.consume('packet_events', 'packet-columns', (batch) => capture.#onBatch(batch), { pollMs: wakeupBytes > 0 ? RING_POLL_MS : 0 });
-      await capture.refresh();
+      capture.#watcher = await NetnsWatcher.start(config.netns, {
+        netnsAppeared: (netns) => capture.#netnsNames.set(netns.ino, netns.name),
+        ifaceAppeared: (netns, iface) => capture.#follow(netns, iface),
+        ifaceChanged: (netns, iface) => capture.#follow(netns, iface),
+        ifaceVanished: (netns, iface) => capture.#forget(netns, iface),
+        onWarning: config.onWarning,
+      });
     } catch (err) {
       await bpf.close();
       throw err;
     }
-    capture.#follow = setInterval(() => void capture.refresh(), config.followMs ?? 2000);
-    capture.#follow.unref();
+    capture.#sampleRates();
+    capture.#sampler = setInterval(() => capture.#sampleRates(), RATE_SAMPLE_MS);
+    capture.#sampler.unref();
     return capture;
   }
 
@@ -230,67 +234,40 @@ export class PacketCapture {
   }
 
   /**
-   * Stop following namespaces and interfaces: keep the attachments there are (their links stay open and
-   * their events keep coming), sample rates only. For a process about to give up the privileges that
-   * listing other namespaces' interfaces and attaching need (`serve --user`): without them every
-   * interface would look gone.
+   * Stop following namespaces and interfaces: their watchers close, the attachments there are stay
+   * (their links stay open and their events keep coming), rates are still sampled. For a process about
+   * to give up the privileges that opening sockets in other namespaces and attaching need (`serve --user`).
    */
-  freeze(): Promise<void> {
-    this.#frozen = true;
-    return this.#refreshing;
+  async freeze(): Promise<void> {
+    const watcher = this.#watcher;
+    this.#watcher = null;
+    await watcher?.close();
   }
 
-  /** Attach to namespaces and interfaces that appeared, forget those that vanished, sample rates. Serialized. */
-  refresh(): Promise<void> {
-    this.#refreshing = this.#refreshing.then(() => this.#refresh()).catch((err) => this.#config.onWarning(`refresh: ${(err as Error).message}`));
-    return this.#refreshing;
+  /** Attach to an interface that appeared (or changed: renamed), or let go of one --iface leaves out now. */
+  #follow(netns: NetnsRef, iface: NetIface): void {
+    const key = pointKey(netns.ino, iface.ifindex);
+    this.#ifaceNames.set(key, iface.name);
+    if (this.#config.ifaces && !this.#config.ifaces.includes(iface.name)) return this.#forget(netns, iface);
+    const attachment = this.#attachments.get(key);
+    if (attachment) attachment.iface = iface;
+    if (attachment || this.#skipped.has(key)) return;
+    if (!ETHERNET_LINK_TYPES.has(iface.linkType)) {
+      this.#skipped.set(key, { netns: netns.name, iface: iface.name, reason: `link type ${iface.linkType} has no Ethernet header` });
+      return;
+    }
+    this.#attach(netns, iface, key);
   }
 
-  async #namespacesInScope(): Promise<NetnsRef[]> {
-    if (this.#config.netns === 'all') return listNamespaces();
-    const found: NetnsRef[] = [];
-    for (const name of this.#config.netns) {
-      const netns = await resolveNamespace(name);
-      if (netns) found.push(netns);
-      // Once each time it goes missing, not at every refresh.
-      else if (!this.#missing.has(name)) this.#config.onWarning(`namespace ${name} not found`);
-      if (netns) this.#missing.delete(name);
-      else this.#missing.add(name);
-    }
-    return found;
-  }
-
-  async #refresh(): Promise<void> {
-    if (this.#frozen) return this.#sampleRates();
-    const seen = new Set<string>();
-    for (const netns of await this.#namespacesInScope()) {
-      this.#netnsNames.set(netns.ino, netns.name);
-      let ifaces: NetIface[];
-      try {
-        ifaces = await listInterfaces(netns);
-      } catch {
-        continue; // the namespace vanished while we looked
-      }
-      for (const iface of ifaces) {
-        if (this.#config.ifaces && !this.#config.ifaces.includes(iface.name)) continue;
-        const key = pointKey(netns.ino, iface.ifindex);
-        seen.add(key);
-        this.#ifaceNames.set(key, iface.name);
-        if (this.#attachments.has(key) || this.#skipped.has(key)) continue;
-        if (!ETHERNET_LINK_TYPES.has(iface.linkType)) {
-          this.#skipped.set(key, { netns: netns.name, iface: iface.name, reason: `link type ${iface.linkType} has no Ethernet header` });
-          continue;
-        }
-        this.#attach(netns, iface, key);
-      }
-    }
-    for (const [key, attachment] of this.#attachments) {
-      if (seen.has(key)) continue;
-      for (const link of attachment.links) this.#bpf.detach(link);
-      this.#attachments.delete(key);
-      this.#retire(attachment.netns.ino, attachment.iface.ifindex);
-    }
-    this.#sampleRates();
+  /** Detach from an interface that vanished (its name stays known for late events). */
+  #forget(netns: NetnsRef, iface: NetIface): void {
+    const key = pointKey(netns.ino, iface.ifindex);
+    this.#skipped.delete(key);
+    const attachment = this.#attachments.get(key);
+    if (!attachment) return;
+    for (const link of attachment.links) this.#bpf.detach(link);
+    this.#attachments.delete(key);
+    this.#retire(netns.ino, iface.ifindex);
   }
 
   #attach(netns: NetnsRef, iface: NetIface, key: string): void {
@@ -435,8 +412,8 @@ export class PacketCapture {
 
   /** Detach everything after delivering every packet already captured; status() then stays as it ended. */
   async stop(): Promise<void> {
-    clearInterval(this.#follow);
-    await this.#refreshing;
+    clearInterval(this.#sampler);
+    await this.freeze();
     if (this.#finalCounters) return;
     for (const attachment of this.#attachments.values()) for (const link of attachment.links) this.#bpf.detach(link);
     this.#finalCounters = this.#kernelCounters();

@@ -46,7 +46,6 @@ test('a UDP flood through a tiny ring: loss counted per point and shown, the API
   await server.stop();
 
   // The loss is visible while serve runs: per point in the status API and in /metrics, alike.
-  await service.capture.refresh();
   const status = (await (await fetch(`${service.url}/api/v1/capture/status`)).json()) as {
     points: Array<{ netns: string; iface: string; events: number; lost: number; by_hook: Array<{ hook: string; events: number; lost: number }> }>;
     lost: number;

@@ -1,4 +1,5 @@
-// The C side of the layout tests: structs of a shared header (bpf/, native/) as the C compiler lays them out, and its #defines.
+// The C side of the layout tests: structs of a shared header (bpf/*.h, native/*.h) as the C compiler
+// lays them out, and its #defines. Headers are named by their path in the package.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -7,7 +8,6 @@ import path from 'node:path';
 import type { StructLayout } from '../../capture/packets/layout.js';
 import { packageRoot } from '../../model/package-root.js';
 
-/** `header`: its path in the package, e.g. bpf/capture.h. */
 const headerPath = (header: string) => path.join(packageRoot, header);
 
 /** What a C program including `header` prints: `main` is the body of its main(). */
@@ -35,11 +35,21 @@ function cLayout(header: string, struct: string, fields: string[]): StructLayout
   ]));
 }
 
-/** Asserts that `layout` has the size of struct `struct` in `header` and each field's offset and size. */
+/**
+ * Asserts that `layout` has the size of struct `struct` in `header` and each field's offset and size,
+ * and that its fields cover the struct end to end (no byte of the C struct is left out of the mirror).
+ */
 export function assertSameLayout(header: string, struct: string, layout: StructLayout<string>): void {
   const c = cLayout(header, struct, Object.keys(layout.fields));
   assert.equal(layout.size, c.size, `sizeof(struct ${struct})`);
   assert.deepEqual(layout.fields, c.fields);
+  const fields = Object.entries(c.fields).sort(([, a], [, b]) => a.offset - b.offset);
+  let end = 0;
+  for (const [name, field] of fields) {
+    assert.equal(field.offset, end, `struct ${struct}: ${name} follows the field before it with no gap`);
+    end = field.offset + field.size;
+  }
+  assert.equal(end, c.size, `struct ${struct}: its fields end where it ends`);
 }
 
 /** The numeric value of a `#define NAME value` in `header`; asserts there is one. */

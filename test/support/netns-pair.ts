@@ -1,7 +1,6 @@
 // Two test namespaces joined by a veth pair, with IPv4 and IPv6 addresses, the
 // traffic helper's servers running in the second; deleted after the test (also
 // when it fails, and on exit). Capture at both ends of the pair.
-import { packetRecordsOf } from '../../model/packet-columns.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -10,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { PacketCapture, type CaptureConfig } from '../../capture/packets/capture.js';
 import type { NetnsRef, PacketRecord } from '../../model/records.js';
+import { packetRecordsOf } from '../../model/packet-columns.js';
 
 export const TRAFFIC_JS = fileURLToPath(new URL('./traffic.js', import.meta.url));
 export const IFACE = 'eth0';
