@@ -14,6 +14,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <future>
@@ -92,7 +93,7 @@ int64_t ClockOffset() {
 class RingSource : public nettrail::EventSource, public std::enable_shared_from_this<RingSource> {
  public:
   RingSource(int mapFd, RingFormat format, Napi::Env env, Napi::Function onBatch, size_t batchBytes, int flushMs, int pollMs)
-      : format_(format), channel_(env, onBatch, "nettrail-ring"), batchBytes_(batchBytes), flushMs_(flushMs), pollMs_(pollMs) {
+      : format_(format), channel_(env, onBatch, "nettrail-ring"), batchBytes_(batchBytes), flushMs_(flushMs), pollMs_(pollMs), nextPollMs_(pollMs) {
     ring_ = ring_buffer__new(mapFd, &RingSource::OnRecord, this, nullptr);
   }
   ~RingSource() override {
@@ -126,12 +127,17 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   void Ack() { channel_.Ack(); }
 
   void OnReadable() override {
+    nextPollMs_ = pollMs_;
     Drain();
     if (Pending() >= batchBytes_) Deliver();
   }
 
   void OnDeadline() override {
+    uint32_t before = PendingCount();
     Drain();
+    // A quiet ring is drained less and less often (up to kMaxPollMs): an idle capture costs next to nothing, and a
+    // packet waits at most that long before its batch starts.
+    if (pollMs_ > 0) nextPollMs_ = PendingCount() > before ? pollMs_ : std::min<int64_t>(2 * nextPollMs_, kMaxPollMs);
     auto now = nettrail::NowMs();
     if (Pending() > 0 && now - batchStartedMs_ >= flushMs_) Deliver();
     ArmDeadline(now);
@@ -184,7 +190,7 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   void ArmDeadline(int64_t now) {
     int64_t at = -1;
     if (PendingCount() > 0 || malformed_ > 0) at = batchStartedMs_ + flushMs_;
-    if (pollMs_ > 0 && (at < 0 || now + pollMs_ < at)) at = now + pollMs_;
+    if (pollMs_ > 0 && (at < 0 || now + nextPollMs_ < at)) at = now + nextPollMs_;
     if (at >= 0 && at <= now) at = now + 1;
     Loop().SetDeadline(loop_id(), at);
   }
@@ -230,6 +236,8 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   size_t batchBytes_;
   int64_t flushMs_;
   int64_t pollMs_;
+  int64_t nextPollMs_;
+  static constexpr int64_t kMaxPollMs = 500;
   bool paused_ = false;
   bool stopping_ = false;
   bool finished_ = false;

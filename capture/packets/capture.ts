@@ -35,7 +35,7 @@ export interface CaptureConfig {
   ringBytesPerCpu?: number;
   /**
    * Wake the ring's consumer only once this many bytes wait in the ring (it drains the ring every RING_POLL_MS
-   * meanwhile); 0: at every record it has not caught up with (default DEFAULT_WAKEUP_BYTES).
+   * meanwhile); 0: at every record it has not caught up with (default DEFAULT_WAKEUP_BYTES, at most a quarter of the ring).
    */
   wakeupBytes?: number;
   /** Bytes kept per packet from the link-layer header on, payload included; the L2-L4 headers are always kept whole. 0 (default): headers only. */
@@ -94,7 +94,8 @@ const XDP_FLAGS_DRV_MODE = 1 << 2;
 /** Link types whose frames start with an Ethernet header at TC and XDP. */
 const ETHERNET_LINK_TYPES = new Set(['ether', 'loopback']);
 const DEFAULT_RING_BYTES_PER_CPU = 4 << 20;
-export const DEFAULT_WAKEUP_BYTES = 0;
+/** Measured in bench/serve.ts against waking at every record (docs/capture.md); at most a quarter of the ring. */
+export const DEFAULT_WAKEUP_BYTES = 256 * 1024;
 /** How often the consumer drains the ring when the kernel wakes it only above wakeupBytes. */
 const RING_POLL_MS = 20;
 const MAX_RING_BYTES = 1 << 30;
@@ -164,7 +165,7 @@ export class PacketCapture {
     const perCpu = config.ringBytesPerCpu ?? DEFAULT_RING_BYTES_PER_CPU;
     if (!Number.isInteger(perCpu) || perCpu < 4096) throw new CaptureError('INVALID_ARGUMENT', `ring bytes per CPU ${perCpu}: an integer ≥ 4096`);
     const ringBytes = ringBytesFor(perCpu, possibleCpus());
-    const wakeupBytes = config.wakeupBytes ?? DEFAULT_WAKEUP_BYTES;
+    const wakeupBytes = config.wakeupBytes ?? Math.min(DEFAULT_WAKEUP_BYTES, ringBytes / 4);
     if (!Number.isInteger(wakeupBytes) || wakeupBytes < 0 || wakeupBytes >= ringBytes) {
       throw new CaptureError('INVALID_ARGUMENT', `wakeup bytes ${wakeupBytes}: from 0 to less than the ring's ${ringBytes} bytes`);
     }
