@@ -32,7 +32,7 @@ export async function listNamespaces(): Promise<NetnsRef[]> {
     const path = `/proc/${pid}/ns/net`;
     const ino = await inodeOf(path);
     if (ino === null || found.has(ino)) continue;
-    // This process's own helpers (conntrack -E, nsenter ...) live in the namespaces they serve: counted,
+    // This process's own helpers (nsenter ip, ...) live in the namespaces they serve: counted,
     // they would keep a deleted namespace listed, followed, and so alive, for as long as nettrail runs.
     if ((await parentOf(pid)) === process.pid) continue;
     add(`pid:${pid}`, path, ino);

@@ -82,15 +82,19 @@ interface NativeAddon {
   possibleCpus(): number;
 }
 
+const ADDON_FILE = path.join(packageRoot, 'native', 'build', 'Release', 'nettrail_native.node');
+export const NATIVE_MISSING_MESSAGE = `native addon not built (${ADDON_FILE}); run scripts/setup.sh or npm run build:native`;
+
+/** The addon's exports, each wrapper (this file, conntrack.ts) typing its own; null when it is not built. */
+export function nativeExports<T>(): T | null {
+  return existsSync(ADDON_FILE) ? (createRequire(import.meta.url)(ADDON_FILE) as T) : null;
+}
+
 let addon: NativeAddon | undefined;
 
 function native(): NativeAddon {
-  if (addon) return addon;
-  const file = path.join(packageRoot, 'native', 'build', 'Release', 'nettrail_native.node');
-  if (!existsSync(file)) {
-    throw new CaptureError('NATIVE_MISSING', `native addon not built (${file}); run scripts/setup.sh or npm run build:native`);
-  }
-  addon = createRequire(import.meta.url)(file) as NativeAddon;
+  addon ??= nativeExports<NativeAddon>() ?? undefined;
+  if (!addon) throw new CaptureError('NATIVE_MISSING', NATIVE_MISSING_MESSAGE);
   return addon;
 }
 

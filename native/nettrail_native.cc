@@ -3,6 +3,7 @@
 // JavaScript in batches, read maps. Validation and error codes live in native/addon.ts, policy in capture/.
 #include <napi.h>
 
+#include "conntrack.h"
 #include "js_errors.h"
 #include "netns.h"
 
@@ -521,6 +522,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("BpfObject", BpfObject::Init(env));
   exports.Set("clockOffsetNs", Napi::Function::New(env, ClockOffsetNs));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
+  nettrail::InitConntrack(env, exports);
   return exports;
 }
 

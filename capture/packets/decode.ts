@@ -3,7 +3,8 @@ import { formatIPv4, formatIPv6 } from '../../model/address.js';
 import { parseTcpOptions } from '../../model/headers.js';
 import { LINKTYPE_ETHERNET, PROTO_NUMBER } from '../../model/protocol.js';
 import type { Direction, Hook, PacketRecord } from '../../model/records.js';
-import { decodeBatch, DIRECTION, FAMILY, fieldReader, FRAG, HOOK, LINK, packetEventLayout } from './layout.js';
+import { fieldReader } from '../../model/c-struct.js';
+import { decodeBatch, DIRECTION, FAMILY, FRAG, HOOK, LINK, packetEventLayout } from './layout.js';
 
 /** Names for what the kernel reports by number. */
 export interface PointNamer {

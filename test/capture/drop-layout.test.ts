@@ -6,11 +6,11 @@ import * as drop from '../../capture/drops/layout.js';
 import { assertSameLayout, headerDefines } from '../support/c-header.js';
 
 test('struct nt_drop_event matches dropEventLayout', () => {
-  assertSameLayout('drop_trace.h', 'nt_drop_event', drop.dropEventLayout);
+  assertSameLayout('bpf/drop_trace.h', 'nt_drop_event', drop.dropEventLayout);
 });
 
 test('the constants of drop_trace.h match capture/drops/layout.ts', () => {
-  const define = headerDefines('drop_trace.h');
+  const define = headerDefines('bpf/drop_trace.h');
   assert.equal(drop.DROP_HEADER_BYTES, define('NT_DROP_HEADER_BYTES'));
   assert.equal(drop.DROP_STACK_DEPTH, define('NT_DROP_STACK_DEPTH'));
   assert.equal(drop.DROP_MAC_MAX, define('NT_DROP_MAC_MAX'));

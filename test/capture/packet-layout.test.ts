@@ -6,19 +6,19 @@ import { filterLayout, lpmV4Layout, lpmV6Layout, packetEventLayout, pointKeyLayo
 import { assertSameLayout, headerDefines } from '../support/c-header.js';
 
 test('struct nt_packet_event matches packetEventLayout', () => {
-  assertSameLayout('capture.h', 'nt_packet_event', packetEventLayout);
+  assertSameLayout('bpf/capture.h', 'nt_packet_event', packetEventLayout);
 });
 
 test('the counter, filter and key structs match their layouts', () => {
-  assertSameLayout('capture.h', 'nt_point_key', pointKeyLayout);
-  assertSameLayout('capture.h', 'nt_point_stats', pointStatsLayout);
-  assertSameLayout('capture.h', 'nt_filter', filterLayout);
-  assertSameLayout('capture.h', 'nt_lpm_v4', lpmV4Layout);
-  assertSameLayout('capture.h', 'nt_lpm_v6', lpmV6Layout);
+  assertSameLayout('bpf/capture.h', 'nt_point_key', pointKeyLayout);
+  assertSameLayout('bpf/capture.h', 'nt_point_stats', pointStatsLayout);
+  assertSameLayout('bpf/capture.h', 'nt_filter', filterLayout);
+  assertSameLayout('bpf/capture.h', 'nt_lpm_v4', lpmV4Layout);
+  assertSameLayout('bpf/capture.h', 'nt_lpm_v6', lpmV6Layout);
 });
 
 test('the constants of capture.h match layout.ts', () => {
-  const define = headerDefines('capture.h');
+  const define = headerDefines('bpf/capture.h');
   assert.equal(layout.PARSE_BYTES, define('NT_PARSE_BYTES'));
   assert.equal(layout.CAPTURE_MAX, define('NT_CAPTURE_MAX'));
   assert.equal(layout.IPV6_EXT_MAX, define('NT_IPV6_EXT_MAX'));

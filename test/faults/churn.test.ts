@@ -7,9 +7,9 @@
 // links it held before (none left on vanished interfaces), and must not keep a
 // deleted namespace alive (its veth end in the persistent namespace vanishes).
 //
-// Also: the namespace list `--netns all` uses must not count nettrail's own
-// helper processes (conntrack -E inside a namespace), or a deleted namespace
-// would stay listed — and so stay alive — for as long as nettrail runs.
+// Also: NAT tracking must not keep a deleted namespace listed by `--netns all`
+// (through a process of its own in there) — and so alive — for as long as
+// nettrail runs: its ctnetlink socket holds the namespace only until it is stopped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -78,7 +78,7 @@ test(`${SECONDS} s of namespace and interface churn under serve: no crash, no er
           live.delete(i);
           count('namespace deleted');
         } else {
-          // A deleted namespace lives on until serve's next refresh stops its conntrack: its veth end
+          // A deleted namespace lives on until serve's next refresh stops its conntrack socket: its veth end
           // (and address) may still be here, hence a new name and subnet each time.
           const veth = `v${serial++}`;
           subnets.set(i, `10.${180 + (serial % 60)}.${parseInt(id.slice(0, 2), 16)}`);
@@ -157,7 +157,7 @@ test(`${SECONDS} s of namespace and interface churn under serve: no crash, no er
   assert.deepEqual(lines.filter((l) => /\berror\b|exception|uncaught|\n\s+at /i.test(l) && !/namespace .* not found/.test(l)), [], 'no error logged');
 });
 
-test('--netns all does not count nettrail\'s own helpers: a deleted namespace is not kept listed (and alive) by its conntrack -E', async (t) => {
+test('--netns all does not count nettrail\'s own NAT tracking: a deleted namespace is not kept listed (and alive) by its conntrack source', async (t) => {
   const name = `ntchk${randomBytes(3).toString('hex')}`;
   ip('netns', 'add', name);
   t.after(() => tryIp('netns', 'del', name));
@@ -167,11 +167,11 @@ test('--netns all does not count nettrail\'s own helpers: a deleted namespace is
   const nat = new NatSources({ node: 'churn', onTranslations: () => {}, log: (m) => log.push(m), ovsRundirs: [] });
   t.after(() => nat.stop());
   await nat.follow([{ name, path: `/run/netns/${name}`, ino }]);
-  // conntrack -E now runs inside the namespace, a child of this process.
+  // The conntrack source's ctnetlink socket now holds the namespace.
   assert.ok((await listNamespaces()).some((n) => n.ino === ino), 'listed while it exists');
   ip('netns', 'del', name);
   const listed = (await listNamespaces()).filter((n) => n.ino === ino);
-  assert.deepEqual(listed.map((n) => n.name), [], 'not listed through nettrail\'s own conntrack process once deleted');
+  assert.deepEqual(listed.map((n) => n.name), [], 'not listed through anything of nettrail\'s once deleted');
   // Following what is listed (here: only that namespace matters) stops its source, and the namespace is released.
   await nat.follow([]);
   const inUse = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {

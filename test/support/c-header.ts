@@ -1,13 +1,14 @@
-// The C side of the layout tests: structs of a bpf/ header as the C compiler lays them out, and its #defines.
+// The C side of the layout tests: structs of a header shared with C (bpf/*.h, native/*.h) as the C compiler lays them out, and its #defines.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { StructLayout } from '../../capture/packets/layout.js';
+import type { StructLayout } from '../../model/c-struct.js';
 import { packageRoot } from '../../model/package-root.js';
 
-const headerPath = (header: string) => path.join(packageRoot, 'bpf', header);
+/** `header` is named from the package root: bpf/capture.h, native/conntrack.h. */
+const headerPath = (header: string) => path.join(packageRoot, header);
 
 /** sizeof and offsetof/sizeof of every field, printed by a C program compiled against the header. */
 function cLayout(header: string, struct: string, fields: string[]): StructLayout<string> {
@@ -36,14 +37,14 @@ function cLayout(header: string, struct: string, fields: string[]): StructLayout
   }
 }
 
-/** Asserts that `layout` has the size of struct `struct` in bpf/`header` and each field's offset and size. */
+/** Asserts that `layout` has the size of struct `struct` in `header` and each field's offset and size. */
 export function assertSameLayout(header: string, struct: string, layout: StructLayout<string>): void {
   const c = cLayout(header, struct, Object.keys(layout.fields));
   assert.equal(layout.size, c.size, `sizeof(struct ${struct})`);
   assert.deepEqual(layout.fields, c.fields);
 }
 
-/** The numeric value of a `#define NAME value` in bpf/`header`; asserts there is one. */
+/** The numeric value of a `#define NAME value` in `header`; asserts there is one. */
 export function headerDefines(header: string): (name: string) => number {
   const text = readFileSync(headerPath(header), 'utf8');
   return (name) => {
