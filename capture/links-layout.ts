@@ -1,7 +1,7 @@
 // The records of native/links.h, declared field by field as in the header (laid out by
 // packets/layout.ts's cStruct), and their constants; test/capture/links-layout.test.ts checks
 // them against the compiled header. A batch is an array of one of these structs.
-import { cStruct, fieldReader, type StructLayout } from './packets/layout.js';
+import { cStruct, fieldReader, type StructLayout } from '../model/c-struct.js';
 
 /** The #defines of native/links.h. */
 export const IFNAME_BYTES = 16;

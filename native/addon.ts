@@ -86,17 +86,22 @@ interface NativeAddon {
   packetId(...words: number[]): bigint;
 }
 
+const ADDON_FILE = path.join(packageRoot, 'native', 'build', 'Release', 'nettrail_native.node');
+export const NATIVE_MISSING_MESSAGE = `native addon not built (${ADDON_FILE}); run scripts/setup.sh or npm run build:native`;
+
 let addon: unknown;
 
-/** The addon's exports, loaded once; each wrapper (this module, native/links.ts) types its own part. */
+/** The addon's exports, loaded once, each wrapper (this module, links.ts, conntrack.ts) typing its own part; null when it is not built. */
+export function nativeExports<T>(): T | null {
+  if (addon === undefined && existsSync(ADDON_FILE)) addon = createRequire(import.meta.url)(ADDON_FILE);
+  return (addon as T | undefined) ?? null;
+}
+
+/** nativeExports(), or CaptureError NATIVE_MISSING. */
 export function loadNative<T>(): T {
-  if (addon) return addon as T;
-  const file = path.join(packageRoot, 'native', 'build', 'Release', 'nettrail_native.node');
-  if (!existsSync(file)) {
-    throw new CaptureError('NATIVE_MISSING', `native addon not built (${file}); run scripts/setup.sh or npm run build:native`);
-  }
-  addon = createRequire(import.meta.url)(file);
-  return addon as T;
+  const loaded = nativeExports<T>();
+  if (loaded === null) throw new CaptureError('NATIVE_MISSING', NATIVE_MISSING_MESSAGE);
+  return loaded;
 }
 
 const native = () => loadNative<NativeAddon>();

@@ -1,14 +1,14 @@
 // `nettrail serve --user USER`: root is needed to load and attach the BPF programs,
-// to enter other network namespaces and to run conntrack inside them; once
+// to enter other network namespaces and to read conntrack inside them; once
 // attached, serve can go on as USER. What keeps working without root: the
 // bpf_links already open stay attached, the ring buffers already mapped keep
 // delivering events, maps are read through the descriptors held (capture
 // status, /metrics), the embedded store (its directory handed to USER) and the
 // HTTP API. What stops: following namespaces and interfaces (opening a socket
 // in another namespace and attaching need CAP_SYS_ADMIN and CAP_BPF /
-// CAP_NET_ADMIN), and NAT tracking (conntrack runs in each namespace through
-// nsenter; IPVS and OVS polls likewise need root) — stopped cleanly, while
-// its helper processes can still be signalled, and said so in the log.
+// CAP_NET_ADMIN), and NAT tracking (ctnetlink dumps need CAP_NET_ADMIN, IPVS
+// reads enter namespaces, OVS's control socket is root's) — stopped cleanly,
+// its sockets closed, and said so in the log.
 import { execFileSync } from 'node:child_process';
 import { lchownSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';

@@ -10,7 +10,8 @@ import { dropCause } from './causes.js';
 import { DROP_LINK, dropEventLayout } from './layout.js';
 import type { DropReasons } from './reasons.js';
 import { formatSymbol, type KernelSymbols } from './symbols.js';
-import { decodeBatch, FAMILY, fieldReader, PAYLOAD_HASH_BYTES } from '../packets/layout.js';
+import { fieldReader } from '../../model/c-struct.js';
+import { decodeBatch, FAMILY, PAYLOAD_HASH_BYTES } from '../packets/layout.js';
 
 export interface DropNamer {
   node: string;

@@ -1,6 +1,6 @@
 // struct nt_drop_event and the constants of bpf/drop_trace.h, mirrored field by field
-// (laid out by capture/packets/layout.ts's cStruct); test/capture/drop-layout.test.ts checks them against the compiled header.
-import { cStruct } from '../packets/layout.js';
+// (laid out by model/c-struct.ts's cStruct); test/capture/drop-layout.test.ts checks them against the compiled header.
+import { cStruct } from '../../model/c-struct.js';
 
 /** The #defines of bpf/drop_trace.h. */
 export const DROP_HEADER_BYTES = 192;

@@ -3,7 +3,7 @@
 // test/capture/packet-columns-layout.test.ts checks these constants against the C header.
 import { packetColumns, type PacketColumns, type PointNames } from '../../model/packet-columns.js';
 import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
-import { cStruct } from './layout.js';
+import { cStruct } from '../../model/c-struct.js';
 
 export const COLUMNS_VERSION = 1;
 

@@ -1,6 +1,6 @@
 // IPVS as a NAT translation source: /proc/net/ip_vs_conn (the connections) and
 // /proc/net/ip_vs (the services, for each real server's forwarding method),
-// read inside a namespace and polled.
+// read inside a namespace by the addon (no process) and polled.
 //
 // Formats, as the kernel's seq_show functions print them (net/netfilter/ipvs/
 // ip_vs_conn.c, ip_vs_ctl.c):
@@ -13,11 +13,10 @@
 //               IPv6 as [%pI6]:PORT; firewall-mark services as "FWM  00000001 rr ".
 // Masq rewrites the destination (DNAT); FULLNAT both ends; Route (DR), Tunnel
 // and Local leave the client's tuple as it is, so they are no NAT hop.
-import { existsSync } from 'node:fs';
 import { canonicalAddress } from '../../model/address.js';
 import type { FourTuple, NatTranslation, NetnsRef, Proto } from '../../model/records.js';
+import { NetnsIoError, readFileInNetns } from '../../native/conntrack.js';
 import { classifyNat } from '../classify.js';
-import { runCommand } from './command.js';
 import { NatSourceError, nowNs, PolledTable, Poller, type PolledEntry } from './polled.js';
 
 export interface IpvsEndpoint {
@@ -161,8 +160,10 @@ export function ipvsTranslation(conn: IpvsConnection, services: IpvsService[]): 
 
 // ---- the source ------------------------------------------------------------
 
-export const IPVS_CONN_FILE = '/proc/net/ip_vs_conn';
-export const IPVS_SERVICES_FILE = '/proc/net/ip_vs';
+/** /proc/net as the reading thread sees it: /proc/net is /proc/self/net, the main thread's namespace's. */
+const PROC_NET = '/proc/thread-self/net';
+export const IPVS_CONN_FILE = `${PROC_NET}/ip_vs_conn`;
+export const IPVS_SERVICES_FILE = `${PROC_NET}/ip_vs`;
 
 export interface IpvsSourceOptions {
   node: string;
@@ -173,7 +174,7 @@ export interface IpvsSourceOptions {
   pollMs?: number;
   /** How often a lasting entry's last seen is written; default 30 s. */
   refreshMs?: number;
-  /** The files read inside the namespace; default /proc/net/ip_vs_conn and /proc/net/ip_vs. */
+  /** The files read inside the namespace; default its /proc/net/ip_vs_conn and /proc/net/ip_vs. */
   connFile?: string;
   servicesFile?: string;
 }
@@ -200,17 +201,19 @@ export class IpvsSource {
     return this.poller.stop();
   }
 
-  /** Reads a file inside the namespace: /proc/net is the reading process's namespace's. */
+  /** Reads a file inside the namespace: /proc/thread-self/net is the reading thread's namespace's. */
   private async read(file: string): Promise<string> {
     const { netns } = this.opts;
-    const result = await runCommand('nsenter', [`--net=${netns.path}`, 'cat', file]);
-    if (result.code === 0) return result.stdout;
-    if (!existsSync(netns.path)) throw new NatSourceError('IPVS_NETNS_GONE', `IPVS in ${netns.name}: namespace ${netns.path} is gone`);
-    if (/No such file or directory/.test(result.stderr)) {
-      throw new NatSourceError('IPVS_UNAVAILABLE', `IPVS in ${netns.name}: no ${file}: the kernel has no IPVS (ip_vs) loaded; IPVS connections are not tracked`);
+    try {
+      return (await readFileInNetns(netns.path, file)).toString('utf8');
+    } catch (err) {
+      const code = err instanceof NetnsIoError ? err.code : null;
+      if (code === 'NETNS_NOT_FOUND') throw new NatSourceError('IPVS_NETNS_GONE', `IPVS in ${netns.name}: namespace ${netns.path} is gone`);
+      if (code === 'FILE_NOT_FOUND') {
+        throw new NatSourceError('IPVS_UNAVAILABLE', `IPVS in ${netns.name}: no ${file}: the kernel has no IPVS (ip_vs) loaded; IPVS connections are not tracked`);
+      }
+      throw new NatSourceError('IPVS_READ_FAILED', `IPVS in ${netns.name}: reading ${file} failed: ${(err as Error).message}`);
     }
-    const detail = (result.spawnError?.message ?? result.stderr.trim()) || `exit code ${result.code}`;
-    throw new NatSourceError('IPVS_READ_FAILED', `IPVS in ${this.opts.netns.name}: reading ${file} failed: ${detail}`);
   }
 
   private async poll(): Promise<void> {

@@ -1,5 +1,6 @@
 // Open vSwitch as a NAT translation source: the conntrack of its userspace
-// (netdev) datapaths, `ovs-appctl dpctl/dump-conntrack DP`, polled. Entries of
+// (netdev) datapaths, `dpctl/dump-conntrack DP` asked of ovs-vswitchd over its
+// control socket (what ovs-appctl does, without a process), polled. Entries of
 // the kernel (system) datapath are netfilter conntrack entries with the zone OVS
 // gave them, so the conntrack source records those, in the namespace the
 // datapath's ports are in.
@@ -8,11 +9,11 @@
 //   tcp,orig=(src=10.0.0.1,dst=10.0.0.9,sport=41000,dport=8080),reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=41000),zone=7,protoinfo=(state=ESTABLISHED)
 // `zone=` only when not 0; `id=` only with -m (the userspace datapath's ids are 0).
 import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { canonicalAddress } from '../../model/address.js';
 import type { FourTuple, NatTranslation } from '../../model/records.js';
 import { classifyNat } from '../classify.js';
-import { runCommand } from './command.js';
 import { NatSourceError, nowNs, PolledTable, Poller, type PolledEntry } from './polled.js';
 
 export interface OvsConntrackEntry {
@@ -86,6 +87,44 @@ export function parseOvsConntrack(text: string): OvsConntrackEntry[] {
 
 export const DEFAULT_OVS_RUNDIR = '/var/run/openvswitch';
 const VSWITCHD = 'ovs-vswitchd';
+const UNIXCTL_TIMEOUT_MS = 10_000;
+
+/**
+ * One command of a daemon's unixctl server, as ovs-appctl sends it: a JSON-RPC 1.0 request
+ * over the unix socket `socketPath`; the reply's `result` is the command's text output,
+ * `error` what went wrong. Rejects with an Error saying why.
+ */
+function unixctl(socketPath: string, method: string, params: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(socketPath);
+    let text = '';
+    let settled = false;
+    const settle = (err: Error | null, result?: string) => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(result!);
+    };
+    socket.setEncoding('utf8');
+    socket.setTimeout(UNIXCTL_TIMEOUT_MS, () => settle(new Error(`no reply within ${UNIXCTL_TIMEOUT_MS / 1000} s`)));
+    socket.on('connect', () => socket.write(JSON.stringify({ method, params, id: 0 })));
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (!text.trimEnd().endsWith('}')) return; // the reply is one JSON object
+      let reply: { result?: unknown; error?: unknown };
+      try {
+        reply = JSON.parse(text) as typeof reply;
+      } catch {
+        return; // not whole yet
+      }
+      if (typeof reply.result === 'string') settle(null, reply.result);
+      else settle(new Error(typeof reply.error === 'string' ? reply.error.trim() : `unexpected reply ${text.slice(0, 200)}`));
+    });
+    socket.on('error', (err) => settle(err));
+    socket.on('close', () => settle(new Error('the connection closed before the reply')));
+  });
+}
 
 export interface OvsSourceOptions {
   node: string;
@@ -119,7 +158,7 @@ export class OvsSource {
     return this.poller.stop();
   }
 
-  /** The running ovs-vswitchd's pid, from its pidfile. */
+  /** The running ovs-vswitchd's pid, from its pidfile (its control socket is named by it). */
   private daemonPid(): number {
     const pidfile = path.join(this.opts.rundir, `${VSWITCHD}.pid`);
     const notRunning = (why: string) =>
@@ -130,21 +169,22 @@ export class OvsSource {
     return pid;
   }
 
-  private async appctl(...args: string[]): Promise<string> {
-    const result = await runCommand('ovs-appctl', ['-t', VSWITCHD, ...args], { ...process.env, OVS_RUNDIR: this.opts.rundir });
-    if (result.code === 0) return result.stdout;
-    this.daemonPid(); // a daemon that went meanwhile is OVS_NOT_RUNNING, not a failed command
-    const detail = (result.spawnError?.message ?? result.stderr.trim()) || `exit code ${result.code}`;
-    throw new NatSourceError('OVS_APPCTL_FAILED', `Open vSwitch in ${this.opts.rundir}: ovs-appctl ${args.join(' ')} failed: ${detail}`);
+  private async appctl(pid: number, method: string, ...params: string[]): Promise<string> {
+    try {
+      return await unixctl(path.join(this.opts.rundir, `${VSWITCHD}.${pid}.ctl`), method, params);
+    } catch (err) {
+      this.daemonPid(); // a daemon that went meanwhile is OVS_NOT_RUNNING, not a failed command
+      throw new NatSourceError('OVS_APPCTL_FAILED', `Open vSwitch in ${this.opts.rundir}: ${[method, ...params].join(' ')} failed: ${(err as Error).message}`);
+    }
   }
 
   private async poll(): Promise<void> {
     const pid = this.daemonPid();
     const now = nowNs();
-    const datapaths = (await this.appctl('dpctl/dump-dps')).split('\n').map((l) => l.trim()).filter((dp) => dp.startsWith('netdev@'));
+    const datapaths = (await this.appctl(pid, 'dpctl/dump-dps')).split('\n').map((l) => l.trim()).filter((dp) => dp.startsWith('netdev@'));
     const entries: PolledEntry[] = [];
     for (const dp of datapaths) {
-      for (const e of parseOvsConntrack(await this.appctl('dpctl/dump-conntrack', dp))) {
+      for (const e of parseOvsConntrack(await this.appctl(pid, 'dpctl/dump-conntrack', dp))) {
         if ((e.proto === 'tcp' || e.proto === 'udp') && classifyNat(e.orig, e.reply)) {
           entries.push({ zone: e.zone, proto: e.proto, orig: e.orig, reply: e.reply });
         }

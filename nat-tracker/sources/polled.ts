@@ -9,7 +9,7 @@ export type NatSourceErrorCode =
   | 'IPVS_READ_FAILED'
   | 'IPVS_PARSE'
   | 'OVS_NOT_RUNNING' // no ovs-vswitchd pidfile, or its control socket does not answer
-  | 'OVS_APPCTL_FAILED'
+  | 'OVS_APPCTL_FAILED' // an appctl command, sent over the daemon's control socket, failed
   | 'OVS_PARSE';
 
 export class NatSourceError extends Error {

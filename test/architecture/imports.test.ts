@@ -19,7 +19,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   capture: ['model', 'native'],
   flows: ['model'],
   flowlog: ['model'],
-  'nat-tracker': ['model'],
+  'nat-tracker': ['model', 'native'],
   lab: ['model', 'native'],
   connection: ['model', 'flowlog', 'nat-tracker', 'pcap'],
   api: ['model', 'capture', 'flowlog', 'connection', 'pcap'],

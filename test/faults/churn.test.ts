@@ -7,8 +7,9 @@
 // links it held before (none left on vanished interfaces), and must not keep a
 // deleted namespace alive (its veth end in the persistent namespace vanishes).
 //
-// Also: following every namespace (`--netns all`) must not count nettrail's own
-// helper processes (conntrack -E inside a namespace), or a deleted namespace
+// Also: following every namespace (`--netns all`) must not follow a deleted
+// namespace through anything of nettrail's that still holds it (its NAT
+// tracking's ctnetlink socket, formerly a conntrack -E process inside it), or it
 // would stay followed — and so alive — for as long as nettrail runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,7 +79,7 @@ test(`${SECONDS} s of namespace and interface churn under serve: no crash, no er
           live.delete(i);
           count('namespace deleted');
         } else {
-          // A deleted namespace lives on until serve's NAT tracking stops its conntrack: its veth end
+          // A deleted namespace lives on until serve's NAT tracking closes its conntrack socket: its veth end
           // (and address) may still be here, hence a new name and subnet each time.
           const veth = `v${serial++}`;
           subnets.set(i, `10.${180 + (serial % 60)}.${parseInt(id.slice(0, 2), 16)}`);
@@ -157,7 +158,7 @@ test(`${SECONDS} s of namespace and interface churn under serve: no crash, no er
   assert.deepEqual(lines.filter((l) => /\berror\b|exception|uncaught|\n\s+at /i.test(l) && !/namespace .* not found/.test(l)), [], 'no error logged');
 });
 
-test('--netns all does not count nettrail\'s own helpers: a deleted namespace is let go although its conntrack -E lives on', async (t) => {
+test('--netns all does not follow a deleted namespace that nettrail\'s own conntrack socket still holds', async (t) => {
   const name = `ntchk${randomBytes(3).toString('hex')}`;
   ip('netns', 'add', name);
   t.after(() => tryIp('netns', 'del', name));
@@ -167,7 +168,7 @@ test('--netns all does not count nettrail\'s own helpers: a deleted namespace is
   const nat = new NatSources({ node: 'churn', onTranslations: () => {}, log: (m) => log.push(m), ovsRundirs: [] });
   t.after(() => nat.stop());
   await nat.follow([{ name, path: `/run/netns/${name}`, ino }]);
-  // conntrack -E now runs inside the namespace, a child of this process.
+  // The conntrack source's ctnetlink socket now holds the namespace.
   const followed = new Set<number>();
   const scanMs = 100;
   const watcher = await NetnsWatcher.start(
@@ -187,7 +188,7 @@ test('--netns all does not count nettrail\'s own helpers: a deleted namespace is
   ip('netns', 'del', name);
   await until('let go of once deleted', () => !followed.has(ino));
   await sleep(5 * scanMs);
-  assert.ok(!followed.has(ino), 'not followed again through nettrail\'s own conntrack process');
+  assert.ok(!followed.has(ino), 'not followed again while nettrail\'s own socket holds it');
   // Following what capture follows (here: only that namespace matters) stops its source, and the namespace is released.
   await nat.follow([]);
   const inUse = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {

@@ -1,30 +1,24 @@
-// Hostile NAT-device output: conntrack XML, /proc/net/ip_vs_conn and
-// /proc/net/ip_vs text, and `ovs-appctl dpctl/dump-conntrack` lines, cut short
-// and mutated at random (seeded: NETTRAIL_FUZZ_SEED repeats a run). Each parser
-// must return entries or throw its own coded error, never anything else; every
-// translation it returns must be one the flow-log writer takes (a refused record
-// thrown inside a source's callback would end `nettrail serve`). Then the real
-// conntrack source is fed a corrupt dump and corrupt events through a stand-in
-// `conntrack` in a test namespace: it reports CONNTRACK_PARSE, keeps the good
-// entries, and nothing escapes.
+// Hostile NAT-device output: ctnetlink messages (decoded by the addon, in C++),
+// /proc/net/ip_vs_conn and /proc/net/ip_vs text, and `dpctl/dump-conntrack` lines,
+// cut short and mutated at random (seeded: NETTRAIL_FUZZ_SEED repeats a run). Each
+// parser must return entries or throw its own coded error (the addon: leave out what
+// it cannot read), never anything else nor crash; every translation it returns must be
+// one the flow-log writer takes (a refused record thrown inside a source's callback
+// would end `nettrail serve`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { encodeNat } from '../../flowlog/codec.js';
 import type { NatTranslation, Proto } from '../../model/records.js';
 import { RowBinaryWriter } from '../../flowlog/rowbinary.js';
-import type { FlowLogStore } from '../../flowlog/store.js';
-import { FlowLogWriter } from '../../flowlog/writer.js';
 import { classifyNat } from '../../nat-tracker/classify.js';
-import { ConntrackError, ConntrackSource, FlowSplitter, parseConntrackFlow } from '../../nat-tracker/sources/conntrack.js';
+import { ctRecordLayout } from '../../nat-tracker/sources/conntrack-layout.js';
+import { decodeConntrackRecords } from '../../nat-tracker/sources/conntrack.js';
+import { decodeConntrackMessages } from '../../native/conntrack.js';
 import { ipvsTranslation, parseIpvsConnections, parseIpvsServices } from '../../nat-tracker/sources/ipvs.js';
 import { parseOvsConntrack } from '../../nat-tracker/sources/ovs.js';
 import { NatSourceError } from '../../nat-tracker/sources/polled.js';
 import { prng } from '../../bench/support/prng.js';
+import { ctnetlinkEntry } from '../support/ctnetlink.js';
 
 const SEED = Number(process.env.NETTRAIL_FUZZ_SEED ?? 0x0badc0de);
 const MUTANTS = Number(process.env.NETTRAIL_FUZZ_NAT ?? 3000);
@@ -32,25 +26,16 @@ const NOW = 1_795_300_000_000_000_000n;
 
 // ---- valid inputs, in the programs' formats ----------------------------------
 
-const ctTuple = (family: 'ipv4' | 'ipv6', proto: string, src: string, dst: string, sport: number | null, dport: number | null) =>
-  `<layer3 protonum="${family === 'ipv4' ? 2 : 10}" protoname="${family}"><src>${src}</src><dst>${dst}</dst></layer3>` +
-  `<layer4 protonum="${proto === 'tcp' ? 6 : proto === 'udp' ? 17 : 1}" protoname="${proto}">` +
-  `${sport === null ? '' : `<sport>${sport}</sport><dport>${dport}</dport>`}</layer4>`;
-const ctFlow = (type: string | null, orig: string, reply: string, independent: string) =>
-  `<flow${type ? ` type="${type}"` : ''}><meta direction="original">${orig}</meta><meta direction="reply">${reply}</meta>` +
-  `<meta direction="independent">${independent}</meta></flow>`;
-
-const CONNTRACK_FLOWS = [
-  ctFlow('new', ctTuple('ipv4', 'tcp', '10.1.0.2', '10.96.0.10', 41000, 80), ctTuple('ipv4', 'tcp', '10.2.0.5', '10.1.0.2', 8080, 41000),
-    '<state>SYN_SENT</state><timeout>120</timeout><id>3735928559</id><unreplied/>'),
-  ctFlow('destroy', ctTuple('ipv4', 'udp', '10.1.0.3', '10.96.0.53', 5353, 53), ctTuple('ipv4', 'udp', '10.2.0.53', '192.168.0.1', 53, 61000),
-    '<timeout>29</timeout><zone>7</zone><id>17</id><timestamp><start>1795291690811407494</start><stop>1795291690911452110</stop></timestamp><deltatime>0</deltatime>'),
-  ctFlow(null, ctTuple('ipv6', 'tcp', 'fd00:1::2', 'fd00:96::a', 50000, 443), ctTuple('ipv6', 'tcp', 'fd00:2::5', 'fd00:1::2', 8443, 50000),
-    '<state>ESTABLISHED</state><timeout>431999</timeout><mark>0</mark><use>1</use><id>305300384</id><assured/><deltatime>12</deltatime>'),
-  ctFlow('update', ctTuple('ipv4', 'icmp', '10.1.0.4', '10.96.0.10', null, null), ctTuple('ipv4', 'icmp', '10.2.0.5', '10.1.0.4', null, null),
-    '<timeout>30</timeout><id>99</id>'),
-  ctFlow(null, ctTuple('ipv4', 'tcp', '127.0.0.1', '127.0.0.5', 32848, 81), ctTuple('ipv4', 'tcp', '127.0.0.1', '127.0.0.1', 80, 32848),
-    '<state>TIME_WAIT</state><timeout>119</timeout><id>1</id><timestamp><start>1795291699560086031</start></timestamp><deltatime>1</deltatime>'),
+const CTNETLINK_MESSAGES = [
+  ctnetlinkEntry({ event: 'new', family: 'ipv4', proto: 6, orig: { src: '10.1.0.2', sport: 41000, dst: '10.96.0.10', dport: 80 },
+    reply: { src: '10.2.0.5', sport: 8080, dst: '10.1.0.2', dport: 41000 }, id: 3735928559, status: 0x28 }),
+  ctnetlinkEntry({ event: 'destroy', family: 'ipv4', proto: 17, orig: { src: '10.1.0.3', sport: 5353, dst: '10.96.0.53', dport: 53 },
+    reply: { src: '10.2.0.53', sport: 53, dst: '192.168.0.1', dport: 61000 }, id: 17, status: 0x38, zone: 7,
+    startNs: 1795291690811407494n, stopNs: 1795291690911452110n }),
+  ctnetlinkEntry({ event: null, family: 'ipv6', proto: 6, orig: { src: 'fd00:1::2', sport: 50000, dst: 'fd00:96::a', dport: 443 },
+    reply: { src: 'fd00:2::5', sport: 8443, dst: 'fd00:1::2', dport: 50000 }, id: 305300384, status: 0x3a, startNs: 1795291699560086031n }),
+  ctnetlinkEntry({ event: 'update', family: 'ipv4', proto: 1, orig: { src: '10.1.0.4', sport: 7, dst: '10.96.0.10', dport: 0 },
+    reply: { src: '10.2.0.5', sport: 7, dst: '10.1.0.4', dport: 0 }, id: 99, status: 0x20 }),
 ];
 
 const connLine = (proto: string, ...fields: string[]) => `${proto.padEnd(3)} ${fields.slice(0, -2).join(' ')} ${fields.at(-2)!.padEnd(11)} ${fields.at(-1)!.padStart(7)}\n`;
@@ -158,15 +143,44 @@ const record = (via: NatTranslation['via'], proto: Proto, e: { orig: NatTranslat
   via, node: 'fuzz', netns: 'fuzz', zone: e.zone, proto, orig: e.orig, reply: e.reply, firstSeen: NOW, lastSeen: NOW, entryId: 0, ...extra,
 });
 
-/** What the conntrack source makes of one entry (ConntrackSource.observe). */
-function conntrackRecord(xml: string, where: string): 'parsed' | 'refused' | 'skipped' {
-  const entry = guarded(() => parseConntrackFlow(xml), (err) => err instanceof ConntrackError && err.code === 'CONNTRACK_PARSE', where);
-  if (entry === null) return 'refused';
-  if ((entry.proto !== 'tcp' && entry.proto !== 'udp') || classifyNat(entry.orig, entry.reply) === null) return 'skipped';
-  const age = entry.deltaSec === null ? 0n : BigInt(entry.deltaSec) * 1_000_000_000n;
-  const firstSeen = entry.startNs ?? (age <= NOW ? NOW - age : NOW);
-  assertWritable(record('iptables', entry.proto, entry, { firstSeen, lastSeen: entry.stopNs ?? NOW, entryId: entry.id }), where);
-  return 'parsed';
+/** Bytes changed, cut, repeated, or 16-bit fields (lengths, types) set to boundary values. */
+function mutateBytes(random: () => number, bytes: Buffer): Buffer {
+  let out = Buffer.from(bytes);
+  const count = 1 + Math.floor(random() * 4);
+  for (let m = 0; m < count; m++) {
+    const at = Math.floor(random() * (out.length + 1));
+    switch (Math.floor(random() * 6)) {
+      case 0:
+        out = out.subarray(0, at);
+        break;
+      case 1:
+        out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1 + Math.floor(random() * 8))]);
+        break;
+      case 2:
+        out = Buffer.concat([out.subarray(0, at), out.subarray(at, at + 4 + Math.floor(random() * 32)), out.subarray(at)]);
+        break;
+      case 3:
+        if (at < out.length) out[at] = Math.floor(random() * 256);
+        break;
+      default: {
+        const field = at & ~1;
+        if (field + 2 <= out.length) out.writeUInt16LE([0, 1, 3, 4, 5, 0x7fff, 0x8000, 0xffff][Math.floor(random() * 8)]!, field);
+      }
+    }
+  }
+  return out;
+}
+
+/** What the conntrack source makes of the entries the addon decoded (ConntrackSource.observe). */
+function conntrackRecords(records: Buffer, where: string): Array<'parsed' | 'skipped'> {
+  assert.equal(records.length % ctRecordLayout.size, 0, `${where}: whole records`);
+  return decodeConntrackRecords(records, records.length / ctRecordLayout.size).map((decoded) => {
+    const entry = decoded.kind === 'entry' ? decoded.entry : assert.fail(`${where}: a ${decoded.kind} marker from messages`);
+    const proto: Proto | null = entry.proto === 6 ? 'tcp' : entry.proto === 17 ? 'udp' : null;
+    if (proto === null || classifyNat(entry.orig, entry.reply) === null) return 'skipped';
+    assertWritable(record('iptables', proto, entry, { firstSeen: entry.startNs ?? NOW, lastSeen: entry.stopNs ?? NOW, entryId: entry.id }), where);
+    return 'parsed';
+  });
 }
 
 function tally(counts: Map<string, number>, outcome: string): void {
@@ -175,30 +189,22 @@ function tally(counts: Map<string, number>, outcome: string): void {
 
 const summary = (counts: Map<string, number>) => [...counts].map(([k, n]) => `${k} ${n}`).join(', ');
 
-test(`conntrack XML: ${MUTANTS} mutated flows and cut streams: entries or CONNTRACK_PARSE, every entry writable`, (t) => {
+test(`ctnetlink: ${MUTANTS} mutated messages and datagrams: the addon decodes entries or leaves them out, every entry writable`, (t) => {
   const random = prng(SEED);
   t.diagnostic(`seed ${SEED} (repeat with NETTRAIL_FUZZ_SEED=${SEED})`);
   const counts = new Map<string, number>();
-  for (const flow of CONNTRACK_FLOWS) assert.notEqual(conntrackRecord(flow, 'valid flow'), 'refused');
-  const stream = `<?xml version="1.0" encoding="utf-8"?>\n<conntrack>\n${CONNTRACK_FLOWS.join('\n')}\n</conntrack>\n`;
+  const datagram = Buffer.concat(CTNETLINK_MESSAGES);
+  assert.deepEqual(conntrackRecords(decodeConntrackMessages(datagram), 'valid datagram'), ['parsed', 'parsed', 'parsed', 'skipped']);
   for (let i = 0; i < MUTANTS; i++) {
-    const where = `mutant ${i} (seed ${SEED})`;
-    if (i % 4 === 3) {
-      // A whole mutated stream, cut into random chunks as a pipe delivers it.
-      const text = mutateText(random, stream);
-      const splitter = new FlowSplitter();
-      for (let at = 0; at < text.length; ) {
-        const next = at + 1 + Math.floor(random() * 200);
-        for (const xml of splitter.push(text.slice(at, next))) tally(counts, conntrackRecord(xml, `${where}: ${JSON.stringify(xml.slice(0, 400))}`));
-        at = next;
-      }
-      continue;
-    }
-    const xml = mutateText(random, CONNTRACK_FLOWS[Math.floor(random() * CONNTRACK_FLOWS.length)]);
-    tally(counts, conntrackRecord(xml, `${where}: ${JSON.stringify(xml.slice(0, 600))}`));
+    // Every fourth a whole datagram of several messages, else one message.
+    const input = mutateBytes(random, i % 4 === 3 ? datagram : CTNETLINK_MESSAGES[Math.floor(random() * CTNETLINK_MESSAGES.length)]!);
+    const where = `mutant ${i} (seed ${SEED}): ${input.toString('hex')}`;
+    const outcomes = conntrackRecords(decodeConntrackMessages(input), where);
+    if (outcomes.length === 0) tally(counts, 'left out');
+    for (const outcome of outcomes) tally(counts, outcome);
   }
-  t.diagnostic(`flows: ${summary(counts)}`);
-  assert.ok((counts.get('parsed') ?? 0) > 0 && (counts.get('refused') ?? 0) > 0, 'the mutations reached both outcomes');
+  t.diagnostic(`messages: ${summary(counts)}`);
+  assert.ok((counts.get('parsed') ?? 0) > 0 && (counts.get('left out') ?? 0) > 0, 'the mutations reached both outcomes');
 });
 
 test(`/proc/net/ip_vs_conn and /proc/net/ip_vs: ${MUTANTS} mutated tables: entries or IPVS_PARSE, every translation writable`, (t) => {
@@ -249,49 +255,4 @@ test(`ovs-appctl dpctl/dump-conntrack: ${MUTANTS} mutated dumps: entries or OVS_
   }
   t.diagnostic(`dumps and entries: ${summary(counts)}`);
   assert.ok((counts.get('translated') ?? 0) > 0 && (counts.get('refused') ?? 0) > 0, 'the mutations reached both outcomes');
-});
-
-test('the conntrack source on corrupt output: CONNTRACK_PARSE reported, good entries written, nothing escapes', async (t) => {
-  const random = prng(SEED + 3);
-  const netns = `ntfz${randomBytes(3).toString('hex')}`;
-  execFileSync('ip', ['netns', 'add', netns]);
-  const remove = () => spawnSync('ip', ['netns', 'del', netns]);
-  t.after(remove);
-  process.once('exit', remove);
-  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-faults-nat-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  // A stand-in for conntrack: dumps print a file; the event stream prints one and then is the real
-  // `conntrack -E`, so that the source sees its netlink subscription.
-  const flows = Array.from({ length: 300 }, (_, i) => (i % 3 === 0 ? CONNTRACK_FLOWS[i % 3] : mutateText(random, CONNTRACK_FLOWS[i % CONNTRACK_FLOWS.length])));
-  writeFileSync(path.join(dir, 'dump.xml'), `<?xml version="1.0" encoding="utf-8"?>\n<conntrack>\n${flows.join('\n')}\n</conntrack>\n`);
-  writeFileSync(path.join(dir, 'events.xml'), flows.map((f) => `${f} [USERSPACE] portid=1\n`).join(''));
-  const fake = path.join(dir, 'conntrack');
-  writeFileSync(fake, `#!/bin/sh\nif [ "$1" = -E ]; then cat ${dir}/events.xml; exec conntrack "$@"; fi\n[ "$3" = ipv4 ] && cat ${dir}/dump.xml\nexit 0\n`);
-  chmodSync(fake, 0o755);
-
-  const stored: NatTranslation[] = [];
-  const store = { insertRowBinary: async () => {} } as unknown as FlowLogStore;
-  const writer = new FlowLogWriter(store);
-  t.after(() => writer.close());
-  const errors: ConntrackError[] = [];
-  const source = new ConntrackSource({
-    node: 'fuzz',
-    netns: { name: netns, path: `/run/netns/${netns}`, ino: statSync(`/run/netns/${netns}`).ino },
-    conntrackBin: fake,
-    // As serve wires it: straight into the writer, which throws on a record it refuses.
-    onTranslations: (records) => {
-      writer.addNat(records);
-      stored.push(...records);
-    },
-    onError: (err) => errors.push(err),
-  });
-  await source.start();
-  await new Promise((resolve) => setImmediate(resolve));
-  await source.stop();
-  const codes = new Set(errors.map((e) => e.code));
-  t.diagnostic(`${stored.length} translations written, ${errors.length} errors: ${[...codes].join(', ')}`);
-  assert.ok(errors.length > 0 && errors.every((e) => e instanceof ConntrackError), 'corrupt flows reported, as ConntrackErrors');
-  assert.ok(codes.has('CONNTRACK_PARSE'));
-  assert.ok(stored.some((r) => r.orig.src === '10.1.0.2' && r.orig.sport === 41000), 'the intact flows are recorded');
-  assert.equal(writer.stats().nat_translations.accepted, stored.length, 'the writer took every translation');
 });

@@ -4,20 +4,19 @@
 // real source inside a real namespace; and the real /proc shows how the source
 // degrades without IPVS. Then the translations go through a real store to the resolver.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { flowsBySynSeq, flowsForTuples, natForTuple } from '../../flowlog/queries.js';
-import type { NatTranslation, NetnsRef } from '../../model/records.js';
+import type { NatTranslation } from '../../model/records.js';
 import { openStore } from '../../flowlog/store.js';
 import { FlowLogWriter } from '../../flowlog/writer.js';
 import { reverseTuple } from '../../nat-tracker/classify.js';
 import { forwardingOf, IpvsSource, ipvsTranslation, parseIpvsConnections, parseIpvsServices } from '../../nat-tracker/sources/ipvs.js';
 import { NatSourceError, PolledTable, Poller } from '../../nat-tracker/sources/polled.js';
 import { resolveNatPath } from '../../nat-tracker/resolver.js';
-import { uniqueLabPrefix } from '../support/lab-fixture.js';
+import { useNetns } from '../support/netns.js';
 
 // ---- the kernel's formats ------------------------------------------------------
 
@@ -174,14 +173,6 @@ describe('polled tables', () => {
   });
 });
 
-/** A namespace of the test's own, deleted after it. */
-function useNetns(t: TestContext): NetnsRef {
-  const name = `${uniqueLabPrefix()}-ipvs`;
-  execFileSync('ip', ['netns', 'add', name]);
-  t.after(() => execFileSync('ip', ['netns', 'del', name]));
-  return { name, path: `/run/netns/${name}`, ino: 0 };
-}
-
 async function firstRecords(source: IpvsSource, out: { records: NatTranslation[] }): Promise<NatTranslation[]> {
   await source.start();
   return out.records;
@@ -189,7 +180,7 @@ async function firstRecords(source: IpvsSource, out: { records: NatTranslation[]
 
 describe('IpvsSource in a namespace', () => {
   test('reads the tables in the namespace and reports the translated connections', async (t) => {
-    const netns = useNetns(t);
+    const netns = useNetns(t, 'ipvs');
     const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-ipvs-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(path.join(dir, 'ip_vs_conn'), IP_VS_CONN);
@@ -212,13 +203,13 @@ describe('IpvsSource in a namespace', () => {
   });
 
   test('without IPVS in the kernel (as here): IPVS_UNAVAILABLE, saying so', async (t) => {
-    const netns = useNetns(t);
+    const netns = useNetns(t, 'ipvs');
     const errors: NatSourceError[] = [];
     const source = new IpvsSource({ node: 'n', netns, onTranslations: () => assert.fail('no records without IPVS'), onError: (e) => errors.push(e) });
     t.after(() => source.stop());
     await source.start();
     assert.deepEqual(errors.map((e) => e.code), ['IPVS_UNAVAILABLE']);
-    assert.match(errors[0]!.message, /no \/proc\/net\/ip_vs_conn: the kernel has no IPVS/);
+    assert.match(errors[0]!.message, /no \/proc\/thread-self\/net\/ip_vs_conn: the kernel has no IPVS/);
   });
 
   test('a vanished namespace is IPVS_NETNS_GONE', async () => {

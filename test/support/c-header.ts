@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { StructLayout } from '../../capture/packets/layout.js';
+import type { StructLayout } from '../../model/c-struct.js';
 import { packageRoot } from '../../model/package-root.js';
 
 const headerPath = (header: string) => path.join(packageRoot, header);
