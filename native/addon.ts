@@ -69,6 +69,7 @@ interface NativeBpfObject {
   detach(link: number): boolean;
   startRing(map: string, format: RingFormat, onBatch: (batch: Buffer | null, count: number) => void, batchBytes: number, flushMs: number, pollMs: number): void;
   stopRing(map: string): void;
+  flushRing(map: string): void;
   forgetRing(map: string): void;
   ackRing(map: string): void;
   mapEntries(map: string): { keySize: number; valueSize: number; entries: Buffer };
@@ -197,6 +198,8 @@ const INTERFACE_STEPS: ReadonlySet<NativeStep> = new Set(['if_nametoindex', 'att
 export class BpfObject {
   #handle: NativeBpfObject | undefined;
   readonly #rings = new Map<string, Promise<void>>();
+  /** Per ring, the flushes asked for and not yet done, oldest first. */
+  readonly #flushes = new Map<string, Array<() => void>>();
 
   private constructor(handle: NativeBpfObject) {
     this.#handle = handle;
@@ -275,6 +278,12 @@ export class BpfObject {
       map,
       format,
       (batch, count) => {
+        if (batch && batch.length === 0) {
+          // The marker of a flush: every record before it was handled.
+          this.#flushes.get(map)?.shift()?.();
+          handle.ackRing(map);
+          return;
+        }
         if (batch) {
           const ack = () => setImmediate(() => handle.ackRing(map));
           let handled: void | Promise<void> = undefined;
@@ -288,12 +297,25 @@ export class BpfObject {
         }
         handle.forgetRing(map);
         this.#rings.delete(map);
+        for (const flushed of this.#flushes.get(map) ?? []) flushed();
+        this.#flushes.delete(map);
         finished();
       },
       batchBytes,
       flushMs,
       pollMs,
     );
+  }
+
+  /** Resolves once every record `map` holds now has been delivered and handled (at once when it is not consumed). */
+  flushRing(map: string): Promise<void> {
+    if (!this.#rings.has(map)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiting = this.#flushes.get(map) ?? [];
+      waiting.push(resolve);
+      this.#flushes.set(map, waiting);
+      this.#live().flushRing(map);
+    });
   }
 
   /** Stop consuming `map` after delivering every record already in the ring. */

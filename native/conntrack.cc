@@ -176,8 +176,7 @@ class ConntrackReader : public EventSource, public std::enable_shared_from_this<
         if (auto self = weak.lock()) self->OnAcked();
       });
     });
-    EventLoop& loop = EventLoop::Instance();
-    id_ = loop.Add(fd_, shared_from_this());
+    EventLoop::Instance().Add(fd_, shared_from_this());
     RequestDumpSoon();
   }
 
@@ -194,7 +193,7 @@ class ConntrackReader : public EventSource, public std::enable_shared_from_this<
   void Stop() {
     if (stopping_.exchange(true)) return;
     std::shared_ptr<ConntrackReader> self = shared_from_this();
-    EventLoop::Instance().Remove(id_, [self] {
+    EventLoop::Instance().Remove(loop_id(), [self] {
       close(self->fd_);
       self->closed_ = true;
       self->channel_.Close();
@@ -216,7 +215,7 @@ class ConntrackReader : public EventSource, public std::enable_shared_from_this<
   void OnReadable() override {
     if (closed_) return;
     if (channel_.Busy()) {  // resumed while a batch is in flight: wait for its acknowledgement
-      EventLoop::Instance().Pause(id_);
+      EventLoop::Instance().Pause(loop_id());
       return;
     }
     while (pendingCount_ < kBatchRecords) {
@@ -308,7 +307,7 @@ class ConntrackReader : public EventSource, public std::enable_shared_from_this<
   // Sends what is pending unless a batch is in flight; the socket is not read until JavaScript acknowledges.
   void Flush() {
     if (pendingCount_ == 0 || channel_.Busy() || closed_) return;
-    EventLoop::Instance().Pause(id_);  // before Send: the acknowledgement's Resume must come after it
+    EventLoop::Instance().Pause(loop_id());  // before Send: the acknowledgement's Resume must come after it
     channel_.Send(pending_.release(), pendingCount_);
     pending_ = std::make_unique<std::vector<uint8_t>>();
     pendingCount_ = 0;
@@ -317,13 +316,12 @@ class ConntrackReader : public EventSource, public std::enable_shared_from_this<
   void OnAcked() {
     if (closed_ || channel_.Busy()) return;
     if (pendingCount_ > 0) Flush();
-    else EventLoop::Instance().Resume(id_);
+    else EventLoop::Instance().Resume(loop_id());
   }
 
   JsChannel channel_;
   const int fd_;
   const int receiveBufferBytes_;
-  uint64_t id_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> events_{0};
   std::atomic<uint64_t> dumps_{0};

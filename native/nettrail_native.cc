@@ -108,6 +108,16 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
     channel_.OnAck([self] { Loop().Post([self] { self->Acknowledged(); }); });
     if (pollMs_ > 0) Loop().SetDeadline(loop_id(), nettrail::NowMs() + pollMs_);
   }
+  // Drain and deliver now, whatever the batch's age, then an empty batch (SendFlushMarker).
+  void RequestFlush() {
+    auto self = shared_from_this();
+    Loop().Post([self] {
+      self->flushes_++;
+      self->Drain();
+      self->Deliver();
+      self->SendFlushMarker();
+    });
+  }
   // Drain, deliver the last batch, then null.
   void RequestStop() {
     auto self = shared_from_this();
@@ -218,9 +228,19 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
       paused_ = false;
       Loop().Resume(loop_id());
     }
-    if (stopping_) Drain();
-    if (stopping_ || Pending() >= batchBytes_) Deliver();
+    bool draining = stopping_ || flushes_ > 0;
+    if (draining) Drain();
+    if (draining || Pending() >= batchBytes_) Deliver();
     if (stopping_) FinishIfDone();
+    SendFlushMarker();
+  }
+
+  // Once every record the ring held when a flush was asked for has been handed over and acknowledged: an
+  // empty batch, one per flush asked for, in order.
+  void SendFlushMarker() {
+    if (flushes_ == 0 || finished_ || channel_.Busy() || PendingCount() > 0 || malformed_ > 0) return;
+    flushes_--;
+    channel_.Send(new std::vector<uint8_t>(), 0);
   }
 
   void FinishIfDone() {
@@ -242,6 +262,7 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   bool paused_ = false;
   bool stopping_ = false;
   bool finished_ = false;
+  uint32_t flushes_ = 0;
   int64_t batchStartedMs_ = 0;
   int64_t clockOffset_ = 0;
   uint32_t malformed_ = 0;
@@ -261,6 +282,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("detach", &BpfObject::Detach),
                            InstanceMethod("startRing", &BpfObject::StartRing),
                            InstanceMethod("stopRing", &BpfObject::StopRing),
+                           InstanceMethod("flushRing", &BpfObject::FlushRing),
                            InstanceMethod("forgetRing", &BpfObject::ForgetRing),
                            InstanceMethod("ackRing", &BpfObject::AckRing),
                            InstanceMethod("mapEntries", &BpfObject::MapEntries),
@@ -427,6 +449,13 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     source->Start();
     rings_[mapName] = source;
     return env.Undefined();
+  }
+
+  // flushRing(map): the ring is drained and its batch delivered, then an empty batch says it was.
+  Napi::Value FlushRing(const Napi::CallbackInfo& info) {
+    auto it = rings_.find(info[0].As<Napi::String>().Utf8Value());
+    if (it != rings_.end()) it->second->RequestFlush();
+    return info.Env().Undefined();
   }
 
   // stopRing(map): the ring is drained, its last batch delivered, then null.

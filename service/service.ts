@@ -193,6 +193,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     writer,
     url,
     async flush() {
+      await capture.flush();
       flushFlows();
       await drops?.settled();
       await writer.flush();

@@ -196,6 +196,11 @@ export class PacketCapture {
     return capture;
   }
 
+  /** Resolves once every packet captured so far has been handed to onPackets. */
+  flush(): Promise<void> {
+    return this.#bpf.flushRing('packet_events');
+  }
+
   /** Replace the in-kernel filter; takes effect for the next packet at every point. */
   setFilter(filter: CaptureFilter): void {
     writeFilter(this.#bpf, filter, this.#filter);

@@ -93,6 +93,9 @@ describe('the ctnetlink reader', () => {
   test('a dump, then events, as records in the order they happened, with zone, status bits and the kernel\'s times', async (t) => {
     const netns = natNamespace(t);
     inNetns(netns, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_timestamp=1');
+    // 1, not the default 2 ("when someone listens"): an entry made before the reader listens gets no events
+    // otherwise, and this one's DESTROY is awaited below.
+    inNetns(netns, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_events=1');
     const before = nowNs();
     const first = connect(netns);
     const after = nowNs();
