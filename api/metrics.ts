@@ -8,6 +8,7 @@ import { Type } from 'typebox';
 import type { CaptureStatus } from '../capture/packets/capture.js';
 import type { DropTracerStatus } from '../capture/drops/tracer.js';
 import type { WriterStats } from '../flowlog/writer.js';
+import type { NatTrackingJson } from './schemas/status.js';
 
 export interface MetricSources {
   /** null when this process does not capture. */
@@ -16,6 +17,8 @@ export interface MetricSources {
   writerStats(): WriterStats | null;
   /** null when this process does not trace drops. */
   dropStatus(): DropTracerStatus | null;
+  /** null when this process does not track NAT. */
+  natStatus(): NatTrackingJson | null;
 }
 
 export interface ApiMetrics {
@@ -71,6 +74,14 @@ export function createMetrics(sources: MetricSources): ApiMetrics {
     const { reported, ignored, unparsed, filtered, rateLimited, ringFull } = status;
     for (const [outcome, value] of Object.entries({ reported, ignored, unparsed, filtered, rate_limited: rateLimited, ring_full: ringFull })) set({ outcome }, value);
   });
+
+  const conntrack = (stat: 'events' | 'dumps' | 'overflows') => (set: (labels: Record<string, string>, value: number) => void) => {
+    const status = sources.natStatus();
+    if (status) set({}, status.conntrack[stat]);
+  };
+  sourced(Counter, 'nettrail_conntrack_events_total', 'conntrack event messages received, over the namespaces tracked now', [], conntrack('events'));
+  sourced(Counter, 'nettrail_conntrack_dumps_total', 'conntrack table dumps completed, over the namespaces tracked now', [], conntrack('dumps'));
+  sourced(Counter, 'nettrail_conntrack_overflows_total', 'conntrack socket overflows (ENOBUFS: events lost, a dump followed), over the namespaces tracked now', [], conntrack('overflows'));
 
   type TableStat = keyof WriterStats[keyof WriterStats];
   const eachTable = (stat: TableStat) => (set: (labels: { table: string }, value: number) => void) => {

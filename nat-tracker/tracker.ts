@@ -24,6 +24,20 @@ export interface NatSourcesOptions {
   pollMs?: number;
 }
 
+/** What NAT tracking has read, summed over the namespaces it tracks now. */
+export interface NatTrackingStatus {
+  conntrack: {
+    /** Namespaces whose conntrack table is read. */
+    namespaces: number;
+    /** Event messages received (NEW, UPDATE, DESTROY). */
+    events: number;
+    /** Dumps of a table completed. */
+    dumps: number;
+    /** Times a socket's receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each. */
+    overflows: number;
+  };
+}
+
 interface Stoppable {
   stop(): Promise<void>;
 }
@@ -79,6 +93,19 @@ export class NatSources implements Collector {
     this.conntrack.clear();
     this.ipvs.clear();
     await Promise.all(sources.map((s) => s.stop()));
+  }
+
+  status(): NatTrackingStatus {
+    const conntrack = { namespaces: 0, events: 0, dumps: 0, overflows: 0 };
+    for (const source of this.conntrack.values()) {
+      const reader = source.status();
+      if (!reader) continue;
+      conntrack.namespaces++;
+      conntrack.events += reader.events;
+      conntrack.dumps += reader.dumps;
+      conntrack.overflows += reader.overflows;
+    }
+    return { conntrack };
   }
 
   /** The name of the captured namespace process `pid` is in, else `pid:<PID>`. */

@@ -174,6 +174,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       ...storeBackedOptions(store),
       captureStatus: () => capture.status(),
       dropStatus: () => drops?.status() ?? null,
+      natStatus: () => nat.status(),
       writerStats: () => writer.stats(),
       uiDir: path.join(packageRoot, 'ui', 'dist'),
       token: options.token ?? null,

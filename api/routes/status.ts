@@ -45,10 +45,14 @@ export const statusRoutes: FastifyPluginAsync<AppOptions> = async (fastify, opti
       const status = options.captureStatus();
       const dropStatus = options.dropStatus();
       const drops = dropStatus ? { drops: dropTracingJson(dropStatus) } : {};
+      const natStatus = options.natStatus();
+      const nat = natStatus ? { nat: natStatus } : {};
       const writer = options.writerStats();
       const store = writer ? { store: storeStatusJson(writer) } : {};
       // The writer's state goes with capture: what was captured and what became of it.
-      return status ? { capturing: true, ...status, ...drops, ...store } : { capturing: false, points: [], packets: 0, lost: 0, malformed: 0, skipped: [], ...drops };
+      return status
+        ? { capturing: true, ...status, ...drops, ...nat, ...store }
+        : { capturing: false, points: [], packets: 0, lost: 0, malformed: 0, skipped: [], ...drops, ...nat };
     },
   );
 };

@@ -10,6 +10,16 @@ const KernelCounters = {
   other_l4: Type.Optional(Type.Integer({ description: 'IP but neither TCP nor UDP' })),
 };
 
+/** NAT tracking's conntrack readers (nat-tracker/): what they read, summed over the namespaces tracked now. */
+export const NatTrackingSchema = Type.Object({
+  conntrack: Type.Object({
+    namespaces: Type.Integer({ description: 'namespaces whose conntrack table is read' }),
+    events: Type.Integer({ description: 'conntrack event messages received (NEW, UPDATE, DESTROY)' }),
+    dumps: Type.Integer({ description: 'dumps of a table completed' }),
+    overflows: Type.Integer({ description: 'times a receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each' }),
+  }),
+});
+
 /** The drop tracer's counters (capture/drops/tracer.ts): every kfree_skb in a traced namespace counts in `seen` and one other. */
 export const DropTracingSchema = Type.Object({
   namespaces: Type.Integer({ description: 'namespaces traced' }),
@@ -74,7 +84,9 @@ export const CaptureStatusSchema = Type.Object({
   xdp: Type.Optional(Type.String()),
   filter: Type.Optional(Type.Object({ nets: Type.Array(Type.String()), ports: Type.Array(Type.Integer()), protos: Type.Array(Type.String()) })),
   drops: Type.Optional(DropTracingSchema),
+  nat: Type.Optional(NatTrackingSchema),
   store: Type.Optional(StoreStatusSchema),
 });
 
 export type DropTracingJson = Static<typeof DropTracingSchema>;
+export type NatTrackingJson = Static<typeof NatTrackingSchema>;
