@@ -60,6 +60,9 @@ interface NativeError<Step extends string> extends Error {
   errno?: number;
 }
 
+/** A packet-columns slab's room beyond its batch size: the record that made the batch full (at most NT_CAPTURE_MAX and its event) and the columns' padding. */
+const SLAB_SLACK_BYTES = 64 * 1024;
+
 /** The framing of each ring-buffer record in a batch (nettrail_native.cc): u32 size, u32 zero, then the record padded to 8 bytes. */
 export const BATCH_RECORD_HEADER = 8;
 
@@ -67,7 +70,10 @@ interface NativeBpfObject {
   attach(program: string, netnsPath: string, ifname: string, hook: string, xdpFlags: number): { link: number; ifindex: number };
   attachTracing(program: string): number;
   detach(link: number): boolean;
-  startRing(map: string, format: RingFormat, onBatch: (batch: Buffer | null, count: number) => void, batchBytes: number, flushMs: number, pollMs: number): void;
+  startRing(
+    map: string, format: RingFormat, onBatch: (batch: Buffer | number | null, count: number) => void,
+    batchBytes: number, flushMs: number, pollMs: number, slab?: ArrayBuffer,
+  ): void;
   stopRing(map: string): void;
   flushRing(map: string): void;
   forgetRing(map: string): void;
@@ -262,7 +268,8 @@ export class BpfObject {
    * at a time, in `format`. The next batch comes after the event loop has turned once (so batches
    * never starve I/O), and after the promise `onBatch` returns, if any, settles (backpressure:
    * meanwhile the ring is read into one more batch at most, and what overflows it is lost and
-   * counted in the kernel).
+   * counted in the kernel). A 'packet-columns' batch is memory the next batch is written into: it
+   * must not be used once onBatch (and its promise) is done.
    */
   consume(map: string, format: RingFormat, onBatch: (batch: Buffer, count: number) => void | Promise<void>, options: RingOptions = {}): void {
     const batchBytes = options.batchBytes ?? 1 << 20;
@@ -274,10 +281,14 @@ export class BpfObject {
     const handle = this.#live();
     let finished!: () => void;
     this.#rings.set(map, new Promise<void>((resolve) => (finished = resolve)));
+    // Packet columns are written into this while no batch is with JavaScript (room for a batch and the
+    // record that made it full, with every column's padding): no new memory per batch for the collector.
+    const slab = format === 'packet-columns' ? new ArrayBuffer(batchBytes + SLAB_SLACK_BYTES) : undefined;
     handle.startRing(
       map,
       format,
-      (batch, count) => {
+      (delivered, count) => {
+        const batch = typeof delivered === 'number' ? Buffer.from(slab!, 0, delivered) : delivered;
         if (batch && batch.length === 0) {
           // The marker of a flush: every record before it was handled.
           this.#flushes.get(map)?.shift()?.();
@@ -304,6 +315,7 @@ export class BpfObject {
       batchBytes,
       flushMs,
       pollMs,
+      slab,
     );
   }
 

@@ -1,5 +1,6 @@
 // From the loop thread (event_loop.h) to one JavaScript callback: batches of bytes, one in
-// flight at a time. The callback is called as callback(buffer, count) for each batch and
+// flight at a time. The callback is called as callback(buffer, count) for each batch (or
+// callback(length, count) for one written into memory JavaScript handed over: SendInPlace) and
 // callback(null, 0) once at the end (Close); JavaScript acknowledges each batch (Ack) after
 // its event loop has turned, and until then the source sending on the channel stops reading
 // (it is Busy), so what JavaScript cannot take stays in the kernel, where overflow is counted.
@@ -29,9 +30,19 @@ class JsChannel {
   // Takes ownership of bytes; never blocks (the queue is unbounded, and one batch is in flight at most).
   void Send(std::vector<uint8_t>* bytes, uint32_t count) {
     inFlight_ = true;
-    auto* batch = new Batch{bytes, count};
+    auto* batch = new Batch{bytes, count, 0};
     if (tsfn_.NonBlockingCall(batch, &JsChannel::CallJs) != napi_ok) {
       delete bytes;
+      delete batch;
+      inFlight_ = false;
+    }
+  }
+
+  // A batch JavaScript already holds the memory of (a slab it handed over): callback(length, count).
+  void SendInPlace(uint32_t length, uint32_t count) {
+    inFlight_ = true;
+    auto* batch = new Batch{nullptr, count, length};
+    if (tsfn_.NonBlockingCall(batch, &JsChannel::CallJs) != napi_ok) {
       delete batch;
       inFlight_ = false;
     }
@@ -53,8 +64,9 @@ class JsChannel {
 
  private:
   struct Batch {
-    std::vector<uint8_t>* bytes;
+    std::vector<uint8_t>* bytes;  // null: in place
     uint32_t count;
+    uint32_t length;
   };
 
   static void CallJs(Napi::Env env, Napi::Function callback, Batch* batch) {
@@ -64,7 +76,12 @@ class JsChannel {
     }
     std::vector<uint8_t>* bytes = batch->bytes;
     uint32_t count = batch->count;
+    uint32_t length = batch->length;
     delete batch;
+    if (bytes == nullptr) {
+      if (env != nullptr) callback.Call({Napi::Number::New(env, length), Napi::Number::New(env, count)});
+      return;
+    }
     if (env == nullptr) {
       delete bytes;
       return;

@@ -93,8 +93,10 @@ int64_t ClockOffset() {
 // wakeup_bytes), so the ring is also drained every pollMs.
 class RingSource : public nettrail::EventSource, public std::enable_shared_from_this<RingSource> {
  public:
-  RingSource(int mapFd, RingFormat format, Napi::Env env, Napi::Function onBatch, size_t batchBytes, int flushMs, int pollMs)
-      : format_(format), channel_(env, onBatch, "nettrail-ring"), batchBytes_(batchBytes), flushMs_(flushMs), pollMs_(pollMs), nextPollMs_(pollMs) {
+  RingSource(int mapFd, RingFormat format, Napi::Env env, Napi::Function onBatch, size_t batchBytes, int flushMs, int pollMs,
+             uint8_t* slab, size_t slabBytes)
+      : format_(format), channel_(env, onBatch, "nettrail-ring"), batchBytes_(batchBytes), flushMs_(flushMs), pollMs_(pollMs),
+        nextPollMs_(pollMs), slab_(slab), slabBytes_(slabBytes) {
     ring_ = ring_buffer__new(mapFd, &RingSource::OnRecord, this, nullptr);
   }
   ~RingSource() override {
@@ -217,6 +219,14 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
       recordCount_ = 0;
     } else {
       count = columns_.count();
+      size_t length = columns_.BatchBytes();
+      if (length <= slabBytes_) {
+        // Into the slab JavaScript handed over and holds: no new memory for it to collect per batch.
+        columns_.TakeInto(slab_, malformed_, decoder_.TakeUnattributedFragments());
+        malformed_ = 0;
+        channel_.SendInPlace(uint32_t(length), count);
+        return;
+      }
       bytes = columns_.Take(malformed_, decoder_.TakeUnattributedFragments());
       malformed_ = 0;
     }
@@ -259,6 +269,9 @@ class RingSource : public nettrail::EventSource, public std::enable_shared_from_
   int64_t pollMs_;
   int64_t nextPollMs_;
   static constexpr int64_t kMaxPollMs = 500;
+  // Packet columns: JavaScript's memory a batch is written into while none is in flight; it keeps it alive.
+  uint8_t* slab_;
+  size_t slabBytes_;
   bool paused_ = false;
   bool stopping_ = false;
   bool finished_ = false;
@@ -430,7 +443,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return Napi::Boolean::New(info.Env(), false);
   }
 
-  // startRing(map, format: 'records'|'packet-columns', onBatch(buffer|null, count), batchBytes, flushMs, pollMs)
+  // startRing(map, format: 'records'|'packet-columns', onBatch(buffer|length|null, count), batchBytes, flushMs, pollMs[, slab])
   Napi::Value StartRing(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::string mapName = info[0].As<Napi::String>();
@@ -440,7 +453,15 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     size_t batchBytes = info[3].As<Napi::Number>().Uint32Value();
     int flushMs = info[4].As<Napi::Number>().Int32Value();
     int pollMs = info[5].As<Napi::Number>().Int32Value();
-    auto source = std::make_shared<RingSource>(bpf_map__fd(map), format, env, info[2].As<Napi::Function>(), batchBytes, flushMs, pollMs);
+    uint8_t* slab = nullptr;
+    size_t slabBytes = 0;
+    if (info.Length() > 6 && info[6].IsArrayBuffer()) {
+      auto buffer = info[6].As<Napi::ArrayBuffer>();
+      slab = static_cast<uint8_t*>(buffer.Data());
+      slabBytes = buffer.ByteLength();
+    }
+    auto source = std::make_shared<RingSource>(bpf_map__fd(map), format, env, info[2].As<Napi::Function>(), batchBytes, flushMs, pollMs,
+                                               slab, slabBytes);
     if (!source->ok()) {
       int err = errno;
       source->Abort();

@@ -142,30 +142,41 @@ void PacketColumnsBuilder::PutBytes(PacketColumn column, const uint8_t* from, si
   bytes.insert(bytes.end(), from, from + length);
 }
 
-std::vector<uint8_t>* PacketColumnsBuilder::Take(uint32_t malformed, uint32_t unattributedFragments) {
-  auto align8 = [](size_t n) { return (n + 7) & ~size_t(7); };
+namespace {
+size_t Align8(size_t n) { return (n + 7) & ~size_t(7); }
+}  // namespace
+
+size_t PacketColumnsBuilder::BatchBytes() const {
   size_t total = sizeof(nt_columns_header);
-  for (int c = 0; c < kColumnCount; c++) total += align8(kColumnBytes[c] * count_);
-  size_t headersAt = total;
-  total += align8(headers_.size());
-  size_t sacksAt = total;
-  total += sacks_.size() * sizeof(nt_sack_block);
-  auto* out = new std::vector<uint8_t>(total);
+  for (int c = 0; c < kColumnCount; c++) total += Align8(kColumnBytes[c] * count_);
+  return total + Align8(headers_.size()) + sacks_.size() * sizeof(nt_sack_block);
+}
+
+void PacketColumnsBuilder::TakeInto(uint8_t* out, uint32_t malformed, uint32_t unattributedFragments) {
   nt_columns_header header = {NT_COLUMNS_VERSION, count_, count_, malformed, unattributedFragments,
                               uint32_t(headers_.size()), uint32_t(sacks_.size()), 0};
-  memcpy(out->data(), &header, sizeof(header));
+  memcpy(out, &header, sizeof(header));
   size_t at = sizeof(nt_columns_header);
   for (int c = 0; c < kColumnCount; c++) {
-    if (!columns_[c].empty()) memcpy(out->data() + at, columns_[c].data(), columns_[c].size());
-    at += align8(kColumnBytes[c] * count_);
+    size_t bytes = kColumnBytes[c] * count_;
+    if (bytes > 0) memcpy(out + at, columns_[c].data(), bytes);
+    memset(out + at + bytes, 0, Align8(bytes) - bytes);
+    at += Align8(bytes);
     columns_[c].clear();
   }
-  if (!headers_.empty()) memcpy(out->data() + headersAt, headers_.data(), headers_.size());
-  if (!sacks_.empty()) memcpy(out->data() + sacksAt, sacks_.data(), sacks_.size() * sizeof(nt_sack_block));
+  if (!headers_.empty()) memcpy(out + at, headers_.data(), headers_.size());
+  memset(out + at + headers_.size(), 0, Align8(headers_.size()) - headers_.size());
+  at += Align8(headers_.size());
+  if (!sacks_.empty()) memcpy(out + at, sacks_.data(), sacks_.size() * sizeof(nt_sack_block));
   headers_.clear();
   sacks_.clear();
   count_ = 0;
   bytes_ = 0;
+}
+
+std::vector<uint8_t>* PacketColumnsBuilder::Take(uint32_t malformed, uint32_t unattributedFragments) {
+  auto* out = new std::vector<uint8_t>(BatchBytes());
+  TakeInto(out->data(), malformed, unattributedFragments);
   return out;
 }
 

@@ -28,7 +28,11 @@ class PacketColumnsBuilder {
   uint32_t count() const { return count_; }
   // Bytes the batch will take (to decide when to hand it over).
   size_t bytes() const { return bytes_; }
-  // The batch as packet_columns.h lays it out; the builder starts over empty.
+  // Bytes of the batch as packet_columns.h lays it out.
+  size_t BatchBytes() const;
+  // The batch written at `out` (BatchBytes() of room); the builder starts over empty.
+  void TakeInto(uint8_t* out, uint32_t malformed, uint32_t unattributedFragments);
+  // ... into a new vector.
   std::vector<uint8_t>* Take(uint32_t malformed, uint32_t unattributedFragments);
 
  private:
