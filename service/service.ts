@@ -70,6 +70,7 @@ export interface Service {
 }
 
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+const REFOLLOW_MS = 30_000;
 
 export async function startService(options: ServiceOptions): Promise<Service> {
   const node = options.node ?? os.hostname();
@@ -162,8 +163,15 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   }
 
   const flushFlows = () => writer.addFlows(flows.collect(nowNs()));
+  // The other collectors follow capture's namespaces: told when they change, and every REFOLLOW_MS
+  // anyway (NAT tracking then looks again whether the kernel has IPVS now).
+  let followedVersion = capture.attachmentsVersion;
+  let followedAt = Date.now();
   const timer = setInterval(() => {
     flushFlows();
+    if (capture.attachmentsVersion === followedVersion && Date.now() - followedAt < REFOLLOW_MS) return;
+    followedVersion = capture.attachmentsVersion;
+    followedAt = Date.now();
     const namespaces = capture.namespaces();
     for (const collector of running) void collector.follow(namespaces);
   }, options.flowFlushMs ?? 1000);

@@ -75,7 +75,6 @@ export class DropTracer {
   readonly #traced = new Set<number>();
   readonly #rateLimit: number;
   readonly #ignoredReasons: string[];
-  #clockOffset = clockOffsetNs();
   #malformed = 0;
   #filter: CaptureFilter = CAPTURE_EVERYTHING;
   /** The counters as the program left them, once stopped. */
@@ -119,7 +118,8 @@ export class DropTracer {
       throw err;
     }
     bpf.consume('drop_events', 'records', (batch) => {
-      const clockOffset = tracer.#clockOffset;
+      // Taken now, per batch: the wall clock may have been stepped since the last one.
+      const clockOffset = clockOffsetNs();
       tracer.#decoding = tracer.#decoding.then(async () => {
         try {
           const { drops, malformed } = await tracer.#decoder.decode(batch, clockOffset);
@@ -136,7 +136,6 @@ export class DropTracer {
   /** Trace drops in exactly these namespaces from now on. */
   setNamespaces(namespaces: NetnsRef[]): void {
     if (this.#finalCounters) return;
-    this.#clockOffset = clockOffsetNs();
     const wanted = new Set(namespaces.map((n) => n.ino));
     for (const netns of namespaces) {
       this.#netnsNames.set(netns.ino, netns.name);

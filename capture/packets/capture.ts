@@ -127,6 +127,7 @@ export class PacketCapture {
   readonly #netnsNames = new Map<number, string>();
   readonly #ifaceNames = new Map<string, string>();
   readonly #pointKeys = new Map<number, Map<number, string>>();
+  #attachmentsVersion = 0;
   readonly #skipped = new Map<string, { netns: string; iface: string; reason: string }>();
   /** What follows namespaces and interfaces for capture; null once frozen or stopped. */
   #watcher: NetnsWatcher | null = null;
@@ -273,6 +274,7 @@ export class PacketCapture {
     if (!attachment) return;
     for (const link of attachment.links) this.#bpf.detach(link);
     this.#attachments.delete(key);
+    this.#attachmentsVersion++;
     this.#retire(netns.ino, iface.ifindex);
   }
 
@@ -292,7 +294,10 @@ export class PacketCapture {
         this.#config.onWarning(`attach ${hook} on ${netns.name}/${iface.name}: ${(err as Error).message}`);
       }
     }
-    if (attachment.links.length > 0) this.#attachments.set(key, attachment);
+    if (attachment.links.length > 0) {
+      this.#attachments.set(key, attachment);
+      this.#attachmentsVersion++;
+    }
   }
 
   #attachHook(netns: NetnsRef, iface: NetIface, hook: AttachHook): number {
@@ -369,6 +374,11 @@ export class PacketCapture {
       }
     }
     this.#sample = { at: now, events: current };
+  }
+
+  /** Changes whenever an interface is attached or detached: namespaces() may then differ. */
+  get attachmentsVersion(): number {
+    return this.#attachmentsVersion;
   }
 
   /** The namespaces with at least one attached interface. */
