@@ -514,6 +514,16 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     if (type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY)
       valueSize = ((valueSize + 7) & ~size_t(7)) * libbpf_num_possible_cpus();
     std::vector<uint8_t> key(keySize), next(keySize), value(valueSize), out;
+    // Hash maps in batches: a few syscalls for the whole map, not two per entry (point_stats is read every
+    // two seconds, an entry per point and hook). Key by key where the kernel cannot (or a bucket outgrows a batch).
+    if ((type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_PERCPU_HASH) && LookupInBatches(fd, keySize, valueSize, out)) {
+      Napi::Object result = Napi::Object::New(env);
+      result.Set("keySize", Napi::Number::New(env, keySize));
+      result.Set("valueSize", Napi::Number::New(env, valueSize));
+      result.Set("entries", Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size()));
+      return result;
+    }
+    out.clear();
     void* previous = nullptr;
     while (bpf_map_get_next_key(fd, previous, next.data()) == 0) {
       if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) {
@@ -528,6 +538,26 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     result.Set("valueSize", Napi::Number::New(env, valueSize));
     result.Set("entries", Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size()));
     return result;
+  }
+
+  // Every entry of a hash map through BPF_MAP_LOOKUP_BATCH, as key|value pairs appended to `out`; false when the
+  // kernel refused part way (the caller then reads key by key).
+  static bool LookupInBatches(int fd, size_t keySize, size_t valueSize, std::vector<uint8_t>& out) {
+    constexpr uint32_t kBatch = 256;
+    std::vector<uint8_t> keys(keySize * kBatch), values(valueSize * kBatch);
+    uint64_t token = 0;
+    bool first = true;
+    for (;;) {
+      uint32_t count = kBatch;
+      int err = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data(), values.data(), &count, nullptr);
+      first = false;
+      if (err && errno != ENOENT) return false;
+      for (uint32_t i = 0; i < count; i++) {
+        out.insert(out.end(), keys.begin() + i * keySize, keys.begin() + (i + 1) * keySize);
+        out.insert(out.end(), values.begin() + i * valueSize, values.begin() + (i + 1) * valueSize);
+      }
+      if (err) return true;  // ENOENT: that was the last
+    }
   }
 
   // mapUpdate(map, key, value): BPF_ANY; per-CPU maps take one value per possible CPU.
