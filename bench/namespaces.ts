@@ -13,7 +13,10 @@
 //     may be shared), serve's children running at the end.
 // --scope names (default) names every namespace to serve with --netns; --scope all runs serve with its
 // default, every namespace of the host (root and other people's included: not on a shared machine).
-//   node dist/bench/namespaces.js [--counts 10,100,250] [--idle-seconds 30] [--scope names|all]   (as root)
+// Then a conntrack load: --conntrack-rate (default 1000) new connections a second over all pairs together;
+// the conntrack event messages serve received per second, the overflows it counted (ENOBUFS, each followed
+// by a dump), and its CPU.
+//   node dist/bench/namespaces.js [--counts 10,100,250] [--idle-seconds 30] [--scope names|all] [--conntrack-rate 1000]   (as root)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     counts: { type: 'string', default: '10,100,250' },
     'idle-seconds': { type: 'string', default: '30' },
     scope: { type: 'string', default: 'names' },
+    'conntrack-rate': { type: 'string', default: '1000' },
   },
 });
 const COUNTS = (values.counts as string).split(',').map(Number);
@@ -34,10 +38,13 @@ if (!COUNTS.every((n) => Number.isInteger(n) && n >= 2 && n % 2 === 0 && n <= 50
 const SECONDS = Number(values['idle-seconds']);
 if (!(SECONDS >= 1)) throw new Error(`--idle-seconds ${values['idle-seconds']}: at least 1`);
 const SCOPE = values.scope as string;
+const CONNTRACK_RATE = Number(values['conntrack-rate']);
+if (!(CONNTRACK_RATE > 0)) throw new Error(`--conntrack-rate ${values['conntrack-rate']}: new connections a second, more than 0`);
 if (SCOPE !== 'names' && SCOPE !== 'all') throw new Error(`--scope ${SCOPE}: names or all`);
 
 const CLOCK_TICKS = Number(sh('getconf', 'CLK_TCK'));
 const IPERF_PORT = 5201;
+const NAT_PORT = 5202;
 const dir = tempDir('bench-namespaces');
 // bash waits on it between connections (read -t 1 on a FIFO no one writes: no process per wait).
 const FIFO = path.join(dir, 'wait');
@@ -120,21 +127,33 @@ function createPairs(prefix: string, count: number, subnet: number): string[] {
   return names;
 }
 
-/** A TCP connection a second from each pair's first namespace to an iperf3 server in its second. */
-function connectEverySecond(names: string[], subnet: number): ChildProcess[] {
+/**
+ * A TCP connection every `intervalS` seconds from each pair's first namespace to an iperf3 server in its second,
+ * to `port`: IPERF_PORT, or NAT_PORT, which the second namespace redirects to it (natToServers).
+ */
+function connectEvery(names: string[], subnet: number, intervalS: number, port = IPERF_PORT): ChildProcess[] {
   const procs: ChildProcess[] = [];
   for (let k = 0; k < names.length / 2; k++) {
     procs.push(spawn('ip', ['netns', 'exec', names[2 * k + 1], 'iperf3', '-s', '-p', String(IPERF_PORT)], { stdio: 'ignore' }));
-    const script = `exec 9<>${FIFO}; while :; do exec 3<>/dev/tcp/10.${subnet}.${k}.2/${IPERF_PORT} && exec 3>&-; read -t 1 -u 9; done`;
+    const script = `exec 9<>${FIFO}; while :; do exec 3<>/dev/tcp/10.${subnet}.${k}.2/${port} && exec 3>&-; read -t ${intervalS} -u 9; done`;
     procs.push(spawn('ip', ['netns', 'exec', names[2 * k], 'bash', '-c', script], { stdio: 'ignore' }));
   }
   atExit(() => procs.forEach((p) => p.kill('SIGKILL')));
   return procs;
 }
 
+/** In each pair's second namespace, NAT_PORT redirected to IPERF_PORT: conntrack (which the kernel turns on in a namespace only for a rule that needs it) and a DNAT entry per connection. */
+function natToServers(names: string[]): void {
+  for (let k = 0; k < names.length / 2; k++) {
+    sh('ip', 'netns', 'exec', names[2 * k + 1], 'iptables', '-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '--dport', String(NAT_PORT), '-j', 'REDIRECT', '--to-ports', String(IPERF_PORT));
+  }
+}
+
 interface Status {
   points: Array<{ netns: string; iface: string }>;
   events_per_s: number;
+  nat?: { conntrack: { namespaces: number; events: number; dumps: number; overflows: number } };
+  store?: { tables: Record<string, { accepted: number }> };
 }
 const status = async (serve: ServeChild) => (await (await fetch(`${serve.url}/api/v1/capture/status`)).json()) as Status;
 const attached = (s: Status, names: string[]) => {
@@ -151,6 +170,19 @@ interface Row {
   idle: Window;
   traffic: Window;
   eventsPerSecond: number;
+  conntrack: ConntrackLoad;
+}
+
+/** The conntrack load phase: --conntrack-rate new connections a second over all pairs. */
+interface ConntrackLoad {
+  window: Window;
+  /** Namespaces whose table serve reads, event messages received per second, overflows and dumps in the window. */
+  namespaces: number;
+  eventsPerSecond: number;
+  overflows: number;
+  dumps: number;
+  /** NAT translations (the redirects) taken into the flow log per second. */
+  translationsPerSecond: number;
 }
 
 async function run(n: number, round: number): Promise<Row> {
@@ -185,16 +217,36 @@ async function run(n: number, round: number): Promise<Row> {
   const newNamespaceMs = performance.now() - created;
 
   console.error(`N=${n}: a connection a second across each of ${n / 2} veth pairs (${SECONDS} s)`);
-  const traffic = connectEverySecond(names, subnet);
+  const traffic = connectEvery(names, subnet, 1);
   await sleep(2000);
   const loaded = await measure(pid, SECONDS);
   const eventsPerSecond = (await status(serve)).events_per_s;
   traffic.forEach((p) => p.kill('SIGKILL'));
 
+  console.error(`N=${n}: ${CONNTRACK_RATE} new connections a second over the ${n / 2} veth pairs (${SECONDS} s)`);
+  natToServers(names);
+  const burst = connectEvery(names, subnet, Number((n / 2 / CONNTRACK_RATE).toFixed(4)), NAT_PORT);
+  await sleep(2000);
+  const first = await status(serve);
+  const before = first.nat?.conntrack;
+  const burstWindow = await measure(pid, SECONDS);
+  const last = await status(serve);
+  const after = last.nat?.conntrack;
+  const translations = (s: Status) => s.store?.tables.nat_translations?.accepted ?? 0;
+  burst.forEach((p) => p.kill('SIGKILL'));
+  const conntrack: ConntrackLoad = {
+    window: burstWindow,
+    namespaces: after?.namespaces ?? 0,
+    eventsPerSecond: ((after?.events ?? 0) - (before?.events ?? 0)) / SECONDS,
+    overflows: (after?.overflows ?? 0) - (before?.overflows ?? 0),
+    dumps: (after?.dumps ?? 0) - (before?.dumps ?? 0),
+    translationsPerSecond: (translations(last) - translations(first)) / SECONDS,
+  };
+
   serve.child.kill('SIGTERM');
   await new Promise((resolve) => serve.child.once('exit', resolve));
   [...names, ...later].forEach(deleteNetns);
-  return { n, startS, attachedS, newNamespaceMs, baseline, idle, traffic: loaded, eventsPerSecond };
+  return { n, startS, attachedS, newNamespaceMs, baseline, idle, traffic: loaded, eventsPerSecond, conntrack };
 }
 
 const rows: Row[] = [];
@@ -211,6 +263,13 @@ for (const r of rows) {
     `| ${r.n} | ${f(r.startS)} s | ${f(r.attachedS)} s | ${f(r.newNamespaceMs, 0)} ms | ${f(r.idle.cpuPercent)} % | ${f(r.idle.rss, 0)} / ${f(r.idle.helpersRss, 0)} MiB | ` +
       `${created(r.idle)} | ${f(r.idle.forksPerSecond)} (${f(r.baseline.forksPerSecond)}) | ${f(r.traffic.cpuPercent)} % | ${created(r.traffic)} | ${f(r.traffic.forksPerSecond)} | ${f(r.eventsPerSecond, 0)} |`,
   );
+}
+console.log(`\nconntrack load: ${CONNTRACK_RATE} new TCP connections a second over all pairs, redirected (DNAT) in the server's namespace (a NEW, UPDATEs and a DESTROY each)\n`);
+console.log('| N | namespaces read | conntrack events received/s | overflows (ENOBUFS, each re-dumped) | dumps | NAT translations written/s | CPU |');
+console.log('| --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) {
+  const c = r.conntrack;
+  console.log(`| ${r.n} | ${c.namespaces} | ${f(c.eventsPerSecond, 0)} | ${c.overflows} | ${c.dumps} | ${f(c.translationsPerSecond, 0)} | ${f(c.window.cpuPercent)} % |`);
 }
 console.log('\nserve\'s children running at the end of each window:');
 for (const r of rows) console.log(`  N=${r.n}: idle: ${kinds(r.idle.children)}; with traffic: ${kinds(r.traffic.children)}`);
