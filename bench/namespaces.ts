@@ -1,7 +1,8 @@
 // Benchmark (not a test): what following many namespaces costs. For each N of --counts, N network
 // namespaces in pairs, each pair joined by a veth pair (eth0 at both ends), and `nettrail serve` (a
 // child process) capturing in them. Per N:
-//   - start: spawn → serving (its "capturing on ..." line), and → every interface of the N namespaces attached;
+//   - start: spawn → healthy (/healthz answers: the API listens before capture attaches), → serving (its
+//     "capturing on ..." line, once capture has started), and → every interface of the N namespaces attached;
 //   - a new namespace: two more namespaces (named to serve from the start) and a veth pair between them
 //     created while serve runs: time from the pair's creation until both ends are points of
 //     /api/v1/capture/status (polled every 10 ms);
@@ -19,6 +20,7 @@
 //   node dist/bench/namespaces.js [--counts 10,100,250] [--idle-seconds 30] [--scope names|all] [--conntrack-rate 1000]   (as root)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { rssMiB, startServe, type ServeChild } from './support/serve-process.js';
@@ -149,6 +151,15 @@ function natToServers(names: string[]): void {
   }
 }
 
+/** A TCP port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 interface Status {
   points: Array<{ netns: string; iface: string }>;
   events_per_s: number;
@@ -163,6 +174,8 @@ const attached = (s: Status, names: string[]) => {
 
 interface Row {
   n: number;
+  /** Spawn → /healthz answers 200 (the API listens before capture attaches). */
+  healthyS: number;
   startS: number;
   attachedS: number;
   newNamespaceMs: number;
@@ -194,10 +207,21 @@ async function run(n: number, round: number): Promise<Row> {
   console.error(`N=${n}: machine baseline, no serve (${SECONDS} s)`);
   const baseline = await measure(null, SECONDS);
 
+  // A port of our choosing (the later --listen wins): /healthz is asked from the spawn on, while capture attaches.
+  const port = await freePort();
   const spawned = performance.now();
-  const serve = await startServe(['--store', path.join(dir, `store-${round}`), ...(SCOPE === 'all' ? [] : [...names, ...later].flatMap((name) => ['--netns', name]))], {
+  let healthyS: number | null = null;
+  const healthy = (async () => {
+    while (healthyS === null && performance.now() - spawned < 600_000) {
+      const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+      if (ok) healthyS = (performance.now() - spawned) / 1000;
+      else await sleep(20);
+    }
+  })();
+  const serve = await startServe(['--store', path.join(dir, `store-${round}`), '--listen', `127.0.0.1:${port}`, ...(SCOPE === 'all' ? [] : [...names, ...later].flatMap((name) => ['--netns', name]))], {
     timeoutMs: 600_000,
   });
+  await healthy;
   atExit(() => serve.child.kill('SIGKILL'));
   const startS = (performance.now() - spawned) / 1000;
   await waitFor('every namespace attached', async () => (attached(await status(serve), names) ? true : undefined), { timeoutMs: 600_000, everyMs: 50 });
@@ -246,7 +270,7 @@ async function run(n: number, round: number): Promise<Row> {
   serve.child.kill('SIGTERM');
   await new Promise((resolve) => serve.child.once('exit', resolve));
   [...names, ...later].forEach(deleteNetns);
-  return { n, startS, attachedS, newNamespaceMs, baseline, idle, traffic: loaded, eventsPerSecond, conntrack };
+  return { n, healthyS: healthyS ?? NaN, startS, attachedS, newNamespaceMs, baseline, idle, traffic: loaded, eventsPerSecond, conntrack };
 }
 
 const rows: Row[] = [];
@@ -256,11 +280,11 @@ const f = (x: number, digits = 1) => x.toFixed(digits);
 const created = (w: Window) => (w.serveForks === null ? 'n/a (no perf)' : `${w.serveForks} (${f(w.serveForks / SECONDS, 2)}/s)`);
 const kinds = (names: string[]) => [...new Set(names)].map((name) => `${name} ×${names.filter((x) => x === name).length}`).join(', ') || 'none';
 console.log(`\nnettrail serve following N namespaces (--scope ${SCOPE}; ${SECONDS} s windows; CPU in % of one CPU, serve and its helpers together)\n`);
-console.log('| N | spawn → serving | → all attached | new namespace captured | idle CPU | idle RSS serve / helpers | idle: processes serve created | forks/s machine-wide (no serve) | with traffic: CPU | processes serve created | forks/s machine-wide | capture events/s |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log('| N | spawn → healthy | spawn → serving | → all attached | new namespace captured | idle CPU | idle RSS serve / helpers | idle: processes serve created | forks/s machine-wide (no serve) | with traffic: CPU | processes serve created | forks/s machine-wide | capture events/s |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
   console.log(
-    `| ${r.n} | ${f(r.startS)} s | ${f(r.attachedS)} s | ${f(r.newNamespaceMs, 0)} ms | ${f(r.idle.cpuPercent)} % | ${f(r.idle.rss, 0)} / ${f(r.idle.helpersRss, 0)} MiB | ` +
+    `| ${r.n} | ${f(r.healthyS)} s | ${f(r.startS)} s | ${f(r.attachedS)} s | ${f(r.newNamespaceMs, 0)} ms | ${f(r.idle.cpuPercent)} % | ${f(r.idle.rss, 0)} / ${f(r.idle.helpersRss, 0)} MiB | ` +
       `${created(r.idle)} | ${f(r.idle.forksPerSecond)} (${f(r.baseline.forksPerSecond)}) | ${f(r.traffic.cpuPercent)} % | ${created(r.traffic)} | ${f(r.traffic.forksPerSecond)} | ${f(r.eventsPerSecond, 0)} |`,
   );
 }

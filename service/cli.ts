@@ -137,6 +137,7 @@ async function serve(args: string[]): Promise<void> {
     token: values.token as string | undefined,
     rateLimitPerMinute: rateLimit === undefined ? undefined : Number(rateLimit) || null,
     listen,
+    onListening: (url) => console.error(`nettrail: listening on ${url}; capture is starting`),
     conntrackSysctls: values['conntrack-sysctls'] === true,
     ovsRundirs: values['ovs-rundir'] as string[] | undefined,
     dropRateLimit: dropRateLimit === undefined ? undefined : Number(dropRateLimit),
