@@ -30,9 +30,13 @@ export interface ApiMetrics {
 /** Latency buckets (seconds): sub-millisecond lookups up to slow searches and PCAP downloads. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+const EVENT_LOOP_SAMPLE_MS = 500;
+
 export function createMetrics(sources: MetricSources): ApiMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // The event loop's delay is sampled by a timer; prom-client's default (every 10 ms) alone would wake
+  // an idle serve a hundred times a second.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const registers = [registry];
 
   const pointLabels = ['node', 'netns', 'iface'] as const;

@@ -128,9 +128,17 @@ export class PacketCapture {
   readonly #ifaceNames = new Map<string, string>();
   readonly #pointKeys = new Map<number, Map<number, string>>();
   #attachmentsVersion = 0;
+  /**
+   * Interfaces waiting to be attached, in the order they appeared. Attaching takes the kernel tens of
+   * milliseconds (tcx waits for an RCU grace period under rtnl_lock); one is attached per turn of the
+   * event loop so that the HTTP API and the ring keep being served while hundreds are attached.
+   */
+  readonly #toAttach = new Map<string, { netns: NetnsRef; iface: NetIface }>();
+  #attaching: Promise<void> | null = null;
   readonly #skipped = new Map<string, { netns: string; iface: string; reason: string }>();
   /** What follows namespaces and interfaces for capture; null once frozen or stopped. */
   #watcher: NetnsWatcher | null = null;
+  #frozen = false;
   #undecodable = 0;
   #unattributedFragments = 0;
   #packets = 0;
@@ -187,6 +195,7 @@ export class PacketCapture {
         ifaceVanished: (netns, iface) => capture.#forget(netns, iface),
         onWarning: config.onWarning,
       });
+      await capture.attached();
     } catch (err) {
       await bpf.close();
       throw err;
@@ -195,6 +204,11 @@ export class PacketCapture {
     capture.#sampler = setInterval(() => capture.#sampleRates(), RATE_SAMPLE_MS);
     capture.#sampler.unref();
     return capture;
+  }
+
+  /** Resolves once every interface known so far is attached (or has failed to attach, with a warning). */
+  async attached(): Promise<void> {
+    while (this.#attaching) await this.#attaching;
   }
 
   /** Resolves once every packet captured so far has been handed to onPackets. */
@@ -248,7 +262,9 @@ export class PacketCapture {
   async freeze(): Promise<void> {
     const watcher = this.#watcher;
     this.#watcher = null;
+    this.#frozen = true;
     await watcher?.close();
+    await this.attached();
   }
 
   /** Attach to an interface that appeared (or changed: renamed), or let go of one --iface leaves out now. */
@@ -263,13 +279,26 @@ export class PacketCapture {
       this.#skipped.set(key, { netns: netns.name, iface: iface.name, reason: `link type ${iface.linkType} has no Ethernet header` });
       return;
     }
-    this.#attach(netns, iface, key);
+    this.#toAttach.set(key, { netns, iface });
+    this.#attaching ??= this.#attachQueued();
+  }
+
+  async #attachQueued(): Promise<void> {
+    for (const [key, { netns, iface }] of this.#toAttach) {
+      this.#toAttach.delete(key);
+      if (this.#frozen) break; // nothing new gets attached once frozen
+      this.#attach(netns, iface, key);
+      await new Promise(setImmediate);
+    }
+    this.#toAttach.clear();
+    this.#attaching = null;
   }
 
   /** Detach from an interface that vanished (its name stays known for late events). */
   #forget(netns: NetnsRef, iface: NetIface): void {
     const key = pointKey(netns.ino, iface.ifindex);
     this.#skipped.delete(key);
+    this.#toAttach.delete(key);
     const attachment = this.#attachments.get(key);
     if (!attachment) return;
     for (const link of attachment.links) this.#bpf.detach(link);
