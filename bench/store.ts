@@ -312,8 +312,10 @@ function syntheticFlows(count: number, t0: bigint): FlowRecord[] {
   const rnd = random(7);
   return Array.from({ length: count }, (_, n) => {
     const start = t0 + BigInt(n) * 1_000_000n;
+    const id = Math.floor(rnd() * 2 ** 32).toString(16).padStart(8, '0') + Math.floor(rnd() * 2 ** 32).toString(16).padStart(8, '0');
     return {
-      id: Math.floor(rnd() * 2 ** 32).toString(16).padStart(8, '0') + Math.floor(rnd() * 2 ** 32).toString(16).padStart(8, '0'),
+      id,
+      connectionId: id,
       proto: 'tcp', client: { ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, port: 1024 + (n % 60000) },
       server: { ip: '10.200.0.1', port: 443 }, node: 'bench', netns: 'client', iface: 'eth0',
       start, end: start + BigInt(Math.floor(rnd() * 5e9)),

@@ -88,7 +88,7 @@ export const FLOW_COLUMNS = [
   'id', 'proto', 'client_ip', 'client_port', 'server_ip', 'server_port', 'node', 'netns', 'iface',
   'start_ts', 'end_ts', 'packets_c2s', 'packets_s2c', 'bytes_c2s', 'bytes_s2c', 'conn_state', 'history',
   'rtt_ns', 'retrans_c2s', 'retrans_s2c', 'zero_window_c2s', 'zero_window_s2c', 'close',
-  'syn_seq', 'syn_ack_seq', 'version', 'out_of_order_c2s', 'out_of_order_s2c',
+  'syn_seq', 'syn_ack_seq', 'version', 'out_of_order_c2s', 'out_of_order_s2c', 'connection_id',
 ] as const;
 
 function nullableU32(value: number | null, field: string, out: RowBinaryWriter): void {
@@ -128,29 +128,31 @@ export function encodeFlow(f: FlowRecord, version: bigint, out: RowBinaryWriter)
   out.u64(u64(version, 'version'));
   out.u32(uint(f.outOfOrder.c2s, U32, 'outOfOrder.c2s'));
   out.u32(uint(f.outOfOrder.s2c, U32, 'outOfOrder.s2c'));
+  if (typeof f.connectionId !== 'string' || f.connectionId === '') throw invalid('connectionId', f.connectionId);
+  out.string(Buffer.from(f.connectionId, 'utf8'));
 }
 
 export const FLOW_SELECT_COLUMNS = [
   'id', 'proto', 'toString(client_ip)', 'client_port', 'toString(server_ip)', 'server_port', 'node', 'netns', 'iface',
   nsOf('start_ts'), nsOf('end_ts'), 'toString(packets_c2s)', 'toString(packets_s2c)', 'toString(bytes_c2s)',
   'toString(bytes_s2c)', 'conn_state', 'history', 'toString(rtt_ns)', 'retrans_c2s', 'retrans_s2c',
-  'zero_window_c2s', 'zero_window_s2c', 'close', 'syn_seq', 'syn_ack_seq', 'out_of_order_c2s', 'out_of_order_s2c',
+  'zero_window_c2s', 'zero_window_s2c', 'close', 'syn_seq', 'syn_ack_seq', 'out_of_order_c2s', 'out_of_order_s2c', 'connection_id',
 ].join(', ');
 
 type FlowRow = [
   string, FlowRecord['proto'], string, number, string, number, string, string, string,
   string, string, string, string, string, string, string, string, string | null, number, number,
-  number, number, FlowRecord['close'], number | null, number | null, number, number,
+  number, number, FlowRecord['close'], number | null, number | null, number, number, string,
 ];
 
 export function decodeFlow(row: unknown): FlowRecord {
   const [
     id, proto, clientIp, clientPort, serverIp, serverPort, node, netns, iface,
     start, end, packetsC2s, packetsS2c, bytesC2s, bytesS2c, connState, history, rttNs,
-    retransC2s, retransS2c, zeroWindowC2s, zeroWindowS2c, close, synSeq, synAckSeq, outOfOrderC2s, outOfOrderS2c,
+    retransC2s, retransS2c, zeroWindowC2s, zeroWindowS2c, close, synSeq, synAckSeq, outOfOrderC2s, outOfOrderS2c, connectionId,
   ] = row as FlowRow;
   return {
-    id, proto,
+    id, connectionId, proto,
     client: { ip: fromMappedText(clientIp), port: clientPort },
     server: { ip: fromMappedText(serverIp), port: serverPort },
     node, netns, iface,

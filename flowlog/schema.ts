@@ -406,6 +406,13 @@ export const MIGRATIONS: readonly Migration[] = [
       `residuals ${RESIDUALS_TYPE} DEFAULT 'whole' COMMENT 'how packed holds the header residuals (flowlog/packets/chunk-format.ts)' ${Z}`,
     ]),
   },
+  // Flows stored before were not joined into connections: each is a connection of its own.
+  {
+    version: 7,
+    statements: (t) => addColumnsStatements(t, 'flows', [
+      `connection_id String DEFAULT id COMMENT 'the same at every capture point of one connection: the id of its earliest flow' ${Z}`,
+    ]),
+  },
 ];
 
 /** The schema version this code writes and reads: the last migration's. */

@@ -1,6 +1,7 @@
-// Flow assembly: one FlowRecord per five-tuple per capture point, with Zeek's
-// conn_state and history, handshake RTT, retransmissions, out-of-order segments
-// and zero windows.
+// Flow assembly: one FlowRecord per incarnation of a five-tuple per capture point,
+// with Zeek's conn_state and history, handshake RTT, retransmissions, out-of-order
+// segments and zero windows; the flows of one connection at different capture
+// points (across NAT too) share a connection id.
 import { createHash } from 'node:crypto';
 import { columnAddress, FRAGMENT, type PacketColumns } from '../model/packet-columns.js';
 import { PROTO_NUMBER, TCP_FLAG_BIT } from '../model/protocol.js';
@@ -40,6 +41,14 @@ interface Gap {
 const MAX_GAPS = 32;
 /** A gap filled sooner than this (or the handshake RTT, when longer) is reordering, not a retransmission. */
 const REORDER_WINDOW_NS = 3_000_000;
+
+/** Packets of each flow whose packet ids join it to the flows of its connection at other points. */
+const LINKED_PACKETS = 4;
+/**
+ * A packet id is remembered for joining flows this long at least, and twice as long at most: the
+ * same packet passes every capture point of a node within far less, SYN retries within a few seconds.
+ */
+const LINK_GENERATION_NS = 5_000_000_000;
 
 /** Slots of FlowTable's #recent (a power of two). */
 const RECENT_FLOWS = 256;
@@ -82,6 +91,11 @@ interface FlowState {
   synAckSeen: boolean;
   established: boolean;
   changed: boolean;
+  /** Packets of this flow looked up in (and added to) the packet ids that join flows into connections. */
+  linkedPackets: number;
+  /** Start of the flow whose id is the connection id (the connection's earliest flow): the earlier wins when two meet. */
+  connectionHigh: number;
+  connectionLow: number;
 }
 
 const newDirection = (): DirectionState => ({ nextSeq: null, gaps: [], fin: false, rst: false, history: 0 });
@@ -122,6 +136,12 @@ export class FlowTable {
   /** The flow last found per slot of its key: a look here is cheaper than in #flows, and a batch holds runs of one flow's packets. */
   readonly #recent = new Array<FlowState | undefined>(RECENT_FLOWS);
   #size = 0;
+  /** Flows that ended as another incarnation of their five-tuple began: collected once more, then let go. */
+  #ended: FlowState[] = [];
+  /** The flow that first saw a packet (by packet id), this generation and the one before. */
+  #packetFlows = new Map<number, FlowState>();
+  #previousPacketFlows = new Map<number, FlowState>();
+  #generationStart: number | null = null;
   readonly #tcpIdleNs: number;
   readonly #udpIdleNs: number;
   readonly #closedLingerNs: number;
@@ -152,25 +172,35 @@ export class FlowTable {
     const key = (Math.imul(netnsIno, 0x9e3779b1) ^ Math.imul(ifindex, 0x85ebca6b) ^ proto ^
       (endpointHash(c.srcWords, i, sport) + endpointHash(c.dstWords, i, dport))) >>> 0;
     const slot = key & (RECENT_FLOWS - 1);
+    let found: FlowState | undefined;
+    let fromClient = false;
     const recent = this.#recent[slot];
     if (recent !== undefined && recent.netnsIno === netnsIno && recent.ifindex === ifindex && recent.proto === proto) {
-      if (sameEndpoint(recent.client, c.srcWords, i, sport) && sameEndpoint(recent.server, c.dstWords, i, dport)) return this.#update(recent, c, i, true);
-      if (sameEndpoint(recent.server, c.srcWords, i, sport) && sameEndpoint(recent.client, c.dstWords, i, dport)) return this.#update(recent, c, i, false);
+      if (sameEndpoint(recent.client, c.srcWords, i, sport) && sameEndpoint(recent.server, c.dstWords, i, dport)) {
+        found = recent;
+        fromClient = true;
+      } else if (sameEndpoint(recent.server, c.srcWords, i, sport) && sameEndpoint(recent.client, c.dstWords, i, dport)) {
+        found = recent;
+      }
     }
     let bucket = this.#flows.get(key);
-    if (bucket !== undefined) {
+    if (found === undefined && bucket !== undefined) {
       for (let f = 0; f < bucket.length; f++) {
         const flow = bucket[f];
         if (flow.netnsIno !== netnsIno || flow.ifindex !== ifindex || flow.proto !== proto) continue;
-        const fromClient = sameEndpoint(flow.client, c.srcWords, i, sport) && sameEndpoint(flow.server, c.dstWords, i, dport);
+        fromClient = sameEndpoint(flow.client, c.srcWords, i, sport) && sameEndpoint(flow.server, c.dstWords, i, dport);
         if (fromClient || (sameEndpoint(flow.server, c.srcWords, i, sport) && sameEndpoint(flow.client, c.dstWords, i, dport))) {
+          found = flow;
           this.#recent[slot] = flow;
-          return this.#update(flow, c, i, fromClient);
+          break;
         }
       }
-    } else {
-      this.#flows.set(key, (bucket = []));
     }
+    if (found !== undefined) {
+      if (!this.#beginsIncarnation(found, c, i)) return this.#update(found, c, i, fromClient);
+      this.#end(found, bucket!);
+    }
+    if (bucket === undefined) this.#flows.set(key, (bucket = []));
     // The client sent the first packet, unless that packet is a SYN-ACK.
     const isSynAck = proto === PROTO_NUMBER.tcp && (c.flags[i] & (SYN | ACK)) === (SYN | ACK);
     const flow = this.#create(c, i, isSynAck);
@@ -178,6 +208,50 @@ export class FlowTable {
     this.#recent[slot] = flow;
     this.#size++;
     this.#update(flow, c, i, !isSynAck);
+  }
+
+  /**
+   * Does this packet of `flow`'s five-tuple start a new connection? A SYN with another initial sequence
+   * number than the flow's (or after packets without a SYN: capture began mid-stream), from either end,
+   * does: its stack opened a new connection. So does any packet after the flow's idle timeout.
+   */
+  #beginsIncarnation(flow: FlowState, c: PacketColumns, i: number): boolean {
+    const idle = nsFrom(flow.endHigh, flow.endLow, c.tsWords[2 * i + 1], c.tsWords[2 * i]);
+    if (idle >= (flow.proto === PROTO_NUMBER.tcp ? this.#tcpIdleNs : this.#udpIdleNs)) return true;
+    if (flow.proto !== PROTO_NUMBER.tcp || (c.flags[i] & (SYN | ACK)) !== SYN || c.fragment[i] === FRAGMENT.later) return false;
+    return flow.record.synSeq === null || flow.record.synSeq !== c.seq[i];
+  }
+
+  /** `flow` ended before the packet that starts the next incarnation of its five-tuple: it is collected as it stands, final. */
+  #end(flow: FlowState, bucket: FlowState[]): void {
+    bucket.splice(bucket.indexOf(flow), 1);
+    this.#size--;
+    if (flow.record.close === 'open') flow.record.close = 'timeout';
+    flow.changed = true;
+    this.#ended.push(flow);
+  }
+
+  /**
+   * Joins `flow` to the connection of another flow that saw the same packet (packet ids do not change
+   * across NAT), for the first LINKED_PACKETS packets of each flow. When two flows of different
+   * connection ids meet, both keep the id of the earlier connection.
+   */
+  #link(flow: FlowState, c: PacketColumns, i: number): void {
+    flow.linkedPackets++;
+    // 53 bits of the 64-bit packet id: a number key, no BigInt.
+    const packetKey = c.packetIdWords[2 * i + 1] * 2097152 + (c.packetIdWords[2 * i] & 0x1fffff);
+    const other = this.#packetFlows.get(packetKey) ?? this.#previousPacketFlows.get(packetKey);
+    if (other === undefined) {
+      this.#packetFlows.set(packetKey, flow);
+      return;
+    }
+    if (other.record.connectionId === flow.record.connectionId) return;
+    const order = nsFrom(other.connectionHigh, other.connectionLow, flow.connectionHigh, flow.connectionLow);
+    const [earlier, later] = order > 0 || (order === 0 && other.record.connectionId < flow.record.connectionId) ? [other, flow] : [flow, other];
+    later.record.connectionId = earlier.record.connectionId;
+    later.connectionHigh = earlier.connectionHigh;
+    later.connectionLow = earlier.connectionLow;
+    later.changed = true;
   }
 
   #create(c: PacketColumns, i: number, reversed: boolean): FlowState {
@@ -201,6 +275,7 @@ export class FlowTable {
     return {
       record: {
         id,
+        connectionId: id,
         node: c.node,
         netns,
         iface,
@@ -239,6 +314,9 @@ export class FlowTable {
       synAckSeen: false,
       established: false,
       changed: true,
+      linkedPackets: 0,
+      connectionHigh: tsHigh,
+      connectionLow: tsLow,
     };
   }
 
@@ -259,6 +337,7 @@ export class FlowTable {
     }
     r.packets[side]++;
     r.bytes[side] += c.wireLen[i];
+    if (flow.linkedPackets < LINKED_PACKETS) this.#link(flow, c, i);
 
     // A later fragment carries no L4 header: it counts, and tells nothing more.
     if (c.fragment[i] === FRAGMENT.later) return;
@@ -338,10 +417,17 @@ export class FlowTable {
    * leave the table (idle ones closed as `timeout`).
    */
   collect(nowNs: bigint): FlowRecord[] {
-    const out: FlowRecord[] = [];
+    const out: FlowRecord[] = this.#ended.map(snapshot);
+    this.#ended = [];
     const nowHigh = Number(nowNs >> 32n);
     const nowLow = Number(nowNs & 0xffffffffn);
     this.#recent.fill(undefined);
+    const now = Number(nowNs);
+    if (this.#generationStart === null || now - this.#generationStart >= LINK_GENERATION_NS) {
+      this.#previousPacketFlows = this.#packetFlows;
+      this.#packetFlows = new Map();
+      this.#generationStart = now;
+    }
     for (const [key, bucket] of this.#flows) {
       for (let f = 0; f < bucket.length; f++) {
         const flow = bucket[f];
@@ -370,7 +456,10 @@ export class FlowTable {
 
   /** Every flow as it stands, for shutdown; the table is left empty. */
   drain(): FlowRecord[] {
-    const out = [...this.#flows.values()].flat().map(snapshot);
+    const out = [...this.#ended, ...[...this.#flows.values()].flat()].map(snapshot);
+    this.#ended = [];
+    this.#packetFlows.clear();
+    this.#previousPacketFlows.clear();
     this.#flows.clear();
     this.#recent.fill(undefined);
     this.#size = 0;

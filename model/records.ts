@@ -82,7 +82,10 @@ export interface Directional {
 
 /** One five-tuple at one capture point; client is the side that sent the first SYN (or first packet). */
 export interface FlowRecord extends CapturePoint {
+  /** This flow: one incarnation of a five-tuple at one capture point. */
   id: string;
+  /** The connection it is part of, the same at every capture point: the id of the connection's earliest flow. */
+  connectionId: string;
   proto: Proto;
   client: { ip: string; port: number };
   server: { ip: string; port: number };

@@ -41,7 +41,7 @@ const NAT_START = T0 + 5n * SECOND;
 
 function natConnection(): { flows: FlowRecord[]; nat: NatTranslation[]; packets: PacketRecord[] } {
   const flow = (id: string, t: typeof NAT_CLIENT, netns: string, iface: string): FlowRecord => ({
-    id, proto: 'tcp', client: { ip: t.src, port: t.sport }, server: { ip: t.dst, port: t.dport },
+    id, connectionId: 'nat-connection', proto: 'tcp', client: { ip: t.src, port: t.sport }, server: { ip: t.dst, port: t.dport },
     node: 'node-b', netns, iface, start: NAT_START, end: NAT_START + SECOND / 10n,
     packets: { c2s: 2, s2c: 1 }, bytes: { c2s: 120, s2c: 60 }, connState: 'S1', history: 'ShA',
     rttNs: 1_000_000n, retrans: { c2s: 0, s2c: 0 }, zeroWindow: { c2s: 0, s2c: 0 }, outOfOrder: { c2s: 0, s2c: 0 }, close: 'open', synSeq: 1000, synAckSeq: 9000,

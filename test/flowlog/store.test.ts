@@ -73,6 +73,7 @@ function packet(tuple: FourTuple, fields: Partial<PacketRecord> = {}): PacketRec
 
 function flow(fields: Partial<FlowRecord> & Pick<FlowRecord, 'id'>): FlowRecord {
   return {
+    connectionId: fields.id,
     proto: 'tcp', client: { ip: '10.3.0.1', port: 42000 }, server: { ip: '10.3.0.2', port: 443 },
     node: 'node-a', netns: 'root', iface: 'eth0', start: T0, end: T0 + SECOND,
     packets: { c2s: 3, s2c: 2 }, bytes: { c2s: 180, s2c: 120 }, connState: 'S1', history: 'ShA',

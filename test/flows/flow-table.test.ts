@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlowTable } from '../../flows/flow-table.js';
 import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
-import type { PacketRecord } from '../../model/records.js';
+import type { FlowRecord, PacketRecord } from '../../model/records.js';
 import { packetColumnsOfRecords } from '../../flowlog/packets/record-columns.js';
 
 const F = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 };
@@ -120,4 +120,66 @@ test('out of order: a gap filled within the reordering window; a gap filled late
   assert.deepEqual([quietFlow.retrans, quietFlow.outOfOrder], [{ c2s: 0, s2c: 0 }, { c2s: 0, s2c: 0 }]);
   assert.equal(quietFlow.packets.c2s, 5);
   assert.equal(quietFlow.connState, 'S1');
+});
+
+/** `p` seen at another capture point (ifindex 3) with its addresses translated, as behind a NAT. */
+function atNatPoint(p: PacketRecord): PacketRecord {
+  const fromClient = p.sport === C.sport;
+  const natted = fromClient ? { src: '192.168.0.1', sport: 61000, dst: '10.9.0.2', dport: 8080 } : { src: '10.9.0.2', sport: 8080, dst: '192.168.0.1', dport: 61000 };
+  return { ...p, ...natted, ts: p.ts + 50_000n, iface: 'eth1', ifindex: 3 };
+}
+
+let packetIds = 1n;
+/** A handshake, a request and a close (FIN both ways, or the client's RST), each packet with its own packet id. */
+function connection(isn: number, close: 'fin' | 'rst'): PacketRecord[] {
+  const packets = [
+    packet(C, F.SYN, isn, 0),
+    packet(S, F.SYN | F.ACK, 7000, isn + 1),
+    packet(C, F.ACK, isn + 1, 7001),
+    packet(C, F.PSH | F.ACK, isn + 1, 7001, 10),
+    ...(close === 'fin'
+      ? [packet(C, F.FIN | F.ACK, isn + 11, 7001), packet(S, F.FIN | F.ACK, 7001, isn + 12), packet(C, F.ACK, isn + 12, 7002)]
+      : [packet(C, F.RST, isn + 11, 0)]),
+  ];
+  return packets.map((p) => ({ ...p, packetId: packetIds++ }));
+}
+
+test('a tuple reused after a RST and after a FIN: a flow per incarnation, joined across a NAT point by packet ids', () => {
+  const table = new FlowTable();
+  const first = connection(1000, 'rst');
+  const second = connection(500_000, 'fin');
+  const third = connection(9_000_000, 'fin');
+  for (const c of [first, second, third]) {
+    table.add(packetColumnsOfRecords(c));
+    table.add(packetColumnsOfRecords(c.map(atNatPoint)));
+  }
+  const flows = table.drain();
+  assert.equal(flows.length, 6, 'three connections at two points');
+  const byConnection = new Map<string, FlowRecord[]>();
+  for (const f of flows) byConnection.set(f.connectionId, [...(byConnection.get(f.connectionId) ?? []), f]);
+  assert.equal(byConnection.size, 3);
+  for (const [id, group] of byConnection) {
+    assert.deepEqual(group.map((f) => f.iface).sort(), ['eth0', 'eth1']);
+    assert.equal(new Set(group.map((f) => f.synSeq)).size, 1, 'one ISN per connection');
+    assert.equal(id, group.find((f) => f.iface === 'eth0')!.id, "the id of the connection's earliest flow");
+  }
+  assert.deepEqual(flows.filter((f) => f.iface === 'eth0').map((f) => [f.synSeq, f.close, f.packets.c2s + f.packets.s2c]).sort((a, b) => Number(a[0]) - Number(b[0])),
+    [[1000, 'rst', 5], [500_000, 'fin', 7], [9_000_000, 'fin', 7]]);
+});
+
+test('a SYN retried with the same ISN stays one flow; a new ISN while the old attempt is unanswered starts another', () => {
+  const table = new FlowTable();
+  table.add(packetColumnsOfRecords([packet(C, F.SYN, 42, 0), packet(C, F.SYN, 42, 0), packet(C, F.SYN, 77, 0)].map((p) => ({ ...p, packetId: packetIds++ }))));
+  const flows = table.drain();
+  assert.deepEqual(flows.map((f) => [f.synSeq, f.packets.c2s, f.close]), [[42, 2, 'timeout'], [77, 1, 'open']]);
+  assert.notEqual(flows[0].connectionId, flows[1].connectionId);
+});
+
+test('UDP: a packet after the idle timeout starts a new flow', () => {
+  const table = new FlowTable({ tcpIdleNs: 300_000_000_000n, udpIdleNs: 10_000_000_000n, closedLingerNs: 2_000_000_000n });
+  const udp = (ts: bigint, id: bigint): PacketRecord => ({ ...packet(C, 0, 0, 0, 20), proto: 'udp', ts, packetId: id });
+  table.add(packetColumnsOfRecords([udp(1_000_000_000n, 1n), udp(5_000_000_000n, 2n), udp(16_000_000_000n, 3n)]));
+  const flows = table.drain();
+  assert.deepEqual(flows.map((f) => f.packets.c2s), [2, 1]);
+  assert.equal(flows[0].close, 'timeout');
 });

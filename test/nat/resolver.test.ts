@@ -15,8 +15,9 @@ function translation(netns: string, orig: FourTuple, reply: FourTuple, firstSeen
 
 let flowIds = 0;
 function flow(netns: string, tuple: FourTuple, start: bigint, synSeq: number | null, synAckSeq: number | null): FlowRecord {
+  const id = `f${++flowIds}`;
   return {
-    id: `f${++flowIds}`, node: 'n1', netns, iface: 'eth0', proto: 'tcp',
+    id, connectionId: id, node: 'n1', netns, iface: 'eth0', proto: 'tcp',
     client: { ip: tuple.src, port: tuple.sport }, server: { ip: tuple.dst, port: tuple.dport },
     start, end: start + S, packets: { c2s: 5, s2c: 5 }, bytes: { c2s: 500, s2c: 500 },
     connState: 'SF', history: 'ShADadFf', rttNs: 1000n, retrans: { c2s: 0, s2c: 0 }, zeroWindow: { c2s: 0, s2c: 0 }, outOfOrder: { c2s: 0, s2c: 0 },

@@ -49,8 +49,10 @@ function finalFlow(random: () => number, start: bigint): FlowRecord {
     : close === 'fin' ? 'SF' : close === 'rst' ? pick(random, ['REJ', 'RSTO', 'RSTR']) : close === 'open' ? 'S1' : pick(random, ['S0', 'SF', 'OTH']);
   const packets = { c2s: int(random, 1, 5000), s2c: connState === 'S0' || connState === 'REJ' ? int(random, 0, 1) : int(random, 1, 8000) };
   const retrans = random() < 0.12 ? { c2s: int(random, 0, 40), s2c: int(random, 1, 40) } : { c2s: 0, s2c: 0 };
+  const id = hex16(random);
   return {
-    id: hex16(random),
+    id,
+    connectionId: id,
     proto: server.proto,
     client: { ip: clientIp(random, v6), port: int(random, 32768, 60999) },
     server: { ip: server.ip, port: server.port },
