@@ -24,6 +24,7 @@ const hopJson = (hop: Connection['hops'][number]): NatHopJson => ({
 export function flowJson(f: FlowRecord): FlowJson {
   return {
     id: f.id,
+    connection_id: f.connectionId,
     proto: f.proto,
     client: f.client,
     server: f.server,
@@ -91,9 +92,11 @@ export function connectionJson(c: Connection): ConnectionJson {
     points.set(key, point);
   }
   return {
+    id: c.id,
     proto: c.proto,
     first_seen: isoNs(c.firstSeen),
     last_seen: isoNs(c.lastSeen),
+    others: c.others.map((o) => ({ id: o.id, first_seen: isoNs(o.firstSeen), last_seen: isoNs(o.lastSeen), points: o.points, isn: o.isn })),
     tuples: c.tuples,
     hops: c.hops.map(hopJson),
     points: [...points.values()],

@@ -136,6 +136,15 @@ export async function flowsForTuples(
   return store.select(query, params, decodeFlow);
 }
 
+/** The newest state of every flow of the connections `ids` (connection ids), at every capture point, by start. */
+export async function flowsOfConnections(store: FlowLogStore, ids: readonly string[]): Promise<FlowRecord[]> {
+  if (ids.length === 0) return [];
+  // connection_id may change between versions (flows joined later): it is tested on the newest.
+  const query = `SELECT ${FLOW_SELECT_COLUMNS} FROM (${newestVersions(store, FLOWS, `id IN (SELECT id FROM ${store.table('flows')} WHERE connection_id IN {ids:Array(String)})`)})
+    WHERE connection_id IN {ids:Array(String)} ORDER BY start_ts, id`;
+  return store.select(query, { ids: [...ids] }, decodeFlow);
+}
+
 /**
  * The newest state of the flows, at any capture point, whose SYN carried
  * `synSeq` and SYN-ACK `synAckSeq`, started within `range` (inclusive), by

@@ -409,9 +409,12 @@ export const MIGRATIONS: readonly Migration[] = [
   // Flows stored before were not joined into connections: each is a connection of its own.
   {
     version: 7,
-    statements: (t) => addColumnsStatements(t, 'flows', [
-      `connection_id String DEFAULT id COMMENT 'the same at every capture point of one connection: the id of its earliest flow' ${Z}`,
-    ]),
+    statements: (t) => [
+      ...addColumnsStatements(t, 'flows', [
+        `connection_id String DEFAULT id COMMENT 'the same at every capture point of one connection: the id of its earliest flow' ${Z}`,
+      ]),
+      `ALTER TABLE ${storageTable(t, 'flows')}${onCluster(t)} ADD INDEX IF NOT EXISTS connection_ids connection_id TYPE bloom_filter(0.01) GRANULARITY 1`,
+    ],
   },
 ];
 

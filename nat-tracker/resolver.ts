@@ -102,6 +102,18 @@ function closest<T extends Lifetime>(candidates: T[], at: EpochNs): T | undefine
   return best;
 }
 
+/**
+ * Of translation hops, those whose tuples the connection's flows were seen with (both sides
+ * where both were seen), then the one closest in time: a reused tuple's entries may overlap
+ * in time as the tools see them, their translated tuples tell them apart.
+ */
+function closestHop(candidates: TranslationHop[], at: EpochNs, observed: FourTuple[]): TranslationHop | undefined {
+  const seen = (t: FourTuple) => observed.some((o) => eitherWay(o, t));
+  const score = (hop: TranslationHop) => (seen(hop.before) ? 1 : 0) + (seen(hop.after) ? 1 : 0);
+  const best = Math.max(0, ...candidates.map(score));
+  return closest(candidates.filter((hop) => score(hop) === best), at);
+}
+
 interface Segment {
   tuples: FourTuple[];
   hops: NatHop[];
@@ -112,7 +124,13 @@ interface Segment {
  * belongs to (as its before or after side, either direction), then upstream and
  * downstream hop by hop. `at` picks among reused tuples (default: the newest).
  */
-async function translationChain(reader: NatEvidenceReader, proto: Proto, tuple: FourTuple, at?: EpochNs): Promise<{ segment: Segment; at: EpochNs } | null> {
+async function translationChain(
+  reader: NatEvidenceReader,
+  proto: Proto,
+  tuple: FourTuple,
+  at?: EpochNs,
+  observed: FourTuple[] = [],
+): Promise<{ segment: Segment; at: EpochNs } | null> {
   const visited = new Set<string>();
   const hopsFor = async (t: FourTuple, matches: (hop: TranslationHop) => boolean): Promise<TranslationHop[]> =>
     (await reader.natForTuple(proto, t))
@@ -122,7 +140,7 @@ async function translationChain(reader: NatEvidenceReader, proto: Proto, tuple: 
 
   const touching = await hopsFor(tuple, (hop) => eitherWay(hop.before, tuple) || eitherWay(hop.after, tuple));
   const anchor = at ?? touching.reduce<EpochNs>((newest, hop) => (hop.lastSeen > newest ? hop.lastSeen : newest), 0n);
-  const first = closest(touching, anchor);
+  const first = closestHop(touching, anchor, observed);
   if (!first) return null;
   visited.add(entryKey(first.translation));
 
@@ -139,8 +157,8 @@ async function translationChain(reader: NatEvidenceReader, proto: Proto, tuple: 
     return walked;
   };
   const [upstream, downstream] = await Promise.all([
-    walk(async (from) => closest(await hopsFor(from.before, (hop) => sameTuple(hop.after, from.before)), anchor)),
-    walk(async (from) => closest(await hopsFor(from.after, (hop) => sameTuple(hop.before, from.after)), anchor)),
+    walk(async (from) => closestHop(await hopsFor(from.before, (hop) => sameTuple(hop.after, from.before)), anchor, observed)),
+    walk(async (from) => closestHop(await hopsFor(from.after, (hop) => sameTuple(hop.before, from.after)), anchor, observed)),
   ]);
   // In a loop both walks can reach the same entry: it is on the chain once.
   const upstreamKeys = new Set(upstream.map((hop) => entryKey(hop.translation)));
@@ -180,13 +198,14 @@ function seqHop(before: FourTuple, after: FourTuple, beforeFlow: FlowRecord, aft
 
 /**
  * Resolve the chain through `tuple`. `at` picks among connections of reused
- * tuples (default: the newest). With nothing known, the path is the tuple
+ * tuples (default: the newest); `seenTuples`, the tuples a connection's flows
+ * had, pick the translations that made them. With nothing known, the path is the tuple
  * alone, as given.
  */
-export async function resolveNatPath(reader: NatEvidenceReader, proto: Proto, tuple: FourTuple, at?: EpochNs): Promise<NatPath> {
+export async function resolveNatPath(reader: NatEvidenceReader, proto: Proto, tuple: FourTuple, at?: EpochNs, seenTuples: FourTuple[] = []): Promise<NatPath> {
   // The flows of the entered tuple are looked up meanwhile: any tuple of the connection gives its handshake.
   const [observed, enteredFlows] = await Promise.all([
-    translationChain(reader, proto, tuple, at),
+    translationChain(reader, proto, tuple, at, seenTuples),
     proto === 'tcp' ? reader.flowsForTuples(proto, [tuple]) : Promise.resolve([]),
   ]);
   const alone: NatPath = observed?.segment ?? { tuples: [tuple], hops: [] };
@@ -209,7 +228,7 @@ export async function resolveNatPath(reader: NatEvidenceReader, proto: Proto, tu
   for (const flow of [...seqFlows].sort(byStart)) {
     const t = flowTuple(flow);
     if (known(t)) continue;
-    const chain = await translationChain(reader, proto, t, flow.start);
+    const chain = await translationChain(reader, proto, t, flow.start, seenTuples);
     const segment = chain?.segment ?? { tuples: [t], hops: [] };
     if (segment.tuples.some(known)) continue; // joins what is known through a different entry: no new evidence
     segments.push(segment);

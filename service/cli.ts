@@ -29,8 +29,8 @@ const USAGE = `usage:
                  [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
                  [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]
   nettrail lab up|down|status [--scenario fullnat|dnat|snat|port-reuse|two-routers|ovs|all]... [--prefix P]
-  nettrail trace TUPLE [--at TIME] [--server URL] [--json]
-  nettrail pcap TUPLE -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
+  nettrail trace TUPLE [--at TIME] [--list] [--server URL] [--json]  |  nettrail trace --id CONNECTION_ID [...]
+  nettrail pcap TUPLE [--at TIME] | --id CONNECTION_ID  -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
   nettrail flows [--ip|--src|--dst ADDRESS|CIDR] [--port|--sport|--dport PORT] [--proto tcp|udp] [--from TIME] [--to TIME]
                  [--state CONN_STATE]... [--has retrans|zero_window|drop|rst]... [--node N] [--netns N] [--iface N]
                  [--order [-]start|end|duration|bytes|packets] [--limit N] [--cursor C] [--server URL] [--json]
@@ -234,16 +234,46 @@ function tupleArgument(positionals: string[]): string {
   return text;
 }
 
+/** Which connection: `--id ID`, or TUPLE with `--at TIME` (default: the newest of the tuple), as the API's query parameters. */
+function connectionArguments(positionals: string[], values: Record<string, unknown>): Record<string, string | undefined> {
+  const id = values.id as string | undefined;
+  if (id === undefined) return { tuple: tupleArgument(positionals), at: values.at as string | undefined };
+  if (positionals.length > 0 || values.at !== undefined) throw new UsageError('give either --id or a TUPLE (with --at), not both');
+  return { id };
+}
+
 async function trace(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { at: { type: 'string' }, server: { type: 'string', default: DEFAULT_SERVER }, json: { type: 'boolean' } });
-  const tuple = tupleArgument(positionals);
-  const response = await get(values.server as string, '/api/v1/connections', { tuple, at: values.at as string | undefined });
+  const { values, positionals } = parse(args, {
+    at: { type: 'string' },
+    id: { type: 'string' },
+    list: { type: 'boolean' },
+    server: { type: 'string', default: DEFAULT_SERVER },
+    json: { type: 'boolean' },
+  });
+  const response = await get(values.server as string, '/api/v1/connections', connectionArguments(positionals, values));
   const { connection } = (await response.json()) as { connection: ConnectionJson };
+  if (values.list) {
+    // Every connection that used the tuple, oldest first; the one shown without --list is marked.
+    const all = [...connection.others, { id: connection.id ?? '', first_seen: connection.first_seen, last_seen: connection.last_seen, points: connection.points.length, isn: connection.flows.find((f) => f.syn_seq !== null)?.syn_seq ?? null }]
+      .sort((a, b) => (a.first_seen < b.first_seen ? -1 : a.first_seen > b.first_seen ? 1 : 0));
+    if (values.json) {
+      console.log(JSON.stringify(all, null, 2));
+      return;
+    }
+    for (const c of all) {
+      const mark = c.id === connection.id ? '*' : ' ';
+      console.log(`${mark} ${c.id.padEnd(16)}  ${c.first_seen} .. ${c.last_seen}  ${c.points} points${c.isn === null ? '' : `  isn ${c.isn}`}`);
+    }
+    return;
+  }
   if (values.json) {
     console.log(JSON.stringify(connection, null, 2));
     return;
   }
-  console.log(`${connection.proto} connection, ${connection.first_seen} .. ${connection.last_seen}`);
+  console.log(`${connection.proto} connection ${connection.id ?? '(no flow seen)'}, ${connection.first_seen} .. ${connection.last_seen}`);
+  if (connection.others.length > 0) {
+    console.log(`  ${connection.others.length} other connection${connection.others.length === 1 ? '' : 's'} used this tuple (trace --list; trace --id ID shows one)`);
+  }
   console.log(`  client side  ${tupleText(connection.tuples[0])}`);
   for (const hop of connection.hops) {
     console.log(`  ${hop.kind.padEnd(7)} via ${hop.via} at ${hop.node}/${hop.netns} (zone ${hop.zone})`);
@@ -260,15 +290,18 @@ async function pcap(args: string[]): Promise<void> {
     from: { type: 'string' },
     to: { type: 'string' },
     point: { type: 'string', multiple: true },
+    at: { type: 'string' },
+    id: { type: 'string' },
     server: { type: 'string', default: DEFAULT_SERVER },
   });
-  const tuple = tupleArgument(positionals);
+  const which = connectionArguments(positionals, values);
   if (!values.output) throw new UsageError('-o FILE is required');
   const server = values.server as string;
-  const { connection } = (await (await get(server, '/api/v1/connections', { tuple })).json()) as { connection: ConnectionJson };
+  const { connection } = (await (await get(server, '/api/v1/connections', which)).json()) as { connection: ConnectionJson };
   const expected = connection.points.reduce((sum, point) => sum + point.packets, 0);
   const points = (values.point as string[] | undefined)?.join(',');
-  const response = await get(server, '/api/v1/pcap', { tuple, from: values.from as string | undefined, to: values.to as string | undefined, points });
+  // The connection just looked up, by its id: the file holds that one, whatever else uses the tuple by then.
+  const response = await get(server, '/api/v1/pcap', { ...(connection.id === null ? which : { id: connection.id }), from: values.from as string | undefined, to: values.to as string | undefined, points });
   const counter = new PcapngPacketCounter();
   const progress = () =>
     `${counter.packets.toLocaleString('en')} of ~${expected.toLocaleString('en')} packets, ${(counter.bytes / 1e6).toFixed(1)} MB`;

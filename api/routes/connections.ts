@@ -13,16 +13,23 @@ import { CAPTURE_FILE_TYPES } from '../../pcap/pcapng.js';
 import { ErrorResponses } from '../schemas/common.js';
 import { ConnectionQuery, ConnectionResponse, PcapQuery, TimelineResponse } from '../schemas/connections.js';
 import { parseTime } from '../../model/time.js';
-import { formatTuple, tupleFromQuery, type TupleQuery } from '../../model/tuple.js';
+import { formatTuple, tupleFromQuery, TupleError, type TupleQuery } from '../../model/tuple.js';
 
 const optionalTime = (text: string | undefined, what: string): EpochNs | undefined => (text === undefined ? undefined : parseTime(text, what));
 
 export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, { reader }) => {
   const api = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
-  const connectionFor = async (query: TupleQuery & { at?: string }): Promise<Connection> => {
+  const connectionFor = async (query: TupleQuery & { at?: string; id?: string }): Promise<Connection> => {
+    if (query.id !== undefined) {
+      const given = (['tuple', 'src', 'sport', 'dst', 'dport', 'proto', 'at'] as const).filter((name) => query[name] !== undefined);
+      if (given.length > 0) throw new TupleError(`give either id or a tuple (with at), not both: ${given.join(', ')} given with id`);
+      const connection = await findConnection(reader, { id: query.id });
+      if (!connection) throw new NotFoundError(`no connection with id ${JSON.stringify(query.id)}`);
+      return connection;
+    }
     const tuple = tupleFromQuery(query);
-    const connection = await findConnection(reader, tuple, optionalTime(query.at, 'at'));
+    const connection = await findConnection(reader, { tuple, at: optionalTime(query.at, 'at') });
     if (!connection) {
       throw new NotFoundError(
         `nothing is known of ${formatTuple(tuple)}: no flow or NAT translation with this tuple in either direction ` +

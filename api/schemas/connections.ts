@@ -43,10 +43,22 @@ export const PacketSchema = Type.Object({
   packet_id: Type.String({ description: '64-bit id as 16 hex digits; equal for the same packet at several points' }),
 });
 
+export const OtherConnectionSchema = Type.Object({
+  id: Type.String({ description: 'its connection id: /api/v1/connections?id=... shows it' }),
+  first_seen: Time,
+  last_seen: Time,
+  points: Type.Integer({ description: 'capture points that saw it' }),
+  isn: Type.Union([Type.Integer(), Type.Null()], { description: "the client's initial sequence number (TCP, when its SYN was seen)" }),
+});
+
 export const ConnectionSchema = Type.Object({
+  id: Type.Union([Type.String(), Type.Null()], {
+    description: "the connection id, the same at every capture point (its earliest flow's id); null for a connection known only by NAT entries or drops",
+  }),
   proto: Proto,
   first_seen: Time,
   last_seen: Time,
+  others: Type.Array(OtherConnectionSchema, { description: 'the other connections that used any of its tuples, oldest first' }),
   tuples: Type.Array(FourTupleSchema),
   hops: Type.Array(NatHopSchema),
   points: Type.Array(PointSchema),
@@ -68,11 +80,16 @@ const TupleFields = {
   proto: Type.Optional(Type.String()),
 };
 
-export const ConnectionQuery = Type.Object({ ...TupleFields, at: Type.Optional(Type.String()) }, { additionalProperties: false });
+const ConnectionFields = {
+  ...TupleFields,
+  at: Type.Optional(Type.String({ description: 'with a tuple: the connection of that tuple at this time (default: the newest)' })),
+  id: Type.Optional(Type.String({ description: 'a connection id (instead of a tuple): that one connection', pattern: '^[0-9A-Za-z_-]{1,64}$' })),
+};
+
+export const ConnectionQuery = Type.Object(ConnectionFields, { additionalProperties: false });
 export const PcapQuery = Type.Object(
   {
-    ...TupleFields,
-    at: Type.Optional(Type.String()),
+    ...ConnectionFields,
     from: Type.Optional(Type.String()),
     to: Type.Optional(Type.String()),
     format: Type.Optional(Type.Union([Type.Literal('pcapng'), Type.Literal('pcap')])),

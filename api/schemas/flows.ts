@@ -7,7 +7,8 @@ import { AddressOrCidr, Cursor, Directional, Limit, NextCursor, PointName, Port,
 export const Endpoint = Type.Object({ ip: Type.String(), port: Port });
 
 export const FlowSchema = Type.Object({
-  id: Type.String(),
+  id: Type.String({ description: 'this flow: one incarnation of a five-tuple at one capture point' }),
+  connection_id: Type.String({ description: 'its connection, the same at every capture point (docs/connections.md); /api/v1/connections?id=... shows it' }),
   proto: Proto,
   client: Endpoint,
   server: Endpoint,

@@ -235,7 +235,7 @@ test('a cursor is opaque and stable: the same page every time, and only for its 
 });
 
 const expectedJson = (f: FlowRecord): FlowJson => ({
-  id: f.id, proto: f.proto, client: f.client, server: f.server, node: f.node, netns: f.netns, iface: f.iface,
+  id: f.id, connection_id: f.connectionId, proto: f.proto, client: f.client, server: f.server, node: f.node, netns: f.netns, iface: f.iface,
   start: iso(f.start), end: iso(f.end), duration_ns: String(f.end - f.start),
   packets: f.packets, bytes: f.bytes, conn_state: f.connState, history: f.history,
   rtt_ns: f.rttNs === null ? null : Number(f.rttNs), retrans: f.retrans, zero_window: f.zeroWindow, out_of_order: f.outOfOrder,

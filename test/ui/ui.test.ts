@@ -341,7 +341,8 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop 
     assert.match(await textOf(page.locator('.page-header__at'), 'the at= line'), /^the connection closest to \d{4}-/);
     await checkNatPath('recent connection link with at=');
     const pcapHref = await page.locator('.pcap-actions a', { hasText: 'Download PCAP' }).getAttribute('href');
-    assert.equal(new URL(pcapHref ?? '', origin).searchParams.get('at'), clientFlow.start, 'the PCAP link keeps at=');
+    // Found by tuple and time, the connection is pinned by its id: the PCAP is of that one connection.
+    assert.equal(new URL(pcapHref ?? '', origin).searchParams.get('id'), clientFlow.connection_id, 'the PCAP link names the connection by its id');
 
     // 6a. A malformed tuple: the server's 400 message inline, and no navigation.
     const malformed = '10.0.0.1:99999 -> 10.0.0.2:80';

@@ -51,15 +51,22 @@ export async function getJson<T>(url: string, signal: AbortSignal): Promise<T> {
   return (await response.json()) as T;
 }
 
-/** A connection's URL under `path`; `at` picks, among connections that reused the tuple, the one closest to that time. */
-function withTuple(path: string, tuple: string, at: string | null): string {
-  const atPart = at ? `&at=${encodeURIComponent(at)}` : '';
-  return `${path}?tuple=${encodeURIComponent(tuple)}${atPart}`;
+/**
+ * Which connection a page shows: one connection id, or a tuple with `at` picking, among the
+ * connections that used the tuple, the one closest to that time (default: the newest).
+ */
+export type ConnectionRef = { id: string } | { tuple: string; at: string | null };
+
+/** A connection's URL under `path`. */
+function withConnection(path: string, ref: ConnectionRef): string {
+  if ('id' in ref) return `${path}?id=${encodeURIComponent(ref.id)}`;
+  const atPart = ref.at ? `&at=${encodeURIComponent(ref.at)}` : '';
+  return `${path}?tuple=${encodeURIComponent(ref.tuple)}${atPart}`;
 }
 
-export const connectionUrl = (tuple: string, at: string | null = null) => withTuple('/api/v1/connections', tuple, at);
-export const timelineUrl = (tuple: string, at: string | null = null) => withTuple('/api/v1/connections/timeline', tuple, at);
-export const pcapUrl = (tuple: string, at: string | null = null) => withTuple('/api/v1/pcap', tuple, at);
+export const connectionUrl = (ref: ConnectionRef) => withConnection('/api/v1/connections', ref);
+export const timelineUrl = (ref: ConnectionRef) => withConnection('/api/v1/connections/timeline', ref);
+export const pcapUrl = (ref: ConnectionRef) => withConnection('/api/v1/pcap', ref);
 export const captureStatusUrl = '/api/v1/capture/status';
 
 export const flowsUrl = (query: FlowQuery) => `/api/v1/flows?${flowQueryParams(query)}`;

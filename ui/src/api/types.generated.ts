@@ -42,7 +42,10 @@ export interface CapturePointStats {
 }
 
 export interface Flow {
+  /** this flow: one incarnation of a five-tuple at one capture point */
   id: string;
+  /** its connection, the same at every capture point (docs/connections.md); /api/v1/connections?id=... shows it */
+  connection_id: string;
   proto: Proto;
   client: Endpoint;
   server: Endpoint;
@@ -134,9 +137,22 @@ export interface Packet {
 }
 
 export interface Connection {
+  /** the connection id, the same at every capture point (its earliest flow's id); null for a connection known only by NAT entries or drops */
+  id: string | null;
   proto: Proto;
   first_seen: IsoTime;
   last_seen: IsoTime;
+  /** the other connections that used any of its tuples, oldest first */
+  others: {
+    /** its connection id: /api/v1/connections?id=... shows it */
+    id: string;
+    first_seen: IsoTime;
+    last_seen: IsoTime;
+    /** capture points that saw it */
+    points: number;
+    /** the client's initial sequence number (TCP, when its SYN was seen) */
+    isn: number | null;
+  }[];
   tuples: FourTuple[];
   hops: NatHop[];
   points: CapturePointStats[];

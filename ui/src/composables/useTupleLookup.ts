@@ -22,7 +22,7 @@ export function useTupleLookup() {
     checking.value = true;
     invalidMessage.value = null;
     try {
-      await getJson(connectionUrl(tuple), request.signal);
+      await getJson(connectionUrl({ tuple, at: null }), request.signal);
     } catch (failure) {
       if (request.signal.aborted) return;
       const error = toApiError(failure);

@@ -22,6 +22,11 @@ export function connectionHref(tuple: string, at: string | null = null): string 
   return `/connection?tuple=${encodeURIComponent(tuple)}${atPart}`;
 }
 
+/** The page of one connection, by its id: the link that keeps showing it whatever later reuses its tuple. */
+export function connectionIdHref(id: string): string {
+  return `/connection?id=${encodeURIComponent(id)}`;
+}
+
 export function changedFields(before: FourTuple, after: FourTuple): Set<TupleField> {
   const fields: TupleField[] = ['src', 'sport', 'dst', 'dport'];
   return new Set(fields.filter((field) => before[field] !== after[field]));
