@@ -67,6 +67,9 @@ export function packetJson(p: PacketRecord): PacketJson {
     len: p.len,
     options: p.options,
     packet_id: packetIdJson(p.packetId),
+    ip_id: p.ipId,
+    wire_len: p.wireLen,
+    headers: Buffer.from(p.headers.buffer, p.headers.byteOffset, p.headers.byteLength).toString('hex'),
   };
 }
 

@@ -41,6 +41,9 @@ export const PacketSchema = Type.Object({
   len: Type.Integer(),
   options: TcpOptionsSchema,
   packet_id: Type.String({ description: '64-bit id as 16 hex digits; equal for the same packet at several points' }),
+  ip_id: Type.Integer({ description: 'the IPv4 identification (0 for IPv6)' }),
+  wire_len: Type.Integer({ description: 'the packet\'s length on the wire, in bytes' }),
+  headers: Type.String({ description: 'the captured header bytes (link layer to transport layer, as in the PCAP), as hex' }),
 });
 
 export const OtherConnectionSchema = Type.Object({

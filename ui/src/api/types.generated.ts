@@ -134,6 +134,12 @@ export interface Packet {
   options: TcpOptions;
   /** 64-bit id as 16 hex digits; equal for the same packet at several points */
   packet_id: string;
+  /** the IPv4 identification (0 for IPv6) */
+  ip_id: number;
+  /** the packet's length on the wire, in bytes */
+  wire_len: number;
+  /** the captured header bytes (link layer to transport layer, as in the PCAP), as hex */
+  headers: string;
 }
 
 export interface Connection {

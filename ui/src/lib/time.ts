@@ -29,3 +29,11 @@ export function formatDuration(ns: number): string {
   const minutes = Math.trunc(ns / 60e9);
   return `${minutes} min ${((ns - minutes * 60e9) / 1e9).toFixed(1)} s`;
 }
+
+/** `19:23:03.123456`: the time of day (UTC) to the microsecond, for rows where the date is the header's. */
+export function formatClock(time: IsoTime): string {
+  const match = ISO_UTC.exec(time);
+  if (!match) return time;
+  const [, seconds, fraction = ''] = match;
+  return `${seconds.slice(11)}.${fraction.padEnd(9, '0').slice(0, 6)}`;
+}

@@ -231,18 +231,7 @@ export function hasAck(packet: Packet): boolean {
   return packet.flags.includes('ACK');
 }
 
-/** The one-line label of a packet: flags, seq, ack, len, win (TCP) or len (UDP). */
-export function packetLabel(row: PacketRow, proto: Proto, relative: boolean): string {
-  const { packet } = row;
-  if (proto === 'udp') return `len=${packet.len}`;
-  const seq = relative ? row.relativeSeq : packet.seq;
-  const ack = relative ? (row.relativeAck ?? packet.ack) : packet.ack;
-  const flags = packet.flags.length ? `[${packet.flags.join(',')}]` : '[]';
-  const ackPart = hasAck(packet) ? ` ack=${ack}` : '';
-  return `${flags} seq=${seq}${ackPart} len=${packet.len} win=${packet.win}`;
-}
-
-function formatOptions(packet: Packet): string {
+export function formatOptions(packet: Packet): string {
   const { mss, wscale, sack_perm: sackPerm, ts_val: tsVal, ts_ecr: tsEcr, sack } = packet.options;
   const parts: string[] = [];
   if (mss !== undefined) parts.push(`mss=${mss}`);
@@ -252,22 +241,6 @@ function formatOptions(packet: Packet): string {
   if (tsEcr !== undefined) parts.push(`ts_ecr=${tsEcr}`);
   if (sack?.length) parts.push(`sack=${sack.map(([left, right]) => `${left}-${right}`).join(',')}`);
   return parts.length ? parts.join(' ') : 'none';
-}
-
-/** Rows the diagram highlights, and lets one step through. */
-export type MarkedRowKind = 'retransmission' | 'zeroWindow' | 'drop';
-
-export function isMarked(row: TimelineRow, kind: MarkedRowKind): boolean {
-  return kind === 'drop' ? row.kind === 'drop' : row.kind === 'packet' && row[kind];
-}
-
-/** The first row of `kind` after row `after` (-1: from the start), wrapping around; null when there is none. */
-export function nextMarkedRow(rows: TimelineRow[], kind: MarkedRowKind, after: number): number | null {
-  for (let step = 1; step <= rows.length; step += 1) {
-    const index = (after + step) % rows.length;
-    if (isMarked(rows[index], kind)) return index;
-  }
-  return null;
 }
 
 /** What stands out about a packet: retransmission, zero window. */
