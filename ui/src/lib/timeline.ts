@@ -1,6 +1,7 @@
 import type { Drop, FourTuple, Packet, Proto } from '../api/types.generated';
 import type { CapturePointRef } from '../api/types';
 import { epochNs, formatDuration, formatTime } from './time';
+import { isLoss } from './fate';
 import { formatEndpoint, formatTuple, reversedTuple, sameTuple } from './tuple';
 
 /** Which way a packet travels: client to server or back; null when it matches none of the connection's tuples. */
@@ -258,7 +259,7 @@ function formatOptions(packet: Packet): string {
 export type MarkedRowKind = 'retransmission' | 'zeroWindow' | 'drop';
 
 export function isMarked(row: TimelineRow, kind: MarkedRowKind): boolean {
-  return kind === 'drop' ? row.kind === 'drop' : row.kind === 'packet' && row[kind];
+  return kind === 'drop' ? row.kind === 'drop' && isLoss(row.drop) : row.kind === 'packet' && row[kind];
 }
 
 /** The first row of `kind` after row `after` (-1: from the start), wrapping around; null when there is none. */
@@ -308,7 +309,8 @@ export function describeDrop(row: DropRow): string {
   const { drop } = row;
   return [
     `${formatTime(drop.ts)}  (+${formatDuration(row.offsetNs)})`,
-    `dropped at ${dropPlace(drop)}: ${drop.reason}`,
+    `${isLoss(drop) ? 'dropped' : 'freed'} at ${dropPlace(drop)}: ${drop.reason}`,
+    `fate: ${drop.fate}: ${drop.fate_proof}`,
     formatTuple(drop),
     `location ${drop.location}`,
     ...(drop.cause ? [drop.cause] : []),
