@@ -125,6 +125,10 @@ export function dropJson(d: DropRecord): DropJson {
     proto: d.proto,
     reason_code: d.reasonCode,
     packet_id: packetIdJson(d.packetId),
+    fate: d.fate.fate,
+    fate_proof: d.fate.proof,
+    seen_at: d.fate.seenAt,
+    seen_delta_us: d.fate.seenDeltaNs === null ? null : Number(d.fate.seenDeltaNs) / 1000,
   };
 }
 

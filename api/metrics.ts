@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { Type } from 'typebox';
 import type { CaptureStatus } from '../capture/packets/capture.js';
 import type { DropTracerStatus } from '../capture/drops/tracer.js';
+import type { DropFateCounts } from '../flowlog/drop-fate.js';
 import type { WriterStats } from '../flowlog/writer.js';
 import type { NatTrackingJson } from './schemas/status.js';
 
@@ -17,6 +18,8 @@ export interface MetricSources {
   writerStats(): WriterStats | null;
   /** null when this process does not trace drops. */
   dropStatus(): DropTracerStatus | null;
+  /** null when this process decides no drop fates. */
+  dropFates(): DropFateCounts | null;
   /** null when this process does not track NAT. */
   natStatus(): NatTrackingJson | null;
 }
@@ -77,6 +80,9 @@ export function createMetrics(sources: MetricSources): ApiMetrics {
     if (!status) return;
     const { reported, ignored, unparsed, filtered, rateLimited, ringFull } = status;
     for (const [outcome, value] of Object.entries({ reported, ignored, unparsed, filtered, rate_limited: rateLimited, ring_full: ringFull })) set({ outcome }, value);
+  });
+  sourced(Counter, 'nettrail_drop_fates_total', 'Reported drops by their decided fate: lost (the losses), copy (the packet went on elsewhere), consumed (processed, then freed), unknown (not decided, counted as lost)', ['fate'], (set) => {
+    for (const [fate, value] of Object.entries(sources.dropFates() ?? {})) set({ fate }, value);
   });
 
   const conntrack = (stat: 'events' | 'dumps' | 'overflows') => (set: (labels: Record<string, string>, value: number) => void) => {

@@ -4,6 +4,7 @@
 import type { CaptureStatus } from '../capture/packets/capture.js';
 import type { DropCursor, DropFilter, DropOrder, DropPage } from '../flowlog/drops-table.js';
 import type { DropTracerStatus } from '../capture/drops/tracer.js';
+import type { DropFateCounts } from '../flowlog/drop-fate.js';
 import type { NatTrackingJson } from './schemas/status.js';
 import type { FlowCursor, FlowFilter, FlowOrder, FlowPage } from '../flowlog/flow-search.js';
 import type { FlowLogReader } from '../connection/connection.js';
@@ -22,6 +23,8 @@ export interface AppOptions {
   captureStatus(): CaptureStatus | null;
   /** null when this process does not trace drops. */
   dropStatus(): DropTracerStatus | null;
+  /** Drops this process decided the fate of, per fate; null when it decides none. */
+  dropFates(): DropFateCounts | null;
   /** null when this process does not track NAT. */
   natStatus(): NatTrackingJson | null;
   /** null when this process does not write the flow log. */

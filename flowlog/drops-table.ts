@@ -2,7 +2,7 @@
 // and drop search with filters and keyset (cursor) pagination. Inserts are
 // RowBinary rows of DROP_COLUMNS; every query value goes in as a parameter.
 
-import type { DropRecord, EpochNs, FourTuple, Proto } from '../model/records.js';
+import type { DropFateName, DropRecord, EpochNs, FourTuple, Proto } from '../model/records.js';
 import type { TimeRange } from '../model/time.js';
 import { fromMappedText } from '../model/address.js';
 import { PROTO_NUMBER } from '../model/protocol.js';
@@ -18,7 +18,16 @@ import type { FlowLogStore } from './store.js';
 export const DROP_COLUMNS = [
   'ts', 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'proto', 'src', 'sport', 'dst', 'dport',
   'reason', 'reason_code', 'location', 'stack', 'cause', 'packet_id', 'wire_len', 'link_type', 'headers',
+  'fate', 'fate_proof', 'seen_at', 'seen_delta_ns',
 ] as const;
+
+/** The Enum8 values of schema.ts DROP_FATE_ENUM. */
+export const DROP_FATE_VALUES: Readonly<Record<DropFateName, number>> = { unknown: 0, lost: 1, copy: 2, consumed: 3 };
+export const DROP_FATES = Object.keys(DROP_FATE_VALUES) as DropFateName[];
+/** The fates that count as a loss of the packet: `unknown` (not decided, rows from before fates) included. */
+export const LOSS_FATES: readonly DropFateName[] = ['lost', 'unknown'];
+/** SQL: the row is a loss. */
+export const LOSS_CONDITION = `fate IN (${LOSS_FATES.map((f) => `'${f}'`).join(', ')})`;
 
 export function encodeDrop(d: DropRecord, out: RowBinaryWriter): void {
   const ts = timestamp(d.ts, 'ts');
@@ -49,22 +58,33 @@ export function encodeDrop(d: DropRecord, out: RowBinaryWriter): void {
   out.u32(uint(d.wireLen, U32, 'wireLen'));
   out.u16(uint(d.linkType, U16, 'linkType'));
   out.string(d.headers);
+  out.u8(enumValue(d.fate.fate, DROP_FATE_VALUES, 'fate'));
+  out.string(utf8(d.fate.proof, 'fate.proof'));
+  out.string(utf8(d.fate.seenAt ?? '', 'fate.seenAt'));
+  if (d.fate.seenDeltaNs === null) out.u8(1);
+  else {
+    out.u8(0);
+    out.i64(d.fate.seenDeltaNs);
+  }
 }
 
 const DROP_SELECT_COLUMNS = [
   nsText('ts'), 'node', 'netns', 'netns_ino', 'iface', 'ifindex', 'proto', 'toString(src)', 'sport', 'toString(dst)', 'dport',
   'reason', 'reason_code', 'location', 'stack', 'cause', 'toString(packet_id)', 'wire_len', 'link_type', 'base64Encode(headers)',
+  'fate', 'fate_proof', 'seen_at', 'toString(seen_delta_ns)',
 ].join(', ');
 
 type DropRow = [
   string, string, string, number, string, number, Proto, string, number, string, number,
   string, number, string, string[], string, string, number, number, string,
+  DropFateName, string, string, string | null,
 ];
 
 export function decodeDrop(row: unknown): DropRecord {
   const [
     ts, node, netns, netnsIno, iface, ifindex, proto, src, sport, dst, dport,
     reason, reasonCode, location, stack, cause, packetId, wireLen, linkType, headers,
+    fate, proof, seenAt, seenDeltaNs,
   ] = row as DropRow;
   const bytes = Buffer.from(headers, 'base64');
   return {
@@ -73,6 +93,7 @@ export function decodeDrop(row: unknown): DropRecord {
     reason, reasonCode, location, stack, cause,
     packetId: BigInt(packetId), wireLen, linkType,
     headers: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    fate: { fate, proof, seenAt: seenAt === '' ? null : seenAt, seenDeltaNs: seenDeltaNs === null ? null : BigInt(seenDeltaNs) },
   };
 }
 
@@ -119,6 +140,8 @@ export async function dropsForTuples(
 export interface DropFilter extends TrafficFilter {
   /** Any of these reasons (`NETFILTER_DROP`, or a number the kernel has no name for). */
   reasons?: string[];
+  /** Any of these fates. */
+  fates?: DropFateName[];
 }
 
 const DROP_FILTER_COLUMNS: TrafficColumns = { src: 'src', sport: 'sport', dst: 'dst', dport: 'dport', start: 'ts', end: 'ts' };
@@ -166,6 +189,10 @@ function filterConditions(filter: DropFilter, params: Params): string[] {
   if (filter.reasons !== undefined) {
     params.reasons = filter.reasons;
     conditions.push('reason IN {reasons:Array(String)}');
+  }
+  if (filter.fates !== undefined) {
+    params.fates = filter.fates;
+    conditions.push('fate IN {fates:Array(String)}');
   }
   return conditions;
 }

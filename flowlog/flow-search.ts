@@ -3,6 +3,7 @@
 
 import type { FlowRecord } from '../model/records.js';
 import { decodeFlow, FLOW_SELECT_COLUMNS } from './codec.js';
+import { LOSS_CONDITION } from './drops-table.js';
 import { afterConditions, decodeCursor, encodeCursor, orderBy, trafficConditions } from './keyset-search.js';
 import type { KeyColumn, PageRequest, TrafficColumns, TrafficFilter } from './keyset-search.js';
 import { nsText, timeParam, typedParam, type Params } from './query-params.js';
@@ -133,12 +134,13 @@ function traitCondition(store: FlowLogStore, trait: FlowTrait): string {
     case 'rst':
       return `close = 'rst'`;
     case 'drop':
-      // A drop of the flow's connection (its tuple, either direction), or of a
+      // A loss of the flow's connection (its tuple, either direction), or of a
       // packet capture saw as part of it (same packet id) whatever tuple the
-      // packet had where it was dropped (after a NAT, say).
-      return `(conn_key IN (SELECT conn_key FROM ${store.table('drops')})
+      // packet had where it was dropped (after a NAT, say). Copies of packets
+      // that went on, and packets consumed before they were freed, are no loss.
+      return `(conn_key IN (SELECT conn_key FROM ${store.table('drops')} WHERE ${LOSS_CONDITION})
         OR conn_key IN (SELECT conn_key FROM ${store.table('packets')} ARRAY JOIN packet_ids AS packet_id
-          WHERE packet_id IN (SELECT packet_id FROM ${store.table('drops')})))`;
+          WHERE packet_id IN (SELECT packet_id FROM ${store.table('drops')} WHERE ${LOSS_CONDITION})))`;
   }
 }
 

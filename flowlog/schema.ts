@@ -119,6 +119,11 @@ export function addColumnsStatements(t: SchemaTarget, name: string, columns: rea
   return tables.map((table) => `ALTER TABLE ${table}${onCluster(t)} ${add}`);
 }
 
+/** ALTER statements adding a data-skipping index to a table's storage table (parts written from then on have it). */
+export function addIndexStatements(t: SchemaTarget, name: string, index: string): string[] {
+  return [`ALTER TABLE ${storageTable(t, name)}${onCluster(t)} ADD INDEX IF NOT EXISTS ${index}`];
+}
+
 export function createDatabaseStatement(t: SchemaTarget): string {
   return `CREATE DATABASE IF NOT EXISTS ${t.database}${onCluster(t)}`;
 }
@@ -338,6 +343,19 @@ export const PACKET_CHUNKS: TableDefinition = {
   shardingKey: connKeySql('proto', 'src', 'sport', 'dst', 'dport'),
 };
 
+// ---- columns of schema version 8
+
+/** A drop's fate (model/records.ts DropFateName); rows stored before version 8 read as 'unknown'. */
+export const DROP_FATE_ENUM = enum8({ unknown: 0, lost: 1, copy: 2, consumed: 3 });
+
+/** The drops' fate, its evidence, and the sighting it rests on (flowlog/drop-fate.ts). */
+const DROP_FATE_COLUMNS = [
+  `fate ${DROP_FATE_ENUM} DEFAULT 'unknown' COMMENT 'lost, copy (the packet went on elsewhere), consumed (processed, then freed), unknown (not decided)' ${Z}`,
+  `fate_proof String DEFAULT '' ${Z}`,
+  `seen_at String DEFAULT '' COMMENT 'node/netns/iface of the sighting the fate rests on, empty for none' ${Z}`,
+  `seen_delta_ns Nullable(Int64) COMMENT 'that sighting''s time minus the drop''s' ${Z}`,
+];
+
 /** Where each kind of record is stored. */
 export const TABLES: Record<TableName, TableDefinition> = {
   packets: PACKET_CHUNKS,
@@ -414,6 +432,15 @@ export const MIGRATIONS: readonly Migration[] = [
         `connection_id String DEFAULT id COMMENT 'the same at every capture point of one connection: the id of its earliest flow' ${Z}`,
       ]),
       `ALTER TABLE ${storageTable(t, 'flows')}${onCluster(t)} ADD INDEX IF NOT EXISTS connection_ids connection_id TYPE bloom_filter(0.01) GRANULARITY 1`,
+    ],
+  },
+  // Drops get their fate; the packet ids of chunks a bloom filter, so that a drop's sightings are found
+  // without reading every chunk of its time (chunks written before keep none and are read whole).
+  {
+    version: 8,
+    statements: (t) => [
+      ...addColumnsStatements(t, DROPS.name, DROP_FATE_COLUMNS),
+      ...addIndexStatements(t, PACKET_CHUNKS.name, 'packet_ids packet_ids TYPE bloom_filter(0.01) GRANULARITY 1'),
     ],
   },
 ];

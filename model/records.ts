@@ -129,8 +129,27 @@ export interface NatTranslation {
 
 export type NatKind = 'SNAT' | 'DNAT' | 'FULLNAT';
 
-/** One packet the kernel dropped (skb:kfree_skb), where and why. */
-export interface DropRecord extends CapturePoint, FourTuple {
+/**
+ * What became of a dropped packet (docs/drops.md, "Fate"): `lost` — no capture point saw it
+ * after the drop; `copy` — the same packet went on elsewhere (this was a copy of it);
+ * `consumed` — the endpoint processed it and the kernel freed it without a reason afterwards;
+ * `unknown` — not decided (rows stored before fates were, or the store could not be asked),
+ * counted as a loss.
+ */
+export type DropFateName = 'lost' | 'copy' | 'consumed' | 'unknown';
+
+export interface DropFate {
+  fate: DropFateName;
+  /** The evidence, in words: where and how much later (or earlier) the packet was seen, or that nothing saw it. */
+  proof: string;
+  /** The capture point (node/netns/iface) whose sighting is the evidence, or null. */
+  seenAt: string | null;
+  /** That sighting's time minus the drop's (negative: before the drop), or null. */
+  seenDeltaNs: bigint | null;
+}
+
+/** One packet the kernel freed (skb:kfree_skb), where and why, as the drop tracer reports it. */
+export interface TracedDrop extends CapturePoint, FourTuple {
   ts: EpochNs;
   netnsIno: number;
   /** The device the packet was on (`iface` its name), 0 and '' when it had none. */
@@ -154,4 +173,9 @@ export interface DropRecord extends CapturePoint, FourTuple {
   linkType: number;
   /** The packet's headers as the kernel held them when it dropped it, up to the end of the TCP/UDP header. */
   headers: Uint8Array;
+}
+
+/** A traced drop with its fate decided, as stored. */
+export interface DropRecord extends TracedDrop {
+  fate: DropFate;
 }

@@ -11,6 +11,7 @@ import type { Collector } from '../model/collector.js';
 import { packageRoot } from '../model/package-root.js';
 import { openStore, type FlowLogStore, type StoreOptions } from '../flowlog/store.js';
 import { FlowLogWriter, type WriterOptions } from '../flowlog/writer.js';
+import { DropSettler } from '../flowlog/drop-fate.js';
 import { storeBackedOptions } from './store-reader.js';
 import { NatSources } from '../nat-tracker/tracker.js';
 import { buildServer } from '../api/server.js';
@@ -37,6 +38,8 @@ export interface ServiceOptions {
   dropRateLimit?: number;
   /** Drop reasons counted but not reported (default DEFAULT_IGNORED_REASONS: QUEUE_PURGE). */
   ignoredDropReasons?: string[];
+  /** How long a drop is held before its fate is decided (ms, default DropSettler's). */
+  dropSettleMs?: number;
   /** Bearer token required on the API when set. */
   token?: string;
   /** API requests per client address and minute; null turns rate limiting off (default: the app's). */
@@ -64,6 +67,8 @@ export interface Service {
   capture: PacketCapture;
   /** null when drop tracing is off or could not start. */
   drops: DropTracer | null;
+  /** Decides the drops' fates before they are written. */
+  dropFates: DropSettler;
   /** NAT tracking (conntrack, IPVS, OVS sources). */
   nat: NatSources;
   writer: FlowLogWriter;
@@ -90,6 +95,16 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     ...options.writer,
   });
   const flows = new FlowTable();
+  const dropFates = new DropSettler({
+    store,
+    onDecided: (records) => writer.addDrops(records),
+    packetProgress: () => {
+      const { accepted, written, dropped } = writer.stats().packets;
+      return { accepted, done: written + dropped };
+    },
+    settleMs: options.dropSettleMs,
+    log,
+  });
   const nat = new NatSources({
     node,
     onTranslations: (records) => writer.addNat(records),
@@ -136,7 +151,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         filter: options.filter,
         rateLimit: options.dropRateLimit,
         ignoredReasons: options.ignoredDropReasons,
-        onDrops: (records) => writer.addDrops(records),
+        onDrops: (records) => dropFates.add(records),
         onWarning: log,
       });
     },
@@ -149,6 +164,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       ...storeBackedOptions(store),
       captureStatus: () => capture?.status() ?? null,
       dropStatus: () => drops?.status() ?? null,
+      dropFates: () => dropFates.counts(),
       natStatus: () => nat.status(),
       writerStats: () => writer.stats(),
       uiDir: path.join(packageRoot, 'ui', 'dist'),
@@ -181,6 +197,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       }
       await stopRunning();
       await server.close();
+      dropFates.close();
       await writer.close();
       await store.close();
       throw err;
@@ -211,13 +228,17 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     store,
     capture: started,
     drops,
+    dropFates,
     nat,
     writer,
     url,
+    // Drops are decided once the packets captured so far are stored, then written.
     async flush() {
       await started.flush();
       flushFlows();
       await drops?.settled();
+      await writer.flush();
+      await dropFates.settleAll();
       await writer.flush();
     },
     close() {
@@ -225,8 +246,11 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         clearInterval(timer);
         await server.close();
         await stopRunning();
-        // Every packet captured has been handed over.
+        // Every packet captured has been handed over; the drops held are decided once it is stored.
         writer.addFlows(flows.drain());
+        await writer.flush();
+        await dropFates.settleAll();
+        dropFates.close();
         await writer.close();
         await store.close();
       })();

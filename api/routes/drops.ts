@@ -23,7 +23,7 @@ export const dropRoutes: FastifyPluginAsync<AppOptions> = async (fastify, option
     async (request) => {
       const { query } = request;
       const order = query.order ?? DEFAULT_DROP_ORDER;
-      const filter: DropFilter = { ...trafficFilter(query), reasons: query.reason };
+      const filter: DropFilter = { ...trafficFilter(query), reasons: query.reason, fates: query.fate };
       const after = afterCursor(query.cursor, order, decodeDropCursor);
       const page = await options.searchDrops(filter, { order, limit: query.limit ?? DEFAULT_LIMIT, after });
       return { drops: page.drops.map(dropJson), next_cursor: nextCursor(page.next, encodeDropCursor) };

@@ -23,8 +23,8 @@ export const NatTrackingSchema = Type.Object({
 /** The drop tracer's counters (capture/drops/tracer.ts): every kfree_skb in a traced namespace counts in `seen` and one other. */
 export const DropTracingSchema = Type.Object({
   namespaces: Type.Integer({ description: 'namespaces traced' }),
-  seen: Type.Integer(),
-  reported: Type.Integer(),
+  seen: Type.Integer({ description: 'kfree_skb calls in traced namespaces: every free, not every loss' }),
+  reported: Type.Integer({ description: 'frees reported, whatever their fate (copies and consumed packets included): see fates for the losses' }),
   ignored: Type.Integer({ description: 'a reason in ignored_reasons (no loss of a packet in flight)' }),
   unparsed: Type.Integer({ description: 'no IPv4/IPv6 TCP/UDP header (ARP, ICMP, ...)' }),
   filtered: Type.Integer({ description: 'left out by the capture filter' }),
@@ -33,6 +33,17 @@ export const DropTracingSchema = Type.Object({
   malformed: Type.Integer({ description: 'events user space could not decode' }),
   rate_limit: Type.Integer({ description: 'events per second per CPU; 0: none' }),
   ignored_reasons: Type.Array(Type.String()),
+  fates: Type.Optional(
+    Type.Object(
+      {
+        lost: Type.Integer({ description: 'no capture point saw the packet after the drop: the losses' }),
+        copy: Type.Integer({ description: 'the same packet went on elsewhere' }),
+        consumed: Type.Integer({ description: 'its endpoint processed it, then the kernel freed it' }),
+        unknown: Type.Integer({ description: 'not decided (the store could not be asked); counted as lost' }),
+      },
+      { description: 'reported drops whose fate this process decided, per fate (docs/drops.md, "Fate")' },
+    ),
+  ),
 });
 
 /** The flow-log writer's state per table (flowlog/writer.ts): rows accepted, written, refused, buffered; failing inserts. */

@@ -11,6 +11,7 @@ export function storeAppOptions(store: FlowLogStore, writer: FlowLogWriter | nul
     ...storeBackedOptions(store),
     captureStatus: () => null,
     dropStatus: () => null,
+    dropFates: () => null,
     natStatus: () => null,
     writerStats: () => writer?.stats() ?? null,
     uiDir: null,

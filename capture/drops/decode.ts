@@ -4,7 +4,7 @@
 import { formatIPv4, formatIPv6 } from '../../model/address.js';
 import { etherTypeBefore, ethernetPayloadOffset, parseTcpOptions } from '../../model/headers.js';
 import { ETHERTYPE, LINKTYPE_ETHERNET, LINKTYPE_RAW, PROTO_NUMBER } from '../../model/protocol.js';
-import type { DropRecord } from '../../model/records.js';
+import type { TracedDrop } from '../../model/records.js';
 import { packetIdOf } from '../../native/addon.js';
 import { dropCause } from './causes.js';
 import { DROP_LINK, dropEventLayout } from './layout.js';
@@ -19,7 +19,7 @@ export interface DropNamer {
 }
 
 export interface DropDecodeResult {
-  drops: DropRecord[];
+  drops: TracedDrop[];
   /** Records too short or inconsistent. */
   malformed: number;
 }
@@ -85,7 +85,7 @@ export class DropDecoder {
     return text;
   }
 
-  #decodeEvent(batch: Buffer, view: DataView, at: number, clockOffset: bigint): DropRecord | null {
+  #decodeEvent(batch: Buffer, view: DataView, at: number, clockOffset: bigint): TracedDrop | null {
     const { u8, u16, u32, u64 } = fieldReader(dropEventLayout, view, at);
 
     const family = u8('family');

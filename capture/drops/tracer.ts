@@ -1,7 +1,7 @@
 // The drop tracer: bpf/drop_trace.bpf.c on skb:kfree_skb (one tp_btf program for
 // the whole kernel), limited to the network namespaces it is given, its events
 // decoded into DropRecords, its counters (including what it suppressed) read back.
-import type { DropRecord, NetnsRef } from '../../model/records.js';
+import type { TracedDrop, NetnsRef } from '../../model/records.js';
 import { DropDecoder } from './decode.js';
 import { DROP_COUNTER, DROP_COUNTERS } from './layout.js';
 import { DropReasons } from './reasons.js';
@@ -11,7 +11,7 @@ import { BpfObject, CaptureError, bpfObjectPath, clockOffsetNs } from '../../nat
 
 export interface DropTracerConfig {
   node: string;
-  onDrops(drops: DropRecord[]): void;
+  onDrops(drops: TracedDrop[]): void;
   /** Problems that do not stop tracing (a batch that failed to decode, kallsyms unreadable). */
   onWarning(message: string): void;
   /** Drop events per second per CPU; more are counted, not reported. 0: no limit. Default 1000. */

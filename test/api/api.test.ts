@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { isStoreFailure } from '../../flowlog/errors.js';
 import { buildServer } from '../../api/server.js';
 import type { FlowJson, FlowsResponseJson } from '../../api/schemas/flows.js';
-import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../../model/records.js';
+import type { DropFate, DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../../model/records.js';
 import { FLOW_ORDERS } from '../../flowlog/flow-search.js';
 import { makeFlows, referenceMatch, referenceSort, SECOND, T0, writeFlows, type ReferenceQuery } from '../support/api-fixture.js';
 import { storeAppOptions } from '../../bench/support/store-app.js';
@@ -26,8 +26,10 @@ let earlier: FlowRecord[];
 /** Ids of the flows with a drop. */
 let dropped: Set<string>;
 
-function drop(tuple: { src: string; sport: number; dst: string; dport: number }, ts: bigint, packetId: bigint): DropRecord {
+function drop(tuple: { src: string; sport: number; dst: string; dport: number }, ts: bigint, packetId: bigint, fate: DropFate['fate']): DropRecord {
+  const seenAt = fate === 'copy' || fate === 'consumed' ? 'node-b/ns-server/eth0' : null;
   return {
+    fate: { fate, proof: `${fate} in this fixture`, seenAt, seenDeltaNs: seenAt === null ? null : 38_000n },
     ts, node: 'node-b', netns: 'ns-router', netnsIno: 4026532000, iface: 'in0', ifindex: 2, proto: 'tcp', ...tuple,
     reason: 'NETFILTER_DROP', reasonCode: 6, location: 'nf_hook_slow+0x96', stack: ['nf_hook_slow+0x96', 'ip_forward+0x1a4'],
     cause: 'a netfilter rule dropped it', packetId, wireLen: 74, linkType: 1, headers: new Uint8Array(54),
@@ -78,11 +80,16 @@ before(async () => {
   writer.addPackets(packetColumnsOfRecords(connection.packets));
   await writer.flush();
   flows = [...flows, ...connection.flows];
-  // Drops: one with a flow's tuple (reply direction), one of the NAT connection's SYN (its packet id) with another tuple.
-  const [withDrop] = flows.filter((f) => f.proto === 'tcp' && f.connState === 'S0');
+  // Losses: one with a flow's tuple (reply direction; fate unknown, as rows stored before fates read),
+  // one of the NAT connection's SYN (its packet id) with another tuple. No loss: a copy and a consumed
+  // segment with two other flows' tuples, which has=drop must not find.
+  const [withDrop, withCopy, withConsumed] = flows.filter((f) => f.proto === 'tcp' && f.connState === 'S0');
+  const reply = (f: FlowRecord) => ({ src: f.server.ip, sport: f.server.port, dst: f.client.ip, dport: f.client.port });
   writer.addDrops([
-    drop({ src: withDrop.server.ip, sport: withDrop.server.port, dst: withDrop.client.ip, dport: withDrop.client.port }, withDrop.start, 77n),
-    drop({ src: '10.99.0.1', sport: 1, dst: '10.99.0.2', dport: 2 }, NAT_START + 10n, connection.packets[0].packetId),
+    drop(reply(withDrop), withDrop.start, 77n, 'unknown'),
+    drop({ src: '10.99.0.1', sport: 1, dst: '10.99.0.2', dport: 2 }, NAT_START + 10n, connection.packets[0].packetId, 'lost'),
+    drop(reply(withCopy), withCopy.start, 78n, 'copy'),
+    drop(reply(withConsumed), withConsumed.start, 79n, 'consumed'),
   ]);
   await writer.flush();
   dropped = new Set([withDrop.id, 'nat-client-side', 'nat-server-side']);

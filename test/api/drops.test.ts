@@ -42,7 +42,14 @@ test('drops in the API: per connection, in the timeline, searchable, in the pcap
     );
     assert.match(drop.cause, /FORWARD chain/);
     assert.match(drop.location, /^\w+\+0x[0-9a-f]+$/);
+    // A loss: nothing saw the packet after the router's FORWARD chain.
+    assert.equal(drop.fate, 'lost');
+    assert.equal(drop.seen_at, `${NODE}/${router.netns.name}/to-client`);
+    assert.ok(drop.seen_delta_us !== null && drop.seen_delta_us <= 0);
+    assert.match(drop.fate_proof, new RegExp(`^no capture point saw it after the drop \\(last seen at ${NODE}/${router.netns.name}/to-client \\(ingress\\) [\\d.]+ µs earlier\\)$`));
   }
+  const withDrop = await api<{ flows: Array<{ client: { port: number } }> }>(`/api/v1/flows?has=drop&port=${blockedPort}`);
+  assert.ok(withDrop.flows.length > 0 && withDrop.flows.every((f) => f.client.port === blockedPort), 'has=drop finds the lost SYNs\' flows');
   assert.equal(connection.hops.length, 0, 'no confirmed NAT entry');
   const { packets, drops } = await api<{ packets: PacketJson[]; drops: DropJson[] }>(`/api/v1/connections/timeline?tuple=${blockedTuple}`);
   assert.deepEqual(drops, connection.drops);
@@ -75,6 +82,7 @@ test('drops in the API: per connection, in the timeline, searchable, in the pcap
   assert.equal(unseen.drops.length, 1);
   assert.deepEqual([unseen.drops[0].netns, unseen.drops[0].iface, unseen.drops[0].reason], [client.netns.name, '', 'NETFILTER_DROP']);
   assert.match(unseen.drops[0].cause, /OUTPUT chain/);
+  assert.deepEqual([unseen.drops[0].fate, unseen.drops[0].fate_proof, unseen.drops[0].seen_at], ['lost', 'no capture point saw it, before or after the drop', null]);
   const outputFile = path.join(dir, 'output.pcapng');
   writeFileSync(outputFile, Buffer.from(await (await getOk(service, `/api/v1/pcap?tuple=${outputTuple}`)).arrayBuffer()));
   const raw = execFileSync('tshark', ['-r', outputFile, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.encap_type', '-e', 'udp.srcport', '-e', 'udp.dstport'])

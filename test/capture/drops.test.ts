@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { DropTracer, type DropTracerConfig } from '../../capture/drops/tracer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from '../../model/protocol.js';
-import type { DropRecord } from '../../model/records.js';
+import type { TracedDrop } from '../../model/records.js';
 import { randomClientPort, useLab } from '../support/lab-fixture.js';
 import { dropForwarded, dropInput, dropOnServerIngress, dropOutput, probeFrom } from '../../lab/drop-scenarios.js';
 import type { Lab } from '../../lab/lab.js';
@@ -16,20 +16,20 @@ import { waitFor } from '../../bench/support/wait.js';
 const SYMBOL = /^[\w.]+\+0x[0-9a-f]+( \[\w+\])?$/;
 
 async function tracing(t: TestContext, lab: Lab, options: Partial<DropTracerConfig> = {}) {
-  const drops: DropRecord[] = [];
+  const drops: TracedDrop[] = [];
   const tracer = await DropTracer.start({ node: 'lab-node', onDrops: (d) => drops.push(...d), onWarning: (m) => t.diagnostic(m), rateLimit: 0, ...options });
   t.after(() => tracer.stop());
   tracer.setNamespaces(lab.namespaces);
   /** The drops of packets to `dport` from local port `sport`, once at least one arrived. */
-  const dropsOf = (sport: number, dport: number): Promise<DropRecord[]> =>
+  const dropsOf = (sport: number, dport: number): Promise<TracedDrop[]> =>
     waitFor(`a drop of a packet from port ${sport} to port ${dport}`, () => {
       const found = drops.filter((d) => d.sport === sport && d.dport === dport);
       return found.length > 0 ? found : undefined;
     });
   /** The first of those drops; `expected` names fields it must have and their values. */
-  const dropWith = async (sport: number, dport: number, expected: Partial<Record<keyof DropRecord, unknown>>): Promise<DropRecord> => {
+  const dropWith = async (sport: number, dport: number, expected: Partial<Record<keyof TracedDrop, unknown>>): Promise<TracedDrop> => {
     const [drop] = await dropsOf(sport, dport);
-    const fields = Object.keys(expected) as Array<keyof DropRecord>;
+    const fields = Object.keys(expected) as Array<keyof TracedDrop>;
     assert.deepEqual(Object.fromEntries(fields.map((field) => [field, drop[field]])), expected);
     return drop;
   };

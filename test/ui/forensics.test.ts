@@ -189,8 +189,11 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     await textOf(group.locator('.drop__headline'), 'the drop headline');
     assert.deepEqual(
       (await group.locator('.drop__headline span').allTextContents()).map(squash),
-      ['NETFILTER_DROP', drops[0].location, ...(drops.length > 1 ? [`× ${drops.length}`] : [])],
+      ['DROP', 'NETFILTER_DROP', drops[0].location, ...(drops.length > 1 ? [`× ${drops.length}`] : [])],
     );
+    // A loss, marked as one, with its proof.
+    assert.ok((await group.getAttribute('class'))?.split(' ').includes('drop--loss'), 'a loss is marked red');
+    assert.match(await textOf(group.locator('.drop__proof'), 'the drop fate proof'), /^no capture point saw it after the drop/);
     assert.ok((await textOf(group.locator('.drop__where'), 'where the drop was')).startsWith(`${routerIn} · ${uiTime(drops[0].ts)}`));
     assert.equal(await textOf(group.locator('.drop__cause'), 'the drop cause'), drops[0].cause);
     assert.match(drops[0].cause, /FORWARD chain/);

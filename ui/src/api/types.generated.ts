@@ -104,6 +104,14 @@ export interface Drop {
   reason_code: number;
   /** the dropped packet's packet_id (as in PACKET): the same packet seen before the drop */
   packet_id: string;
+  /** lost: no capture point saw the packet after the drop (a loss); copy: the same packet went on elsewhere (OTHERHOST on a bridge or OVS port, a flooded frame); consumed: its TCP endpoint processed it, then the kernel freed it; unknown: not decided (stored before fates were), counted as lost */
+  fate: 'unknown' | 'lost' | 'copy' | 'consumed';
+  /** the evidence for the fate, in words: where and how much later (or earlier) the packet was seen */
+  fate_proof: string;
+  /** node/netns/iface of the sighting the fate rests on; null for none */
+  seen_at: string | null;
+  /** that sighting's time minus the drop's, in µs (negative: before the drop); null for none */
+  seen_delta_us: number | null;
 }
 
 export interface TcpOptions {

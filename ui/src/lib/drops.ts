@@ -2,7 +2,7 @@ import type { Drop, FourTuple } from '../api/types.generated';
 import { capturePointKey } from './timeline';
 import { sameTuple } from './tuple';
 
-/** Drops of the same kind at the same place: one reason, location, capture point and cause. */
+/** Drops of the same kind at the same place: one fate, reason, location, capture point and cause. */
 export interface DropGroup {
   key: string;
   /** In time order; the first stands for the group (its stack is shown). */
@@ -14,7 +14,7 @@ export interface DropGroup {
 export function groupDrops(drops: Drop[]): DropGroup[] {
   const groups = new Map<string, DropGroup>();
   for (const drop of drops) {
-    const key = [drop.reason, drop.location, capturePointKey(drop), drop.cause].join('|');
+    const key = [drop.fate, drop.reason, drop.location, capturePointKey(drop), drop.cause].join('|');
     const group = groups.get(key) ?? { key, drops: [], tuples: [] };
     group.drops.push(drop);
     if (!group.tuples.some((tuple) => sameTuple(tuple, drop))) {

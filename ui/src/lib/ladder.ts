@@ -1,4 +1,5 @@
 import type { Drop, Packet } from '../api/types.generated';
+import { isLoss } from './fate';
 import { type DropRow, type FlowDirection, type Lane, type PacketRow, type TimelineModel } from './timeline';
 
 /**
@@ -24,9 +25,9 @@ export interface JourneyRow {
   /** The lanes its arrow spans: an end lane when it left the sender / reached the receiver, else the first / last point that saw it. */
   fromLane: number;
   toLane: number;
-  /** It was last seen before the last capture point on its way (dropped or vanished there). */
+  /** It was last seen before the last capture point on its way, or the kernel dropped it (a loss): it ends where it was last seen. */
   vanished: boolean;
-  /** The kernel's drop of this packet, if one was recorded. */
+  /** The kernel's free of this packet, if one was recorded: a loss, or a copy / a packet used (docs/drops.md, fate). */
   drop: Drop | null;
   retransmission: boolean;
   zeroWindow: boolean;
@@ -127,8 +128,9 @@ export function buildLadder(model: TimelineModel): LadderModel {
     const senderSide = row.flowDirection !== null && start === firstPoint;
     const reachedEnd = row.flowDirection !== null && end === lastPoint;
     row.fromLane = senderSide ? (towardsServer ? 0 : lastLane) : start;
-    row.toLane = reachedEnd && row.drop === null ? (towardsServer ? lastLane : 0) : end;
-    row.vanished = row.flowDirection !== null && (!reachedEnd || row.drop !== null);
+    const lost = row.drop !== null && isLoss(row.drop);
+    row.toLane = reachedEnd && !lost ? (towardsServer ? lastLane : 0) : end;
+    row.vanished = row.flowDirection !== null && (!reachedEnd || lost);
   }
 
   rows.sort((a, b) => a.offsetNs - b.offsetNs);
@@ -152,9 +154,10 @@ export function journeyHops(journey: JourneyRow): Array<{ fromLane: number; toLa
 /** Rows the ladder highlights, and lets one step through. */
 export type LadderMark = 'retransmission' | 'zeroWindow' | 'drop';
 
+/** Only losses are marked as drops; copies and packets freed after use are not. */
 export function isLadderMarked(row: LadderRow, mark: LadderMark): boolean {
-  if (row.kind === 'drop') return mark === 'drop';
-  return mark === 'drop' ? row.drop !== null : row[mark];
+  if (row.kind === 'drop') return mark === 'drop' && isLoss(row.row.drop);
+  return mark === 'drop' ? row.drop !== null && isLoss(row.drop) : row[mark];
 }
 
 /** The first row marked `mark` after row `after` (-1: from the start), wrapping around; null when there is none. */

@@ -1,6 +1,7 @@
 import type { Drop, FourTuple, Packet, Proto } from '../api/types.generated';
 import type { CapturePointRef } from '../api/types';
 import { epochNs, formatDuration, formatTime } from './time';
+import { isLoss } from './fate';
 import { formatEndpoint, formatTuple, reversedTuple, sameTuple } from './tuple';
 
 /** Which way a packet travels: client to server or back; null when it matches none of the connection's tuples. */
@@ -281,7 +282,8 @@ export function describeDrop(row: DropRow): string {
   const { drop } = row;
   return [
     `${formatTime(drop.ts)}  (+${formatDuration(row.offsetNs)})`,
-    `dropped at ${dropPlace(drop)}: ${drop.reason}`,
+    `${isLoss(drop) ? 'dropped' : 'freed'} at ${dropPlace(drop)}: ${drop.reason}`,
+    `fate: ${drop.fate}: ${drop.fate_proof}`,
     formatTuple(drop),
     `location ${drop.location}`,
     ...(drop.cause ? [drop.cause] : []),
