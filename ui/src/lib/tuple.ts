@@ -22,6 +22,9 @@ export function connectionHref(tuple: string, at: string | null = null): string 
   return `/connection?tuple=${encodeURIComponent(tuple)}${atPart}`;
 }
 
+/** The connection page of the connection with this id (a connection search row's). */
+export const connectionIdHref = (id: string): string => `/connection?id=${encodeURIComponent(id)}`;
+
 export function changedFields(before: FourTuple, after: FourTuple): Set<TupleField> {
   const fields: TupleField[] = ['src', 'sport', 'dst', 'dport'];
   return new Set(fields.filter((field) => before[field] !== after[field]));
