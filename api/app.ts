@@ -15,6 +15,7 @@ import { errorBody, handleError, refuseInfiniteNumbers } from './errors.js';
 import type { AppOptions } from './options.js';
 import { createMetrics, metricsRoutes } from './metrics.js';
 import { connectionRoutes } from './routes/connections.js';
+import { connectionSearchRoutes } from './routes/connection-search.js';
 import { dropRoutes } from './routes/drops.js';
 import { flowRoutes } from './routes/flows.js';
 import { natRoutes } from './routes/nat.js';
@@ -106,6 +107,7 @@ export const app: FastifyPluginAsync<AppOptions> = async (fastify, options) => {
   await fastify.register(metricsRoutes, { metrics });
   await fastify.register(statusRoutes, options);
   await fastify.register(connectionRoutes, options);
+  await fastify.register(connectionSearchRoutes, options);
   await fastify.register(flowRoutes, options);
   await fastify.register(dropRoutes, options);
   await fastify.register(natRoutes, options);

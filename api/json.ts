@@ -1,10 +1,12 @@
 // The API's JSON shapes of records and connections (api/schemas/ describes them).
 import type { DropTracerStatus } from '../capture/drops/tracer.js';
 import { pointName, type Connection } from '../connection/connection.js';
+import type { ConnectionSummary } from '../connection/connection-search.js';
 import { packetIdJson } from '../model/packet-id.js';
 import { tcpFlagNames } from '../model/protocol.js';
 import type { DropRecord, FlowRecord, NatTranslation, PacketRecord } from '../model/records.js';
 import { isoNs } from '../model/time.js';
+import type { ConnectionRowJson } from './schemas/connection-search.js';
 import type { ConnectionJson, PacketJson } from './schemas/connections.js';
 import type { DropJson } from './schemas/drops.js';
 import type { FlowJson } from './schemas/flows.js';
@@ -144,4 +146,28 @@ export const dropTracingJson = (s: DropTracerStatus): DropTracingJson => ({
   malformed: s.malformed,
   rate_limit: s.rateLimit,
   ignored_reasons: s.ignoredReasons,
+});
+
+export const connectionRowJson = (c: ConnectionSummary): ConnectionRowJson => ({
+  id: c.id,
+  proto: c.proto,
+  first_seen: isoNs(c.firstSeen),
+  last_seen: isoNs(c.lastSeen),
+  client_tuple: c.clientTuple,
+  server_tuple: c.serverTuple,
+  conn_state: c.points[0].connState,
+  marks: c.marks,
+  points: c.points.map((p) => ({
+    node: p.node,
+    netns: p.netns,
+    iface: p.iface,
+    flow_id: p.flowId,
+    start: isoNs(p.start),
+    tuple: p.tuple,
+    packets: p.packets,
+    bytes: p.bytes,
+    conn_state: p.connState,
+  })),
+  tuples: c.tuples,
+  hops: c.hops,
 });

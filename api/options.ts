@@ -7,6 +7,7 @@ import type { DropTracerStatus } from '../capture/drops/tracer.js';
 import type { DropFateCounts } from '../flowlog/drop-fate.js';
 import type { NatTrackingJson } from './schemas/status.js';
 import type { FlowCursor, FlowFilter, FlowOrder, FlowPage } from '../flowlog/flow-search.js';
+import type { ConnectionOrder, ConnectionPage } from '../flowlog/connection-search.js';
 import type { FlowLogReader } from '../connection/connection.js';
 import type { FlowRecord, NatTranslation } from '../model/records.js';
 import type { NatFilter } from '../flowlog/queries.js';
@@ -16,6 +17,7 @@ export interface AppOptions {
   reader: FlowLogReader;
   searchFlows(filter: FlowFilter, page: { order: FlowOrder; limit: number; after?: FlowCursor }): Promise<FlowPage>;
   flowById(id: string): Promise<FlowRecord | null>;
+  searchConnections(filter: FlowFilter, page: { order: ConnectionOrder; limit: number; after?: FlowCursor }): Promise<ConnectionPage>;
   searchDrops(filter: DropFilter, page: { order: DropOrder; limit: number; after?: DropCursor }): Promise<DropPage>;
   natTranslations(filter: NatFilter): Promise<NatTranslation[]>;
   storeHealthy(): Promise<boolean>;

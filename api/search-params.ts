@@ -1,6 +1,7 @@
 // The query parameters the search routes share, as the store takes them:
 // addresses, ports, protocol, time and capture point (flows, drops), the
 // time range (also NAT), the cursor of a page and the next one.
+import type { FlowFilter } from '../flowlog/flow-search.js';
 import type { TrafficFilter } from '../flowlog/keyset-search.js';
 import type { EpochNs } from '../model/records.js';
 import { parseAddressRange, type IpRange } from '../model/address.js';
@@ -43,6 +44,11 @@ export function trafficFilter(query: TrafficQuery): TrafficFilter {
     netns: query.netns,
     iface: query.iface,
   };
+}
+
+/** The store's filter for the flow filters (FlowFilterParameters: the flow search's, the connection search's). */
+export function flowFilter(query: Omit<FlowsQueryJson, 'limit' | 'cursor' | 'order'>): FlowFilter {
+  return { ...trafficFilter(query), states: query.state, has: query.has, loopback: query.loopback };
 }
 
 /** The position `cursor=` gives for a page in `order` (none without one); BAD_CURSOR when it is no next_cursor, or one of another order. */

@@ -1,17 +1,22 @@
 // Flow-log search: filters, ordering and keyset (cursor) pagination over the
 // newest state of every flow. Every value goes in as a query parameter.
 
+import { LOOPBACK_IFACE, LOOPBACK_RANGES } from '../model/address.js';
 import type { FlowRecord } from '../model/records.js';
 import { decodeFlow, FLOW_SELECT_COLUMNS } from './codec.js';
 import { LOSS_CONDITION } from './drops-table.js';
 import { afterConditions, decodeCursor, encodeCursor, orderBy, trafficConditions } from './keyset-search.js';
 import type { KeyColumn, PageRequest, TrafficColumns, TrafficFilter } from './keyset-search.js';
-import { nsText, timeParam, typedParam, type Params } from './query-params.js';
+import { ipv6Param, nsText, timeParam, typedParam, type Params } from './query-params.js';
 import type { FlowLogStore } from './store.js';
 
 /** Flow properties `has` asks for. */
 export const FLOW_TRAITS = ['retrans', 'zero_window', 'drop', 'rst'] as const;
 export type FlowTrait = (typeof FLOW_TRAITS)[number];
+
+/** Loopback flows (on a loopback interface, or between loopback addresses): kept (default), left out, or the only ones. */
+export const LOOPBACK_CHOICES = ['include', 'exclude', 'only'] as const;
+export type LoopbackChoice = (typeof LOOPBACK_CHOICES)[number];
 
 /** Zeek conn.log conn_state codes. */
 export const CONN_STATES = ['S0', 'S1', 'SF', 'REJ', 'S2', 'S3', 'RSTO', 'RSTR', 'RSTOS0', 'RSTRH', 'SH', 'SHR', 'OTH'] as const;
@@ -74,6 +79,8 @@ export interface FlowFilter extends TrafficFilter {
   states?: string[];
   /** All of these traits. */
   has?: FlowTrait[];
+  /** Loopback flows: kept without (or with 'include'), left out with 'exclude', the only ones with 'only'. */
+  loopback?: LoopbackChoice;
 }
 
 const FLOW_COLUMNS: TrafficColumns = { src: 'client_ip', sport: 'client_port', dst: 'server_ip', dport: 'server_port', start: 'start_ts', end: 'end_ts' };
@@ -115,17 +122,31 @@ export function decodeFlowCursor(text: string): FlowCursor | null {
 const orderName = (order: FlowOrder): OrderName => (order.startsWith('-') ? order.slice(1) : order) as OrderName;
 
 /** The WHERE conditions of `filter`; adds their parameters. */
-function filterConditions(store: FlowLogStore, filter: FlowFilter, params: Params): string[] {
+export function filterConditions(store: FlowLogStore, filter: FlowFilter, params: Params): string[] {
   const conditions = trafficConditions(filter, FLOW_COLUMNS, params);
   if (filter.states !== undefined) {
     params.states = filter.states;
     conditions.push('conn_state IN {states:Array(String)}');
   }
   for (const trait of new Set(filter.has)) conditions.push(traitCondition(store, trait));
+  if (filter.loopback === 'exclude') conditions.push(`NOT ${loopbackCondition(params)}`);
+  if (filter.loopback === 'only') conditions.push(loopbackCondition(params));
   return conditions;
 }
 
-function traitCondition(store: FlowLogStore, trait: FlowTrait): string {
+/** A flow on a loopback interface or with a loopback address on either side; adds its parameters. */
+function loopbackCondition(params: Params): string {
+  params.loopback_iface = LOOPBACK_IFACE;
+  const ranges = LOOPBACK_RANGES.flatMap((range, i) => {
+    params[`loopback_${i}_first`] = ipv6Param(range.first);
+    params[`loopback_${i}_last`] = ipv6Param(range.last);
+    return ['client_ip', 'server_ip'].map((column) => `${column} BETWEEN {loopback_${i}_first:IPv6} AND {loopback_${i}_last:IPv6}`);
+  });
+  return `(iface = {loopback_iface:String} OR ${ranges.join(' OR ')})`;
+}
+
+/** The condition of `trait` on a flow's columns (the newest version's). */
+export function traitCondition(store: FlowLogStore, trait: FlowTrait): string {
   switch (trait) {
     case 'retrans':
       return '(retrans_c2s + retrans_s2c) > 0';

@@ -215,6 +215,12 @@ export function parseAddressRange(text: string): IpRange | null {
   return { first: range.getFirst().value, last: range.getLast().value };
 }
 
+/** Loopback addresses: 127.0.0.0/8 (IPv4-mapped) and ::1. */
+export const LOOPBACK_RANGES: readonly IpRange[] = [parseAddressRange('127.0.0.0/8')!, parseAddressRange('::1')!];
+
+/** The loopback interface's name. */
+export const LOOPBACK_IFACE = 'lo';
+
 /** Whether a listen host is a loopback address (127.0.0.0/8, ::1, IPv4-mapped 127/8) or `localhost`. */
 export function isLoopbackHost(host: string): boolean {
   if (host === 'localhost') return true;

@@ -3,10 +3,11 @@
 import { dropsForTuples, searchDrops } from '../flowlog/drops-table.js';
 import { flowsBySynSeq, flowsForTuples, flowsOfConnections, natForTuple, natTranslations, packetRowsForTuples } from '../flowlog/queries.js';
 import { flowById, searchFlows } from '../flowlog/flow-search.js';
+import { searchConnections } from '../flowlog/connection-search.js';
 import type { FlowLogStore } from '../flowlog/store.js';
 import type { AppOptions } from '../api/options.js';
 
-export type StoreBackedOptions = Pick<AppOptions, 'reader' | 'searchFlows' | 'searchDrops' | 'flowById' | 'natTranslations' | 'storeHealthy'>;
+export type StoreBackedOptions = Pick<AppOptions, 'reader' | 'searchFlows' | 'searchConnections' | 'searchDrops' | 'flowById' | 'natTranslations' | 'storeHealthy'>;
 
 export function storeBackedOptions(store: FlowLogStore): StoreBackedOptions {
   return {
@@ -19,6 +20,7 @@ export function storeBackedOptions(store: FlowLogStore): StoreBackedOptions {
       dropsForTuples: (proto, tuples, range) => dropsForTuples(store, proto, tuples, range),
     },
     searchFlows: (filter, page) => searchFlows(store, filter, page),
+    searchConnections: (filter, page) => searchConnections(store, filter, page),
     searchDrops: (filter, page) => searchDrops(store, filter, page),
     flowById: (id) => flowById(store, id),
     natTranslations: (filter) => natTranslations(store, filter),

@@ -1,13 +1,13 @@
 // Flow-log search and single flows.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { decodeFlowCursor, DEFAULT_FLOW_ORDER, encodeFlowCursor, type FlowFilter } from '../../flowlog/flow-search.js';
+import { decodeFlowCursor, DEFAULT_FLOW_ORDER, encodeFlowCursor } from '../../flowlog/flow-search.js';
 import type { AppOptions } from '../options.js';
 import { flowJson } from '../json.js';
 import { NotFoundError } from '../errors.js';
 import { DEFAULT_LIMIT, ErrorResponses } from '../schemas/common.js';
 import { FlowIdParams, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas/flows.js';
-import { afterCursor, nextCursor, trafficFilter } from '../search-params.js';
+import { afterCursor, flowFilter, nextCursor } from '../search-params.js';
 
 export const flowRoutes: FastifyPluginAsync<AppOptions> = async (fastify, options) => {
   const api = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -24,7 +24,7 @@ export const flowRoutes: FastifyPluginAsync<AppOptions> = async (fastify, option
     async (request) => {
       const { query } = request;
       const order = query.order ?? DEFAULT_FLOW_ORDER;
-      const filter: FlowFilter = { ...trafficFilter(query), states: query.state, has: query.has };
+      const filter = flowFilter(query);
       const after = afterCursor(query.cursor, order, decodeFlowCursor);
       const page = await options.searchFlows(filter, { order, limit: query.limit ?? DEFAULT_LIMIT, after });
       return { flows: page.flows.map(flowJson), next_cursor: nextCursor(page.next, encodeFlowCursor) };

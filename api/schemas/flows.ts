@@ -1,6 +1,6 @@
 // Flows: one five-tuple at one capture point, and the flow search.
 import { Type, type Static } from 'typebox';
-import { CONN_STATES, DEFAULT_FLOW_ORDER, FLOW_ORDERS, FLOW_TRAITS } from '../../flowlog/flow-search.js';
+import { CONN_STATES, DEFAULT_FLOW_ORDER, FLOW_ORDERS, FLOW_TRAITS, LOOPBACK_CHOICES } from '../../flowlog/flow-search.js';
 import { AddressOrCidr, Cursor, Directional, Limit, NextCursor, PointName, Port, Proto, QueryPort, QueryTime, Repeatable, Time } from './common.js';
 
 /** One side of a flow. */
@@ -31,22 +31,33 @@ export const FlowSchema = Type.Object({
   syn_ack_seq: Type.Union([Type.Integer(), Type.Null()]),
 });
 
+/** The flow filters, as the flow search and the connection search (schemas/connection-search.ts) take them. */
+export const FlowFilterParameters = {
+  ip: AddressOrCidr('either side'),
+  src: AddressOrCidr('the client (the side that opened the connection)'),
+  dst: AddressOrCidr('the server'),
+  port: QueryPort('either side\'s port'),
+  sport: QueryPort("the client's port"),
+  dport: QueryPort("the server's port"),
+  proto: Type.Optional(Proto),
+  from: QueryTime('flows active at or after'),
+  to: QueryTime('flows active at or before'),
+  state: Repeatable(CONN_STATES, "Zeek conn_state; repeat for any of several (state=S0&state=REJ)"),
+  has: Repeatable(FLOW_TRAITS, 'flows with retransmissions, a zero window, a drop or a reset; repeat for all of several'),
+  node: PointName('capture point: node'),
+  netns: PointName('capture point: network namespace'),
+  iface: PointName('capture point: interface'),
+  loopback: Type.Optional(
+    Type.Enum(LOOPBACK_CHOICES, {
+      default: 'include',
+      description: 'flows on the lo interface or with a loopback address (127.0.0.0/8, ::1): kept, left out (exclude) or the only ones (only)',
+    }),
+  ),
+};
+
 export const FlowsQuery = Type.Object(
   {
-    ip: AddressOrCidr('either side'),
-    src: AddressOrCidr('the client (the side that opened the connection)'),
-    dst: AddressOrCidr('the server'),
-    port: QueryPort('either side\'s port'),
-    sport: QueryPort("the client's port"),
-    dport: QueryPort("the server's port"),
-    proto: Type.Optional(Proto),
-    from: QueryTime('flows active at or after'),
-    to: QueryTime('flows active at or before'),
-    state: Repeatable(CONN_STATES, "Zeek conn_state; repeat for any of several (state=S0&state=REJ)"),
-    has: Repeatable(FLOW_TRAITS, 'flows with retransmissions, a zero window, a drop or a reset; repeat for all of several'),
-    node: PointName('capture point: node'),
-    netns: PointName('capture point: network namespace'),
-    iface: PointName('capture point: interface'),
+    ...FlowFilterParameters,
     limit: Limit({ description: 'flows per page' }),
     cursor: Cursor,
     order: Type.Optional(

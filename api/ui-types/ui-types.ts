@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { packageRoot } from '../../model/package-root.js';
 import { Directional, ErrorSchema, FourTupleSchema, Proto, Time } from '../schemas/common.js';
+import { ConnectionRowSchema, ConnectionSearchResponse } from '../schemas/connection-search.js';
 import { ConnectionResponse, ConnectionSchema, PacketSchema, PointSchema, TcpOptionsSchema, TimelineResponse } from '../schemas/connections.js';
 import { DropSchema } from '../schemas/drops.js';
 import { Endpoint, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas/flows.js';
@@ -17,6 +18,7 @@ const HEADER = `// The HTTP API's JSON shapes, generated from its TypeBox schema
 
 const FlowTrait = FlowsQuery.properties.has.items;
 const FlowOrder = FlowsQuery.properties.order;
+const LoopbackChoice = FlowsQuery.properties.loopback;
 
 /** The schemas under the names the UI knows them by. */
 const UI_TYPES = {
@@ -31,6 +33,9 @@ const UI_TYPES = {
   FlowTrait,
   FlowOrder,
   FlowsResponse,
+  LoopbackChoice,
+  ConnectionRow: ConnectionRowSchema,
+  ConnectionSearchResponse,
   Drop: DropSchema,
   TcpOptions: TcpOptionsSchema,
   Packet: PacketSchema,

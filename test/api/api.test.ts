@@ -360,11 +360,11 @@ test('/openapi.json describes every route with its parameters; /docs serves the 
   }>('/openapi.json');
   assert.equal(status, 200);
   assert.match(spec.openapi, /^3\./);
-  for (const route of ['/healthz', '/metrics', '/api/v1/connections', '/api/v1/connections/timeline', '/api/v1/pcap', '/api/v1/flows', '/api/v1/flows/{id}', '/api/v1/nat', '/api/v1/capture/status']) {
+  for (const route of ['/healthz', '/metrics', '/api/v1/connections', '/api/v1/connections/search', '/api/v1/connections/timeline', '/api/v1/pcap', '/api/v1/flows', '/api/v1/flows/{id}', '/api/v1/nat', '/api/v1/capture/status']) {
     assert.ok(spec.paths[route]?.get, `${route} is not described`);
   }
   const flowParameters = spec.paths['/api/v1/flows'].get.parameters!.map((p) => p.name).sort();
-  assert.deepEqual(flowParameters, ['cursor', 'dport', 'dst', 'from', 'has', 'iface', 'ip', 'limit', 'netns', 'node', 'order', 'port', 'proto', 'sport', 'src', 'state', 'to'].sort());
+  assert.deepEqual(flowParameters, ['cursor', 'dport', 'dst', 'from', 'has', 'iface', 'ip', 'limit', 'loopback', 'netns', 'node', 'order', 'port', 'proto', 'sport', 'src', 'state', 'to'].sort());
   for (const code of ['200', '400', '503']) assert.ok(spec.paths['/api/v1/flows'].get.responses[code], `flows: ${code} not described`);
   assert.deepEqual(spec.paths['/api/v1/flows/{id}'].get.parameters!.map((p) => [p.name, p.in]), [['id', 'path']]);
 

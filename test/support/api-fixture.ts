@@ -127,6 +127,7 @@ export interface ReferenceQuery {
   node?: string;
   netns?: string;
   iface?: string;
+  loopback?: 'include' | 'exclude' | 'only';
 }
 
 /** Address or CIDR membership through node's BlockList. */
@@ -161,8 +162,14 @@ export function referenceMatch(f: FlowRecord, q: ReferenceQuery, dropped: Readon
   if (q.node !== undefined && f.node !== q.node) return false;
   if (q.netns !== undefined && f.netns !== q.netns) return false;
   if (q.iface !== undefined && f.iface !== q.iface) return false;
+  if (q.loopback === 'exclude' && isLoopbackFlow(f)) return false;
+  if (q.loopback === 'only' && !isLoopbackFlow(f)) return false;
   return true;
 }
+
+/** On the loopback interface, or with a loopback address on either side. */
+export const isLoopbackFlow = (f: FlowRecord): boolean =>
+  f.iface === 'lo' || [f.client.ip, f.server.ip].some((ip) => inRange('127.0.0.0/8', ip) || inRange('::1', ip));
 
 const ORDER_VALUE: Record<string, (f: FlowRecord) => bigint> = {
   start: (f) => f.start,
@@ -182,4 +189,84 @@ export function referenceSort(flows: FlowRecord[], order: FlowOrder): FlowRecord
     if (x !== y) return x < y ? -sign : sign;
     return a.id === b.id ? 0 : a.id < b.id ? -sign : sign;
   });
+}
+
+// ---- connections: flows of one connection at several capture points, across a NAT hop
+
+export type GeneratedHop = 'SNAT' | 'DNAT' | 'FULLNAT';
+
+export interface GeneratedConnection {
+  id: string;
+  /** Its flows in path order (final state). */
+  flows: FlowRecord[];
+  /** The NAT hop between its second and third point, if it has one. */
+  hop: GeneratedHop | null;
+}
+
+/** A connection's path: the client's interface, a router's two, the server's. */
+const PATH = [
+  { node: 'node-a', netns: 'ns-client', iface: 'eth0' },
+  { node: 'node-a', netns: 'ns-router', iface: 'in0' },
+  { node: 'node-a', netns: 'ns-router', iface: 'out0' },
+  { node: 'node-b', netns: 'ns-server', iface: 'eth0' },
+];
+
+/** nettrail's own API traffic and the host's DNS: flows on lo between loopback addresses. */
+const LOOPBACK_SERVERS = [
+  { proto: 'tcp', ip: '127.0.0.1', port: 7070 },
+  { proto: 'udp', ip: '127.0.0.53', port: 53 },
+  { proto: 'tcp', ip: '::1', port: 7070 },
+] as const;
+
+/**
+ * `count` connections over three days: most along PATH (1, 2 or 4 points; a
+ * SNAT, DNAT or FULLNAT hop between the router's interfaces on most of those
+ * with 4), a sixth on lo. Retransmissions, zero windows and resets are on one
+ * point only (so a filter on them matches the connection through that flow).
+ * Some connections start at the same nanosecond as the one before; for a
+ * third, each flow is written first in an earlier, open state, the later
+ * points not yet joined (connection_id their own id).
+ */
+export function makeConnections(seed: number, count: number): { connections: GeneratedConnection[]; earlier: FlowRecord[]; final: FlowRecord[] } {
+  const random = prng(seed);
+  const connections: GeneratedConnection[] = [];
+  const earlier: FlowRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const start = i > 0 && random() < 0.05 ? connections[i - 1].flows[0].start : T0 + BigInt(Math.floor(random() * 3 * 86_400_000)) * 1_000_000n + BigInt(int(random, 0, 999_999));
+    const base = finalFlow(random, start);
+    const loopback = random() < 1 / 6;
+    let points: Array<{ node: string; netns: string; iface: string }>;
+    let hop: GeneratedHop | null = null;
+    if (loopback) {
+      const server = pick(random, LOOPBACK_SERVERS);
+      Object.assign(base, { proto: server.proto, server: { ip: server.ip, port: server.port }, client: { ip: server.ip === '::1' ? '::1' : '127.0.0.1', port: base.client.port } });
+      points = [{ node: 'node-a', netns: 'root', iface: 'lo' }];
+    } else {
+      points = PATH.slice(0, pick(random, [1, 2, 4, 4, 4]));
+      if (points.length === 4) hop = pick(random, [null, 'SNAT', 'DNAT', 'FULLNAT'] as const);
+    }
+    const marked = int(random, 0, points.length - 1);
+    const flows = points.map((point, p): FlowRecord => {
+      const translated = hop !== null && p >= 2;
+      const v6 = base.server.ip.includes(':');
+      const id = hex16(random);
+      return {
+        ...base,
+        ...point,
+        id,
+        connectionId: id,
+        client: translated && hop !== 'DNAT' ? { ip: v6 ? 'fd00:99::1' : '10.99.0.1', port: 20000 + (i % 40000) } : base.client,
+        server: translated && hop !== 'SNAT' ? { ip: v6 ? 'fd00:98::2' : '10.98.0.2', port: 8000 + (i % 1000) } : base.server,
+        start: base.start + BigInt(p) * 20_000n,
+        end: base.end + BigInt(p) * 20_000n,
+        retrans: p === marked ? base.retrans : { c2s: 0, s2c: 0 },
+        zeroWindow: p === marked ? base.zeroWindow : { c2s: 0, s2c: 0 },
+        close: p === marked || base.close !== 'rst' ? base.close : 'fin',
+      };
+    });
+    for (const flow of flows) flow.connectionId = flows[0].id;
+    if (random() < 0.33) earlier.push(...flows.map((flow) => ({ ...earlierState(flow), connectionId: flow.id })));
+    connections.push({ id: flows[0].id, flows, hop });
+  }
+  return { connections, earlier, final: connections.flatMap((c) => c.flows) };
 }

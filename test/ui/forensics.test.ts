@@ -319,6 +319,8 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     await page.goto(origin);
     await page.locator('.app-header__nav a', { hasText: 'Flow search' }).click();
     await page.waitForURL((url) => url.pathname === '/flows');
+    await page.locator('.list-view-switch__flows').click();
+    await page.waitForURL((url) => url.searchParams.get('view') === 'flows');
     await page.locator('#flow-filter-dport').fill(String(lab.server.port));
     await page.locator('#flow-filter-netns').fill(serverNs);
     await page.locator('#flow-filter-limit').selectOption('20');
@@ -338,7 +340,7 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     assert.deepEqual(await shownRows(), expected.map(rowText), 'every matching flow on one page of 20');
 
     // Two per page: next to the end, then back; the URL holds the page.
-    await page.goto(`${origin}/flows?${query}`);
+    await page.goto(`${origin}/flows?${query}&view=flows`);
     assert.equal(await page.locator('#flow-filter-limit').inputValue(), '2', 'the form shows the URL\'s limit');
     const next = page.locator('.pager button', { hasText: 'Next' });
     const previous = page.locator('.pager button', { hasText: 'Previous' });

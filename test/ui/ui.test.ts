@@ -125,6 +125,8 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop 
     await page.goto(service.url);
     assert.equal(await page.title(), 'nettrail', 'home page title');
     assert.equal(await textOf(page.locator('h1.panel__title'), 'the home page heading'), 'Trace a connection');
+    // The list shows connections by default; this part checks its flows per capture point.
+    await page.locator('.list-view-switch__flows').click();
     const flowRows = page.locator('table.data-table tbody tr');
     await flowRows.first().waitFor({ state: 'visible' }).catch(() => {
       throw new Error('the recent connections table did not appear on the home page');
@@ -331,6 +333,7 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop 
 
     // 4b. A recent connection's link carries its start time (at=), which picks that connection among port reuses.
     await page.goto(service.url);
+    await page.locator('.list-view-switch__flows').click();
     const clientFlow = ours.find((f) => pointKey(f) === pointKey(points[0]))!;
     await page.locator('table.data-table tbody tr', { hasText: pointKey(points[0]) }).locator('a', { hasText: clientTupleText }).first().click();
     await page

@@ -70,3 +70,5 @@ export const pcapUrl = (ref: ConnectionRef) => withConnection('/api/v1/pcap', re
 export const captureStatusUrl = '/api/v1/capture/status';
 
 export const flowsUrl = (query: FlowQuery) => `/api/v1/flows?${flowQueryParams(query)}`;
+/** The connection search has no order: newest first always. */
+export const connectionSearchUrl = (query: FlowQuery) => `/api/v1/connections/search?${flowQueryParams({ ...query, order: undefined })}`;

@@ -82,6 +82,54 @@ export interface FlowsResponse {
   next_cursor: string | null;
 }
 
+/** flows on the lo interface or with a loopback address (127.0.0.0/8, ::1): kept, left out (exclude) or the only ones (only) */
+export type LoopbackChoice = 'include' | 'exclude' | 'only';
+
+export interface ConnectionRow {
+  /** connection id: the id of its earliest flow; /connection?id= in the UI */
+  id: string;
+  proto: Proto;
+  first_seen: IsoTime;
+  last_seen: IsoTime;
+  client_tuple: FourTuple;
+  server_tuple: FourTuple;
+  /** Zeek conn.log conn_state of the client-side flow */
+  conn_state: string;
+  marks: {
+    retrans: boolean;
+    zero_window: boolean;
+    drop: boolean;
+    rst: boolean;
+  };
+  /** its capture points in path order (by the start of the flow there) */
+  points: {
+    node: string;
+    netns: string;
+    iface: string;
+    flow_id: string;
+    start: IsoTime;
+    tuple: FourTuple;
+    packets: Directional;
+    bytes: Directional;
+    /** Zeek conn.log conn_state at this point */
+    conn_state: string;
+  }[];
+  /** its distinct tuples in path order, client side first */
+  tuples: FourTuple[];
+  /** NAT hops between consecutive tuples */
+  hops: {
+    kind: 'SNAT' | 'DNAT' | 'FULLNAT';
+    before: FourTuple;
+    after: FourTuple;
+  }[];
+}
+
+export interface ConnectionSearchResponse {
+  connections: ConnectionRow[];
+  /** pass as cursor= for the next page; null on the last page */
+  next_cursor: string | null;
+}
+
 export interface Drop {
   ts: IsoTime;
   node: string;

@@ -1,5 +1,5 @@
 // The UI's own types around the API's (types.generated.ts, generated from the server's schemas).
-import type { FlowOrder, FlowTrait } from './types.generated';
+import type { FlowOrder, FlowTrait, LoopbackChoice } from './types.generated';
 
 /** Where a packet was seen. */
 export interface CapturePointRef {
@@ -11,7 +11,8 @@ export interface CapturePointRef {
 /**
  * Query parameters of GET /api/v1/flows, as typed by the user: the server validates them
  * (and answers 400 naming the parameter). Times are ISO-8601 or epoch milliseconds;
- * every listed state is accepted (any of), every listed trait is required (all of).
+ * every listed state is accepted (any of), every listed trait is required (all of). The
+ * connection search (GET /api/v1/connections/search) takes the same but `order`.
  */
 export interface FlowQuery {
   ip?: string;
@@ -28,6 +29,7 @@ export interface FlowQuery {
   node?: string;
   netns?: string;
   iface?: string;
+  loopback?: LoopbackChoice;
   order?: FlowOrder;
   limit?: number;
   cursor?: string;

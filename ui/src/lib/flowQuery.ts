@@ -1,4 +1,4 @@
-import { FLOW_ORDERS, FLOW_TRAITS, type FlowOrder, type FlowTrait } from '../api/types.generated';
+import { FLOW_ORDERS, FLOW_TRAITS, type FlowOrder, type FlowTrait, type LoopbackChoice } from '../api/types.generated';
 import type { FlowQuery } from '../api/types';
 
 /** The flow search's one-value filters, in the order the form shows them. */
@@ -6,11 +6,20 @@ export const FLOW_TEXT_FILTERS = ['ip', 'src', 'dst', 'port', 'sport', 'dport', 
 export type FlowTextFilter = (typeof FLOW_TEXT_FILTERS)[number];
 
 /** Every parameter the search form sets, so a 400 naming one is shown at its field. */
-export const FLOW_FORM_PARAMETERS = [...FLOW_TEXT_FILTERS, 'state', 'has', 'order', 'limit'] as const;
+export const FLOW_FORM_PARAMETERS = [...FLOW_TEXT_FILTERS, 'state', 'has', 'order', 'limit', 'loopback'] as const;
 export type FlowFormParameter = (typeof FLOW_FORM_PARAMETERS)[number];
 
 export const DEFAULT_FLOW_ORDER: FlowOrder = '-start';
 export const DEFAULT_FLOW_LIMIT = 50;
+
+/** The UI leaves loopback traffic (nettrail's own API calls, the host's DNS) out unless asked; the API keeps it by default. */
+export const UI_DEFAULT_LOOPBACK: LoopbackChoice = 'exclude';
+const LOOPBACK_CHOICES: readonly LoopbackChoice[] = ['include', 'exclude', 'only'];
+const isLoopback = (value: string | null): value is LoopbackChoice => (LOOPBACK_CHOICES as readonly (string | null)[]).includes(value);
+
+/** What a list page shows: one row per connection, or one per flow (capture point). */
+export type ListView = 'connections' | 'flows';
+export const listViewFromParams = (params: URLSearchParams): ListView => (params.get('view') === 'flows' ? 'flows' : 'connections');
 
 const isOrder = (value: string | null): value is FlowOrder => (FLOW_ORDERS as readonly string[]).includes(value ?? '');
 const isTrait = (value: string): value is FlowTrait => (FLOW_TRAITS as readonly string[]).includes(value);
@@ -26,6 +35,8 @@ export function flowQueryFromParams(params: URLSearchParams): FlowQuery {
   if (states.length) query.state = states;
   const traits = params.getAll('has').filter(isTrait);
   if (traits.length) query.has = traits;
+  const loopback = params.get('loopback');
+  query.loopback = isLoopback(loopback) ? loopback : UI_DEFAULT_LOOPBACK;
   const order = params.get('order');
   if (isOrder(order)) query.order = order;
   const limit = Number(params.get('limit'));
@@ -44,13 +55,17 @@ export function flowQueryParams(query: FlowQuery): URLSearchParams {
   }
   for (const state of query.state ?? []) params.append('state', state);
   for (const trait of query.has ?? []) params.append('has', trait);
+  if (query.loopback) params.set('loopback', query.loopback);
   if (query.order) params.set('order', query.order);
   if (query.limit !== undefined) params.set('limit', String(query.limit));
   if (query.cursor) params.set('cursor', query.cursor);
   return params;
 }
 
-export function flowSearchHref(query: FlowQuery): string {
-  const params = flowQueryParams(query).toString();
-  return params ? `/flows?${params}` : '/flows';
+/** The search page of `query` in `view` (connections, the default, are left out of the URL). */
+export function flowSearchHref(query: FlowQuery, view: ListView = 'connections'): string {
+  const params = flowQueryParams(query);
+  if (view === 'flows') params.set('view', 'flows');
+  const text = params.toString();
+  return text ? `/flows?${text}` : '/flows';
 }
