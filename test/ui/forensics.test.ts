@@ -16,7 +16,7 @@ import type { FlowJson } from '../../api/schemas/flows.js';
 import { inNetns, probeFrom } from '../../lab/drop-scenarios.js';
 import type { Lab } from '../../lab/lab.js';
 import { getJson, labWithService, NODE, serviceTuple, settledConnection, tupleText } from '../support/service-fixture.js';
-import { ARTIFACTS, openBrowser, panel, pointKey, squash, textOf, uiTime } from '../support/ui-browser.js';
+import { ARTIFACTS, epochNs, openBrowser, panel, pointKey, squash, textOf, uiTime } from '../support/ui-browser.js';
 
 const BIG_TRANSFER_BYTES = 2_500_000;
 /** How long the big transfer's reader stops reading: its receive buffer fills, the window goes to zero. */
@@ -63,18 +63,19 @@ async function stalledTransferWithLosses(lab: Lab, localPort: number): Promise<n
   }
 }
 
-/** Rows of the sequence diagram rendered now, with what the test looks at. */
+/** Rows of the ladder diagram rendered now (one per packet), with what the test looks at. */
 async function renderedRows(page: Page) {
-  return page.locator('.sequence-diagram g.sequence-row').evaluateAll((groups) =>
+  return page.locator('.ladder g.ladder-row').evaluateAll((groups) =>
     groups.map((g) => ({
       description: (g.querySelector('title')?.textContent ?? '').split('\n'),
       classes: [...g.classList],
-      label: g.querySelector('text.sequence-row__label')?.textContent ?? '',
+      label: g.querySelector('text.ladder-row__label')?.textContent ?? '',
+      packetId: g.getAttribute('data-packet-id') ?? '',
     })),
   );
 }
 
-/** What the diagram marks as retransmissions, computed from the API's packets: a segment starting below the highest sequence number already seen at that capture point in that direction. */
+/** The packets the ladder marks as retransmissions, by packet id, computed from the API's packets: a segment starting below the highest sequence number already seen at a capture point in that direction. */
 function expectedRetransmissions(packets: PacketJson[]): Set<string> {
   const seen = new Map<string, { base: number; end: number }>();
   const found = new Set<string>();
@@ -88,17 +89,10 @@ function expectedRetransmissions(packets: PacketJson[]): Set<string> {
       continue;
     }
     const start = (p.seq - range.base) >>> 0;
-    if (start < range.end) found.add(`${pointKey(p)}|${p.direction}|${p.packet_id}`);
+    if (start < range.end) found.add(p.packet_id);
     range.end = Math.max(range.end, start + space);
   }
   return found;
-}
-
-/** `at POINT  DIRECTION (hook)` and `packet_id ID` lines of a row's hover text, as the key the API's packets give. */
-function rowPacketKey(description: string[]): string {
-  const at = description.find((line) => line.startsWith('at '))?.split(/\s+/) ?? [];
-  const id = description.find((line) => line.startsWith('packet_id '))?.slice('packet_id '.length);
-  return `${at[1]}|${at[2]}|${id}`;
 }
 
 /** The next answer of the flows API to the page. */
@@ -156,19 +150,23 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
       assert.equal(drop.reason, 'NETFILTER_DROP');
     }
     await page.goto(connectionPage(blockedPort));
-    await page.locator('.sequence-diagram g.sequence-row').first().waitFor();
+    await page.locator('.ladder g.ladder-row').first().waitFor();
     const rows = await renderedRows(page);
-    const dropRows = rows.filter((row) => row.classes.includes('sequence-row--drop'));
+    // Each dropped SYN is one row that ends, marked, where it was dropped.
+    const dropRows = rows.filter((row) => row.classes.includes('ladder-row--drop'));
     assert.equal(dropRows.length, drops.length, `drop rows in the diagram: ${JSON.stringify(rows.map((r) => r.label))}`);
     for (const [index, row] of dropRows.entries()) {
-      assert.equal(row.label, `DROP NETFILTER_DROP at ${drops[index].location}`);
-      assert.ok(row.description.includes(`dropped at ${routerIn}: NETFILTER_DROP`), `hover names where: ${row.description.join(' / ')}`);
-      assert.ok(row.description.includes(drops[index].cause), `hover gives the cause: ${row.description.join(' / ')}`);
-      assert.ok(row.description.includes(`location ${drops[index].location}`), 'hover gives the location');
+      assert.equal(row.packetId, drops[index].packet_id, 'the row of the dropped packet');
+      assert.match(row.label, /^\[SYN\] seq=0 /);
+      assert.ok(row.description.some((line) => line.endsWith(`; drop: NETFILTER_DROP at ${drops[index].location} (lost) — click for details`)), `hover names the drop: ${row.description.join(' / ')}`);
     }
+    // Its details give where, the cause and the fate.
+    await page.locator(`.ladder g.ladder-row[data-packet-id="${drops[0].packet_id}"]`).click();
+    const dropDetail = await textOf(panel(page, 'Packets').locator('.packet-detail__drop'), 'the detail panel\'s drop');
+    for (const part of [`Dropped at ${routerIn}`, 'NETFILTER_DROP', drops[0].location, 'lost', drops[0].cause]) assert.ok(dropDetail.includes(part), `detail names ${part}: ${dropDetail}`);
     // The ✕ sits on the router's to-client lane.
-    const laneHead = await page.locator(`.sequence-diagram__lane-head[title="${routerIn}"]`).boundingBox();
-    const marks = await page.locator('.sequence-diagram .sequence-row__drop-mark').evaluateAll((paths) =>
+    const laneHead = await page.locator(`.ladder__lane-head[title="${routerIn}"]`).boundingBox();
+    const marks = await page.locator('.ladder .ladder-row__loss').evaluateAll((paths) =>
       paths.map((mark) => {
         const box = mark.getBoundingClientRect();
         return box.left + box.width / 2;
@@ -178,9 +176,9 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     assert.equal(marks.length, drops.length, 'one ✕ per drop');
     for (const x of marks) assert.ok(Math.abs(x - (laneHead.x + laneHead.width / 2)) < 2, `✕ at x=${x}, lane at ${laneHead.x + laneHead.width / 2}`);
     assert.equal(await legendCount(page, 'drop'), drops.length, 'legend: drops');
-    // The client retransmitted its SYN: marked at both points that saw it.
-    const retransmitted = rows.filter((row) => row.classes.includes('sequence-row--retransmission'));
-    assert.equal(retransmitted.length, 2, `retransmitted SYNs: ${JSON.stringify(rows.map((r) => r.label))}`);
+    // The client retransmitted its SYN: every SYN after the first, one row each.
+    const retransmitted = rows.filter((row) => row.classes.includes('ladder-row--retransmission'));
+    assert.equal(retransmitted.length, drops.length - 1, `retransmitted SYNs: ${JSON.stringify(rows.map((r) => r.label))}`);
     for (const row of retransmitted) assert.match(row.label, /^\[SYN\] seq=0 .*retransmission$/);
 
     // The drop list: the two drops as one kind, where, the cause, and the kernel stack.
@@ -210,10 +208,10 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     // Segments dropped in the router's FORWARD chain carry the tuple between DNAT and SNAT: still this connection's.
     assert.ok(drops.some((drop) => drop.reason === 'NETFILTER_DROP'), `the transfer's drops: ${JSON.stringify(drops.map((d) => d.reason))}`);
     assert.ok(packets.length >= 5000, `the big transfer has only ${packets.length} packets`);
-    const rowCount = packets.length + drops.length;
+    const rowCount = new Set(packets.map((p) => p.packet_id)).size;
     await page.goto(connectionPage(bigPort));
-    const diagram = page.locator('.sequence-diagram');
-    await diagram.locator('g.sequence-row').first().waitFor();
+    const diagram = page.locator('.ladder');
+    await diagram.locator('g.ladder-row').first().waitFor();
     assert.match(
       await textOf(panel(page, 'Packets').locator('.packet-count'), 'the packet count'),
       new RegExp(`^${packets.length.toLocaleString('en-US')} packets at 4 capture points`),
@@ -228,7 +226,7 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
         scroller.scrollTop = ((scroller.scrollHeight - scroller.clientHeight) * step) / 40;
         await frame();
         const view = scroller.getBoundingClientRect();
-        const rows = [...scroller.querySelectorAll('g.sequence-row')];
+        const rows = [...scroller.querySelectorAll('g.ladder-row')];
         const inView = rows.some((row) => {
           const box = row.getBoundingClientRect();
           return box.top >= view.top && box.bottom <= view.bottom;
@@ -246,7 +244,7 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     assert.ok(scrolling.scrollHeight >= rowCount * 12, `the diagram is as tall as its ${rowCount} rows: ${scrolling.scrollHeight}px`);
     const last = packets[packets.length - 1];
     const lastShown = await diagram.evaluate((scroller, id) => {
-      const rows = [...scroller.querySelectorAll('g.sequence-row')].filter((g) => (g.querySelector('title')?.textContent ?? '').includes(`\npacket_id ${id}`));
+      const rows = [...scroller.querySelectorAll('g.ladder-row')].filter((g) => g.getAttribute('data-packet-id') === id);
       const row = rows[rows.length - 1];
       if (!row) return null;
       const [box, view] = [row.getBoundingClientRect(), scroller.getBoundingClientRect()];
@@ -254,7 +252,9 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     }, last.packet_id);
     assert.ok(lastShown, 'the last packet is rendered at the end');
     assert.ok(lastShown.inView, 'the last packet is in view at the end');
-    assert.ok(lastShown.title.startsWith(`${uiTime(last.ts)} `), `the last packet's row: ${lastShown.title}`);
+    // Its row begins at its first sighting (the same packet id within the second before).
+    const lastFirstSeen = packets.find((p) => p.packet_id === last.packet_id && epochNs(last.ts) - epochNs(p.ts) <= 1_000_000_000n)!;
+    assert.ok(lastShown.title.startsWith(`${uiTime(lastFirstSeen.ts)} `), `the last packet's row, from its first sighting: ${lastShown.title}`);
 
     // Retransmissions: as many as the API's packets have, each marked; "next" steps through them.
     const retransmissions = expectedRetransmissions(packets);
@@ -264,34 +264,32 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     const visited = new Set<string>();
     for (let i = 0; i < 5; i++) {
       await page.locator('button[aria-label="Next retransmission"]').click();
-      const focused = diagram.locator('g.sequence-row--focused');
+      const focused = diagram.locator('g.ladder-row--focused');
       await focused.waitFor();
-      const description = ((await focused.locator('title').textContent()) ?? '').split('\n');
-      assert.ok(retransmissions.has(rowPacketKey(description)), `focused row is a retransmission: ${description.join(' / ')}`);
-      assert.ok(description.includes('retransmission: this sequence range was already seen here'));
-      assert.match((await focused.getAttribute('class')) ?? '', /sequence-row--retransmission/);
-      visited.add(rowPacketKey(description));
+      const id = (await focused.getAttribute('data-packet-id')) ?? '';
+      assert.ok(retransmissions.has(id), `focused row is a retransmission: ${id}`);
+      assert.match((await focused.locator('text.ladder-row__label').textContent()) ?? '', /retransmission/);
+      assert.match((await focused.getAttribute('class')) ?? '', /ladder-row--retransmission/);
+      visited.add(id);
     }
     assert.equal(visited.size, Math.min(5, retransmissions.size), 'next steps to a new retransmission each time');
     await page.screenshot({ path: path.join(ARTIFACTS, 'ui-retransmissions.png'), fullPage: false });
 
     // Zero windows while the reader stalled.
-    const zeroWindows = packets.filter((p) => p.win === 0 && !p.flags.includes('RST'));
-    assert.ok(zeroWindows.length >= 1, 'the stalled reader advertised a zero window');
-    assert.equal(await legendCount(page, 'zeroWindow'), zeroWindows.length, 'legend: zero windows');
+    const zeroWindows = new Set(packets.filter((p) => p.win === 0 && !p.flags.includes('RST')).map((p) => p.packet_id));
+    assert.ok(zeroWindows.size >= 1, 'the stalled reader advertised a zero window');
+    assert.equal(await legendCount(page, 'zeroWindow'), zeroWindows.size, 'legend: zero windows');
     await page.locator('button[aria-label="Next zero window"]').click();
-    const focused = diagram.locator('g.sequence-row--focused.sequence-row--zero-window');
+    const focused = diagram.locator('g.ladder-row--focused.ladder-row--zero-window');
     await focused.waitFor();
-    const description = ((await focused.locator('title').textContent()) ?? '').split('\n');
-    assert.ok(zeroWindows.some((p) => rowPacketKey(description) === `${pointKey(p)}|${p.direction}|${p.packet_id}`), description.join(' / '));
-    assert.ok(description.some((line) => /^win 0 /.test(line)));
-    assert.match((await focused.getAttribute('class')) ?? '', /sequence-row--zero-window/);
+    assert.ok(zeroWindows.has((await focused.getAttribute('data-packet-id')) ?? ''), 'the focused row is a zero window');
+    assert.match((await focused.locator('text.ladder-row__label').textContent()) ?? '', / win=0 /);
 
     // Time scale: the stall shows as a gap labelled with its length; zooming out keeps the row in view.
     await page.locator('button', { hasText: 'Time scale' }).click();
     await page.locator('button[aria-label="Zoom out"]').click();
     await page.locator('button[aria-label="Zoom out"]').click();
-    const pauses = await diagram.locator('text.sequence-row__pause').allTextContents();
+    const pauses = await diagram.locator('text.ladder-row__pause').allTextContents();
     assert.ok(pauses.some((text) => / later$/.test(text)), `a labelled pause near the zero window: ${JSON.stringify(pauses)}`);
     assert.ok((await renderedRows(page)).length <= RENDERED_ROWS_BOUND, 'still windowed at the smallest zoom');
     const [focusedBox, diagramBox] = [await focused.boundingBox(), await diagram.boundingBox()];

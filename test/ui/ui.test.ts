@@ -24,44 +24,51 @@ import {
   sighting,
   squash,
   textOf,
+  uiTime,
 } from '../support/ui-browser.js';
 
-interface DiagramRow {
-  /** Lines of the row's hover text (the full header). */
-  description: string[];
-  arrow: 'c2s' | 's2c' | null;
-  unmatched: boolean;
-  drop: boolean;
+interface LadderRowSeen {
+  packetId: string;
+  /** The capture points that saw it, in time order (node/netns/iface). */
+  points: string[];
+  direction: string;
+  /** The arrow's ends and the lane centres (SVG x). */
+  x1: number;
+  x2: number;
+  /** Hop delays drawn on its segments, with the lane each ends at. */
+  hops: Array<{ to: string; text: string }>;
+  loss: boolean;
   label: string;
-  /** The hop delay column: time since the same packet was seen at the previous point. */
-  hopDelay: string;
+  title: string[];
 }
 
 /**
- * Every row of the (windowed) sequence diagram: scrolls the diagram top to bottom and
- * collects the rendered SVG rows, keyed by their hover text (timestamp, capture point,
- * direction and packet_id make it unique).
+ * Every row of the (windowed) ladder diagram: scrolls it top to bottom and collects the
+ * rendered rows, keyed by packet id and first sighting; and the lanes' titles and centres.
  */
-async function allDiagramRows(page: Page): Promise<{ rows: DiagramRow[]; lanes: string[]; renderedAtOnce: number }> {
-  await page.locator('.sequence-diagram svg g.sequence-row').first().waitFor({ state: 'visible' });
+async function allLadderRows(page: Page): Promise<{ rows: LadderRowSeen[]; lanes: Array<{ title: string; x: number }>; renderedAtOnce: number }> {
+  await page.locator('.ladder svg g.ladder-row').first().waitFor({ state: 'visible' });
   return page.evaluate(async () => {
-    const scroller = document.querySelector<HTMLElement>('.sequence-diagram')!;
+    const scroller = document.querySelector<HTMLElement>('.ladder')!;
     const frame = () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
-    const rows = new Map<string, DiagramRow>();
+    const rows = new Map<string, LadderRowSeen>();
     let renderedAtOnce = 0;
     const collect = () => {
-      const rendered = scroller.querySelectorAll('g.sequence-row');
+      const rendered = scroller.querySelectorAll('g.ladder-row');
       renderedAtOnce = Math.max(renderedAtOnce, rendered.length);
       for (const g of rendered) {
-        const description = g.querySelector('title')?.textContent ?? '';
-        const arrow = g.querySelector('line.sequence-row__arrow');
-        rows.set(description, {
-          description: description.split('\n'),
-          arrow: arrow ? (arrow.classList.contains('sequence-row__arrow--c2s') ? 'c2s' : arrow.classList.contains('sequence-row__arrow--s2c') ? 's2c' : null) : null,
-          unmatched: g.querySelector('circle.sequence-row__unmatched') !== null,
-          drop: g.querySelector('.sequence-row__drop-mark, .sequence-row__drop-line') !== null,
-          label: g.querySelector('text.sequence-row__label')?.textContent ?? '',
-          hopDelay: g.querySelector('text.sequence-row__hop-delay')?.textContent ?? '',
+        const title = g.querySelector('title')?.textContent ?? '';
+        const arrow = g.querySelector('line.ladder-row__arrow');
+        rows.set(`${g.getAttribute('data-packet-id')}|${title}`, {
+          packetId: g.getAttribute('data-packet-id') ?? '',
+          points: (g.getAttribute('data-points') ?? '').split(' → ').filter(Boolean),
+          direction: g.getAttribute('data-direction') ?? '',
+          x1: Number(arrow?.getAttribute('x1')),
+          x2: Number(arrow?.getAttribute('x2')),
+          hops: [...g.querySelectorAll('text.ladder-row__hop')].map((h) => ({ to: h.getAttribute('data-to') ?? '', text: h.textContent ?? '' })),
+          loss: g.querySelector('.ladder-row__loss') !== null,
+          label: g.querySelector('text.ladder-row__label')?.textContent ?? '',
+          title: title.split('\n'),
         });
       }
     };
@@ -76,7 +83,10 @@ async function allDiagramRows(page: Page): Promise<{ rows: DiagramRow[]; lanes: 
     }
     scroller.scrollTop = 0;
     await frame();
-    const lanes = [...scroller.querySelectorAll('.sequence-diagram__lane-head')].map((lane) => lane.getAttribute('title') ?? '');
+    const lanes = [...scroller.querySelectorAll<HTMLElement>('.ladder__lane-head')].map((lane) => ({
+      title: lane.getAttribute('title') ?? '',
+      x: parseFloat(lane.style.left) + parseFloat(lane.style.width) / 2,
+    }));
     return { rows: [...rows.values()], lanes, renderedAtOnce };
   });
 }
@@ -223,64 +233,77 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop 
       assert.equal(Number(shownPackets.replace(/,/g, '')), packetsPerPoint[key], `packets at ${key}: UI vs timeline API`);
     }
 
-    // 3c. Sequence diagram: one row with an arrow per timeline packet, in the right direction.
+    // 3c. Ladder diagram: one row per packet (packet_id), its arrow from the first point that saw it to the last, in the right direction.
     const packetsPanel = panel(page, 'Packets');
     const summary = await textOf(packetsPanel.locator('.toolbar .muted'), 'the packet count line');
     assert.match(summary, new RegExp(`^${packets.length} packets at 4 capture points\\b`), 'packet count line');
     // At a short viewport the diagram renders only a window of its rows; scrolling must reach every one.
     await page.setViewportSize({ width: 1440, height: 500 });
-    const { rows: diagramRows, lanes, renderedAtOnce } = await allDiagramRows(page);
+    const { rows: ladderRows, lanes, renderedAtOnce } = await allLadderRows(page);
     await page.setViewportSize({ width: 1440, height: 1000 });
-    t.diagnostic(`sequence diagram: ${diagramRows.length} rows, at most ${renderedAtOnce} rendered at once at 500 px`);
+    t.diagnostic(`ladder diagram: ${ladderRows.length} rows, at most ${renderedAtOnce} rendered at once at 500 px`);
     assert.equal(lanes.length, 6, `diagram lanes (client, 4 points, server): ${JSON.stringify(lanes)}`);
-    assert.equal(lanes[0], `client ${client.ifaces[0].ip}:${localPort}`);
-    assert.equal(lanes[5], `server ${lab.server.ip}:${lab.server.port}`);
-    assert.deepEqual(lanes.slice(1, 5), pointKeys.slice().sort((a, b) => pathOrder(a) - pathOrder(b)), 'diagram lanes of the capture points, in path order');
-    assert.ok(!diagramRows.some((r) => r.drop), 'no drop rows for a clean connection');
-    assert.equal(diagramRows.length, packets.length, `sequence diagram rows (${diagramRows.length}) vs timeline API packets (${packets.length})`);
-    const arrows = diagramRows.filter((r) => r.arrow !== null);
-    assert.equal(arrows.length, packets.length, `sequence diagram arrows (${arrows.length}) vs timeline packets (${packets.length}); unmatched: ${diagramRows.filter((r) => r.unmatched).length}`);
-    // Each API packet is exactly one row: capture point, direction and packet_id from the hover text.
-    const rowKey = (r: DiagramRow) => {
-      const at = r.description.find((l) => l.startsWith('at '))!.split(/\s+/);
-      const id = r.description.find((l) => l.startsWith('packet_id '))!.slice('packet_id '.length);
-      return `${at[1]}|${at[2]}|${id}`;
-    };
-    assert.deepEqual(
-      countBy(diagramRows, (r) => `${rowKey(r)}|${r.arrow}`),
-      countBy(packets, (p) => `${pointKey(p)}|${p.direction}|${p.packet_id}|${expectedDirection(p)}`),
-      'sequence diagram rows (point|direction|packet_id|arrow) vs timeline API packets',
-    );
-    assert.match(diagramRows.find((r) => r.description[0].includes('(+0 ns)'))?.label ?? '', /^\[SYN\] seq=0 /, 'the first row is the SYN');
+    assert.equal(lanes[0].title, `client ${client.ifaces[0].ip}:${localPort}`);
+    assert.equal(lanes[5].title, `server ${lab.server.ip}:${lab.server.port}`);
+    const pathKeys = pointKeys.slice().sort((a, b) => pathOrder(a) - pathOrder(b));
+    assert.deepEqual(lanes.slice(1, 5).map((l) => l.title), pathKeys, 'diagram lanes of the capture points, in path order');
+    assert.ok(!ladderRows.some((r) => r.loss), 'no loss marked on a clean connection');
+    // The API's packets grouped by packet_id: each is one row, seen at the points its sightings were, in time order.
+    const journeys = new Map<string, PacketJson[]>();
+    for (const p of packets) journeys.set(p.packet_id, [...(journeys.get(p.packet_id) ?? []), p]);
+    assert.equal(ladderRows.length, journeys.size, `ladder rows (${ladderRows.length}) vs distinct packet ids (${journeys.size})`);
+    const laneX = (key: string) => lanes.find((l) => l.title === key)!.x;
+    for (const row of ladderRows) {
+      const sightings = journeys.get(row.packetId);
+      assert.ok(sightings, `row of an unknown packet ${row.packetId}`);
+      assert.deepEqual(row.points, sightings.map(pointKey), `packet ${row.packetId}: the points that saw it`);
+      assert.equal(row.direction, expectedDirection(sightings[0]), `packet ${row.packetId}: direction`);
+      // Every packet crossed all 4 points: its arrow spans from the sender's end to the receiver's.
+      const [from, to] = row.direction === 'c2s' ? [lanes[0].x, lanes[5].x] : [lanes[5].x, lanes[0].x];
+      assert.ok(Math.abs(row.x1 - from) < 1 && Math.abs(row.x2 - to) < 4, `packet ${row.packetId}: arrow ${row.x1}..${row.x2}, ends ${from}..${to}`);
+      // 3d. Per-hop delay on each segment: the API timestamps' differences.
+      assert.deepEqual(row.hops.map((h) => h.to), sightings.slice(1).map(pointKey), `packet ${row.packetId}: a delay per hop`);
+      row.hops.forEach((hop, i) => assertDuration(hop.text, Number(epochNs(sightings[i + 1].ts) - epochNs(sightings[i].ts)), `hop delay of ${row.packetId} to ${hop.to}`));
+      for (const key of row.points) assert.ok(laneX(key) > 0);
+    }
+    const synRow = ladderRows.find((r) => r.label.startsWith('[SYN]'));
+    assert.ok(synRow, 'the SYN');
+    assert.match(synRow.label, /^\[SYN\] seq=0 len=0 win=\d+ mss=\d+/, `the SYN's label: flags, seq, len, window, options: ${synRow.label}`);
+    assert.ok(synRow.title[0].startsWith(uiTime(journeys.get(synRow.packetId)![0].ts)), `absolute time first: ${synRow.title[0]}`);
+    // Windows are shown scaled: after the handshake, the window the client advertised times 2^wscale.
+    const clientScale = journeys.get(synRow.packetId)![0].options.wscale!;
+    const dataRow = ladderRows.find((r) => r.direction === 'c2s' && !r.label.startsWith('[SYN'));
+    assert.ok(dataRow, 'a packet from the client after its SYN');
+    const firstSighting = journeys.get(dataRow.packetId)![0];
+    assert.match(dataRow.label, new RegExp(` win=${firstSighting.win * 2 ** clientScale}( |$)`), `scaled window (raw ${firstSighting.win}, scale ${clientScale}): ${dataRow.label}`);
 
-    // 3d. Per-hop delay: every packet crossed the 4 points; the API timestamps give each hop's delay.
+    // The detail panel of the SYN: every field at every point equals the API's.
+    await page.locator(`.ladder g.ladder-row[data-packet-id="${synRow.packetId}"]`).click();
+    const detail = packetsPanel.locator('.packet-detail');
+    await detail.waitFor({ state: 'visible' });
+    const fieldCells = async (field: string) => (await detail.locator(`td[data-field="${field}"]`).allTextContents()).map(squash);
+    const synSightings = journeys.get(synRow.packetId)!;
+    assert.deepEqual(await detail.locator('thead th.mono').allTextContents(), synSightings.map(pointKey), 'detail columns: the points');
+    assert.deepEqual((await fieldCells('flags')), synSightings.map((p) => p.flags.join(',')));
+    assert.deepEqual((await fieldCells('seq')).map((v) => v.split(' ')[0]), synSightings.map((p) => String(p.seq)));
+    assert.deepEqual((await fieldCells('len')), synSightings.map((p) => String(p.len)));
+    assert.deepEqual((await fieldCells('wire_len')), synSightings.map((p) => String(p.wire_len)));
+    assert.deepEqual((await fieldCells('ip_id')), synSightings.map((p) => String(p.ip_id)));
+    assert.deepEqual((await fieldCells('win')).map((v) => v.split(' ')[0]), synSightings.map((p) => String(p.win)));
+    assert.deepEqual((await fieldCells('headers')).map((v) => v.replace(/ /g, '')), synSightings.map((p) => p.headers));
+    await detail.locator('button', { hasText: 'Close' }).click();
+
+    // 3e. Per-hop delay summary: every packet crossed the 4 points.
     const previousSighting = new Map<string, PacketJson>();
     const expectedHops = new Map<string, number[]>();
-    const hopDelayOf = new Map<string, number>();
     for (const p of packets) {
       const earlier = previousSighting.get(p.packet_id);
       previousSighting.set(p.packet_id, p);
       if (!earlier) continue;
-      const delay = Number(epochNs(p.ts) - epochNs(earlier.ts));
       const hopName = `${sighting(earlier)}|${sighting(p)}`;
-      expectedHops.set(hopName, [...(expectedHops.get(hopName) ?? []), delay]);
-      hopDelayOf.set(`${pointKey(p)}|${p.direction}|${p.packet_id}`, delay);
+      expectedHops.set(hopName, [...(expectedHops.get(hopName) ?? []), Number(epochNs(p.ts) - epochNs(earlier.ts))]);
     }
     assert.equal(expectedHops.size, 6, `3 hops each way: ${JSON.stringify([...expectedHops.keys()])}`);
-    for (const row of diagramRows) {
-      const expected = hopDelayOf.get(rowKey(row));
-      if (expected === undefined) {
-        assert.equal(row.hopDelay, '', `no hop delay where a packet is first seen: ${row.description.join(' / ')}`);
-        continue;
-      }
-      assertDuration(row.hopDelay, expected, `hop delay of ${rowKey(row)}`);
-    }
-    const lastSynRow = diagramRows.find((r) => r.label.startsWith('[SYN]') && r.description.some((l) => l.startsWith(`at ${pointKey(points[3])}`)));
-    assert.ok(lastSynRow, 'the SYN at the server');
-    assert.ok(
-      lastSynRow.description.some((l) => l.startsWith('hop delay +') && l.endsWith(`after ${pointKey(points[2])} egress`)),
-      `the SYN's hover text names the hop delay from the router: ${lastSynRow.description.join(' / ')}`,
-    );
     const hopRows = await packetsPanel.locator('table.hop-delays tbody tr').evaluateAll((rows) =>
       rows.map((row) => [...row.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())),
     );
@@ -303,7 +326,7 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop 
     assert.equal(firstCells[6], 'SYN', `first table row is the SYN: ${JSON.stringify(firstCells)}`);
     assert.equal(firstCells[5], clientTupleText, 'the SYN at the first point carries the client side tuple');
     await packetsPanel.locator('button', { hasText: 'Sequence diagram' }).click();
-    await page.locator('.sequence-diagram svg g.sequence-row').first().waitFor({ state: 'visible' });
+    await page.locator('.ladder svg g.ladder-row').first().waitFor({ state: 'visible' });
     await page.screenshot({ path: path.join(ARTIFACTS, 'ui-connection.png'), fullPage: true });
 
     // 5. Download PCAP: tshark reads it, packets at the 4 interfaces, as many as the timeline.
