@@ -111,7 +111,13 @@ export interface ConntrackSourceOptions {
   netns: NetnsRef;
   onTranslations(records: NatTranslation[]): void;
   onError(err: ConntrackError): void;
-  /** Full re-dump period; default 30 s. */
+  /**
+   * How often entries still alive get their last seen refreshed; default 30 s. With events on,
+   * from what the events said (no dump: a dump walks the host's whole conntrack hash table,
+   * milliseconds each, in every namespace); with events off, by a dump.
+   */
+  refreshMs?: number;
+  /** With events on, a full re-dump this often anyway (entries that vanished unseen are forgotten); default 15 min. */
   resyncMs?: number;
   /** The socket's receive buffer (see ConntrackReaderOptions); default 8 MiB. */
   receiveBufferBytes?: number;
@@ -155,7 +161,11 @@ const errnoName = (errno: number) => {
 };
 
 export class ConntrackSource {
+  private readonly refreshMs: number;
   private readonly resyncMs: number;
+  /** Whether the kernel sends conntrack events in this namespace (net.netfilter.nf_conntrack_events). */
+  private eventsOn = true;
+  private refreshTimer: NodeJS.Timeout | null = null;
   private readonly entries = new Map<string, Tracked>();
   private readonly pending = new Map<string, NatTranslation>();
   private generation = 0;
@@ -167,7 +177,8 @@ export class ConntrackSource {
   private lossReported = false;
 
   constructor(private readonly opts: ConntrackSourceOptions) {
-    this.resyncMs = opts.resyncMs ?? 30_000;
+    this.refreshMs = opts.refreshMs ?? 30_000;
+    this.resyncMs = opts.resyncMs ?? 15 * 60_000;
   }
 
   /** Subscribes to events and dumps the table; resolves when the dump is reported. Failures go to onError. */
@@ -185,12 +196,20 @@ export class ConntrackSource {
     }
     await this.checkSysctls();
     await dumped;
-    if (this.reader) this.resyncTimer = setInterval(() => this.reader?.dump(), this.resyncMs).unref();
+    if (!this.reader) return;
+    if (this.eventsOn) {
+      this.refreshTimer = setInterval(() => this.refreshAlive(), this.refreshMs).unref();
+      this.resyncTimer = setInterval(() => this.reader?.dump(), this.resyncMs).unref();
+    } else {
+      this.resyncTimer = setInterval(() => this.reader?.dump(), this.refreshMs).unref();
+    }
   }
 
   async stop(): Promise<void> {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
     this.resyncTimer = null;
+    this.refreshTimer = null;
     const reader = this.reader;
     this.reader = null;
     await reader?.stop();
@@ -225,7 +244,8 @@ export class ConntrackSource {
     const [events, timestamp] = await Promise.all([read('nf_conntrack_events'), read('nf_conntrack_timestamp')]);
     if (!this.opts.sysctls) {
       if (events === '0') {
-        this.opts.onError(new ConntrackError('CONNTRACK_EVENTS_OFF', `net.netfilter.nf_conntrack_events is 0 in ${name}: translations are seen only by the dump every ${this.resyncMs / 1000} s, short connections are missed (--conntrack-sysctls lets nettrail turn events on)`));
+        this.eventsOn = false;
+        this.opts.onError(new ConntrackError('CONNTRACK_EVENTS_OFF', `net.netfilter.nf_conntrack_events is 0 in ${name}: translations are seen only by the dump every ${this.refreshMs / 1000} s, short connections are missed (--conntrack-sysctls lets nettrail turn events on)`));
       }
       return;
     }
@@ -234,9 +254,20 @@ export class ConntrackSource {
       try {
         await writeFileInNetns(path, `${SYSCTL_DIR}/${sysctl}`, '1\n');
       } catch (err) {
+        if (sysctl === 'nf_conntrack_events') this.eventsOn = false;
         this.opts.onError(new ConntrackError('CONNTRACK_SYSCTL_FAILED', `setting net.netfilter.${sysctl}=1 in ${name} failed: ${(err as Error).message}`));
       }
     }
+  }
+
+  /** Entries no event ended are alive now: their last seen moves on (what a dump would tell, without one). */
+  private refreshAlive(): void {
+    const now = nowNs();
+    for (const [key, tracked] of this.entries) {
+      if (now > tracked.record.lastSeen) tracked.record.lastSeen = now;
+      this.pending.set(key, copyRecord(tracked.record));
+    }
+    this.flush();
   }
 
   private onRecords(records: Buffer, count: number): void {

@@ -40,7 +40,7 @@ async function routerSource(t: TestContext, lab: Lab, choices: SourceChoices = {
   });
   t.after(() => source.stop());
   await source.start();
-  return { records, errors };
+  return { records, errors, source };
 }
 
 function assertLabTranslation(lab: Lab, rec: NatTranslation, localPort: number): void {
@@ -105,6 +105,18 @@ describe('ConntrackSource in a lab router', () => {
     const later = await waitFor('a re-dump', () => out.records.find((r) => r.orig.sport === localPort && r.lastSeen > first.lastSeen));
     assert.equal(later.firstSeen, first.firstSeen);
     assert.equal(later.entryId, first.entryId);
+  });
+
+  test('with events on, entries still alive get their last seen refreshed without a dump', async (t) => {
+    const lab = await useLab(t);
+    const localPort = randomClientPort();
+    await lab.request({ localPort });
+    const out = await routerSource(t, lab, { refreshMs: 200 });
+    const first = out.records.find((r) => r.orig.sport === localPort)!;
+    const dumps = out.source.status()!.dumps;
+    const later = await waitFor('a refresh', () => out.records.find((r) => r.orig.sport === localPort && r.lastSeen > first.lastSeen));
+    assert.equal(later.entryId, first.entryId);
+    assert.equal(out.source.status()!.dumps, dumps, 'no dump for it: a dump walks the host\'s whole conntrack table');
   });
 
   const sysctl = (lab: Lab, name: string): string =>
