@@ -82,7 +82,7 @@ export function trackHandshake(h: HandshakeState, flags: number, fromClient: boo
 /**
  * Places a TCP packet in its direction's sequence space at this point, and records it there. It
  * covers its payload plus one for SYN and FIN. Past the highest sequence number seen it is new (a
- * jump leaves a gap); below it, a segment that fills a gap within the reordering window (the
+ * jump leaves a gap: sent, not seen here; a pure ACK's sequence number past it leaves one too); below it, a segment that fills a gap within the reordering window (the
  * handshake RTT, at least REORDER_WINDOW_NS) of the gap's making is out of order, any other is a
  * retransmission. RSTs and keep-alives (one byte just below the next sequence number) are none.
  */
@@ -97,7 +97,12 @@ export function classifySegment(
 ): SegmentKind {
   const syn = (flags & SYN) !== 0;
   const span = len + (syn ? 1 : 0) + (flags & FIN ? 1 : 0);
-  if (span === 0 || flags & RST) return SEGMENT.none;
+  if (flags & RST) return SEGMENT.none;
+  if (span === 0) {
+    // A pure ACK carries its sender's next sequence number: what lies before it was sent, seen here or not.
+    if (dir.nextSeq !== null && seqBefore(dir.nextSeq, seq)) skip(dir, seq, tsHigh, tsLow);
+    return SEGMENT.none;
+  }
   if (span === 1 && !syn && !(flags & FIN) && dir.nextSeq !== null && ((seq + 1) >>> 0) === dir.nextSeq) return SEGMENT.none;
   const end = (seq + span) >>> 0;
   if (dir.nextSeq === null) {
@@ -105,10 +110,7 @@ export function classifySegment(
     return SEGMENT.new;
   }
   if (seqBefore(dir.nextSeq, end)) {
-    if (seqBefore(dir.nextSeq, seq)) {
-      dir.gaps.push({ start: dir.nextSeq, end: seq, tsHigh, tsLow });
-      if (dir.gaps.length > MAX_GAPS) dir.gaps.shift();
-    }
+    if (seqBefore(dir.nextSeq, seq)) skip(dir, seq, tsHigh, tsLow);
     dir.nextSeq = end;
     return SEGMENT.new;
   }
@@ -143,6 +145,13 @@ export function isDupAck(
  */
 export function isWindowFull(seq: number, flags: number, len: number, peerAck: number, peerWin: number, peerScale: number): boolean {
   return len > 0 && !(flags & (SYN | FIN | RST)) && ((seq + len) >>> 0) === ((peerAck + peerWin * 2 ** peerScale) >>> 0);
+}
+
+/** The sequence space from the next sequence number up to `seq` was sent but not seen here: a gap; `seq` is the next one. */
+function skip(dir: SequenceState, seq: number, tsHigh: number, tsLow: number): void {
+  dir.gaps.push({ start: dir.nextSeq!, end: seq, tsHigh, tsLow });
+  if (dir.gaps.length > MAX_GAPS) dir.gaps.shift();
+  dir.nextSeq = seq;
 }
 
 /** Removes [start, end) from the gap it falls in; returns that gap (for when it was made), or null when it fell in none. */
