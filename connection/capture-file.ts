@@ -10,7 +10,9 @@ import type { TimeRange } from '../model/time.js';
 import { formatTuple } from '../model/tuple.js';
 import { sameTuple } from '../nat-tracker/classify.js';
 import type { NatHop } from '../nat-tracker/resolver.js';
+import { writeZip } from '../pcap/zip.js';
 import {
+  CAPTURE_FILE_TYPES,
   EPB_INBOUND,
   EPB_OUTBOUND,
   writeCaptureFile,
@@ -32,7 +34,7 @@ if (DIRECTION.ingress !== EPB_INBOUND || DIRECTION.egress !== EPB_OUTBOUND) {
 export interface CaptureFileRequest {
   /** Where either end is given, only the packets and drops from/to it. */
   range: TimeRange;
-  /** Only the packets and drops at these capture points (pointName); null for all. */
+  /** Only the packets at these capture points (pointName) and the drops on these interfaces (dropPointName); null for all. */
   points: ReadonlySet<string> | null;
   format: CaptureFileFormat;
 }
@@ -48,6 +50,27 @@ export function connectionCaptureFile(
   const drops = format === 'pcap' ? [] : dropsWithin(connection.drops, range, points);
   const items = withComments(withDrops(packets, drops), connection.hops, format === 'pcapng');
   return writeCaptureFile(items, { format, sectionComment: `nettrail: ${formatTuple({ proto: connection.proto, ...connection.tuples[0] })}` });
+}
+
+/**
+ * The names of the interfaces of the connection's capture files, sorted: its capture points
+ * (pointName) and the interfaces of the drops at them (dropPointName).
+ */
+export function capturePointNames(connection: Connection): string[] {
+  return [...new Set([...connection.flows.map(pointName), ...connection.drops.map(dropPointName)])].sort();
+}
+
+/**
+ * A zip of one capture file per interface name (`points`, or all of capturePointNames), each
+ * `NAME.pcapng` (or .pcap) with the name's characters other than letters, digits, '.' and '-' as '_':
+ * a file of one capture point is one flow's view, which Wireshark's TCP analysis reads right.
+ */
+export function connectionCaptureFilesByPoint(reader: FlowLogReader, connection: Connection, request: CaptureFileRequest): AsyncGenerator<Buffer, void, undefined> {
+  const names = request.points === null ? capturePointNames(connection) : [...request.points].sort();
+  return writeZip(names.map((name) => ({
+    name: `${name.replace(/[^\w.-]/g, '_')}.${CAPTURE_FILE_TYPES[request.format].extension}`,
+    data: connectionCaptureFile(reader, connection, { ...request, points: new Set([name]) }),
+  })));
 }
 
 /** The rows of `batch` as the writer's, with `comments` by row of its columns (opt_comment). */
@@ -70,8 +93,11 @@ const pointInterface = (p: RowsPoint): CaptureInterface => ({
   linkType: p.linkType,
 });
 
+/** The first word of a drop's comment. */
+export const DROP_COMMENT = 'DROPPED';
+
 /** The if_name of the interface of the drops at a capture point: not the point's own, so that a filter on a point shows its packets only. */
-export const dropPointName = (d: DropRecord): string => `${pointName(d)} drops`;
+export const dropPointName = (d: DropRecord): string => `${d.node}/${d.netns}${d.iface ? `/${d.iface}` : ''} drops`;
 
 /** A dropped packet: on an interface of its own per point, no direction, a comment saying what, where and why. */
 const dropPacket = (d: DropRecord): CapturePacket => ({
@@ -81,7 +107,7 @@ const dropPacket = (d: DropRecord): CapturePacket => ({
   packetId: d.packetId,
   bytes: d.headers,
   originalLength: d.wireLen,
-  comment: `DROPPED (${d.reason}) at ${d.node}/${d.netns}${d.iface ? `/${d.iface}` : ''} in ${d.location}: ${d.cause}`,
+  comment: `${DROP_COMMENT} (${d.reason}) at ${d.node}/${d.netns}${d.iface ? `/${d.iface}` : ''} in ${d.location}: ${d.cause}`,
 });
 
 /** The comment on the first packet seen after a hop's translation. */
@@ -90,13 +116,13 @@ function natHopComment(hop: NatHop): string {
   return `${hop.kind} via ${hop.via} at ${hop.node}/${hop.netns} zone ${hop.zone}: ${t(hop.before)} => ${t(hop.after)}`;
 }
 
-/** The drops in `range` and at `points` (pointName of their point, or dropPointName; null for all). */
+/** The drops in `range` and on the interfaces `points` (dropPointName; null for all). */
 function dropsWithin(drops: readonly DropRecord[], range: TimeRange, points: ReadonlySet<string> | null): DropRecord[] {
   return drops.filter(
     (d) =>
       (range.from === undefined || d.ts >= range.from) &&
       (range.to === undefined || d.ts <= range.to) &&
-      (points === null || points.has(pointName(d)) || points.has(dropPointName(d))),
+      (points === null || points.has(dropPointName(d))),
   );
 }
 

@@ -4,9 +4,9 @@
 // turns Wireshark's cross-point analysis off; split=point gives files Wireshark analyses right.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConnectionJson } from '../../api/schemas/connections.js';
 import type { Lab } from '../../lab/lab.js';
@@ -15,10 +15,11 @@ import { ECHO_PORT, TRAFFIC_JS } from '../support/netns-pair.js';
 import { labWithService, NODE, pathPoints, requestRecorded, serviceTuple, settledConnection, tupleText } from '../support/service-fixture.js';
 import { startTcpdump } from '../support/tcpdump.js';
 
-/** Runs tshark; `configHome`: a directory holding wireshark/profiles/ (its XDG_CONFIG_HOME and HOME). */
+/** Runs tshark; with `configHome` (a directory holding wireshark/profiles/: its XDG_CONFIG_HOME and HOME), in the profile nettrail. */
 function tshark(args: string[], configHome?: string): string {
-  const env = configHome === undefined ? process.env : { ...process.env, XDG_CONFIG_HOME: configHome, HOME: configHome };
-  return execFileSync('tshark', args, { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  if (configHome === undefined) return execFileSync('tshark', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  const env = { ...process.env, XDG_CONFIG_HOME: configHome, HOME: configHome };
+  return execFileSync('tshark', ['-C', 'nettrail', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
 
 /** Lines of tshark's fields (separator |) of the packets matching `filter`. */
@@ -32,6 +33,14 @@ const count = (file: string, filter: string, configHome?: string) => fields(file
 /** Wireshark's expert summary of `file` (tshark -z expert), for the test's diagnostics. */
 const expertSummary = (file: string, configHome?: string) =>
   tshark(['-r', file, '-q', '-z', 'expert'], configHome).split('\n').filter((line) => /^\s*\d+\s+Sequence/.test(line)).map((line) => line.trim().replace(/\s+/g, ' ')).join('; ');
+
+/** Unzips `zip` into a new directory `into` (unzip -t first: the archive is sound); returns `into`. */
+function unzip(zip: string, into: string): string {
+  execFileSync('unzip', ['-tq', zip]);
+  mkdirSync(into, { recursive: true });
+  execFileSync('unzip', ['-q', zip, '-d', into]);
+  return into;
+}
 
 async function download(lab: { dir: string }, url: URL, name: string): Promise<string> {
   const res = await fetch(url);
@@ -63,9 +72,32 @@ test('the demo connection: Wireshark flags the same packet at later points; nett
   assert.equal(hops.length, 30, hops.join('\n'));
   const points = pathPoints(lab).map((p) => `${p.node}/${p.netns}/${p.iface}`);
   for (const [iface, comment] of hops) {
-    assert.ok(points.slice(1).includes(iface) || points[0] === iface, iface);
+    assert.ok(points.includes(iface), iface);
     assert.match(comment, new RegExp(`(^|,)nettrail: hop \\+\\d+\\.\\d{3}us from #\\d+ at ${NODE}/[^,]+$`), comment);
   }
+
+  // The shipped profile, from the API, unpacked where tshark looks for profiles: loaded without a
+  // warning (its coloring rules too: --color reads them, and warns of one that does not compile),
+  // and Wireshark's cross-point analysis is off.
+  const profileUrl = new URL('/api/v1/wireshark-profile', service.url);
+  const configHome = path.join(dir, 'config');
+  unzip(await download({ dir }, profileUrl, 'profile.zip'), path.join(configHome, 'wireshark', 'profiles'));
+  assert.deepEqual(readdirSync(path.join(configHome, 'wireshark', 'profiles', 'nettrail')).sort(), ['colorfilters', 'preferences']);
+  const run = spawnSync('tshark', ['-C', 'nettrail', '--color', '-r', file], { env: { ...process.env, XDG_CONFIG_HOME: configHome, HOME: configHome } });
+  assert.equal(run.status, 0);
+  assert.equal(run.stderr.toString().replace(/^Running as user "root".*\n/m, ''), '', 'tshark loads the profile without a warning');
+  assert.equal(count(file, 'tcp.analysis.retransmission', configHome), 0);
+  assert.equal(count(file, 'tcp.analysis.duplicate_ack', configHome), 0);
+  t.diagnostic(`tshark with the profile: ${count(file, 'tcp.analysis.flags', configHome)} TCP analysis flags (${expertSummary(file, configHome)})`);
+
+  // An unknown capture point is a 400 naming the connection's.
+  const bad = new URL(url);
+  bad.searchParams.set('points', `${points[0]},${NODE}/nowhere/eth9`);
+  const res = await fetch(bad);
+  assert.equal(res.status, 400);
+  const { error } = (await res.json()) as { error: { message: string } };
+  assert.match(error.message, /^points: "lab-node\/nowhere\/eth9" not among this connection's capture points: /);
+  for (const point of points) assert.ok(error.message.includes(`"${point}"`), error.message);
 });
 
 /**
@@ -127,6 +159,22 @@ test('real retransmissions: nettrail marks exactly those at each point that tsha
     total += truth.length;
   }
   t.diagnostic(`retransmissions by point: ${summary.join(', ')}; tshark over the whole file: ${count(file, 'tcp.analysis.retransmission')}`);
+  // split=point: a file per capture point, in which tshark's own analysis finds the same retransmissions.
+  url.searchParams.set('split', 'point');
+  const perPoint = unzip(await download({ dir }, url, 'per-point.zip'), path.join(dir, 'per-point'));
+  const files = readdirSync(perPoint);
+  assert.deepEqual(files.filter((f) => !f.endsWith('_drops.pcapng')).sort(), points.map((p) => `${p.node}_${p.netns}_${p.iface}.pcapng`).sort());
+  // The drops at a point in a file of their own: the lost segments, on the interface "POINT drops".
+  const routerDrops = fields(path.join(perPoint, `${NODE}_${router.netns.name}_to-client_drops.pcapng`), 'frame.comment contains "DROPPED"', ['frame.interface_name']);
+  assert.ok(routerDrops.length >= 3 && routerDrops.every(([i]) => i === `${NODE}/${router.netns.name}/to-client drops`), JSON.stringify(routerDrops));
+  for (const point of points) {
+    const name = `${point.node}/${point.netns}/${point.iface}`;
+    const one = path.join(perPoint, `${point.node}_${point.netns}_${point.iface}.pcapng`);
+    assert.deepEqual(fields(one, 'frame', ['frame.interface_name']).map(([i]) => i).filter((i) => i !== name), [], `only ${name} in its file`);
+    const theirs = fields(one, 'tcp.analysis.retransmission', ['tcp.seq_raw', 'tcp.len']).map(key).sort();
+    assert.deepEqual(theirs, (ours.get(name) ?? []).sort(), `tshark on the file of ${name}`);
+  }
+
   // The client sent again at least the three segments lost in twelve; Wireshark over the whole file takes every copy at a later point for one more.
   assert.ok((ours.get(`${NODE}/${client.netns.name}/${client.ifaces[0].name}`) ?? []).length >= 3, JSON.stringify([...ours]));
   assert.ok(count(file, 'tcp.analysis.retransmission') > total);
