@@ -19,6 +19,7 @@ import { connectionSearchRoutes } from './routes/connection-search.js';
 import { dropRoutes } from './routes/drops.js';
 import { flowRoutes } from './routes/flows.js';
 import { natRoutes } from './routes/nat.js';
+import { wiresharkRoutes } from './routes/wireshark.js';
 import { statusRoutes } from './routes/status.js';
 
 /** Requests a client address may make per minute: ample for the UI and scripts, a brake on floods. */
@@ -111,6 +112,7 @@ export const app: FastifyPluginAsync<AppOptions> = async (fastify, options) => {
   await fastify.register(flowRoutes, options);
   await fastify.register(dropRoutes, options);
   await fastify.register(natRoutes, options);
+  await fastify.register(wiresharkRoutes, options);
 
   if (options.uiDir && existsSync(path.join(options.uiDir, 'index.html'))) {
     await fastify.register(fastifyStatic, { root: options.uiDir, wildcard: false });

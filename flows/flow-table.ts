@@ -6,6 +6,9 @@ import { createHash } from 'node:crypto';
 import { columnAddress, FRAGMENT, type PacketColumns } from '../model/packet-columns.js';
 import { PROTO_NUMBER, TCP_FLAG_BIT } from '../model/protocol.js';
 import type { CloseType, FlowRecord } from '../model/records.js';
+import {
+  classifySegment, isZeroWindow, newSequenceState, nsFrom, SEGMENT, trackHandshake, type HandshakeState, type SequenceState,
+} from '../model/tcp-sequence.js';
 
 const { FIN, SYN, RST, ACK } = TCP_FLAG_BIT;
 
@@ -28,20 +31,6 @@ export const DEFAULT_FLOW_TIMEOUTS: FlowTimeouts = {
   closedLingerNs: 2_000_000_000n,
 };
 
-/** Sequence space skipped at this point: segments that fill it later are out of order or retransmitted. */
-interface Gap {
-  start: number;
-  end: number;
-  /** When the segment that skipped it was seen (ns words). */
-  tsHigh: number;
-  tsLow: number;
-}
-
-/** Gaps remembered per direction; the oldest are forgotten first. */
-const MAX_GAPS = 32;
-/** A gap filled sooner than this (or the handshake RTT, when longer) is reordering, not a retransmission. */
-const REORDER_WINDOW_NS = 3_000_000;
-
 /** Packets of each flow whose packet ids join it to the flows of its connection at other points. */
 const LINKED_PACKETS = 4;
 /**
@@ -56,10 +45,8 @@ const RECENT_FLOWS = 256;
 /** Zeek history letters, each a bit of a direction's `history`. */
 const LETTER_BIT: Record<string, number> = { S: 1, H: 2, A: 4, D: 8, F: 16, R: 32, W: 64, T: 128 };
 
-interface DirectionState {
-  /** Next sequence number expected after the highest one seen (TCP), or null before the first packet. */
-  nextSeq: number | null;
-  gaps: Gap[];
+/** A direction's sequence space (TCP, model/tcp-sequence.ts), its end and its history letters. */
+interface DirectionState extends SequenceState {
   fin: boolean;
   rst: boolean;
   /** LETTER_BIT of the letters written. */
@@ -71,7 +58,7 @@ interface DirectionState {
  * packet is matched and counted without an object, a string or a BigInt; FlowRecord's are made when
  * it is collected.
  */
-interface FlowState {
+interface FlowState extends HandshakeState {
   record: FlowRecord;
   netnsIno: number;
   ifindex: number;
@@ -84,12 +71,6 @@ interface FlowState {
   endLow: number;
   c2s: DirectionState;
   s2c: DirectionState;
-  synHigh: number;
-  synLow: number;
-  synSeen: boolean;
-  rttNs: number | null;
-  synAckSeen: boolean;
-  established: boolean;
   changed: boolean;
   /** Packets of this flow looked up in (and added to) the packet ids that join flows into connections. */
   linkedPackets: number;
@@ -98,7 +79,7 @@ interface FlowState {
   connectionLow: number;
 }
 
-const newDirection = (): DirectionState => ({ nextSeq: null, gaps: [], fin: false, rst: false, history: 0 });
+const newDirection = (): DirectionState => ({ ...newSequenceState(), fin: false, rst: false, history: 0 });
 
 /** Adds a Zeek history letter the first time it happens in a direction (lower case from the server). */
 function writeLetter(r: FlowRecord, dir: DirectionState, fromClient: boolean, code: string): void {
@@ -108,11 +89,6 @@ function writeLetter(r: FlowRecord, dir: DirectionState, fromClient: boolean, co
   r.history += fromClient ? code : code.toLowerCase();
 }
 
-/** Is sequence number a before b, modulo 2^32? */
-const seqBefore = (a: number, b: number) => ((a - b) | 0) < 0;
-
-/** Nanoseconds from time (aHigh, aLow) to (bHigh, bLow): exact well past any flow's length. */
-const nsFrom = (aHigh: number, aLow: number, bHigh: number, bLow: number) => (bHigh - aHigh) * 4294967296 + (bLow - aLow);
 const wordsToNs = (high: number, low: number) => (BigInt(high) << 32n) | BigInt(low);
 
 /** A hash of address words[4i, 4i + 4) and port: the same for an endpoint whichever side it is on. */
@@ -352,21 +328,13 @@ export class FlowTable {
     const seq = c.seq[i];
     const syn = (flags & SYN) !== 0;
     const ack = (flags & ACK) !== 0;
+    trackHandshake(flow, flags, fromClient, tsHigh, tsLow);
     if (syn && !ack && fromClient) {
       writeLetter(r, dir, fromClient, 'S');
       if (r.synSeq === null) r.synSeq = seq;
-      if (!flow.synSeen) {
-        flow.synSeen = true;
-        flow.synHigh = tsHigh;
-        flow.synLow = tsLow;
-      }
     } else if (syn && ack && !fromClient) {
       writeLetter(r, dir, fromClient, 'H');
       if (r.synAckSeq === null) r.synAckSeq = seq;
-      flow.synAckSeen = true;
-    } else if (ack && !syn && fromClient && flow.synAckSeen && !flow.established) {
-      flow.established = true;
-      if (flow.synSeen) flow.rttNs = nsFrom(flow.synHigh, flow.synLow, tsHigh, tsLow);
     }
     if (ack && !syn && len === 0 && !(flags & (FIN | RST))) writeLetter(r, dir, fromClient, 'A');
     if (len > 0) writeLetter(r, dir, fromClient, 'D');
@@ -378,34 +346,17 @@ export class FlowTable {
       writeLetter(r, dir, fromClient, 'R');
       dir.rst = true;
     }
-    if (c.win[i] === 0 && !(flags & RST)) {
+    if (isZeroWindow(c.win[i], flags)) {
       r.zeroWindow[side]++;
       writeLetter(r, dir, fromClient, 'W');
     }
 
-    // Sequence space this packet covers: payload plus one for SYN and FIN.
-    const span = len + (syn ? 1 : 0) + (flags & FIN ? 1 : 0);
-    const keepAlive = span === 1 && !syn && !(flags & FIN) && dir.nextSeq !== null && ((seq + 1) >>> 0) === dir.nextSeq;
-    if (span > 0 && !(flags & RST) && !keepAlive) {
-      const end = (seq + span) >>> 0;
-      if (dir.nextSeq === null) {
-        dir.nextSeq = end;
-      } else if (seqBefore(dir.nextSeq, end)) {
-        if (seqBefore(dir.nextSeq, seq)) {
-          dir.gaps.push({ start: dir.nextSeq, end: seq, tsHigh, tsLow });
-          if (dir.gaps.length > MAX_GAPS) dir.gaps.shift();
-        }
-        dir.nextSeq = end;
-      } else {
-        const filled = fillGap(dir.gaps, seq, end);
-        const window = flow.rttNs !== null && flow.rttNs > REORDER_WINDOW_NS ? flow.rttNs : REORDER_WINDOW_NS;
-        if (filled !== null && nsFrom(filled.tsHigh, filled.tsLow, tsHigh, tsLow) < window) {
-          r.outOfOrder[side]++;
-        } else {
-          r.retrans[side]++;
-          writeLetter(r, dir, fromClient, 'T');
-        }
-      }
+    const kind = classifySegment(dir, seq, flags, len, tsHigh, tsLow, flow.rttNs);
+    if (kind === SEGMENT.outOfOrder) {
+      r.outOfOrder[side]++;
+    } else if (kind === SEGMENT.retransmission) {
+      r.retrans[side]++;
+      writeLetter(r, dir, fromClient, 'T');
     }
     r.connState = tcpConnState(flow);
     r.close = closeOf(flow, r.close);
@@ -483,18 +434,6 @@ function snapshot(flow: FlowState): FlowRecord {
     outOfOrder: { ...r.outOfOrder },
     zeroWindow: { ...r.zeroWindow },
   };
-}
-
-/** Removes [start, end) from the gap it falls in; returns that gap (for when it was made), or null when it fell in none. */
-function fillGap(gaps: Gap[], start: number, end: number): Gap | null {
-  const i = gaps.findIndex((g) => !seqBefore(start, g.start) && seqBefore(start, g.end));
-  if (i < 0) return null;
-  const gap = gaps[i];
-  const rest: Gap[] = [];
-  if (seqBefore(gap.start, start)) rest.push({ ...gap, end: start });
-  if (seqBefore(end, gap.end)) rest.push({ ...gap, start: end });
-  gaps.splice(i, 1, ...rest);
-  return gap;
 }
 
 function closeOf(flow: FlowState, previous: CloseType): CloseType {

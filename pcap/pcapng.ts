@@ -58,8 +58,8 @@ export interface CaptureRows {
   kind: 'rows';
   columns: CaptureColumns;
   rows: Uint32Array;
-  /** opt_comment by row of `columns` (pcapng only). */
-  comments?: ReadonlyMap<number, string>;
+  /** opt_comment options by row of `columns`, one per text (pcapng only). */
+  comments?: ReadonlyMap<number, readonly string[]>;
 }
 
 /** One packet by value, its direction unknown (no epb_flags). */
@@ -182,8 +182,8 @@ class ChunkSink {
 }
 
 interface Encoder {
-  /** Row `row` of `c`, with its comment if any. */
-  row(c: CaptureColumns, row: number, comment: string | undefined): void;
+  /** Row `row` of `c`, with its comments if any. */
+  row(c: CaptureColumns, row: number, comments: readonly string[] | undefined): void;
   /** A packet given by value. */
   packet(p: CapturePacket): void;
   /** Called once after the last item. */
@@ -241,8 +241,8 @@ class PcapngEncoder implements Encoder {
     sink.push(encodeBlock(BLOCK_SHB, [BYTE_ORDER_MAGIC, 1, 0xffffffff, 0xffffffff], null, options));
   }
 
-  /** An EPB written in place: fields, data, epb_flags, epb_packetid, opt_comment if any. */
-  row(c: CaptureColumns, row: number, commentText: string | undefined): void {
+  /** An EPB written in place: fields, data, epb_flags, epb_packetid, an opt_comment per comment. */
+  row(c: CaptureColumns, row: number, commentTexts: readonly string[] | undefined): void {
     if (c !== this.columnsOf) {
       this.columnsOf = c;
       this.ids = [];
@@ -254,11 +254,12 @@ class PcapngEncoder implements Encoder {
     const tsWords = this.tsWords;
     const tsHigh = tsWords[2 * row + 1];
     if (tsHigh & 0x80000000) throw timestampBefore1970(c.ts[row]);
-    const comment = commentText === undefined ? null : textOption(OPT_COMMENT, commentText).value;
+    const comments = commentTexts === undefined ? null : commentTexts.map((text) => textOption(OPT_COMMENT, text).value);
     const from = c.starts[row];
     const captured = c.ends[row] - from;
     const dataLength = pad4(captured);
-    const commentLength = comment === null ? 0 : 4 + pad4(comment.length);
+    let commentLength = 0;
+    if (comments !== null) for (const comment of comments) commentLength += 4 + pad4(comment.length);
     const total = 28 + dataLength + 8 + 12 + commentLength + 4 + 4;
     const sink = this.sink;
     const start = sink.reserve(total);
@@ -280,11 +281,13 @@ class PcapngEncoder implements Encoder {
     w[word + 3] = this.packetIdWords[2 * row];
     w[word + 4] = this.packetIdWords[2 * row + 1];
     word += 5;
-    if (comment !== null) {
-      w[word] = OPT_COMMENT | (comment.length << 16);
-      if (comment.length > 0) w[word + (pad4(comment.length) >>> 2)] = 0; // the padding after the text
-      b.set(comment, (word + 1) << 2);
-      word += 1 + (pad4(comment.length) >>> 2);
+    if (comments !== null) {
+      for (const comment of comments) {
+        w[word] = OPT_COMMENT | (comment.length << 16);
+        if (comment.length > 0) w[word + (pad4(comment.length) >>> 2)] = 0; // the padding after the text
+        b.set(comment, (word + 1) << 2);
+        word += 1 + (pad4(comment.length) >>> 2);
+      }
     }
     w[word] = OPT_ENDOFOPT;
     w[word + 1] = total;

@@ -18,6 +18,7 @@ import { FlowLogError } from '../flowlog/errors.js';
 import { checkIdentifier, TABLE_NAMES } from '../flowlog/schema.js';
 import { parseRetention, type StoreOptions } from '../flowlog/store.js';
 import { PcapngPacketCounter } from '../pcap/pcapng.js';
+import { WIRESHARK_PROFILE_NAME, wiresharkProfileZip } from '../connection/wireshark-profile.js';
 import { formatEndpoint, parseTuple, TupleError } from '../model/tuple.js';
 
 const USAGE = `usage:
@@ -31,6 +32,8 @@ const USAGE = `usage:
   nettrail lab up|down|status [--scenario fullnat|dnat|snat|port-reuse|two-routers|ovs|all]... [--prefix P]
   nettrail trace TUPLE [--at TIME] [--list] [--server URL] [--json]  |  nettrail trace --id CONNECTION_ID [...]
   nettrail pcap TUPLE [--at TIME] | --id CONNECTION_ID  -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
+               [--split point] (a zip of one file per capture point: -o FILE.zip)
+  nettrail wireshark-profile -o FILE.zip   (nettrail's Wireshark profile; unzip in ~/.config/wireshark/profiles/)
   nettrail flows [--ip|--src|--dst ADDRESS|CIDR] [--port|--sport|--dport PORT] [--proto tcp|udp] [--from TIME] [--to TIME]
                  [--state CONN_STATE]... [--has retrans|zero_window|drop|rst]... [--node N] [--netns N] [--iface N]
                  [--order [-]start|end|duration|bytes|packets] [--limit N] [--cursor C] [--server URL] [--json]
@@ -290,25 +293,32 @@ async function pcap(args: string[]): Promise<void> {
     from: { type: 'string' },
     to: { type: 'string' },
     point: { type: 'string', multiple: true },
+    split: { type: 'string' },
     at: { type: 'string' },
     id: { type: 'string' },
     server: { type: 'string', default: DEFAULT_SERVER },
   });
   const which = connectionArguments(positionals, values);
   if (!values.output) throw new UsageError('-o FILE is required');
+  if (values.split !== undefined && values.split !== 'point') throw new UsageError(`--split ${values.split}: only --split point is known`);
+  const split = values.split as 'point' | undefined;
   const server = values.server as string;
   const { connection } = (await (await get(server, '/api/v1/connections', which)).json()) as { connection: ConnectionJson };
   const expected = connection.points.reduce((sum, point) => sum + point.packets, 0);
   const points = (values.point as string[] | undefined)?.join(',');
   // The connection just looked up, by its id: the file holds that one, whatever else uses the tuple by then.
-  const response = await get(server, '/api/v1/pcap', { ...(connection.id === null ? which : { id: connection.id }), from: values.from as string | undefined, to: values.to as string | undefined, points });
+  // An unknown --point is the server's 400 naming the connection's points, a usage error here.
+  const response = await get(server, '/api/v1/pcap', { ...(connection.id === null ? which : { id: connection.id }), from: values.from as string | undefined, to: values.to as string | undefined, points, split });
   const counter = new PcapngPacketCounter();
-  const progress = () =>
-    `${counter.packets.toLocaleString('en')} of ~${expected.toLocaleString('en')} packets, ${(counter.bytes / 1e6).toFixed(1)} MB`;
+  // A zip's packets are not counted as it goes by: its bytes are.
+  const progress = () => split === 'point'
+    ? `${(counter.bytes / 1e6).toFixed(1)} MB (zip of one file per capture point)`
+    : `${counter.packets.toLocaleString('en')} of ~${expected.toLocaleString('en')} packets, ${(counter.bytes / 1e6).toFixed(1)} MB`;
   const ticker = process.stderr.isTTY ? setInterval(() => process.stderr.write(`\r${progress()}  `), 250) : undefined;
   const counted = async function* (chunks: AsyncIterable<Uint8Array>) {
     for await (const chunk of chunks) {
-      counter.push(chunk);
+      if (split === 'point') counter.bytes += chunk.length;
+      else counter.push(chunk);
       yield chunk;
     }
   };
@@ -366,7 +376,16 @@ async function flows(args: string[]): Promise<void> {
   if (body.next_cursor !== null) console.error(`more: repeat with --cursor ${body.next_cursor}`);
 }
 
-const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lab, trace, pcap, flows };
+/** `nettrail wireshark-profile -o FILE.zip`: the profile the server's /api/v1/wireshark-profile gives, made here. */
+async function wiresharkProfile(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { output: { type: 'string', short: 'o' } });
+  if (positionals.length > 0) throw new UsageError(`nettrail wireshark-profile takes -o FILE.zip only, not ${JSON.stringify(positionals.join(' '))}`);
+  if (!values.output) throw new UsageError('-o FILE.zip is required');
+  await pipeline(Readable.from(wiresharkProfileZip()), createWriteStream(values.output as string));
+  console.error(`wrote ${values.output}: unzip it in ~/.config/wireshark/profiles/ (or %APPDATA%\\Wireshark\\profiles\\), then wireshark -C ${WIRESHARK_PROFILE_NAME}`);
+}
+
+const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lab, trace, pcap, flows, 'wireshark-profile': wiresharkProfile };
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;

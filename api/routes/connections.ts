@@ -5,9 +5,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import type { EpochNs } from '../../model/records.js';
 import type { AppOptions } from '../options.js';
-import { connectionCaptureFile } from '../../connection/capture-file.js';
+import { capturePointNames, connectionCaptureFile, connectionCaptureFilesByPoint } from '../../connection/capture-file.js';
 import { connectionPacketRows, findConnection, type Connection } from '../../connection/connection.js';
-import { NotFoundError } from '../errors.js';
+import { BadParameterError, NotFoundError } from '../errors.js';
 import { connectionJson, dropJson, packetJson } from '../json.js';
 import { CAPTURE_FILE_TYPES } from '../../pcap/pcapng.js';
 import { ErrorResponses } from '../schemas/common.js';
@@ -68,25 +68,32 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
     },
   );
 
-  const captureFile = Type.Unsafe<Readable>({ type: 'string', format: 'binary', description: 'pcapng (default) or pcap' });
+  const captureFile = Type.Unsafe<Readable>({ type: 'string', format: 'binary', description: 'pcapng (default) or pcap; with split=point, a zip of them' });
   api.get(
     '/api/v1/pcap',
     {
       schema: {
-        summary: "The connection's packets from all capture points as pcapng (one interface per point) or pcap",
+        summary: "The connection's packets from all capture points as pcapng (one interface per point) or pcap, or a zip of a file per point",
         querystring: PcapQuery,
         response: { 200: captureFile, ...ErrorResponses },
       },
     },
     async (request, reply) => {
-      const { from, to, format = 'pcapng', points } = request.query;
+      const { from, to, format = 'pcapng', points, split } = request.query;
       const range = { from: optionalTime(from, 'from'), to: optionalTime(to, 'to') };
       const pointNames = points === undefined ? null : new Set(points.split(',').map((point) => point.trim()));
       const connection = await connectionFor(request.query);
-      const type = CAPTURE_FILE_TYPES[format];
+      const known = capturePointNames(connection);
+      const unknown = [...(pointNames ?? [])].filter((point) => !known.includes(point));
+      if (unknown.length > 0) {
+        throw new BadParameterError('points', `${unknown.map((p) => JSON.stringify(p)).join(', ')} not among this connection's capture points: ${known.map((p) => JSON.stringify(p)).join(', ')}`);
+      }
+      const type = split === 'point' ? { contentType: 'application/zip', extension: `${CAPTURE_FILE_TYPES[format].extension}.zip` } : CAPTURE_FILE_TYPES[format];
       const name = `nettrail-${connection.proto}-${connection.tuples[0].src}-${connection.tuples[0].sport}.${type.extension}`.replace(/[^\w.-]/g, '_');
       reply.header('content-type', type.contentType).header('content-disposition', `attachment; filename="${name}"`);
-      return reply.send(Readable.from(connectionCaptureFile(reader, connection, { range, points: pointNames, format })));
+      const wanted = { range, points: pointNames, format };
+      const file = split === 'point' ? connectionCaptureFilesByPoint(reader, connection, wanted) : connectionCaptureFile(reader, connection, wanted);
+      return reply.send(Readable.from(file));
     },
   );
 };

@@ -96,6 +96,7 @@ export const PcapQuery = Type.Object(
     from: Type.Optional(Type.String()),
     to: Type.Optional(Type.String()),
     format: Type.Optional(Type.Union([Type.Literal('pcapng'), Type.Literal('pcap')])),
+    split: Type.Optional(Type.Literal('point', { description: 'point: a zip of one file per capture point (and one per point\'s drops)' })),
     points: Type.Optional(
       Type.String({ maxLength: 4096, description: 'only these capture points, comma-separated node/netns/iface (as if_name in the file)' }),
     ),

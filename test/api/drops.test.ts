@@ -66,7 +66,7 @@ test('drops in the API: per connection, in the timeline, searchable, in the pcap
   assert.equal(commented.length, drops.length, commented.join('\n'));
   for (const line of commented) {
     const [iface, description, dst, dport, syn, comment] = line.split('|');
-    assert.equal(iface, `${NODE}/${router.netns.name}/to-client`);
+    assert.equal(iface, `${NODE}/${router.netns.name}/to-client drops`);
     assert.match(description, /^packets the kernel dropped/);
     assert.deepEqual([dst, dport, syn], [lab.server.ip, String(lab.server.port), '1']);
     assert.match(comment, new RegExp(`^DROPPED \\(NETFILTER_DROP\\) at ${NODE}/${router.netns.name}/to-client in \\w+\\+0x[0-9a-f]+: dropped by a netfilter rule in the FORWARD chain`));

@@ -178,6 +178,8 @@ function makeItem(i: number, points: Point[] = POINTS): TestPacket {
   const item: TestPacket = { packet };
   if (i % 7 === 0) item.comment = `SNAT ${pt.src}:${pt.sport} → 198.51.100.7:${pt.sport} (#${i})`;
   else if (i % 11 === 0) item.comment = `drop: NETFILTER_DROP at nf_hook_slow+0x9f — “Grüße” #${i}`;
+  // Two opt_comment options on one packet (one per line here).
+  else if (i % 13 === 0) item.comment = `nettrail: hop +1.500us from #${i} at a/b/c\nnettrail: retransmission of #${i} at d/e/f`;
   return item;
 }
 
@@ -199,8 +201,8 @@ function* inBatches(packets: Iterable<TestPacket>, size = 97): Generator<Capture
   const all = [...packets];
   for (let i = 0; i < all.length; i += size) {
     const slice = all.slice(i, i + size);
-    const comments = new Map<number, string>();
-    slice.forEach(({ comment }, row) => comment !== undefined && comments.set(row, comment));
+    const comments = new Map<number, string[]>();
+    slice.forEach(({ comment }, row) => comment !== undefined && comments.set(row, comment.split('\n')));
     yield [packetRows(PacketRows.fromRecords(slice.map(({ packet }) => packet)), comments)];
   }
 }
@@ -287,7 +289,7 @@ test('pcapng: every field round-trips through tshark, capinfos agrees', async ()
       'frame.packet_flags_direction': p.direction === 'ingress' ? '0x00000001' : '0x00000002',
       'frame.p2p_dir': p.direction === 'ingress' ? '1' : '0',
       'frame.packet_id': p.packetId.toString(),
-      'frame.comment': comment ?? '',
+      'frame.comment': comment?.replace('\n', ',') ?? '',
       'frame.time_epoch': epochText(p.ts),
       'frame.len': String(p.wireLen),
       'frame.cap_len': String(p.headers.length),

@@ -349,6 +349,23 @@ test('the web UI in chromium: tuple lookup, NAT path, sequence diagram, per-hop 
     assert.equal(frames.length, packets.length, `frames in the downloaded PCAP vs timeline API packets`);
     assert.deepEqual(countBy(frames, (f) => f), packetsPerPoint, 'PCAP frames per interface vs timeline API packets per point');
 
+    // 5b. A zip of a pcapng per capture point, and each point's own pcapng from the capture point table.
+    const [zipDownload] = await Promise.all([page.waitForEvent('download'), page.locator('.pcap-actions a', { hasText: 'PCAP per point (zip)' }).click()]);
+    const zipFile = path.join(dir, 'per-point.zip');
+    await zipDownload.saveAs(zipFile);
+    const zipNames = execFileSync('unzip', ['-Z1', zipFile]).toString().split('\n').filter(Boolean).sort();
+    assert.deepEqual(zipNames, Object.keys(packetsPerPoint).map((p) => `${p.replace(/[^\w.-]/g, '_')}.pcapng`).sort(), 'files in the per-point zip');
+    const [onePoint, oneCount] = Object.entries(packetsPerPoint)[0];
+    const [pointDownload] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator('table.data-table tr', { hasText: onePoint.split('/')[2] }).filter({ hasText: onePoint.split('/')[1] }).locator('a', { hasText: 'pcapng' }).click(),
+    ]);
+    const pointFile = path.join(dir, 'one-point.pcapng');
+    await pointDownload.saveAs(pointFile);
+    const pointFrames = execFileSync('tshark', ['-r', pointFile, '-T', 'fields', '-e', 'frame.interface_name'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().split('\n').filter(Boolean);
+    assert.deepEqual(countBy(pointFrames, (f) => f), { [onePoint]: oneCount }, 'the point\'s own pcapng');
+    assert.equal(await page.locator('.pcap-actions a', { hasText: 'Wireshark profile' }).getAttribute('href'), '/api/v1/wireshark-profile');
+
     // 4. Deep link with the server side tuple: the same hop.
     await page.goto(`${origin}/connection?tuple=${encodeURIComponent(serverTupleText)}`);
     assert.equal(await textOf(page.locator('h1.page-header__title'), 'the deep-linked page heading'), serverTupleText);

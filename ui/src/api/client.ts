@@ -67,6 +67,11 @@ function withConnection(path: string, ref: ConnectionRef): string {
 export const connectionUrl = (ref: ConnectionRef) => withConnection('/api/v1/connections', ref);
 export const timelineUrl = (ref: ConnectionRef) => withConnection('/api/v1/connections/timeline', ref);
 export const pcapUrl = (ref: ConnectionRef) => withConnection('/api/v1/pcap', ref);
+/** A zip of one pcapng per capture point: each reads right in Wireshark's own TCP analysis. */
+export const pcapByPointUrl = (ref: ConnectionRef) => `${pcapUrl(ref)}&split=point`;
+/** The pcapng of one capture point (node/netns/iface). */
+export const pcapOfPointUrl = (ref: ConnectionRef, point: string) => `${pcapUrl(ref)}&points=${encodeURIComponent(point)}`;
+export const wiresharkProfileUrl = '/api/v1/wireshark-profile';
 export const captureStatusUrl = '/api/v1/capture/status';
 
 export const flowsUrl = (query: FlowQuery) => `/api/v1/flows?${flowQueryParams(query)}`;
