@@ -7,6 +7,9 @@ import type { EpochNs } from '../../model/records.js';
 import type { AppOptions } from '../options.js';
 import { connectionCaptureFile } from '../../connection/capture-file.js';
 import { connectionPacketRows, findConnection, type Connection } from '../../connection/connection.js';
+import { diagnoseConnection } from '../../connection/diagnosis.js';
+import { diagnosisJson } from '../diagnosis-json.js';
+import { DiagnosisResponse } from '../schemas/diagnosis.js';
 import { NotFoundError } from '../errors.js';
 import { connectionJson, dropJson, packetJson } from '../json.js';
 import { CAPTURE_FILE_TYPES } from '../../pcap/pcapng.js';
@@ -65,6 +68,21 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
       const packets = [];
       for await (const batch of connectionPacketRows(reader, connection)) for (const row of batch.rows) packets.push(packetJson(batch.record(row)));
       return { packets, drops: connection.drops.map(dropJson) };
+    },
+  );
+
+  api.get(
+    '/api/v1/connections/diagnosis',
+    {
+      schema: {
+        summary: 'What went wrong with the connection, where, with the packets that prove it (docs/diagnosis.md); and where the time went',
+        querystring: ConnectionQuery,
+        response: { 200: DiagnosisResponse, ...ErrorResponses },
+      },
+    },
+    async (request) => {
+      const connection = await connectionFor(request.query);
+      return diagnosisJson(connection.id, await diagnoseConnection(reader, connection));
     },
   );
 
