@@ -102,8 +102,9 @@ export const HANDSHAKE_MIN_SYNS = 2;
 /** Nagle + delayed ACK: the ACK of the first small segment came at least this late, and the held-back one left within NAGLE_RELEASE_NS of it. */
 export const DELAYED_ACK_MIN_NS = 30_000_000n;
 export const NAGLE_RELEASE_NS = 2_000_000n;
-/** Receive window: a zero-window period at least this long counts. */
-export const ZERO_WINDOW_MIN_NS = 10_000_000n;
+/** Receive window: zero-window periods at least ZERO_WINDOW_MIN_NS long count, when one lasted ZERO_WINDOW_STALL_NS (a receiver that stopped reading, not one briefly behind). */
+export const ZERO_WINDOW_MIN_NS = 100_000_000n;
+export const ZERO_WINDOW_STALL_NS = 500_000_000n;
 /** Receive window: the sender is limited when at least this share of its (at least WINDOW_MIN_SEGMENTS) new segments left with bytes in flight within one MSS of a window of at most SMALL_WINDOW_BYTES. */
 export const WINDOW_LIMITED_SHARE = 0.5;
 export const WINDOW_MIN_SEGMENTS = 50;
@@ -262,9 +263,11 @@ function findLosses(m: Model): Loss[] {
   for (const d of m.drops) dropsById.set(d.packetId, [...(dropsById.get(d.packetId) ?? []), d]);
   for (const way of ['c2s', 's2c'] as const) {
     const path = m.path[way];
+    const acked = ackedBy(m, way);
     for (let h = 0; h + 1 < path.length; h++) {
       const [a, b] = [m.at[path[h]][way], m.at[path[h + 1]][way]];
       if (a.length === 0) continue;
+      const places = new Set([path[h], path[h + 1]].map((i) => `${m.points[i].node}/${m.points[i].netns}`));
       const idsAtB = new Set(b.map((k) => k.p.packetId));
       const byStart = b.filter((k) => k.end > k.start).sort((x, y) => x.start - y.start);
       for (let i = 0; i < a.length; i++) {
@@ -273,13 +276,35 @@ function findLosses(m: Model): Loss[] {
         let next: Pkt | null = null;
         for (let j = i + 1; j < a.length && next === null; j++) if (a[j].start < k.end && a[j].end > k.start) next = a[j];
         if (covered(byStart, k, next?.p.ts ?? null)) continue;
-        const drops = dropsById.get(k.p.packetId) ?? dropsOfBytes(m, k, next);
+        // The receiver acknowledged its bytes before they were sent again: they got there (capture missed them).
+        if (acked(k.end, next?.p.ts ?? null)) continue;
+        const here = (d: DiagnosisDrop) => places.has(`${d.node}/${d.netns}`);
+        const drops = (dropsById.get(k.p.packetId) ?? dropsOfBytes(m, k, next)).filter(here);
         if (next === null && drops.length === 0) continue;
         losses.push({ way, from: path[h], to: path[h + 1], lost: k, retransmission: next, drops });
       }
     }
   }
   return losses;
+}
+
+/** Whether the receiver of `way`, at its own point, acknowledged the bytes up to `end` before `ts` (null: ever). */
+function ackedBy(m: Model, way: Way): (end: number, ts: EpochNs | null) => boolean {
+  const acks = m.at[m.path[other(way)][0]][other(way)].filter((k) => has(k.p, ACK));
+  const times = acks.map((k) => k.p.ts);
+  const highest: number[] = [];
+  let top = -1;
+  for (const k of acks) highest.push((top = Math.max(top, (k.p.ack - m.base[way] + SEQ_MOD) % SEQ_MOD)));
+  return (end, ts) => {
+    let lo = 0;
+    let hi = times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (ts === null || times[mid] < ts) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && highest[lo - 1] >= end;
+  };
 }
 
 /**
@@ -407,12 +432,12 @@ function resetFinding(m: Model): Finding | null {
   const rst = m.all.find((k) => has(k.p, RST));
   if (!rst) return null;
   const way = rst.way;
-  // A reset after both ends closed (a late segment to a socket gone) is no failure.
-  const finBefore = (w: Way) => m.all.some((k) => k.way === w && has(k.p, FIN) && k.p.ts < rst.p.ts);
-  if (finBefore('c2s') && finBefore('s2c')) return null;
+  // A reset after the other end had finished sending (its FIN came first) is a close with the rest left unread, no failure.
+  if (m.all.some((k) => k.way === other(rst.way) && has(k.p, FIN) && k.p.ts < rst.p.ts)) return null;
   const path = m.path[way];
   const sightings = path.filter((i) => m.at[i][way].some((k) => has(k.p, RST)));
   const origin = sightings[0];
+  if (sinkClose(m, origin, way, rst)) return null;
   const originIndex = path.indexOf(origin);
   const upstream = path.slice(0, originIndex).filter((i) => m.at[i][way].length > 0 || m.at[i][other(way)].length > 0);
   const notReached = path.slice(originIndex + 1).filter((i) => !sightings.includes(i));
@@ -456,6 +481,22 @@ function resetFinding(m: Model): Finding | null {
     },
     advice,
   };
+}
+
+/**
+ * Whether the RST closed a one-way stream from its receiving end after it acknowledged all it got:
+ * the side that sent it never sent a byte, and its RST (or last ACK) covers every byte the other
+ * sent. Nothing was lost (iperf3 closes its data connections this way).
+ */
+function sinkClose(m: Model, origin: number, way: Way, rst: Pkt): boolean {
+  const own = m.at[origin][way].filter((k) => k.p.ts <= rst.p.ts);
+  if (own.some((k) => k.p.len > 0)) return false;
+  const received = m.at[origin][other(way)].filter((k) => k.p.ts <= rst.p.ts);
+  if (!received.some((k) => k.p.len > 0)) return false;
+  const highest = received.reduce((a, k) => Math.max(a, k.end), 0);
+  const acks = own.filter((k) => has(k.p, ACK));
+  const last = acks.at(-1);
+  return last !== undefined && (last.p.ack - m.base[other(way)] + SEQ_MOD) % SEQ_MOD >= highest;
 }
 
 // ---- Nagle + delayed ACK ----------------------------------------------------------
@@ -519,7 +560,8 @@ function windowFinding(m: Model, way: Way): Finding | null {
     }
   }
   if (open) periods.push({ start: open, end: null, ns: adverts.at(-1)!.p.ts - open.p.ts });
-  const zero = periods.filter((p) => p.ns >= ZERO_WINDOW_MIN_NS);
+  const counted = periods.filter((p) => p.ns >= ZERO_WINDOW_MIN_NS);
+  const zero = counted.some((p) => p.ns >= ZERO_WINDOW_STALL_NS) ? counted : [];
 
   // Bytes in flight against the window, at the sender's own point.
   const scale = m.rcvScale[way];

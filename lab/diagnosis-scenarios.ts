@@ -38,7 +38,7 @@ export function scenarioTraffic(lab: Lab, scenario: DiagnosisScenario): TrafficA
     case 'nagle':
       return [{ mode: 'turns', host: server, port: TURNS_PORT, rounds: 5, split: true }];
     case 'slow-reader':
-      return [{ mode: 'read', ...service, path: '/bytes/4000000', pauseMs: 1000 }];
+      return [{ mode: 'read', ...service, path: '/bytes/4000000', pauseMs: 2000 }];
     case 'mtu-blackhole':
       return [{ mode: 'read', ...service, path: '/trickle/20000', timeoutMs: BLACKHOLE_GIVE_UP_MS }];
     case 'slow-server':

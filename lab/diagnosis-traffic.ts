@@ -88,7 +88,10 @@ async function read(args: Extract<ClientArgs, { mode: 'read' }>): Promise<object
     socket.once('error', reject);
   });
   await new Promise<void>((resolve) => socket.end(resolve));
-  return { localPort: socket.localPort, bytes, complete };
+  const localPort = socket.localPort;
+  // Given up on: what never came is not waited for (the FIN went out; nothing unread is left to reset it).
+  if (!complete) socket.destroy();
+  return { localPort, bytes, complete };
 }
 
 function connectOnce(args: Extract<ClientArgs, { mode: 'connect' }>): Promise<object> {

@@ -10,12 +10,12 @@ import { connectionPacketRows, findConnection, type Connection } from '../../con
 import { diagnoseConnection } from '../../connection/diagnosis.js';
 import { diagnosisJson } from '../diagnosis-json.js';
 import { DiagnosisResponse } from '../schemas/diagnosis.js';
-import { NotFoundError } from '../errors.js';
+import { BadParameterError, NotFoundError } from '../errors.js';
 import { connectionJson, dropJson, packetJson } from '../json.js';
 import { CAPTURE_FILE_TYPES } from '../../pcap/pcapng.js';
 import { ErrorResponses } from '../schemas/common.js';
 import { ConnectionQuery, ConnectionResponse, PcapQuery, TimelineResponse } from '../schemas/connections.js';
-import { parseTime } from '../../model/time.js';
+import { parseTime, TimeError } from '../../model/time.js';
 import { formatTuple, tupleFromQuery, TupleError, type TupleQuery } from '../../model/tuple.js';
 
 const optionalTime = (text: string | undefined, what: string): EpochNs | undefined => (text === undefined ? undefined : parseTime(text, what));
@@ -81,7 +81,12 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
       },
     },
     async (request) => {
-      const connection = await connectionFor(request.query);
+      const connection = await connectionFor(request.query).catch((err: unknown) => {
+        // Name the parameter at fault: the tuple (or its fields), or at.
+        if (err instanceof TimeError) throw new BadParameterError('at', err.message);
+        if (err instanceof TupleError) throw new BadParameterError(request.query.tuple !== undefined ? 'tuple' : request.query.id !== undefined ? 'id' : 'src', err.message);
+        throw err;
+      });
       return diagnosisJson(connection.id, await diagnoseConnection(reader, connection));
     },
   );
