@@ -5,6 +5,7 @@ import path from 'node:path';
 import { packageRoot } from '../../model/package-root.js';
 import { Directional, ErrorSchema, FourTupleSchema, Proto, Time } from '../schemas/common.js';
 import { ConnectionResponse, ConnectionSchema, PacketSchema, PointSchema, TcpOptionsSchema, TimelineResponse } from '../schemas/connections.js';
+import { DiagnosisResponse, EvidencePacketSchema, FindingSchema } from '../schemas/diagnosis.js';
 import { DropSchema } from '../schemas/drops.js';
 import { Endpoint, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas/flows.js';
 import { NatHopSchema } from '../schemas/nat.js';
@@ -37,6 +38,9 @@ const UI_TYPES = {
   Connection: ConnectionSchema,
   ConnectionResponse,
   TimelineResponse,
+  EvidencePacket: EvidencePacketSchema,
+  Finding: FindingSchema,
+  DiagnosisResponse,
   ApiErrorBody: ErrorSchema,
 };
 
