@@ -14,6 +14,9 @@ import { BLACKHOLE_GIVE_UP_MS, runTraffic, scenarioTraffic, type TrafficArgs } f
 import { dropForwarded, inNetns } from '../../lab/drop-scenarios.js';
 import { BLACKHOLE_MTU, CLOSED_PORT, REJECTED_PORT, TURNS_PORT, type Lab } from '../../lab/lab.js';
 import type { Service } from '../../service/service.js';
+import { storeBackedOptions } from '../../service/store-reader.js';
+import { findConnection } from '../../connection/connection.js';
+import { diagnoseConnection, evidenceComments } from '../../connection/diagnosis.js';
 import { sleep } from '../../bench/support/wait.js';
 import { randomClientPort } from '../support/lab-fixture.js';
 import { getJson, labWithService, pathPoints, settledConnection, tupleText } from '../support/service-fixture.js';
@@ -64,6 +67,16 @@ test('lossy: segments the router drops are lost between its two interfaces, with
   // Every drop the kernel recorded explains a lost segment (matched by its bytes: a large segment's drop has another packet id).
   assert.equal(lost.evidence.drops.length, connection.drops.length);
   assert.ok(figure(lost, 'lost')! >= 1 && figure(lost, 'lost')! === connection.drops.length, `lost ${figure(lost, 'lost')}, drops ${connection.drops.length}`);
+
+  // The comments a capture file gets: one per evidence packet id, naming the finding and the packet's role.
+  const { reader } = storeBackedOptions(service.store);
+  const found = await diagnoseConnection(reader, (await findConnection(reader, { id: connection.id! }))!);
+  const comments = evidenceComments(found.findings);
+  assert.equal(comments.size, new Set(lost.evidence.packets.map((p) => p.packet_id)).size);
+  for (const p of lost.evidence.packets) {
+    const comment = comments.get(BigInt(`0x${p.packet_id}`));
+    assert.ok(comment?.split('\n').includes(`nettrail lost (${p.role}): ${lost.summary}`), `${p.packet_id}: ${comment}`);
+  }
 });
 
 test('reset: who reset it (the server stack, a REJECT on the router, the application) and a handshake nobody answered', async (t) => {
