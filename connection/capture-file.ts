@@ -24,6 +24,7 @@ import {
   type CaptureRows,
 } from '../pcap/pcapng.js';
 import { connectionPacketRows, pointName, type Connection, type FlowLogReader } from './connection.js';
+import { diagnoseConnection, evidenceComments } from './diagnosis.js';
 import { CaptureAnalysis } from './packet-analysis.js';
 
 // The direction column holds the store's values, 1 ingress and 2 egress: pcapng's inbound and outbound, so it is handed on as it is.
@@ -48,7 +49,9 @@ export function connectionCaptureFile(
   const packets = connectionPacketRows(reader, connection, range, points);
   // Classic pcap has no comments to say why a packet is there: drops go in pcapng files only.
   const drops = format === 'pcap' ? [] : dropsWithin(connection.drops, range, points);
-  const items = withComments(withDrops(packets, drops), connection.hops, format === 'pcapng');
+  // pcapng: the packets that are evidence of a finding of the connection's diagnosis say so (docs/diagnosis.md).
+  const evidence = format === 'pcapng' ? async () => evidenceComments((await diagnoseConnection(reader, connection)).findings) : null;
+  const items = withComments(withDrops(packets, drops), connection.hops, evidence);
   return writeCaptureFile(items, { format, sectionComment: `nettrail: ${formatTuple({ proto: connection.proto, ...connection.tuples[0] })}` });
 }
 
@@ -152,15 +155,17 @@ async function* withDrops(batches: AsyncIterable<PacketRows>, drops: readonly Dr
 }
 
 /**
- * The writer's items: packets with their comments (`commented`, pcapng: nettrail's analysis, and
- * the NAT hop on the first packet seen after each hop; packet-analysis.ts) and drops, numbered as
- * the file's frames in the order written.
+ * The writer's items: packets with their comments (with `evidence`, pcapng: nettrail's analysis,
+ * the NAT hop on the first packet seen after each hop, packet-analysis.ts; the findings a packet is
+ * evidence of) and drops, numbered as the file's frames in the order written.
  */
 async function* withComments(
   batches: AsyncIterable<Array<PacketRows | DropRecord>>,
   hops: readonly NatHop[],
-  commented: boolean,
+  evidence: (() => Promise<ReadonlyMap<bigint, string>>) | null,
 ): AsyncIterable<CaptureItem[]> {
+  const commented = evidence !== null;
+  const findings = evidence === null ? new Map<bigint, string>() : await evidence();
   const pending = hops.map((hop) => ({ hop, comment: natHopComment(hop) }));
   const analysis = new CaptureAnalysis();
   let frame = 0;
@@ -195,6 +200,8 @@ async function* withComments(
           }));
           if (at >= 0) (rowComments ??= []).unshift(pending.splice(at, 1)[0].comment);
         }
+        const finding = findings.size > 0 ? findings.get(c.packetId[row]) : undefined;
+        if (finding !== undefined) (rowComments ??= []).push(...finding.split('\n'));
         if (rowComments !== null) comments.set(row, rowComments);
       }
       items.push({ kind: 'rows', columns: columns!, rows: part.rows, comments });

@@ -17,6 +17,15 @@
 //                ovs-vswitchd) whose flows DNAT 10.234.N.100:8080 to the server's port 80 with
 //                ct(commit,zone=9,nat(dst=...)); the client reaches the service address through a
 //                static neighbour entry.
+// Diagnosis scenarios (docs/diagnosis.md), each fullnat's three namespaces with one thing wrong;
+// their traffic is started by diagnosis-scenarios.ts:
+//   lossy          the router drops every 20th large server-to-client segment (FORWARD, statistic nth)
+//   reset          the router REJECTs TCP to the server's port 83 with a reset; nothing listens on 82;
+//                  the server's /abort resets its connections mid-response
+//   nagle          the server also runs a line server (TURNS_PORT); the client writes each request in two small writes
+//   slow-reader    the client reads a large response with a pause
+//   mtu-blackhole  the router's to-client link has MTU 1000 and its OUTPUT chain drops ICMP "fragmentation needed"
+//   slow-server    the client asks the server's /slow/1500: the answer comes 1.5 s later
 // The server runs a small HTTP server. N derives from the prefix (or is given)
 // and the scenario, so labs use different subnets; they are isolated in their
 // namespaces either way. Everything is found again by namespace name, so another
@@ -39,8 +48,11 @@ export class LabError extends Error {
   }
 }
 
-export type LabScenario = 'fullnat' | 'dnat' | 'snat' | 'port-reuse' | 'two-routers' | 'ovs';
-export const LAB_SCENARIOS: readonly LabScenario[] = ['fullnat', 'dnat', 'snat', 'port-reuse', 'two-routers', 'ovs'];
+export type DiagnosisScenario = 'lossy' | 'reset' | 'nagle' | 'slow-reader' | 'mtu-blackhole' | 'slow-server';
+export const DIAGNOSIS_SCENARIOS: readonly DiagnosisScenario[] = ['lossy', 'reset', 'nagle', 'slow-reader', 'mtu-blackhole', 'slow-server'];
+export type LabScenario = 'fullnat' | 'dnat' | 'snat' | 'port-reuse' | 'two-routers' | 'ovs' | DiagnosisScenario;
+export const LAB_SCENARIOS: readonly LabScenario[] = ['fullnat', 'dnat', 'snat', 'port-reuse', 'two-routers', 'ovs', ...DIAGNOSIS_SCENARIOS];
+export const isDiagnosisScenario = (scenario: LabScenario): scenario is DiagnosisScenario => (DIAGNOSIS_SCENARIOS as readonly string[]).includes(scenario);
 
 /** One line per scenario, for `nettrail lab`. */
 export const LAB_SCENARIO_SUMMARY: Record<LabScenario, string> = {
@@ -50,6 +62,12 @@ export const LAB_SCENARIO_SUMMARY: Record<LabScenario, string> = {
   'port-reuse': 'one router DNATs the service to two server ports in turn; the traffic reuses one client port',
   'two-routers': 'an edge router masquerades, a second router DNATs the service',
   ovs: 'an Open vSwitch bridge (userspace datapath) DNATs the service with ct(nat) in zone 9',
+  lossy: 'fullnat; the router drops every 20th large server-to-client segment',
+  reset: 'fullnat; the router REJECTs port 83 with a reset, nothing listens on 82, the server aborts /abort mid-response',
+  nagle: 'fullnat; requests written in two small writes with Nagle on meet delayed ACKs',
+  'slow-reader': 'fullnat; the client stops reading a large response for a while (zero window)',
+  'mtu-blackhole': 'fullnat; the router-client link has MTU 1000 and the router drops its ICMP "fragmentation needed"',
+  'slow-server': 'fullnat; the server takes 1.5 s to answer',
 };
 
 /**
@@ -65,6 +83,12 @@ const SCENARIO_ROLES: Record<LabScenario, readonly LabRole[]> = {
   'port-reuse': ['client', 'router', 'server'],
   'two-routers': ['client', 'edge', 'router', 'server'],
   ovs: ['client', 'router', 'server'],
+  lossy: ['client', 'router', 'server'],
+  reset: ['client', 'router', 'server'],
+  nagle: ['client', 'router', 'server'],
+  'slow-reader': ['client', 'router', 'server'],
+  'mtu-blackhole': ['client', 'router', 'server'],
+  'slow-server': ['client', 'router', 'server'],
 };
 
 export interface LabIface {
@@ -120,6 +144,16 @@ export const SERVICE_PORT = 8080;
 export const SERVER_PORT = 80;
 /** The server's second port in the port-reuse scenario. */
 export const ALT_SERVER_PORT = 8081;
+/** The reset scenario: the router REJECTs TCP to this server port with a reset; nothing listens on CLOSED_PORT. */
+export const REJECTED_PORT = 83;
+export const CLOSED_PORT = 82;
+/** The nagle scenario's line server (diagnosis-traffic.ts turns-server) on the server. */
+export const TURNS_PORT = 7001;
+/** The mtu-blackhole scenario's MTU of the router's link to the client. */
+export const BLACKHOLE_MTU = 1000;
+/** The lossy scenario drops every LOSSY_EVERY-th server-to-client segment of LOSSY_MIN_LENGTH bytes or more. */
+export const LOSSY_EVERY = 20;
+const LOSSY_MIN_LENGTH = 1000;
 /** Conntrack zones of the service's translation in the dnat and ovs scenarios. */
 export const DNAT_ZONE = 7;
 export const OVS_ZONE = 9;
@@ -135,6 +169,7 @@ const OVS_BRIDGE = 'br0';
 
 const HTTP_SERVER_JS = fileURLToPath(new URL('./http-server.js', import.meta.url));
 const HTTP_CLIENT_JS = fileURLToPath(new URL('./http-client.js', import.meta.url));
+const DIAGNOSIS_TRAFFIC_JS = fileURLToPath(new URL('./diagnosis-traffic.js', import.meta.url));
 
 /** The namespace of `role` in a lab: `<prefix>-<role>` for fullnat, `<prefix>-<scenario>-<role>` otherwise (the ovs router is `-switch`). */
 export function labNetnsName(prefix: string, role: LabRole, scenario: LabScenario = 'fullnat'): string {
@@ -414,8 +449,9 @@ export class Lab {
   }
 }
 
-async function startHttpServer(netns: string, port: number): Promise<void> {
-  const proc = spawn('ip', ['netns', 'exec', netns, process.execPath, HTTP_SERVER_JS, String(port)], {
+/** Starts the lab's HTTP server (or another server script that prints "ready" when listening) in `netns`. */
+async function startHttpServer(netns: string, port: number, command: string[] = [HTTP_SERVER_JS, String(port)]): Promise<void> {
+  const proc = spawn('ip', ['netns', 'exec', netns, process.execPath, ...command], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -499,7 +535,7 @@ async function routedLab(names: Record<LabRole, string>, n: number, scenario: La
   const dnatTo = (ep: Endpoint) => ['-j', 'DNAT', '--to-destination', `${ep.ip}:${ep.port}`];
   const masquerade = ['-t', 'nat', '-A', 'POSTROUTING', '-o', 'to-server', '-j', 'MASQUERADE'];
   let setup: Pick<LabSetup, 'service' | 'backends' | 'masqueradeIp' | 'zone'>;
-  if (scenario === 'fullnat') {
+  if (scenario === 'fullnat' || isDiagnosisScenario(scenario)) {
     await iptables(names.router, ...toVip, ...dnatTo(server));
     await iptables(names.router, ...masquerade);
     setup = { service: vip, backends: [server], masqueradeIp: `${serverNet}.1`, zone: 0 };
@@ -518,6 +554,7 @@ async function routedLab(names: Record<LabRole, string>, n: number, scenario: La
     setup = { service: vip, backends: [server, alt], masqueradeIp: null, zone: 0 };
   }
   for (const backend of new Set(setup.backends.map((b) => b.port))) await startHttpServer(names.server, backend);
+  if (isDiagnosisScenario(scenario)) await diagnosisSetup(scenario, names, server);
   return {
     ...setup,
     nodes: {
@@ -527,6 +564,22 @@ async function routedLab(names: Record<LabRole, string>, n: number, scenario: La
     },
     ovsRundir: null,
   };
+}
+
+/** What goes wrong in a diagnosis scenario's router or server (the traffic that shows it: diagnosis-scenarios.ts). */
+async function diagnosisSetup(scenario: DiagnosisScenario, names: Record<LabRole, string>, server: Endpoint): Promise<void> {
+  const fromServer = ['-p', 'tcp', '-s', server.ip, '--sport', String(server.port)];
+  if (scenario === 'lossy') {
+    await iptables(names.router, '-A', 'FORWARD', ...fromServer, '-m', 'length', '--length', `${LOSSY_MIN_LENGTH}:65535`,
+      '-m', 'statistic', '--mode', 'nth', '--every', String(LOSSY_EVERY), '--packet', String(LOSSY_EVERY / 2), '-j', 'DROP');
+  } else if (scenario === 'reset') {
+    await iptables(names.router, '-A', 'FORWARD', '-p', 'tcp', '-d', server.ip, '--dport', String(REJECTED_PORT), '-j', 'REJECT', '--reject-with', 'tcp-reset');
+  } else if (scenario === 'nagle') {
+    await startHttpServer(names.server, TURNS_PORT, [DIAGNOSIS_TRAFFIC_JS, 'turns-server', String(TURNS_PORT)]);
+  } else if (scenario === 'mtu-blackhole') {
+    await run('ip', ['-n', names.router, 'link', 'set', 'to-client', 'mtu', String(BLACKHOLE_MTU)]);
+    await iptables(names.router, '-A', 'OUTPUT', '-p', 'icmp', '--icmp-type', 'fragmentation-needed', '-j', 'DROP');
+  }
 }
 
 /** client ── edge (masquerade) ── router (DNAT) ── server. */

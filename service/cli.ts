@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// The `nettrail` command: serve, lab, trace, pcap, flows (../shared/contract.md).
+// The `nettrail` command: serve, lab, trace, explain, pcap, flows (../shared/contract.md).
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createLab, destroyLab, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labStatus, type LabScenario } from '../lab/lab.js';
+import { createLab, destroyLab, isDiagnosisScenario, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labStatus, type LabScenario } from '../lab/lab.js';
+import { startScenarioTraffic } from '../lab/diagnosis-scenarios.js';
 import { DEMO_BLOCKED_PORT, startDropDemo } from '../lab/drop-scenarios.js';
 import type { FourTupleJson } from '../api/schemas/common.js';
 import type { ConnectionJson } from '../api/schemas/connections.js';
+import type { DiagnosisJson } from '../api/schemas/diagnosis.js';
 import type { FlowsResponseJson } from '../api/schemas/flows.js';
 import { isLoopbackHost } from '../model/address.js';
 import { XDP_MODES, type XdpMode } from '../capture/packets/capture.js';
@@ -29,15 +31,16 @@ const USAGE = `usage:
                  [--ring-bytes-per-cpu BYTES] [--ring-wakeup-bytes BYTES] [--user USER]
                  [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
                  [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]
-  nettrail lab up|down|status [--scenario fullnat|dnat|snat|port-reuse|two-routers|ovs|all]... [--prefix P]
+  nettrail lab up|down|status [--scenario ${LAB_SCENARIOS.join('|')}|all]... [--prefix P]
   nettrail trace TUPLE [--at TIME] [--list] [--server URL] [--json]  |  nettrail trace --id CONNECTION_ID [...]
+  nettrail explain TUPLE [--at TIME] | --id CONNECTION_ID [--server URL] [--json]
   nettrail pcap TUPLE [--at TIME] | --id CONNECTION_ID  -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
                [--split point] (a zip of one file per capture point: -o FILE.zip)
   nettrail wireshark-profile -o FILE.zip   (nettrail's Wireshark profile; unzip in ~/.config/wireshark/profiles/)
   nettrail flows [--ip|--src|--dst ADDRESS|CIDR] [--port|--sport|--dport PORT] [--proto tcp|udp] [--from TIME] [--to TIME]
                  [--state CONN_STATE]... [--has retrans|zero_window|drop|rst]... [--node N] [--netns N] [--iface N]
                  [--order [-]start|end|duration|bytes|packets] [--limit N] [--cursor C] [--server URL] [--json]
-  (trace, pcap and flows send NETTRAIL_TOKEN, when set, as the bearer token)`;
+  (trace, explain, pcap and flows send NETTRAIL_TOKEN, when set, as the bearer token)`;
 
 class UsageError extends Error {}
 
@@ -165,6 +168,9 @@ async function serve(args: string[]): Promise<void> {
 /** The client port the port-reuse scenario's traffic connects from, every time. */
 const REUSED_CLIENT_PORT = 40404;
 
+/** How often a diagnosis scenario's connections repeat under `lab up`. */
+const DIAGNOSIS_TRAFFIC_EVERY_MS = 5000;
+
 /** --scenario values: default fullnat, `all` for every one. */
 function labScenarios(given: string[] | undefined): LabScenario[] {
   if (!given || given.length === 0) return ['fullnat'];
@@ -189,6 +195,10 @@ async function lab(args: string[]): Promise<void> {
       console.log(`  client ${created.nodes.client.ifaces[0].ip} -> service ${formatEndpoint(created.service.ip, created.service.port)} -> ` +
         `${created.backends.map((b) => formatEndpoint(b.ip, b.port)).join(' / ')}` +
         `${created.masqueradeIp ? `, masqueraded as ${created.masqueradeIp}` : ''}; a request every 2 s${localPort ? ` from port ${localPort}` : ''}`);
+      if (isDiagnosisScenario(scenario)) {
+        await startScenarioTraffic(created, scenario, DIAGNOSIS_TRAFFIC_EVERY_MS);
+        console.log(`  ${scenario} traffic every ${DIAGNOSIS_TRAFFIC_EVERY_MS / 1000} s: nettrail explain shows what went wrong (docs/diagnosis.md)`);
+      }
       if (created.ovsRundir) console.log(`  Open vSwitch runs in ${created.ovsRundir}: nettrail serve --ovs-rundir ${created.ovsRundir}`);
       if (scenario !== 'ovs') {
         await startDropDemo(created, 2000);
@@ -285,6 +295,33 @@ async function trace(args: string[]): Promise<void> {
   if (connection.hops.length === 0) console.log('  no NAT hop observed');
   for (const point of connection.points) console.log(`  seen at ${point.node}/${point.netns}/${point.iface}: ${point.packets} packets, ${point.bytes} bytes`);
   for (const drop of connection.drops) console.log(`  DROP at ${drop.node}/${drop.netns}/${drop.iface}: ${drop.reason} (${drop.location}) ${drop.cause}`);
+}
+
+/** What went wrong with one connection, where, and the packets that prove it (docs/diagnosis.md). */
+async function explain(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { at: { type: 'string' }, id: { type: 'string' }, server: { type: 'string', default: DEFAULT_SERVER }, json: { type: 'boolean' } });
+  const response = await get(values.server as string, '/api/v1/connections/diagnosis', connectionArguments(positionals, values));
+  const diagnosis = (await response.json()) as DiagnosisJson;
+  if (values.json) {
+    console.log(JSON.stringify(diagnosis, null, 2));
+    return;
+  }
+  console.log(`connection ${diagnosis.connection_id ?? '(no flow seen)'}: ${diagnosis.path.map((p) => `${p.node}/${p.netns}/${p.iface}`).join(' -> ') || 'no packets'}`);
+  if (diagnosis.findings.length === 0) console.log('  nothing went wrong that nettrail can tell from its packets');
+  for (const f of diagnosis.findings) {
+    console.log(`${f.severity.toUpperCase()} ${f.kind} ${f.where.text}`);
+    console.log(`  ${f.summary}`);
+    for (const p of f.evidence.packets) {
+      console.log(`    ${p.ts}  ${p.node}/${p.netns}/${p.iface}  ${p.way}  ${p.role.padEnd(14)}  seq ${p.seq} len ${p.len} [${p.flags.join(',')}]  packet ${p.packet_id}`);
+    }
+    for (const d of f.evidence.drops) console.log(`    ${d.ts}  DROP at ${d.node}/${d.netns}/${d.iface}: ${d.reason} (${d.location})`);
+    if (f.evidence.figures.length > 0) console.log(`    ${f.evidence.figures.map((x) => `${x.name} ${x.value}`).join(', ')}`);
+    console.log(`  what to do: ${f.advice}`);
+  }
+  const t = diagnosis.timing;
+  if (t.exchanges > 0) console.log(`time: ${t.exchanges} request/response turns, server ${(t.server_ns / 1e6).toFixed(1)} ms, network ${(t.network_ns / 1e6).toFixed(1)} ms`);
+  for (const h of t.handshake) console.log(`  handshake seen at ${h.point.node}/${h.point.netns}/${h.point.iface}: ${(h.rtt_ns / 1e6).toFixed(3)} ms`);
+  if (diagnosis.truncated) console.log(`(diagnosed from the first ${diagnosis.packets} packets)`);
 }
 
 async function pcap(args: string[]): Promise<void> {
@@ -385,7 +422,7 @@ async function wiresharkProfile(args: string[]): Promise<void> {
   console.error(`wrote ${values.output}: unzip it in ~/.config/wireshark/profiles/ (or %APPDATA%\\Wireshark\\profiles\\), then wireshark -C ${WIRESHARK_PROFILE_NAME}`);
 }
 
-const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lab, trace, pcap, flows, 'wireshark-profile': wiresharkProfile };
+const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lab, trace, explain, pcap, flows, 'wireshark-profile': wiresharkProfile };
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;

@@ -7,12 +7,15 @@ import type { EpochNs } from '../../model/records.js';
 import type { AppOptions } from '../options.js';
 import { capturePointNames, connectionCaptureFile, connectionCaptureFilesByPoint } from '../../connection/capture-file.js';
 import { connectionPacketRows, findConnection, type Connection } from '../../connection/connection.js';
+import { diagnoseConnection } from '../../connection/diagnosis.js';
+import { diagnosisJson } from '../diagnosis-json.js';
+import { DiagnosisResponse } from '../schemas/diagnosis.js';
 import { BadParameterError, NotFoundError } from '../errors.js';
 import { connectionJson, dropJson, packetJson } from '../json.js';
 import { CAPTURE_FILE_TYPES } from '../../pcap/pcapng.js';
 import { ErrorResponses } from '../schemas/common.js';
 import { ConnectionQuery, ConnectionResponse, PcapQuery, TimelineResponse } from '../schemas/connections.js';
-import { parseTime } from '../../model/time.js';
+import { parseTime, TimeError } from '../../model/time.js';
 import { formatTuple, tupleFromQuery, TupleError, type TupleQuery } from '../../model/tuple.js';
 
 const optionalTime = (text: string | undefined, what: string): EpochNs | undefined => (text === undefined ? undefined : parseTime(text, what));
@@ -65,6 +68,26 @@ export const connectionRoutes: FastifyPluginAsync<AppOptions> = async (fastify, 
       const packets = [];
       for await (const batch of connectionPacketRows(reader, connection)) for (const row of batch.rows) packets.push(packetJson(batch.record(row)));
       return { packets, drops: connection.drops.map(dropJson) };
+    },
+  );
+
+  api.get(
+    '/api/v1/connections/diagnosis',
+    {
+      schema: {
+        summary: 'What went wrong with the connection, where, with the packets that prove it (docs/diagnosis.md); and where the time went',
+        querystring: ConnectionQuery,
+        response: { 200: DiagnosisResponse, ...ErrorResponses },
+      },
+    },
+    async (request) => {
+      const connection = await connectionFor(request.query).catch((err: unknown) => {
+        // Name the parameter at fault: the tuple (or its fields), or at.
+        if (err instanceof TimeError) throw new BadParameterError('at', err.message);
+        if (err instanceof TupleError) throw new BadParameterError(request.query.tuple !== undefined ? 'tuple' : request.query.id !== undefined ? 'id' : 'src', err.message);
+        throw err;
+      });
+      return diagnosisJson(connection.id, await diagnoseConnection(reader, connection));
     },
   );
 

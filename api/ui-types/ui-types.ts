@@ -6,6 +6,7 @@ import { packageRoot } from '../../model/package-root.js';
 import { Directional, ErrorSchema, FourTupleSchema, Proto, Time } from '../schemas/common.js';
 import { ConnectionRowSchema, ConnectionSearchResponse } from '../schemas/connection-search.js';
 import { ConnectionResponse, ConnectionSchema, PacketSchema, PointSchema, TcpOptionsSchema, TimelineResponse } from '../schemas/connections.js';
+import { DiagnosisResponse, EvidencePacketSchema, FindingSchema } from '../schemas/diagnosis.js';
 import { DropSchema } from '../schemas/drops.js';
 import { Endpoint, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas/flows.js';
 import { NatHopSchema } from '../schemas/nat.js';
@@ -42,6 +43,9 @@ const UI_TYPES = {
   Connection: ConnectionSchema,
   ConnectionResponse,
   TimelineResponse,
+  EvidencePacket: EvidencePacketSchema,
+  Finding: FindingSchema,
+  DiagnosisResponse,
   ApiErrorBody: ErrorSchema,
 };
 

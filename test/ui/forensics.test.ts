@@ -200,6 +200,22 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     await page.screenshot({ path: path.join(ARTIFACTS, 'ui-drop.png'), fullPage: true });
   });
 
+  await step('what happened: the unanswered handshake, its evidence scrolls the diagram to the SYN', 'ui-diagnosis', async () => {
+    const findings = panel(page, 'What happened').locator('li.finding');
+    await findings.first().waitFor();
+    assert.equal(await findings.count(), 1, 'one finding');
+    assert.equal(squash(await findings.locator('.finding__kind').textContent()), 'handshake');
+    const routerIn = pointKey({ node: NODE, netns: router.netns.name, iface: router.ifaces[0].name });
+    assert.equal(squash(await findings.locator('.finding__where').textContent()), `at ${routerIn}`);
+    const evidence = findings.locator('.finding__evidence button');
+    assert.ok((await evidence.count()) >= 2, 'the SYNs as evidence');
+    await evidence.nth(1).click();
+    const focused = page.locator('.sequence-diagram g.sequence-row--focused');
+    await focused.waitFor();
+    assert.match(squash(await focused.locator('text.sequence-row__label').textContent()), /^\[SYN\] seq=0 .*retransmission$/);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'ui-diagnosis.png'), fullPage: true });
+  });
+
   await step('a big transfer: windowed rendering, scrolling to the end, retransmissions and zero windows marked', 'ui-big-transfer', async () => {
     const { packets, drops } = await api<{ packets: PacketJson[]; drops: DropJson[] }>(
       `/api/v1/connections/timeline?tuple=${encodeURIComponent(serviceTupleText(bigPort))}`,

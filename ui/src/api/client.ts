@@ -66,6 +66,7 @@ function withConnection(path: string, ref: ConnectionRef): string {
 
 export const connectionUrl = (ref: ConnectionRef) => withConnection('/api/v1/connections', ref);
 export const timelineUrl = (ref: ConnectionRef) => withConnection('/api/v1/connections/timeline', ref);
+export const diagnosisUrl = (ref: ConnectionRef) => withConnection('/api/v1/connections/diagnosis', ref);
 export const pcapUrl = (ref: ConnectionRef) => withConnection('/api/v1/pcap', ref);
 /** A zip of one pcapng per capture point: each reads right in Wireshark's own TCP analysis. */
 export const pcapByPointUrl = (ref: ConnectionRef) => `${pcapUrl(ref)}&split=point`;

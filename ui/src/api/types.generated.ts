@@ -231,6 +231,106 @@ export interface TimelineResponse {
   drops: Drop[];
 }
 
+export interface EvidencePacket {
+  node: string;
+  netns: string;
+  iface: string;
+  /** as in the timeline: the row of this packet at this point */
+  packet_id: string;
+  ts: IsoTime;
+  /** c2s: client to server */
+  way: 'c2s' | 's2c';
+  /** what it shows: lost, retransmission, syn, syn-ack, rst, small-segment, delayed-ack, held-back, zero-window, window-open, request-end, response-start, passed, sent, delayed */
+  role: string;
+  seq: number;
+  len: number;
+  flags: string[];
+}
+
+export interface Finding {
+  kind: 'lost' | 'handshake' | 'reset' | 'nagle-delayed-ack' | 'receive-window' | 'mtu-blackhole' | 'slow-server' | 'hop-delay';
+  severity: 'error' | 'warning';
+  /** which way the packets it is about went; null for both */
+  way: 'c2s' | 's2c' | null;
+  /** one plain sentence */
+  summary: string;
+  where: {
+    from: {
+      node: string;
+      netns: string;
+      iface: string;
+    };
+    /** for a hop: the next point; null at one point */
+    to: {
+      node: string;
+      netns: string;
+      iface: string;
+    } | null;
+    text: string;
+  };
+  evidence: {
+    packets: EvidencePacket[];
+    drops: Drop[];
+    figures: {
+      /** with its unit: retransmit_after_ms_median, lost, ... */
+      name: string;
+      value: number;
+    }[];
+  };
+  advice: string;
+}
+
+export interface DiagnosisResponse {
+  connection_id: string | null;
+  /** capture points from the client side to the server side */
+  path: {
+    node: string;
+    netns: string;
+    iface: string;
+  }[];
+  /** errors first; none for a healthy connection */
+  findings: Finding[];
+  timing: {
+    /** SYN to the ACK of the SYN-ACK as each point saw it, client side first; a hop pair took the difference */
+    handshake: {
+      point: {
+        node: string;
+        netns: string;
+        iface: string;
+      };
+      rtt_ns: number;
+    }[];
+    /** request/response turns seen at the server side */
+    exchanges: number;
+    /** request's last byte in at the server's point to the response's first byte out, summed over the turns */
+    server_ns: number;
+    /** the rest of the turns as the client side saw them */
+    network_ns: number;
+    hops: {
+      from: {
+        node: string;
+        netns: string;
+        iface: string;
+      };
+      to: {
+        node: string;
+        netns: string;
+        iface: string;
+      };
+      /** c2s: client to server */
+      way: 'c2s' | 's2c';
+      /** packets seen at both points */
+      packets: number;
+      median_ns: number;
+      max_ns: number;
+    }[];
+  };
+  /** packets read */
+  packets: number;
+  /** only the first packets of a very long connection were read */
+  truncated: boolean;
+}
+
 export interface ApiErrorBody {
   error: {
     code: string;
