@@ -42,6 +42,7 @@ export interface ServiceOptions {
   /** API requests per client address and minute; null turns rate limiting off (default: the app's). */
   rateLimitPerMinute?: number | null;
   listen: { host: string; port: number };
+  /** The node name of every capture point and record (default: the host name). */
   node?: string;
   /** How often flows are written while they last (ms). */
   flowFlushMs?: number;
@@ -69,6 +70,8 @@ export interface Service {
   writer: FlowLogWriter;
   /** The address the HTTP server listens on. */
   url: string;
+  /** The node name its records carry. */
+  node: string;
   /** Write out everything captured so far (flows as they stand). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -214,6 +217,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     nat,
     writer,
     url,
+    node,
     async flush() {
       await started.flush();
       flushFlows();
