@@ -1,15 +1,22 @@
 // The `nettrail` command line as a user meets it: a malformed command line is one line saying why
 // and a hint (the usage only for --help, no command or an unknown one); `→` is a tuple arrow; a
-// 400 with several bad parameters is one line naming each; README.md's synopsis is the CLI's.
+// 400 with several bad parameters is one line naming each; README.md's synopsis is the CLI's;
+// `serve --node NAME` names its capture points' node.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../api/server.js';
 import { storeAppOptions } from '../../bench/support/store-app.js';
 import { packageRoot } from '../../model/package-root.js';
+import type { CaptureStatusJson } from '../../api/schemas/status.js';
+import { startServe } from '../../bench/support/serve-process.js';
 import { openTempStore, type TempStore } from '../support/store-fixture.js';
 
 const CLI = fileURLToPath(new URL('../../service/cli.js', import.meta.url));
@@ -110,4 +117,21 @@ test('README.md shows the synopsis `nettrail --help` prints, option for option',
   assert.ok(block, 'README.md has a code block right under "## Using it"');
   const { stdout } = await cli(['--help']);
   assert.equal(block, stdout.slice('usage:\n'.length));
+});
+
+test('serve --node NAME: its capture points and log name that node', async (t) => {
+  const netns = `ntcli${randomBytes(3).toString('hex')}`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'nettrail-cli-'));
+  t.after(() => {
+    execFileSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  execFileSync('ip', ['netns', 'add', netns]);
+  execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+  const serve = await startServe(['--store', path.join(dir, 'store'), '--netns', netns, '--node', 'edge-7']);
+  t.after(() => serve.kill());
+  assert.match(serve.stderr(), / namespaces of node edge-7; serving /);
+  const status = (await (await fetch(`${serve.url}/api/v1/capture/status`)).json()) as CaptureStatusJson;
+  assert.ok(status.points.length > 0);
+  assert.deepEqual([...new Set(status.points.map((p) => `${p.node}/${p.netns}`))], [`edge-7/${netns}`]);
 });
