@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createLab, destroyLab, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labStatus, type LabScenario } from '../lab/lab.js';
+import { createLab, destroyLab, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labRecentTuples, labStatus, type LabScenario, type LabTuple } from '../lab/lab.js';
 import { DEMO_BLOCKED_PORT, startDropDemo } from '../lab/drop-scenarios.js';
 import type { FourTupleJson } from '../api/schemas/common.js';
 import type { ConnectionJson } from '../api/schemas/connections.js';
@@ -192,13 +192,43 @@ function labScenarios(given: string[] | undefined): LabScenario[] {
   return [...new Set(given)] as LabScenario[];
 }
 
+const labTupleText = (t: LabTuple) => `${formatEndpoint(t.src, t.sport)} -> ${formatEndpoint(t.dst, t.dport)}`;
+
+/** `lab status`: a line per scenario with a tuple to paste from each side. */
+async function labStatusTable(prefix: string, scenarios: LabScenario[]): Promise<void> {
+  const rows = await Promise.all(
+    scenarios.map(async (scenario) => {
+      const status = await labStatus(prefix, scenario);
+      const tuples = await labRecentTuples(prefix, scenario);
+      const existing = status.namespaces.filter((ns) => ns.exists).length;
+      const state = status.up ? (status.traffic ? 'up' : 'up, no traffic') : existing > 0 ? `broken (${existing}/${status.namespaces.length} namespaces)` : 'down';
+      return [scenario, state, tuples ? labTupleText(tuples.client) : '-', tuples ? labTupleText(tuples.server) : '-'];
+    }),
+  );
+  const table = [['SCENARIO', 'STATE', 'CLIENT SIDE', 'SERVER SIDE'], ...rows];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  for (const row of table) console.log(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+  if (rows.some((row) => row[2] !== '-')) console.log('(a recent connection of each lab, as its client sent it and its server received it: paste either into the UI or nettrail trace)');
+  if (rows.some((row) => row[1].startsWith('broken'))) console.log(`(a broken lab: nettrail lab up${prefix === 'nt' ? '' : ` --prefix ${prefix}`} rebuilds it)`);
+}
+
 async function lab(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { scenario: { type: 'string', multiple: true }, prefix: { type: 'string', default: 'nt' } });
+  const { values, positionals } = parse(args, { scenario: { type: 'string', multiple: true }, prefix: { type: 'string', default: 'nt' }, json: { type: 'boolean' } });
   const [action] = positionals;
   const prefix = values.prefix as string;
   const scenarios = labScenarios(values.scenario as string[] | undefined);
   if (action === 'up') {
     for (const scenario of scenarios) {
+      // Idempotent: a lab that is up with its traffic is kept; one partly there is built again.
+      const status = await labStatus(prefix, scenario);
+      if (status.up && status.traffic) {
+        console.log(`lab up already, ${scenario}: ${status.namespaces.map((n) => n.name).join(', ')}`);
+        continue;
+      }
+      if (status.namespaces.some((ns) => ns.exists)) {
+        console.log(`lab ${scenario} is there but not working: building it again`);
+        await destroyLab(prefix, scenario);
+      }
       const created = await createLab({ prefix, scenario, persist: true });
       await created.request();
       const localPort = scenario === 'port-reuse' ? REUSED_CLIENT_PORT : undefined;
@@ -222,6 +252,8 @@ async function lab(args: string[]): Promise<void> {
     return;
   }
   if (action === 'status') {
+    // Without --scenario: every scenario, a line each (--json: fullnat's, as before).
+    if (!values.json) return labStatusTable(prefix, values.scenario === undefined ? [...LAB_SCENARIOS] : scenarios);
     const statuses = await Promise.all(scenarios.map((scenario) => labStatus(prefix, scenario)));
     console.log(JSON.stringify(statuses.length === 1 ? statuses[0] : statuses, null, 2));
     return;
