@@ -1,6 +1,6 @@
 // What the API's schemas share: times, ports, the protocol, a tuple, counts
 // per direction, the error body, and the search parameters' building blocks.
-// The TypeBox schemas in api/schemas/ (one file per resource; the contract is
+// The TypeBox schemas in api/schemas/ (one file per resource; the interface is
 // docs/interface.md) are the one source of request validation, response
 // serialization, /openapi.json, the server's types and the UI's (api/ui-types/ui-types.ts).
 import { Type, type Static } from 'typebox';
