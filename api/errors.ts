@@ -1,9 +1,11 @@
 // The API's one error handler and the errors routes throw: every failure is
-// `{"error": {"code", "message"}}` with a 4xx/5xx status, never a stack trace.
+// `{"error": {"code", "message"}}` with a 4xx/5xx status, never a stack trace; a 400
+// also lists every parameter at fault in `errors` (`[{"code", "parameter", "message"}]`).
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { FlowLogError } from '../flowlog/errors.js';
 import { TimeError } from '../model/time.js';
 import { TupleError } from '../model/tuple.js';
+import { QUERY_FORMATS, type ParameterProblem, type QueryFormat } from './formats.js';
 
 /** A query or path parameter the route cannot use (HTTP 400). */
 export class BadParameterError extends Error {
@@ -24,12 +26,17 @@ export class NotFoundError extends Error {
 }
 
 interface ErrorBody {
-  error: { code: string; message: string; parameter?: string };
+  error: ParameterProblem;
+  errors?: ParameterProblem[];
 }
 
-export const errorBody = (code: string, message: string, parameter?: string): ErrorBody => ({
-  error: parameter === undefined ? { code, message } : { code, message, parameter },
-});
+const problem = (code: string, message: string, parameter?: string): ParameterProblem =>
+  parameter === undefined ? { code, message } : { code, message, parameter };
+
+export const errorBody = (code: string, message: string, parameter?: string): ErrorBody => ({ error: problem(code, message, parameter) });
+
+/** A 400's body: `error` is the first problem (as before there was `errors`), `errors` every one. */
+const badRequestBody = (problems: ParameterProblem[]): ErrorBody => ({ error: problems[0]!, errors: problems });
 
 /** Errors whose message is for the user, with their HTTP status. */
 const clientErrors: Array<[new (...args: never[]) => Error & { code: string }, number]> = [
@@ -57,35 +64,48 @@ function validationParameter(validation: NonNullable<FastifyError['validation']>
   return first;
 }
 
-function validationMessage(err: FastifyError, request: FastifyRequest): { parameter?: string; message: string } {
-  const [first] = err.validation ?? [];
-  const where = err.validationContext === 'params' ? 'path parameter' : 'query parameter';
-  if (!first) return { message: err.message };
-  const parameter = validationParameter(first);
-  const params = first.params as Record<string, unknown>;
+type Validation = NonNullable<FastifyError['validation']>[number];
+
+/** What one validation error says, as a problem of its parameter. */
+function validationProblem(validation: Validation, context: string | undefined, request: FastifyRequest): ParameterProblem {
+  const where = context === 'params' ? 'path parameter' : 'query parameter';
+  const parameter = validationParameter(validation);
+  const params = validation.params as Record<string, unknown>;
   if (typeof params.additionalProperty === 'string') {
-    return { parameter, message: `unknown ${where} ${JSON.stringify(parameter?.slice(0, 64))}` };
+    return problem('BAD_REQUEST', `unknown ${where} ${JSON.stringify(parameter?.slice(0, 64))}`, parameter);
   }
-  const source = (err.validationContext === 'params' ? request.params : request.query) as Record<string, unknown> | undefined;
+  const source = (context === 'params' ? request.params : request.query) as Record<string, unknown> | undefined;
   const given = parameter === undefined ? undefined : source?.[parameter];
-  if (Array.isArray(given) && first.keyword === 'type' && first.instancePath.split('/').length === 2) {
-    return { parameter, message: `${parameter}: given more than once` };
+  if (validation.keyword === 'format' && parameter !== undefined && typeof given === 'string' && Object.hasOwn(QUERY_FORMATS, params.format as string)) {
+    const found = QUERY_FORMATS[params.format as QueryFormat](given, parameter);
+    if (found) return found;
+  }
+  if (Array.isArray(given) && validation.keyword === 'type' && validation.instancePath.split('/').length === 2) {
+    return problem('BAD_REQUEST', `${parameter}: given more than once`, parameter);
   }
   if (Array.isArray(params.allowedValues)) {
-    return { parameter, message: `${parameter}: must be one of ${params.allowedValues.join(', ')}` };
+    return problem('BAD_REQUEST', `${parameter}: must be one of ${params.allowedValues.join(', ')}`, parameter);
   }
-  return { parameter, message: `${parameter ?? where}: ${first.message ?? 'is not valid'}` };
+  return problem('BAD_REQUEST', `${parameter ?? where}: ${validation.message ?? 'is not valid'}`, parameter);
+}
+
+/** Every parameter the validation found at fault, each once (its first error), in the schema's order. */
+function validationProblems(err: FastifyError, request: FastifyRequest): ParameterProblem[] {
+  const problems = new Map<string | undefined, ParameterProblem>();
+  for (const validation of err.validation ?? []) {
+    const found = validationProblem(validation, err.validationContext, request);
+    if (!problems.has(found.parameter)) problems.set(found.parameter, found);
+  }
+  return problems.size > 0 ? [...problems.values()] : [problem('BAD_REQUEST', err.message)];
 }
 
 export function handleError(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
-  if (err.validation) {
-    const { parameter, message } = validationMessage(err, request);
-    return reply.code(400).send(errorBody('BAD_REQUEST', message, parameter));
-  }
+  if (err.validation) return reply.code(400).send(badRequestBody(validationProblems(err, request)));
   for (const [type, status] of clientErrors) {
     if (err instanceof type) {
       const parameter = err instanceof BadParameterError || err instanceof TimeError ? err.parameter : undefined;
-      return reply.code(status).send(errorBody((err as Error & { code: string }).code, err.message, parameter));
+      const found = problem((err as Error & { code: string }).code, err.message, parameter);
+      return reply.code(status).send(status === 400 ? badRequestBody([found]) : { error: found });
     }
   }
   // The flow-log store failing: every STORE_ code (its reads throw the client's and chDB's failures as those, flowlog/store.ts).

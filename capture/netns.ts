@@ -11,7 +11,9 @@ import { CaptureError } from '../native/addon.js';
 import { DirectoryWatcher, LinkWatcher } from '../native/links.js';
 import { ARPHRD, DIR_EVENT, IFF_UP, LINK_EVENT, decodeDirEvents, decodeLinkEvents, type DirEvent, type LinkEvent } from './links-layout.js';
 
-export const ROOT_NETNS_PATH = '/proc/1/ns/net';
+const ROOT_NETNS_PATH = '/proc/1/ns/net';
+/** The inode of the initial network namespace (PROC_NET_INIT_INO, the same on every kernel since 3.8). */
+const INIT_NET_INO = 0xeffffff9;
 /** Where `ip netns` keeps named namespaces. */
 const NETNS_DIRS = ['/run/netns', '/var/run/netns'];
 const PROCESS_SCAN_MS = 2000;
@@ -74,6 +76,17 @@ function statOrNull(path: string): Stats | null {
   }
 }
 
+/**
+ * The root namespace: pid 1's, or where pid 1's cannot be looked at (a sandbox hiding it) this
+ * process's when it is the initial one; null when neither is.
+ */
+function rootNetns(): { path: string; ino: number } | null {
+  const init = statOrNull(ROOT_NETNS_PATH);
+  if (init) return { path: ROOT_NETNS_PATH, ino: init.ino };
+  const own = `/proc/${process.pid}/ns/net`;
+  return statOrNull(own)?.ino === INIT_NET_INO ? { path: own, ino: INIT_NET_INO } : null;
+}
+
 /** The parent pid of a process (from /proc/PID/stat), or null when it is gone. */
 function parentOf(pid: number): number | null {
   try {
@@ -121,8 +134,8 @@ interface NamedEntry {
 export class NetnsWatcher {
   readonly #scope: NetnsScope;
   readonly #events: NetnsEvents;
-  /** null when init's namespace cannot be looked at (a container that hides pid 1). */
-  readonly #rootIno: number | null;
+  /** null when the root namespace cannot be looked at (a container that hides it). */
+  readonly #root: { path: string; ino: number } | null;
   /** The device of nsfs: a namespace directory's entry is a namespace once it is on it. */
   readonly #nsfsDev: number;
   readonly #followed = new Map<number, Followed>();
@@ -147,7 +160,7 @@ export class NetnsWatcher {
   private constructor(scope: NetnsScope, events: NetnsEvents) {
     this.#scope = scope;
     this.#events = events;
-    this.#rootIno = statOrNull(ROOT_NETNS_PATH)?.ino ?? null;
+    this.#root = rootNetns();
     this.#nsfsDev = statSync('/proc/self/ns/net').dev;
   }
 
@@ -332,7 +345,7 @@ export class NetnsWatcher {
       const add = (name: string, path: string, ino: number | null) => {
         if (ino !== null && !wanted.has(ino)) wanted.set(ino, { name, path, ino });
       };
-      add('root', ROOT_NETNS_PATH, this.#rootIno);
+      if (this.#root) add('root', this.#root.path, this.#root.ino);
       const entries = [...this.#entries].sort(([, a], [, b]) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       for (const [entry, { name, ino }] of entries) add(name, entry, ino);
       for (const [ino, lowest] of this.#firstPid) {
@@ -357,7 +370,7 @@ export class NetnsWatcher {
 
   /** A valid `--netns` name's namespace as found now, or null. */
   #resolve(name: string): NetnsRef | null {
-    if (name === 'root') return this.#rootIno === null ? null : { name, path: ROOT_NETNS_PATH, ino: this.#rootIno };
+    if (name === 'root') return this.#root && { name, ...this.#root };
     if (name.startsWith('pid:')) {
       const ino = this.#processes.get(Number(name.slice(4)));
       return ino === undefined ? null : { name, path: `/proc/${name.slice(4)}/ns/net`, ino };

@@ -130,6 +130,8 @@ export interface LabStatus {
   scenario: LabScenario;
   /** All namespaces exist and the HTTP server runs. */
   up: boolean;
+  /** The client namespace runs `nettrail lab up`'s traffic (a request every 2 s). */
+  traffic: boolean;
   namespaces: Array<{
     name: string;
     path: string;
@@ -676,7 +678,9 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
   const roles = SCENARIO_ROLES[scenario];
   const names = Object.fromEntries(roles.map((r) => [r, labNetnsName(prefix, r, scenario)])) as Record<LabRole, string>;
   const existing = Object.values(names).filter((ns) => existsSync(`/run/netns/${ns}`));
-  if (existing.length > 0) throw new LabError('LAB_EXISTS', `namespaces already exist: ${existing.join(', ')} (nettrail lab down, or destroyLab("${prefix}"))`);
+  if (existing.length > 0) {
+    throw new LabError('LAB_EXISTS', `namespaces already exist: ${existing.join(', ')} (nettrail lab down${prefix === 'nt' ? '' : ` --prefix ${prefix}`} removes them)`);
+  }
 
   if (!opts.persist) {
     watchProcess();
@@ -726,5 +730,73 @@ export async function labStatus(prefix = 'nt', scenario: LabScenario = 'fullnat'
   );
   const serverNs = namespaces.at(-1)!;
   const up = namespaces.every((ns) => ns.exists) && serverNs.processes.some((p) => p.cmd.includes(HTTP_SERVER_JS));
-  return { prefix, scenario, up, namespaces };
+  const traffic = namespaces[0]!.processes.some((p) => p.cmd.includes(HTTP_CLIENT_JS));
+  return { prefix, scenario, up, traffic, namespaces };
+}
+
+/** A connection's tuple as seen at one hop. */
+export interface LabTuple {
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+}
+
+const CT_TUPLE = /src=([0-9a-f.:]+),?\s*dst=([0-9a-f.:]+),?\s*sport=(\d+),?\s*dport=(\d+)/g;
+
+/**
+ * The original and reply tuples of each TCP entry of `conntrack -L` (netfilter) or `ovs-appctl
+ * dpctl/dump-conntrack` (OVS) output; netfilter's with the most time left first (the newest, of
+ * entries in one state).
+ */
+function conntrackEntries(text: string): Array<{ orig: LabTuple; reply: LabTuple }> {
+  return text
+    .split('\n')
+    .filter((line) => /^tcp\b/.test(line) && !line.includes('UNREPLIED'))
+    .flatMap((line) => {
+      const [orig, reply] = [...line.matchAll(CT_TUPLE)].map((m) => ({ src: m[1]!, sport: Number(m[3]), dst: m[2]!, dport: Number(m[4]) }));
+      return orig && reply ? [{ orig, reply, left: Number(/^tcp\s+\d+\s+(\d+)/.exec(line)?.[1] ?? 0) }] : [];
+    })
+    .sort((a, b) => b.left - a.left);
+}
+
+const reversed = (t: LabTuple): LabTuple => ({ src: t.dst, sport: t.dport, dst: t.src, dport: t.sport });
+const sameLabTuple = (a: LabTuple, b: LabTuple) => a.src === b.src && a.sport === b.sport && a.dst === b.dst && a.dport === b.dport;
+
+/**
+ * One recent connection of a running lab's traffic, as the client sent it and as the server
+ * received it (from the NAT devices' conntrack tables, followed hop by hop), or null when none is
+ * known (the lab is down, or has had no traffic for a while).
+ */
+export async function labRecentTuples(prefix = 'nt', scenario: LabScenario = 'fullnat'): Promise<{ client: LabTuple; server: LabTuple } | null> {
+  validatePrefix(prefix);
+  validateScenario(scenario);
+  const status = await labStatus(prefix, scenario);
+  if (!status.up) return null;
+  const devices = SCENARIO_ROLES[scenario].filter((role) => role === 'edge' || role === 'router').map((role) => labNetnsName(prefix, role, scenario));
+  const tables = await Promise.all(
+    devices.map((netns) =>
+      scenario === 'ovs'
+        ? run('ovs-appctl', ['dpctl/dump-conntrack'], { env: { ...process.env, OVS_RUNDIR: labOvsRundir(prefix) } })
+        : inNetns(netns, 'conntrack', '-L', '-p', 'tcp'),
+    ),
+  ).catch(() => null);
+  if (!tables) return null;
+  const [first, ...rest] = tables.map(conntrackEntries);
+  const clientIp = status.namespaces[0]!.interfaces.find((i) => i.name === HOST_IFACE)?.addresses[0]?.split('/')[0];
+  // Any entry of the client's whose path is complete will do: each is a real connection of the last minutes.
+  for (const entry of (first ?? []).filter((e) => e.orig.src === clientIp)) {
+    let after = reversed(entry.reply);
+    let complete = true;
+    for (const table of rest) {
+      const next = table.find((e) => sameLabTuple(e.orig, after));
+      if (!next) {
+        complete = false;
+        break;
+      }
+      after = reversed(next.reply);
+    }
+    if (complete) return { client: entry.orig, server: after };
+  }
+  return null;
 }

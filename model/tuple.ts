@@ -1,4 +1,5 @@
-// The contract's tuple syntax: `[tcp|udp] SRC:SPORT (->|,|space) DST:DPORT`, IPv6 in brackets.
+// The tuple syntax (docs/interface.md): `[tcp|udp] SRC:SPORT (->|→|,|space) DST:DPORT`, IPv6 in brackets;
+// `→` is the arrow Wireshark's conversation and stream views print.
 import type { FourTuple, Proto } from './records.js';
 import { canonicalAddress } from './address.js';
 
@@ -38,7 +39,7 @@ const parseProto = (text: string): Proto => {
   return proto;
 };
 
-/** Parse a tuple in any notation of the contract. */
+/** Parse a tuple in any notation of docs/interface.md. */
 export function parseTuple(input: string): ConnectionTuple {
   if (input.length > 200) throw new TupleError('tuple is longer than 200 characters');
   let text = input.trim();
@@ -48,7 +49,7 @@ export function parseTuple(input: string): ConnectionTuple {
     proto = parseProto(protoMatch[1]);
     text = text.slice(protoMatch[0].length);
   }
-  const parts = text.split(/\s*->\s*|\s*,\s*|\s+/).filter((part) => part !== '');
+  const parts = text.split(/\s*(?:->|→)\s*|\s*,\s*|\s+/).filter((part) => part !== '');
   if (parts.length !== 2) throw new TupleError(`expected "SRC:SPORT -> DST:DPORT", got ${JSON.stringify(input)}`);
   const src = parseEndpoint(parts[0], 'source');
   const dst = parseEndpoint(parts[1], 'destination');

@@ -1,7 +1,8 @@
 // The NAT translation sources of one nettrail process, kept in step with the
 // namespaces capture follows: netfilter conntrack and IPVS in each namespace,
 // Open vSwitch's userspace datapath for each ovs-vswitchd named. What cannot
-// be tracked is logged once, saying what is missing.
+// be tracked is logged once, saying what is missing. Namespaces of other processes that vanish
+// before their tables are read (a busy host's containers and sandboxes) are one line per burst.
 import { existsSync, statSync } from 'node:fs';
 import type { Collector } from '../model/collector.js';
 import type { NatTranslation, NetnsRef } from '../model/records.js';
@@ -22,7 +23,11 @@ export interface NatSourcesOptions {
   ovsRundirs?: string[];
   /** Poll period of IPVS and OVS (ms); default 2000. */
   pollMs?: number;
+  /** Namespaces of other processes gone before they were read are counted this long, then logged in one line (ms); default 10 000. */
+  churnWindowMs?: number;
 }
+
+const CHURN_WINDOW_MS = 10_000;
 
 /** What NAT tracking has read, summed over the namespaces it tracks now. */
 export interface NatTrackingStatus {
@@ -54,6 +59,9 @@ export class NatSources implements Collector {
   /** The update under way; it goes on with the newest namespaces given meanwhile (calls coalesce, none run at once). */
   private following: Promise<void> | null = null;
   private wanted: NetnsRef[] | null = null;
+  /** Processes' namespaces (name and inode: a freed inode is soon another's) gone before their sources could read them, since the burst's first. */
+  private readonly churned = new Set<string>();
+  private churnTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: NatSourcesOptions) {
     this.ovs = (opts.ovsRundirs ?? [DEFAULT_OVS_RUNDIR]).map(
@@ -88,6 +96,7 @@ export class NatSources implements Collector {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.churnTimer);
     await this.following;
     const sources: Stoppable[] = [...this.conntrack.values(), ...this.ipvs.values(), ...this.ovs];
     this.conntrack.clear();
@@ -106,6 +115,19 @@ export class NatSources implements Collector {
       conntrack.overflows += reader.overflows;
     }
     return { conntrack };
+  }
+
+  /** A source's failure, logged; a process's namespace gone before it was read is counted into its burst instead. */
+  private sourceError(netns: NetnsRef, code: string, message: string): void {
+    if (!(netns.name.startsWith('pid:') && code.endsWith('_NETNS_GONE'))) return this.opts.log(message);
+    this.churned.add(`${netns.name} ${netns.ino}`);
+    const windowMs = this.opts.churnWindowMs ?? CHURN_WINDOW_MS;
+    this.churnTimer ??= setTimeout(() => {
+      const n = this.churned.size;
+      this.churned.clear();
+      this.churnTimer = undefined;
+      this.opts.log(`${n} namespace${n === 1 ? '' : 's'} of other processes came and went in the last ${windowMs / 1000} s, gone before NAT tracking could read ${n === 1 ? 'it' : 'them'}`);
+    }, windowMs).unref();
   }
 
   /** The name of the captured namespace process `pid` is in, else `pid:<PID>`. */
@@ -149,7 +171,7 @@ export class NatSources implements Collector {
           netns,
           sysctls: this.opts.conntrackSysctls ?? false,
           onTranslations: this.opts.onTranslations,
-          onError: (err) => this.opts.log(`conntrack in ${netns.name}: ${err.code}: ${err.message}`),
+          onError: (err) => this.sourceError(netns, err.code, `conntrack in ${netns.name}: ${err.code}: ${err.message}`),
         });
         this.conntrack.set(ino, source);
         starting.push(source.start());
@@ -160,7 +182,7 @@ export class NatSources implements Collector {
           netns,
           pollMs: this.opts.pollMs,
           onTranslations: this.opts.onTranslations,
-          onError: (err) => this.opts.log(`${err.code}: ${err.message}`),
+          onError: (err) => this.sourceError(netns, err.code, `${err.code}: ${err.message}`),
         });
         this.ipvs.set(ino, source);
         starting.push(source.start());

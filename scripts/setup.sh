@@ -35,15 +35,31 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund
 fi
 
+# What is built is rebuilt only when a source is newer than it (make decides for the BPF objects).
 # vmlinux.h is generated from this kernel's BTF by bpf/Makefile.
 make -s -C bpf
 addon=native/build/Release/nettrail_native.node
 if [ ! -f "$addon" ] || [ -n "$(find native bpf -maxdepth 1 \( -name '*.cc' -o -name '*.h' -o -name binding.gyp \) -newer "$addon")" ]; then
-  (cd native && npx node-gyp rebuild >/dev/null)
+  (cd native && npx node-gyp rebuild --loglevel=error >/dev/null)
 fi
-rm -rf dist  # compiled files of moved or deleted sources must not linger
-npx tsc -p tsconfig.json
-npx tsc -p tsconfig.test.json
-node dist/api/ui-types/write.js  # the UI's API types, from the schemas (api/ui-types/ui-types.ts)
-npx vite build --config ui/vite.config.ts --logLevel warn
+# newer_than STAMP PATH...: the first file under the paths newer than STAMP (every one when STAMP is missing).
+newer_than() {
+  local stamp=$1
+  shift
+  if [ ! -f "$stamp" ]; then echo "$stamp"; return; fi
+  find "$@" \( -name node_modules -o -name dist \) -prune -o -type f -newer "$stamp" -print -quit
+}
+ts_sources=(model native capture flows nat-tracker flowlog connection pcap api service lab test bench tsconfig.json tsconfig.test.json package-lock.json)
+ts_stamp=dist/.built
+if [ -n "$(newer_than "$ts_stamp" "${ts_sources[@]}")" ]; then
+  rm -rf dist  # compiled files of moved or deleted sources must not linger
+  npx tsc -p tsconfig.json
+  npx tsc -p tsconfig.test.json
+  touch "$ts_stamp"
+fi
+ui_stamp=ui/dist/index.html
+if [ -n "$(newer_than "$ui_stamp" ui api/schemas "$ts_stamp")" ]; then
+  node dist/api/ui-types/write.js  # the UI's API types, from the schemas (api/ui-types/ui-types.ts)
+  npx vite build --config ui/vite.config.ts --logLevel warn
+fi
 echo "setup: done"

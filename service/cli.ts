@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// The `nettrail` command: serve, lab, trace, explain, pcap, flows (../shared/contract.md).
+// The `nettrail` command: serve, lab, trace, explain, pcap, wireshark-profile, flows (docs/interface.md).
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createLab, destroyLab, isDiagnosisScenario, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labStatus, type LabScenario } from '../lab/lab.js';
+import { createLab, destroyLab, isDiagnosisScenario, LAB_SCENARIO_SUMMARY, LAB_SCENARIOS, labRecentTuples, labStatus, type LabScenario, type LabTuple } from '../lab/lab.js';
 import { startScenarioTraffic } from '../lab/diagnosis-scenarios.js';
 import { DEMO_BLOCKED_PORT, startDropDemo } from '../lab/drop-scenarios.js';
 import type { FourTupleJson } from '../api/schemas/common.js';
@@ -23,26 +23,40 @@ import { PcapngPacketCounter } from '../pcap/pcapng.js';
 import { WIRESHARK_PROFILE_NAME, wiresharkProfileZip } from '../connection/wireshark-profile.js';
 import { formatEndpoint, parseTuple, TupleError } from '../model/tuple.js';
 
-const USAGE = `usage:
-  nettrail serve [--listen HOST:PORT] [--store DIR | --clickhouse-url URL] [--netns NAME|all]... [--iface NAME]...
-                 [--snaplen BYTES] [--token TOKEN] [--rate-limit REQUESTS_PER_MINUTE|0]
-                 [--filter net=CIDR,...|port=N,...|proto=tcp|udp]... [--xdp off|native|generic|auto]
-                 [--conntrack-sysctls] [--ovs-rundir DIR]... [--drop-rate-limit EVENTS_PER_SECOND_PER_CPU|0]
-                 [--ring-bytes-per-cpu BYTES] [--ring-wakeup-bytes BYTES] [--user USER]
-                 [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
-                 [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]
-  nettrail lab up|down|status [--scenario ${LAB_SCENARIOS.join('|')}|all]... [--prefix P]
-  nettrail trace TUPLE [--at TIME] [--list] [--server URL] [--json]  |  nettrail trace --id CONNECTION_ID [...]
-  nettrail explain TUPLE [--at TIME] | --id CONNECTION_ID [--server URL] [--json]
-  nettrail pcap TUPLE [--at TIME] | --id CONNECTION_ID  -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
-               [--split point] (a zip of one file per capture point: -o FILE.zip)
-  nettrail wireshark-profile -o FILE.zip   (nettrail's Wireshark profile; unzip in ~/.config/wireshark/profiles/)
-  nettrail flows [--ip|--src|--dst ADDRESS|CIDR] [--port|--sport|--dport PORT] [--proto tcp|udp] [--from TIME] [--to TIME]
-                 [--state CONN_STATE]... [--has retrans|zero_window|drop|rst]... [--node N] [--netns N] [--iface N]
-                 [--order [-]start|end|duration|bytes|packets] [--limit N] [--cursor C] [--server URL] [--json]
-  (trace, explain, pcap and flows send NETTRAIL_TOKEN, when set, as the bearer token)`;
+/** Each command's synopsis (`nettrail --help`, `nettrail COMMAND --help`; README.md's "Using it" shows them all). */
+const USAGE: Record<string, string> = {
+  serve: `nettrail serve [--listen HOST:PORT] [--store DIR | --clickhouse-url URL] [--netns NAME|all]... [--iface NAME]... [--node NAME]
+               [--snaplen BYTES] [--token TOKEN] [--rate-limit REQUESTS_PER_MINUTE|0]
+               [--filter net=CIDR,...|port=N,...|proto=tcp|udp]... [--xdp off|native|generic|auto]
+               [--conntrack-sysctls] [--ovs-rundir DIR]... [--drop-rate-limit EVENTS_PER_SECOND_PER_CPU|0]
+               [--ring-bytes-per-cpu BYTES] [--ring-wakeup-bytes BYTES] [--user USER]
+               [--retention DURATION|TABLE=DURATION]... (DURATION: 12h, 7d, 2w, forever; TABLE: ${TABLE_NAMES.join(', ')})
+               [--clickhouse-user USER] [--clickhouse-password PASSWORD] [--clickhouse-database DB] [--clickhouse-cluster NAME]`,
+  lab: `nettrail lab up|down|status [--scenario ${LAB_SCENARIOS.join('|')}|all]... [--prefix P] [--json]`,
+  trace: `nettrail trace TUPLE [--at TIME] [--list] [--server URL] [--json]  |  nettrail trace --id CONNECTION_ID [...]`,
+  explain: `nettrail explain TUPLE [--at TIME] | --id CONNECTION_ID [--server URL] [--json]`,
+  pcap: `nettrail pcap TUPLE [--at TIME] | --id CONNECTION_ID  -o FILE [--from TIME] [--to TIME] [--point NODE/NETNS/IFACE]... [--server URL]
+               [--split point] (a zip of one file per capture point: -o FILE.zip)`,
+  'wireshark-profile': `nettrail wireshark-profile -o FILE.zip   (nettrail's Wireshark profile; unzip in ~/.config/wireshark/profiles/)`,
+  flows: `nettrail flows [--ip|--src|--dst ADDRESS|CIDR] [--port|--sport|--dport PORT] [--proto tcp|udp] [--from TIME] [--to TIME]
+               [--state CONN_STATE]... [--has retrans|zero_window|drop|rst]... [--node N] [--netns N] [--iface N]
+               [--order [-]start|end|duration|bytes|packets] [--limit N] [--cursor C] [--server URL] [--json]`,
+};
+const TOKEN_NOTE = '(trace, explain, pcap and flows send NETTRAIL_TOKEN, when set, as the bearer token; TUPLE: see docs/interface.md)';
 
-class UsageError extends Error {}
+/** The synopsis of one command, or of all. */
+const usage = (command?: string): string =>
+  command === undefined ? [...Object.values(USAGE), TOKEN_NOTE].join('\n') : `${USAGE[command]}${['serve', 'lab', 'wireshark-profile'].includes(command) ? '' : `\n${TOKEN_NOTE}`}`;
+
+/** A command line nettrail cannot run: one line saying why, then a hint (no usage dump). */
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
 
 const DEFAULT_SERVER = 'http://127.0.0.1:7070';
 
@@ -52,7 +66,8 @@ function parse(args: string[], options: ParseArgsConfig['options']): { values: O
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true }) as { values: OptionValues; positionals: string[] };
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    // node:util's advice on positionals that start with '-' is left out: one line.
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
   }
 }
 
@@ -105,8 +120,13 @@ async function serve(args: string[]): Promise<void> {
     'ring-bytes-per-cpu': { type: 'string' },
     'ring-wakeup-bytes': { type: 'string' },
     user: { type: 'string' },
+    node: { type: 'string' },
   });
   const listen = parseListen(values.listen as string);
+  const node = values.node as string | undefined;
+  if (node !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(node)) {
+    throw new UsageError(`--node ${JSON.stringify(node)}: 1-64 of [A-Za-z0-9_.-], starting with a letter or digit (it is the first part of NODE/NETNS/IFACE)`);
+  }
   const ringBytes = values['ring-bytes-per-cpu'] as string | undefined;
   const wakeupBytes = values['ring-wakeup-bytes'] as string | undefined;
   if (wakeupBytes !== undefined && !/^\d{1,10}$/.test(wakeupBytes)) throw new UsageError(`--ring-wakeup-bytes ${wakeupBytes}: a number of bytes (0: wake at every record)`);
@@ -132,6 +152,7 @@ async function serve(args: string[]): Promise<void> {
   if (dropRateLimit !== undefined && !/^\d{1,9}$/.test(dropRateLimit)) throw new UsageError(`--drop-rate-limit ${dropRateLimit} is not a number of drop events per second per CPU (0: no limit)`);
   const netns = values.netns as string[] | undefined;
   const service = await startService({
+    node,
     store,
     ringBytesPerCpu: ringBytes === undefined ? undefined : Number(ringBytes),
     wakeupBytes: wakeupBytes === undefined ? undefined : Number(wakeupBytes),
@@ -150,7 +171,7 @@ async function serve(args: string[]): Promise<void> {
   });
   if (user) await dropPrivileges(service, user, 'path' in store ? store.path : null, (message) => console.error(`nettrail: ${message}`));
   const status = service.capture.status();
-  console.error(`nettrail: capturing on ${status.points.length} interfaces in ${service.capture.namespaces().length} namespaces; serving ${service.url}`);
+  console.error(`nettrail: capturing on ${status.points.length} interfaces in ${service.capture.namespaces().length} namespaces of node ${service.node}; serving ${service.url}`);
   const shutdown = (signal: string) => {
     console.error(`nettrail: ${signal}: detaching and writing out what was captured`);
     service.close().then(
@@ -180,13 +201,43 @@ function labScenarios(given: string[] | undefined): LabScenario[] {
   return [...new Set(given)] as LabScenario[];
 }
 
+const labTupleText = (t: LabTuple) => `${formatEndpoint(t.src, t.sport)} -> ${formatEndpoint(t.dst, t.dport)}`;
+
+/** `lab status`: a line per scenario with a tuple to paste from each side. */
+async function labStatusTable(prefix: string, scenarios: LabScenario[]): Promise<void> {
+  const rows = await Promise.all(
+    scenarios.map(async (scenario) => {
+      const status = await labStatus(prefix, scenario);
+      const tuples = await labRecentTuples(prefix, scenario);
+      const existing = status.namespaces.filter((ns) => ns.exists).length;
+      const state = status.up ? (status.traffic ? 'up' : 'up, no traffic') : existing > 0 ? `broken (${existing}/${status.namespaces.length} namespaces)` : 'down';
+      return [scenario, state, tuples ? labTupleText(tuples.client) : '-', tuples ? labTupleText(tuples.server) : '-'];
+    }),
+  );
+  const table = [['SCENARIO', 'STATE', 'CLIENT SIDE', 'SERVER SIDE'], ...rows];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  for (const row of table) console.log(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+  if (rows.some((row) => row[2] !== '-')) console.log('(a recent connection of each lab, as its client sent it and its server received it: paste either into the UI or nettrail trace)');
+  if (rows.some((row) => row[1].startsWith('broken'))) console.log(`(a broken lab: nettrail lab up${prefix === 'nt' ? '' : ` --prefix ${prefix}`} rebuilds it)`);
+}
+
 async function lab(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { scenario: { type: 'string', multiple: true }, prefix: { type: 'string', default: 'nt' } });
+  const { values, positionals } = parse(args, { scenario: { type: 'string', multiple: true }, prefix: { type: 'string', default: 'nt' }, json: { type: 'boolean' } });
   const [action] = positionals;
   const prefix = values.prefix as string;
   const scenarios = labScenarios(values.scenario as string[] | undefined);
   if (action === 'up') {
     for (const scenario of scenarios) {
+      // Idempotent: a lab that is up with its traffic is kept; one partly there is built again.
+      const status = await labStatus(prefix, scenario);
+      if (status.up && status.traffic) {
+        console.log(`lab up already, ${scenario}: ${status.namespaces.map((n) => n.name).join(', ')}`);
+        continue;
+      }
+      if (status.namespaces.some((ns) => ns.exists)) {
+        console.log(`lab ${scenario} is there but not working: building it again`);
+        await destroyLab(prefix, scenario);
+      }
       const created = await createLab({ prefix, scenario, persist: true });
       await created.request();
       const localPort = scenario === 'port-reuse' ? REUSED_CLIENT_PORT : undefined;
@@ -214,11 +265,13 @@ async function lab(args: string[]): Promise<void> {
     return;
   }
   if (action === 'status') {
+    // Without --scenario: every scenario, a line each (--json: fullnat's, as before).
+    if (!values.json) return labStatusTable(prefix, values.scenario === undefined ? [...LAB_SCENARIOS] : scenarios);
     const statuses = await Promise.all(scenarios.map((scenario) => labStatus(prefix, scenario)));
     console.log(JSON.stringify(statuses.length === 1 ? statuses[0] : statuses, null, 2));
     return;
   }
-  throw new UsageError('nettrail lab up|down|status [--scenario NAME|all]... [--prefix P]');
+  throw new UsageError(action === undefined ? 'lab: say up, down or status' : `lab ${JSON.stringify(action)}: say up, down or status`);
 }
 
 async function get(server: string, path: string, params: Record<string, string | string[] | undefined>): Promise<Response> {
@@ -227,22 +280,29 @@ async function get(server: string, path: string, params: Record<string, string |
     for (const one of value === undefined ? [] : [value].flat()) url.searchParams.append(name, one);
   }
   const token = process.env.NETTRAIL_TOKEN;
-  const response = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  const response = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {}).catch((err: Error) => {
+    const cause = err.cause as { code?: string; message?: string } | undefined;
+    throw new Error(`cannot reach ${server} (${cause?.code ?? cause?.message ?? err.message}): is nettrail serve running there? (--server URL)`);
+  });
   if (!response.ok) {
-    const body = (await response.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
-    const message = body?.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${response.status} from ${url}`;
+    type Problem = { code: string; message: string };
+    const body = (await response.json().catch(() => null)) as { error?: Problem; errors?: Problem[] } | null;
+    const problems = body?.errors ?? (body?.error ? [body.error] : []);
+    const message = problems.length > 0 ? problems.map((p) => `${p.code}: ${p.message}`).join('; ') : `HTTP ${response.status} from ${url}`;
     // A request the server finds malformed is a usage error, as a malformed TUPLE is.
     throw response.status === 400 ? new UsageError(message) : new Error(message);
   }
   return response;
 }
 
+const TUPLE_HINT = 'a TUPLE is SRC:SPORT -> DST:DPORT as seen at any hop, e.g. "10.0.0.1:43210 -> 10.0.0.2:80" (-> or →; docs/interface.md)';
+
 const tupleText = (t: FourTupleJson) => `${formatEndpoint(t.src, t.sport)} -> ${formatEndpoint(t.dst, t.dport)}`;
 
 /** One positional TUPLE, validated here so that a bad one exits 2 before any request. */
 function tupleArgument(positionals: string[]): string {
   const text = positionals.join(' ');
-  if (text === '') throw new UsageError('a TUPLE is required, e.g. "10.0.0.1:43210 -> 10.0.0.2:80"');
+  if (text === '') throw new UsageError('a TUPLE is required', TUPLE_HINT);
   parseTuple(text);
   return text;
 }
@@ -424,16 +484,30 @@ async function wiresharkProfile(args: string[]): Promise<void> {
 
 const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lab, trace, explain, pcap, flows, 'wireshark-profile': wiresharkProfile };
 
+/** The command being run, for the hint after an error. */
+let current: string | undefined;
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
-  const run = command ? commands[command] : undefined;
-  if (!run) throw new UsageError(command ? `unknown command ${command}` : 'a command is required');
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    if (command === undefined) throw new UsageError('a command is required', `usage:\n${usage()}`);
+    console.log(`usage:\n${usage()}`);
+    return;
+  }
+  const run = commands[command];
+  if (!run) throw new UsageError(`unknown command ${JSON.stringify(command)}`, `usage:\n${usage()}`);
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(`usage:\n${usage(command)}`);
+    return;
+  }
+  current = command;
   await run(args);
 }
 
 main(process.argv.slice(2)).catch((err: Error) => {
   if (err instanceof UsageError || err instanceof TupleError) {
-    console.error(`nettrail: ${err.message}\n${USAGE}`);
+    const hint = err instanceof UsageError && err.hint !== undefined ? err.hint : err instanceof TupleError ? TUPLE_HINT : `nettrail ${current} --help shows its options`;
+    console.error(`nettrail: ${err.message}\n${hint}`);
     process.exit(2);
   }
   console.error(`nettrail: ${(err as { code?: string }).code ? `${(err as { code?: string }).code}: ` : ''}${err.message}`);

@@ -45,6 +45,7 @@ export interface ServiceOptions {
   /** API requests per client address and minute; null turns rate limiting off (default: the app's). */
   rateLimitPerMinute?: number | null;
   listen: { host: string; port: number };
+  /** The node name of every capture point and record (default: the host name). */
   node?: string;
   /** How often flows are written while they last (ms). */
   flowFlushMs?: number;
@@ -74,6 +75,8 @@ export interface Service {
   writer: FlowLogWriter;
   /** The address the HTTP server listens on. */
   url: string;
+  /** The node name its records carry. */
+  node: string;
   /** Write out everything captured so far (flows as they stand). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -233,6 +236,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     writer,
     url,
     // Drops are decided once the packets captured so far are stored, then written.
+    node,
     async flush() {
       await started.flush();
       flushFlows();

@@ -6,15 +6,14 @@ import type { NatFilter } from '../../flowlog/queries.js';
 import { canonicalAddress } from '../../model/address.js';
 import type { AppOptions } from '../options.js';
 import { natTranslationJson } from '../json.js';
-import { BadParameterError } from '../errors.js';
 import { DEFAULT_LIMIT, ErrorResponses } from '../schemas/common.js';
 import { NatQuery, NatTranslationSchema, type NatQueryJson } from '../schemas/nat.js';
 import { timeRange } from '../search-params.js';
 
 /** The store's filter for the query's parameters. */
 function natFilter(query: NatQueryJson): NatFilter {
-  const ip = query.ip === undefined ? undefined : canonicalAddress(query.ip);
-  if (ip === null) throw new BadParameterError('ip', `${JSON.stringify(query.ip)} is not an IPv4 or IPv6 address`);
+  // An address: the schema's `ip-address` format let it through (api/formats.ts).
+  const ip = query.ip === undefined ? undefined : canonicalAddress(query.ip)!;
   return {
     ip,
     port: query.port,

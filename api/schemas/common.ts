@@ -1,9 +1,10 @@
 // What the API's schemas share: times, ports, the protocol, a tuple, counts
 // per direction, the error body, and the search parameters' building blocks.
-// The TypeBox schemas in api/schemas/ (one file per resource; the contract is
-// ../shared/contract.md) are the one source of request validation, response
+// The TypeBox schemas in api/schemas/ (one file per resource; the interface is
+// docs/interface.md) are the one source of request validation, response
 // serialization, /openapi.json, the server's types and the UI's (api/ui-types/ui-types.ts).
 import { Type, type Static } from 'typebox';
+import type { QueryFormat } from '../formats.js';
 
 export const Time = Type.String({ description: 'ISO-8601 UTC with nanoseconds, e.g. 2026-11-21T19:23:03.123456789Z' });
 export const Port = Type.Integer({ minimum: 0, maximum: 65535 });
@@ -13,22 +14,30 @@ export const FourTupleSchema = Type.Object({ src: Type.String(), sport: Port, ds
 
 export const Directional = Type.Object({ c2s: Type.Integer(), s2c: Type.Integer() });
 
-export const ErrorSchema = Type.Object({
-  error: Type.Object({
-    code: Type.String(),
-    message: Type.String(),
-    parameter: Type.Optional(Type.String({ description: 'the query or path parameter at fault' })),
-  }),
+const ErrorDetail = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  parameter: Type.Optional(Type.String({ description: 'the query or path parameter at fault' })),
 });
+
+export const ErrorSchema = Type.Object({
+  error: ErrorDetail,
+  errors: Type.Optional(
+    Type.Array(ErrorDetail, { description: 'a 400: every parameter at fault, each once (error is the first of them)' }),
+  ),
+});
+
+/** A string query parameter of one of the formats of api/formats.ts. */
+export const Formatted = (format: QueryFormat, options: { maxLength?: number; description?: string } = {}) => Type.String({ ...options, format });
 
 /** The error statuses every data route may answer with. */
 export const ErrorResponses = { 400: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema, 500: ErrorSchema, 503: ErrorSchema };
 
 export const AddressOrCidr = (description: string) =>
-  Type.Optional(Type.String({ maxLength: 64, description: `${description}: an IPv4 or IPv6 address or CIDR range (10.0.0.0/8, fd00::/16)` }));
+  Type.Optional(Formatted('address-or-cidr', { maxLength: 64, description: `${description}: an IPv4 or IPv6 address or CIDR range (10.0.0.0/8, fd00::/16)` }));
 export const QueryPort = (description: string) => Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description }));
 export const QueryTime = (description: string) =>
-  Type.Optional(Type.String({ maxLength: 64, description: `${description}: ISO-8601 (2026-11-21T19:23:03.123456789Z) or epoch milliseconds` }));
+  Type.Optional(Formatted('query-time', { maxLength: 64, description: `${description}: ISO-8601 (2026-11-21T19:23:03.123456789Z) or epoch milliseconds` }));
 export const PointName = (description: string) => Type.Optional(Type.String({ minLength: 1, maxLength: 256, description }));
 /** How many results a search answers with when `limit` is not given. */
 export const DEFAULT_LIMIT = 100;

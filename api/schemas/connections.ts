@@ -1,7 +1,7 @@
 // One connection: its tuples at every hop, NAT path, capture points, flows
 // and drops; its packets in time order; which connection a query names.
 import { Type, type Static } from 'typebox';
-import { FourTupleSchema, Port, Proto, Time } from './common.js';
+import { Formatted, FourTupleSchema, Port, Proto, QueryTime, Time } from './common.js';
 import { DropSchema } from './drops.js';
 import { FlowSchema } from './flows.js';
 import { NatHopSchema } from './nat.js';
@@ -75,7 +75,7 @@ export const ConnectionResponse = Type.Object({ connection: ConnectionSchema });
 export const TimelineResponse = Type.Object({ packets: Type.Array(PacketSchema), drops: Type.Array(DropSchema) });
 
 const TupleFields = {
-  tuple: Type.Optional(Type.String({ description: 'e.g. "tcp 10.0.0.1:43210 -> 10.0.0.2:80" (see the contract)' })),
+  tuple: Type.Optional(Formatted('tuple', { description: 'e.g. "tcp 10.0.0.1:43210 -> 10.0.0.2:80" (docs/interface.md)' })),
   src: Type.Optional(Type.String()),
   sport: Type.Optional(Type.String()),
   dst: Type.Optional(Type.String()),
@@ -85,7 +85,7 @@ const TupleFields = {
 
 const ConnectionFields = {
   ...TupleFields,
-  at: Type.Optional(Type.String({ description: 'with a tuple: the connection of that tuple at this time (default: the newest)' })),
+  at: QueryTime('with a tuple: the connection of that tuple at this time (default: the newest)'),
   id: Type.Optional(Type.String({ description: 'a connection id (instead of a tuple): that one connection', pattern: '^[0-9A-Za-z_-]{1,64}$' })),
 };
 
@@ -93,8 +93,8 @@ export const ConnectionQuery = Type.Object(ConnectionFields, { additionalPropert
 export const PcapQuery = Type.Object(
   {
     ...ConnectionFields,
-    from: Type.Optional(Type.String()),
-    to: Type.Optional(Type.String()),
+    from: QueryTime('packets at or after'),
+    to: QueryTime('packets at or before'),
     format: Type.Optional(Type.Union([Type.Literal('pcapng'), Type.Literal('pcap')])),
     split: Type.Optional(Type.Literal('point', { description: 'point: a zip of one file per capture point (and one per point\'s drops)' })),
     points: Type.Optional(

@@ -1,6 +1,6 @@
 // NAT: a translation on a connection's path (a hop) and the translations search.
 import { Type, type Static } from 'typebox';
-import { FourTupleSchema, Limit, PointName, Proto, QueryPort, QueryTime, Time } from './common.js';
+import { Formatted, FourTupleSchema, Limit, PointName, Proto, QueryPort, QueryTime, Time } from './common.js';
 
 export const NatHopSchema = Type.Object({
   kind: Type.Union([Type.Literal('SNAT'), Type.Literal('DNAT'), Type.Literal('FULLNAT')]),
@@ -14,7 +14,7 @@ export const NatHopSchema = Type.Object({
 
 export const NatQuery = Type.Object(
   {
-    ip: Type.Optional(Type.String({ maxLength: 64, description: "an address of the entry's original or reply tuple (IPv4 or IPv6)" })),
+    ip: Type.Optional(Formatted('ip-address', { maxLength: 64, description: "an address of the entry's original or reply tuple (IPv4 or IPv6)" })),
     port: QueryPort("a port of the entry's original or reply tuple"),
     proto: Type.Optional(Proto),
     node: PointName('where the translation was recorded: node'),

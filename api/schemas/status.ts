@@ -101,3 +101,4 @@ export const CaptureStatusSchema = Type.Object({
 
 export type DropTracingJson = Static<typeof DropTracingSchema>;
 export type NatTrackingJson = Static<typeof NatTrackingSchema>;
+export type CaptureStatusJson = Static<typeof CaptureStatusSchema>;

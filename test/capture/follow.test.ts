@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { NetnsWatcher } from '../../capture/netns.js';
 import { PacketCapture } from '../../capture/packets/capture.js';
-import type { PacketRecord } from '../../model/records.js';
+import type { NetnsRef, PacketRecord } from '../../model/records.js';
 import { linksHeldBy } from '../../bench/support/serve-process.js';
 import { sleep, until } from '../../bench/support/wait.js';
 import { packetRecordsOf } from '../../model/packet-columns.js';
@@ -194,4 +194,23 @@ test('no process is spawned while following, idle or with namespaces and interfa
   // The check sees a child when there is one.
   execFileSync('true');
   assert.ok(reapedChildrenFaults() > window, 'a reaped child shows');
+});
+
+test('the root namespace is named root, also where pid 1\'s namespace cannot be looked at (only followed: nothing attaches)', async () => {
+  const own = statSync('/proc/self/ns/net').ino;
+  for (const scope of ['all', ['root']] as const) {
+    const appeared: NetnsRef[] = [];
+    const watcher = await NetnsWatcher.start(scope === 'all' ? 'all' : [...scope], {
+      netnsAppeared: (netns) => appeared.push(netns),
+      ifaceAppeared() {},
+      ifaceChanged() {},
+      ifaceVanished() {},
+      onWarning() {},
+    });
+    await watcher.close();
+    // This test runs in the root namespace (as root, like every capture test).
+    const root = appeared.filter((netns) => netns.ino === own);
+    assert.deepEqual(root.map((netns) => netns.name), ['root'], JSON.stringify(scope));
+    assert.equal(statSync(root[0]!.path).ino, own);
+  }
 });

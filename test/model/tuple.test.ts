@@ -12,6 +12,8 @@ test('every notation of the contract parses to the same tuple', () => {
     '10.0.0.1:43210,10.0.0.2:80',
     'tcp 10.0.0.1:43210 -> 10.0.0.2:80',
     '  TCP   10.0.0.1:43210  ->  10.0.0.2:80 ',
+    '10.0.0.1:43210 → 10.0.0.2:80',
+    '10.0.0.1:43210→10.0.0.2:80',
   ]) {
     assert.deepEqual(parseTuple(text), expected, text);
   }

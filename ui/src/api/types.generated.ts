@@ -338,6 +338,13 @@ export interface ApiErrorBody {
     /** the query or path parameter at fault */
     parameter?: string;
   };
+  /** a 400: every parameter at fault, each once (error is the first of them) */
+  errors?: {
+    code: string;
+    message: string;
+    /** the query or path parameter at fault */
+    parameter?: string;
+  }[];
 }
 
 export const FLOW_TRAITS = ['retrans', 'zero_window', 'drop', 'rst'] as const;

@@ -7,7 +7,7 @@ export function formatEndpoint(ip: string, port: number): string {
   return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
-/** `src:sport -> dst:dport` — the contract's tuple notation, so it can be pasted back anywhere. */
+/** `src:sport -> dst:dport` — the tuple notation of docs/interface.md, so it can be pasted back anywhere. */
 export function formatTuple(tuple: FourTuple): string {
   return `${formatEndpoint(tuple.src, tuple.sport)} -> ${formatEndpoint(tuple.dst, tuple.dport)}`;
 }
