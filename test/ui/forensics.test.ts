@@ -210,9 +210,9 @@ test('the web UI in chromium: drops, a big stalled transfer with retransmissions
     const evidence = findings.locator('.finding__evidence button');
     assert.ok((await evidence.count()) >= 2, 'the SYNs as evidence');
     await evidence.nth(1).click();
-    const focused = page.locator('.sequence-diagram g.sequence-row--focused');
+    const focused = page.locator('.ladder g.ladder-row--focused');
     await focused.waitFor();
-    assert.match(squash(await focused.locator('text.sequence-row__label').textContent()), /^\[SYN\] seq=0 .*retransmission$/);
+    assert.match(squash(await focused.locator('text.ladder-row__label').textContent()), /^\[SYN\] seq=0 .*retransmission$/);
     await page.screenshot({ path: path.join(ARTIFACTS, 'ui-diagnosis.png'), fullPage: true });
   });
 
