@@ -29,18 +29,32 @@ export interface NatSourcesOptions {
 
 const CHURN_WINDOW_MS = 10_000;
 
-/** What NAT tracking has read, summed over the namespaces it tracks now. */
+/** A conntrack reader's counters. */
+export interface ConntrackCounters {
+  /** Event messages received (NEW, UPDATE, DESTROY). */
+  events: number;
+  /** Dumps of a table completed. */
+  dumps: number;
+  /** Times a socket's receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each. */
+  overflows: number;
+}
+
+/** What NAT tracking reads: conntrack summed over the namespaces tracked now and per namespace; IPVS; OVS per run directory. */
 export interface NatTrackingStatus {
-  conntrack: {
+  conntrack: ConntrackCounters & {
     /** Namespaces whose conntrack table is read. */
     namespaces: number;
-    /** Event messages received (NEW, UPDATE, DESTROY). */
-    events: number;
-    /** Dumps of a table completed. */
-    dumps: number;
-    /** Times a socket's receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each. */
-    overflows: number;
+    per_namespace: Array<ConntrackCounters & { netns: string }>;
   };
+  ipvs: {
+    /** Whether the kernel has IPVS (then /proc/net/ip_vs_conn is read in every namespace). */
+    available: boolean;
+    namespaces: number;
+    /** Namespaces whose last read failed, with why. */
+    failing: Array<{ netns: string; error: string }>;
+  };
+  /** Each ovs-vswitchd run directory polled, and why its last poll failed (null: it reads). */
+  ovs: Array<{ rundir: string; error: string | null }>;
 }
 
 interface Stoppable {
@@ -105,7 +119,7 @@ export class NatSources implements Collector {
   }
 
   status(): NatTrackingStatus {
-    const conntrack = { namespaces: 0, events: 0, dumps: 0, overflows: 0 };
+    const conntrack: NatTrackingStatus['conntrack'] = { namespaces: 0, events: 0, dumps: 0, overflows: 0, per_namespace: [] };
     for (const source of this.conntrack.values()) {
       const reader = source.status();
       if (!reader) continue;
@@ -113,8 +127,14 @@ export class NatSources implements Collector {
       conntrack.events += reader.events;
       conntrack.dumps += reader.dumps;
       conntrack.overflows += reader.overflows;
+      conntrack.per_namespace.push({ netns: source.netns.name, events: reader.events, dumps: reader.dumps, overflows: reader.overflows });
     }
-    return { conntrack };
+    const ipvsFailing = [...this.ipvs.values()].flatMap((s) => (s.error === null ? [] : [{ netns: s.netns.name, error: s.error }]));
+    return {
+      conntrack,
+      ipvs: { available: this.ipvsLoaded === true, namespaces: this.ipvs.size, failing: ipvsFailing },
+      ovs: this.ovs.map((s) => ({ rundir: s.rundir, error: s.error })),
+    };
   }
 
   /** A source's failure, logged; a process's namespace gone before it was read is counted into its burst instead. */

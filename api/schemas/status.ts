@@ -10,14 +10,28 @@ const KernelCounters = {
   other_l4: Type.Optional(Type.Integer({ description: 'IP but neither TCP nor UDP' })),
 };
 
-/** NAT tracking's conntrack readers (nat-tracker/): what they read, summed over the namespaces tracked now. */
+const ConntrackCounters = {
+  events: Type.Integer({ description: 'conntrack event messages received (NEW, UPDATE, DESTROY)' }),
+  dumps: Type.Integer({ description: 'dumps of a table completed' }),
+  overflows: Type.Integer({ description: 'times a receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each' }),
+};
+
+/** NAT tracking's sources (nat-tracker/): conntrack readers summed over the namespaces tracked now and per namespace, IPVS, OVS. */
 export const NatTrackingSchema = Type.Object({
   conntrack: Type.Object({
     namespaces: Type.Integer({ description: 'namespaces whose conntrack table is read' }),
-    events: Type.Integer({ description: 'conntrack event messages received (NEW, UPDATE, DESTROY)' }),
-    dumps: Type.Integer({ description: 'dumps of a table completed' }),
-    overflows: Type.Integer({ description: 'times a receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each' }),
+    ...ConntrackCounters,
+    per_namespace: Type.Array(Type.Object({ netns: Type.String(), ...ConntrackCounters })),
   }),
+  ipvs: Type.Object({
+    available: Type.Boolean({ description: 'the kernel has IPVS: /proc/net/ip_vs_conn is read in every namespace' }),
+    namespaces: Type.Integer(),
+    failing: Type.Array(Type.Object({ netns: Type.String(), error: Type.String() }), { description: 'namespaces whose last read failed' }),
+  }),
+  ovs: Type.Array(
+    Type.Object({ rundir: Type.String(), error: Type.Union([Type.String(), Type.Null()], { description: 'why its last poll failed; null: it reads' }) }),
+    { description: 'each ovs-vswitchd run directory polled (--ovs-rundir)' },
+  ),
 });
 
 /** The drop tracer's counters (capture/drops/tracer.ts): every kfree_skb in a traced namespace counts in `seen` and one other. */

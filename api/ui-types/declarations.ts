@@ -1,7 +1,7 @@
 // TypeScript declarations of JSON schemas, for what the API's schemas use:
-// objects, arrays, strings, numbers, integers, booleans, null, literals
-// (const), enums, unions (anyOf) and optional properties (left out of
-// `required`). Another schema to declare is referred to by its name when it
+// objects, records (an object of one `patternProperties` schema), arrays,
+// strings, numbers, integers, booleans, null, literals (const), enums, unions
+// (anyOf) and optional properties (left out of `required`). Another schema to declare is referred to by its name when it
 // is the same object (TypeBox keeps the objects a schema is built of).
 import type { TSchema } from 'typebox';
 
@@ -13,6 +13,7 @@ interface JsonSchema {
   anyOf?: JsonSchema[];
   items?: JsonSchema;
   properties?: Record<string, JsonSchema>;
+  patternProperties?: Record<string, JsonSchema>;
   required?: string[];
   description?: string;
 }
@@ -62,6 +63,8 @@ export function typescriptDeclarations(header: string, { types, values }: Declar
     if (schema.enum) return schema.enum.map(literal).join(' | ');
     if (schema.anyOf) return schema.anyOf.map((member) => reference(member, indent)).join(' | ');
     if (isObject(schema)) return objectType(schema, indent);
+    const patterns = schema.type === 'object' ? Object.values(schema.patternProperties ?? {}) : [];
+    if (patterns.length === 1) return `Record<string, ${reference(patterns[0], indent)}>`;
     if (schema.type === 'array' && schema.items) return arrayType(schema.items, indent);
     const primitive = PRIMITIVES.get(schema.type ?? '');
     if (primitive === undefined) throw new Error(`no TypeScript type for the JSON schema ${JSON.stringify(schema)}`);

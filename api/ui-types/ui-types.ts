@@ -10,6 +10,7 @@ import { DiagnosisResponse, EvidencePacketSchema, FindingSchema } from '../schem
 import { DropSchema } from '../schemas/drops.js';
 import { Endpoint, FlowSchema, FlowsQuery, FlowsResponse } from '../schemas/flows.js';
 import { NatHopSchema } from '../schemas/nat.js';
+import { CaptureStatusSchema } from '../schemas/status.js';
 import { typescriptDeclarations } from './declarations.js';
 
 export const UI_TYPES_FILE = path.join(packageRoot, 'ui', 'src', 'api', 'types.generated.ts');
@@ -46,6 +47,7 @@ const UI_TYPES = {
   EvidencePacket: EvidencePacketSchema,
   Finding: FindingSchema,
   DiagnosisResponse,
+  CaptureStatus: CaptureStatusSchema,
   ApiErrorBody: ErrorSchema,
 };
 

@@ -161,6 +161,10 @@ const errnoName = (errno: number) => {
 };
 
 export class ConntrackSource {
+  get netns(): NetnsRef {
+    return this.opts.netns;
+  }
+
   private readonly refreshMs: number;
   private readonly resyncMs: number;
   /** Whether the kernel sends conntrack events in this namespace (net.netfilter.nf_conntrack_events). */

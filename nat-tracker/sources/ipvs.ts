@@ -180,6 +180,10 @@ export interface IpvsSourceOptions {
 }
 
 export class IpvsSource {
+  get netns(): NetnsRef {
+    return this.opts.netns;
+  }
+
   private readonly table: PolledTable;
   private readonly poller: Poller;
   private readonly connFile: string;
@@ -199,6 +203,11 @@ export class IpvsSource {
 
   stop(): Promise<void> {
     return this.poller.stop();
+  }
+
+  /** Why its last poll failed (`CODE: message`), or null while it reads. */
+  get error(): string | null {
+    return this.poller.error;
   }
 
   /** Reads a file inside the namespace: /proc/thread-self/net is the reading thread's namespace's. */

@@ -141,6 +141,10 @@ export interface OvsSourceOptions {
 }
 
 export class OvsSource {
+  get rundir(): string {
+    return this.opts.rundir;
+  }
+
   private readonly table: PolledTable;
   private readonly poller: Poller;
 
@@ -156,6 +160,11 @@ export class OvsSource {
 
   stop(): Promise<void> {
     return this.poller.stop();
+  }
+
+  /** Why its last poll failed (`CODE: message`), or null while it reads. */
+  get error(): string | null {
+    return this.poller.error;
   }
 
   /** The running ovs-vswitchd's pid, from its pidfile (its control socket is named by it). */

@@ -106,6 +106,11 @@ export class Poller {
     await this.polling;
   }
 
+  /** Why the last poll failed (`CODE: message`), or null when it succeeded. */
+  get error(): string | null {
+    return this.lastError;
+  }
+
   /** Resolves when a poll (this one, or the one under way) is done. */
   private pollOnce(): Promise<void> {
     this.polling ??= this.opts

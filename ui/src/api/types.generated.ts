@@ -331,6 +331,157 @@ export interface DiagnosisResponse {
   truncated: boolean;
 }
 
+export interface CaptureStatus {
+  capturing: boolean;
+  points: {
+    node: string;
+    netns: string;
+    iface: string;
+    ifindex: number;
+    hooks: string[];
+    packets: number;
+    lost: number;
+    /** written to the ring buffer */
+    events?: number;
+    /** left out by the capture filter */
+    filtered?: number;
+    not_ip?: number;
+    /** IP but neither TCP nor UDP */
+    other_l4?: number;
+    /** truncated or inconsistent headers */
+    malformed?: number;
+    events_per_s?: number;
+    lost_per_s?: number;
+    by_hook?: {
+      hook: string;
+      /** written to the ring buffer */
+      events?: number;
+      /** left out by the capture filter */
+      filtered?: number;
+      not_ip?: number;
+      /** IP but neither TCP nor UDP */
+      other_l4?: number;
+      lost: number;
+      malformed: number;
+    }[];
+  }[];
+  packets: number;
+  lost: number;
+  malformed: number;
+  skipped: {
+    netns: string;
+    iface: string;
+    reason: string;
+  }[];
+  /** written to the ring buffer */
+  events?: number;
+  /** left out by the capture filter */
+  filtered?: number;
+  not_ip?: number;
+  /** IP but neither TCP nor UDP */
+  other_l4?: number;
+  events_per_s?: number;
+  lost_per_s?: number;
+  /** ring-buffer records user space could not decode (part of malformed) */
+  undecodable?: number;
+  /** later IP fragments whose first fragment was not seen */
+  unattributed_fragments?: number;
+  ring_bytes?: number;
+  /** 0: the L2-L4 headers only */
+  snaplen?: number;
+  xdp?: string;
+  filter?: {
+    nets: string[];
+    ports: number[];
+    protos: string[];
+  };
+  drops?: {
+    /** namespaces traced */
+    namespaces: number;
+    /** kfree_skb calls in traced namespaces: every free, not every loss */
+    seen: number;
+    /** frees reported, whatever their fate (copies and consumed packets included): see fates for the losses */
+    reported: number;
+    /** a reason in ignored_reasons (no loss of a packet in flight) */
+    ignored: number;
+    /** no IPv4/IPv6 TCP/UDP header (ARP, ICMP, ...) */
+    unparsed: number;
+    /** left out by the capture filter */
+    filtered: number;
+    rate_limited: number;
+    ring_full: number;
+    /** events user space could not decode */
+    malformed: number;
+    /** events per second per CPU; 0: none */
+    rate_limit: number;
+    ignored_reasons: string[];
+    /** reported drops whose fate this process decided, per fate (docs/drops.md, "Fate") */
+    fates?: {
+      /** no capture point saw the packet after the drop: the losses */
+      lost: number;
+      /** the same packet went on elsewhere */
+      copy: number;
+      /** its endpoint processed it, then the kernel freed it */
+      consumed: number;
+      /** not decided (the store could not be asked); counted as lost */
+      unknown: number;
+    };
+  };
+  nat?: {
+    conntrack: {
+      /** namespaces whose conntrack table is read */
+      namespaces: number;
+      /** conntrack event messages received (NEW, UPDATE, DESTROY) */
+      events: number;
+      /** dumps of a table completed */
+      dumps: number;
+      /** times a receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each */
+      overflows: number;
+      per_namespace: {
+        netns: string;
+        /** conntrack event messages received (NEW, UPDATE, DESTROY) */
+        events: number;
+        /** dumps of a table completed */
+        dumps: number;
+        /** times a receive buffer overflowed (ENOBUFS): events were lost, and a dump followed each */
+        overflows: number;
+      }[];
+    };
+    ipvs: {
+      /** the kernel has IPVS: /proc/net/ip_vs_conn is read in every namespace */
+      available: boolean;
+      namespaces: number;
+      /** namespaces whose last read failed */
+      failing: {
+        netns: string;
+        error: string;
+      }[];
+    };
+    /** each ovs-vswitchd run directory polled (--ovs-rundir) */
+    ovs: {
+      rundir: string;
+      /** why its last poll failed; null: it reads */
+      error: string | null;
+    }[];
+  };
+  store?: {
+    /** inserts into some table fail: its rows stay buffered (up to the bound, then are counted dropped) and are retried */
+    failing: boolean;
+    tables: Record<string, {
+      accepted: number;
+      written: number;
+      /** refused: the buffer was full */
+      dropped: number;
+      /** failed inserts (retried) */
+      failures: number;
+      /** failed inserts since the last that succeeded; > 0 while the store refuses this table */
+      consecutive_failures: number;
+      buffered_rows: number;
+      buffered_bytes: number;
+    }>;
+  };
+}
+
 export interface ApiErrorBody {
   error: {
     code: string;
