@@ -261,9 +261,10 @@ test('bad parameters: 400 naming each, never a 500', async () => {
   for (const [query, parameter] of cases) {
     const response = await server.inject(`/api/v1/connections/search?${query}`);
     assert.equal(response.statusCode, 400, `${query}: ${response.body}`);
-    const body = response.json() as { error: Record<string, unknown> };
-    assert.deepEqual(Object.keys(body), ['error'], query);
+    const body = response.json() as { error: Record<string, unknown>; errors: Array<Record<string, unknown>> };
+    assert.deepEqual(Object.keys(body), ['error', 'errors'], query);
     assert.equal(body.error.parameter, parameter, `${query}: ${JSON.stringify(body)}`);
+    assert.deepEqual(body.errors.map((e) => e.parameter), [parameter], `${query}: every bad parameter, this one alone`);
     assert.ok((body.error.message as string).includes(parameter), `${query}: ${body.error.message}`);
   }
   const flowSearch = await server.inject('/api/v1/flows?loopback=hide');
