@@ -217,6 +217,39 @@ test('nagle: 40 ms stalls of split requests; healthy requests, a bulk iperf3 tra
     }
   });
 
+  await t.test('hop delay: responses held for a moment in the router\'s queue are outliers on that hop', async (t) => {
+    // A token bucket on the router's client side, then, for 150 ms, a rate that lets almost nothing through: the
+    // responses of those turns wait in its queue (no loss, no retransmission: far below the minimum RTO).
+    const router = lab.nodes.router.netns.name;
+    const toClient = lab.nodes.router.ifaces[0].name;
+    const shape = (rate: string, burst: string) => inNetns(router, 'tc', 'qdisc', 'replace', 'dev', toClient, 'root', 'tbf', 'rate', rate, 'burst', burst, 'latency', '2s');
+    const localPort = randomClientPort();
+    let run: { turnMs: number[] };
+    try {
+      await shape('10gbit', '1mb');
+      const turns = runTraffic<{ turnMs: number[] }>(lab, { mode: 'turns', host: lab.server.ip, port: TURNS_PORT, rounds: 40, split: false, idleMs: 10, localPort });
+      await sleep(250);
+      await shape('1kbit', '200');
+      await sleep(150);
+      await shape('10gbit', '1mb');
+      run = await turns;
+    } finally {
+      await inNetns(router, 'tc', 'qdisc', 'del', 'dev', toClient, 'root').catch(() => {});
+    }
+    t.diagnostic(`turns took ${run.turnMs.join(', ')} ms`);
+    const connection = await settled(service, lab, localPort, turnsServer, 4);
+    const delay = onlyFinding(t, await diagnosisOf(service, connection), 'hop-delay');
+    // Capture's egress hook sees a packet before the queue: the wait shows between the router's client side and the client.
+    const [client, routerIn] = pathPoints(lab);
+    assert.equal(delay.way, 's2c');
+    assert.ok(samePoint(delay.where.from, routerIn) && samePoint(delay.where.to!, client), delay.where.text);
+    assert.ok(figure(delay, 'max_ms')! >= 50, `held ${figure(delay, 'max_ms')} ms`);
+    assert.ok(figure(delay, 'median_ms')! < 5, `the hop's median ${figure(delay, 'median_ms')} ms`);
+    // The turns the client measured as slow are those whose response waited.
+    assert.ok(run.turnMs.some((ms) => ms >= 50), `a turn waited: ${run.turnMs}`);
+    assert.deepEqual([...new Set(delay.evidence.packets.map((p) => pointText(p)))].sort(), [pointText(client), pointText(routerIn)].sort());
+  });
+
   await t.test('healthy: a bulk iperf3 transfer', async (t) => {
     const port = 5201;
     const iperfServer = spawn('ip', ['netns', 'exec', lab.nodes.server.netns.name, 'iperf3', '-s', '-1', '-p', String(port)], { stdio: 'ignore' });
