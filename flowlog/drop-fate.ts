@@ -18,6 +18,12 @@ import type { FlowLogStore } from './store.js';
 
 /** Sightings this far from a drop (either side) may be of its packet: a packet crosses a host in microseconds, a retransmission has another id. */
 export const FATE_WINDOW_NS = 1_000_000_000n;
+/**
+ * A dropped segment was seen by a capture point of its host at most this long before the drop: the
+ * packets of its tuple in that time are read to find capture's id for it (a second of a bulk
+ * transfer's packets, read for each of its drops, took more CPU than capturing them).
+ */
+const CAPTURE_ID_WINDOW_NS = 50_000_000n;
 
 /** Where a packet was seen. */
 export interface Sighting {
@@ -106,14 +112,14 @@ function segmentFields(d: TracedDrop): { ipId: number; seq: number; ack: number;
  * Capture's packet id of TCP segment `d`, when the tracer's differs: the tracer hashes the
  * payload's first bytes only when they are in the skb's linear data, and TCP's sendmsg puts
  * payload in page fragments, so a dropped data segment gets another id than capture gave it.
- * The same segment is the one seen with `d`'s tuple in the second before the drop with equal
- * IP id, sequence and acknowledgement numbers, flags, window and payload length.
+ * The same segment is the one seen with `d`'s tuple within CAPTURE_ID_WINDOW_NS before the drop
+ * with equal IP id, sequence and acknowledgement numbers, flags, window and payload length.
  */
 async function captureIdOf(store: FlowLogStore, d: TracedDrop): Promise<bigint | null> {
   const fields = segmentFields(d);
   if (fields === null || fields.len <= 0) return null;
   let found: bigint | null = null;
-  for await (const batch of packetRowsForTuples(store, 'tcp', [d], { from: d.ts - FATE_WINDOW_NS, to: d.ts })) {
+  for await (const batch of packetRowsForTuples(store, 'tcp', [d], { from: d.ts - CAPTURE_ID_WINDOW_NS, to: d.ts })) {
     const c = batch.columns;
     for (const row of batch.rows) {
       if (c.sport[row] !== d.sport || c.dport[row] !== d.dport || c.addresses[c.src[row]].text !== d.src) continue;
@@ -140,8 +146,12 @@ const seqAtOrAfter = (a: number, b: number) => ((a - b) | 0) >= 0;
  *    (its last sighting there is ingress), before or after: `copy`;
  * 3. a TCP receive free whose segment the receiver acknowledged: `consumed`;
  * 4. else `lost`.
+ * Before any of these, TCP's own duplicates (DUPLICATE_REASONS) are `copy`: the kernel frees them
+ * because it has their data already (decided without the store: a bulk transfer has many).
  */
 export function decideFate(d: TracedDrop, sightings: readonly Sighting[], drops: readonly DropPlace[], ack: Acknowledgement | null): DropFate {
+  const duplicate = duplicateFate(d);
+  if (duplicate !== null) return duplicate;
   const near = sightings.filter((s) => s.packetId === d.packetId && s.ts >= d.ts - FATE_WINDOW_NS && s.ts <= d.ts + FATE_WINDOW_NS);
   const goingOn = near.filter((s) => !drops.some((x) => x.packetId === d.packetId && sameNetns(x, s) && x.ts >= s.ts));
   const latest = (list: Sighting[]) => list.reduce((a, b) => (b.ts > a.ts ? b : a));
@@ -242,11 +252,33 @@ async function acknowledgementOf(store: FlowLogStore, d: TracedDrop): Promise<Ac
 }
 
 /**
+ * TCP's frees of segments whose data or acknowledgement the receiving socket already had (the kernel's
+ * reasons: TCP_OLD_DATA "the packet's data was already received", TCP_OLD_SEQUENCE "its sequence
+ * number is before the receive window", TCP_OLD_ACK "the ACK is older than one already seen"):
+ * copies of what was delivered — a retransmission that was not needed — never a loss.
+ */
+const DUPLICATE_REASONS: ReadonlyMap<string, string> = new Map([
+  ['TCP_OLD_DATA', 'its data had been received already'],
+  ['TCP_OLD_SEQUENCE', 'its sequence number lay before the receive window: received already'],
+  ['TCP_OLD_ACK', 'it acknowledged what a later ACK had already'],
+]);
+
+function duplicateFate(d: TracedDrop): DropFate | null {
+  const why = d.proto === 'tcp' ? DUPLICATE_REASONS.get(d.reason) : undefined;
+  return why === undefined ? null : { fate: 'copy', proof: `a duplicate the receiving socket discarded (${d.reason}): ${why}`, seenAt: null, seenDeltaNs: null };
+}
+
+/**
  * The drops with their fates, from what the store holds now. A TCP data segment no capture point
  * saw under the tracer's packet id gets capture's (captureIdOf), when capture saw it before the drop.
  */
-export async function decideFates(store: FlowLogStore, traced: readonly TracedDrop[]): Promise<DropRecord[]> {
-  if (traced.length === 0) return [];
+export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[]): Promise<DropRecord[]> {
+  const duplicates: DropRecord[] = all.flatMap((d) => {
+    const fate = duplicateFate(d);
+    return fate === null ? [] : [{ ...d, fate }];
+  });
+  const traced = all.filter((d) => duplicateFate(d) === null);
+  if (traced.length === 0) return duplicates;
   const { from, to } = windowOf(traced);
   const sightings = await sightingsOf(store, [...new Set(traced.map((d) => d.packetId))], from, to);
   const sighted = new Set(sightings.map((s) => s.packetId));
@@ -265,7 +297,7 @@ export async function decideFates(store: FlowLogStore, traced: readonly TracedDr
     const ack = isTcpReceiveFree(d) ? await acknowledgementOf(store, d) : null;
     decided.push({ ...d, fate: decideFate(d, sightings, places, ack) });
   }
-  return decided;
+  return [...duplicates, ...decided];
 }
 
 // ---- the settler

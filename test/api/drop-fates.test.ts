@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { DropJson } from '../../api/schemas/drops.js';
 import type { FlowsResponseJson } from '../../api/schemas/flows.js';
 import type { DropTracingJson } from '../../api/schemas/status.js';
+import { decideFate } from '../../flowlog/drop-fate.js';
 import type { NetnsRef } from '../../model/records.js';
 import { startService, type Service } from '../../service/service.js';
 import { printed } from '../../bench/support/wait.js';
@@ -177,3 +178,18 @@ async function settledDrops(service: Service, route: string, count: number): Pro
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+test("TCP's duplicate frees (TCP_OLD_DATA, TCP_OLD_SEQUENCE, TCP_OLD_ACK) are copies, decided from the reason; other reasons are not", () => {
+  const base = {
+    ts: 1_000_000_000n, node: 'n', netns: 'ns', netnsIno: 1, iface: '', ifindex: 0, proto: 'tcp' as const,
+    src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 80, reasonCode: 0, location: 'tcp_data_queue+0x7a5', stack: [],
+    cause: '', packetId: 7n, wireLen: 66, linkType: 1, headers: new Uint8Array(0),
+  };
+  for (const reason of ['TCP_OLD_DATA', 'TCP_OLD_SEQUENCE', 'TCP_OLD_ACK']) {
+    const fate = decideFate({ ...base, reason }, [], [], null);
+    assert.equal(fate.fate, 'copy', reason);
+    assert.match(fate.proof, new RegExp(`^a duplicate the receiving socket discarded \\(${reason}\\)`));
+  }
+  assert.equal(decideFate({ ...base, reason: 'TCP_OFOMERGE' }, [], [], null).fate, 'lost', 'a reason that is not a duplicate, seen nowhere: lost');
+  assert.equal(decideFate({ ...base, proto: 'udp', reason: 'TCP_OLD_DATA' }, [], [], null).fate, 'lost', 'only TCP has these');
+});
