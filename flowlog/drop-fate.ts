@@ -146,12 +146,13 @@ const seqAtOrAfter = (a: number, b: number) => ((a - b) | 0) >= 0;
  *    (its last sighting there is ingress), before or after: `copy`;
  * 3. a TCP receive free whose segment the receiver acknowledged: `consumed`;
  * 4. else `lost`.
- * Before any of these, TCP's own duplicates (DUPLICATE_REASONS) are `copy`: the kernel frees them
- * because it has their data already (decided without the store: a bulk transfer has many).
+ * Before any of these, the reason alone decides two kinds (reasonFate): TCP's own duplicates
+ * (DUPLICATE_REASONS) are `copy`, the kernel frees them because it has their data already; a full
+ * receiving socket's frees (SOCKET_FULL_REASONS) are `lost`.
  */
 export function decideFate(d: TracedDrop, sightings: readonly Sighting[], drops: readonly DropPlace[], ack: Acknowledgement | null): DropFate {
-  const duplicate = duplicateFate(d);
-  if (duplicate !== null) return duplicate;
+  const byReason = reasonFate(d);
+  if (byReason !== null) return byReason;
   const near = sightings.filter((s) => s.packetId === d.packetId && s.ts >= d.ts - FATE_WINDOW_NS && s.ts <= d.ts + FATE_WINDOW_NS);
   const goingOn = near.filter((s) => !drops.some((x) => x.packetId === d.packetId && sameNetns(x, s) && x.ts >= s.ts));
   const latest = (list: Sighting[]) => list.reduce((a, b) => (b.ts > a.ts ? b : a));
@@ -263,9 +264,22 @@ const DUPLICATE_REASONS: ReadonlyMap<string, string> = new Map([
   ['TCP_OLD_ACK', 'it acknowledged what a later ACK had already'],
 ]);
 
-function duplicateFate(d: TracedDrop): DropFate | null {
+/**
+ * Frees by the receiving socket itself, which had no room for the packet (SOCKET_RCVBUFF: its receive
+ * buffer was full; SOCKET_BACKLOG: its backlog; PROTO_MEM: the protocol's memory limit): the packet had
+ * arrived where it was going, nothing can see it after — a loss, decided without the store (a
+ * UDP flood has thousands a second, each batch of which would read every chunk of its time).
+ */
+const SOCKET_FULL_REASONS: ReadonlySet<string> = new Set(['SOCKET_RCVBUFF', 'SOCKET_BACKLOG', 'PROTO_MEM']);
+
+/** The fate of a drop its reason alone decides, or null. */
+function reasonFate(d: TracedDrop): DropFate | null {
   const why = d.proto === 'tcp' ? DUPLICATE_REASONS.get(d.reason) : undefined;
-  return why === undefined ? null : { fate: 'copy', proof: `a duplicate the receiving socket discarded (${d.reason}): ${why}`, seenAt: null, seenDeltaNs: null };
+  if (why !== undefined) return { fate: 'copy', proof: `a duplicate the receiving socket discarded (${d.reason}): ${why}`, seenAt: null, seenDeltaNs: null };
+  if (SOCKET_FULL_REASONS.has(d.reason)) {
+    return { fate: 'lost', proof: `its receiving socket had no room for it (${d.reason}): it had arrived, and nothing saw it after`, seenAt: null, seenDeltaNs: null };
+  }
+  return null;
 }
 
 /**
@@ -273,12 +287,12 @@ function duplicateFate(d: TracedDrop): DropFate | null {
  * saw under the tracer's packet id gets capture's (captureIdOf), when capture saw it before the drop.
  */
 export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[]): Promise<DropRecord[]> {
-  const duplicates: DropRecord[] = all.flatMap((d) => {
-    const fate = duplicateFate(d);
+  const byReason: DropRecord[] = all.flatMap((d) => {
+    const fate = reasonFate(d);
     return fate === null ? [] : [{ ...d, fate }];
   });
-  const traced = all.filter((d) => duplicateFate(d) === null);
-  if (traced.length === 0) return duplicates;
+  const traced = all.filter((d) => reasonFate(d) === null);
+  if (traced.length === 0) return byReason;
   const { from, to } = windowOf(traced);
   const sightings = await sightingsOf(store, [...new Set(traced.map((d) => d.packetId))], from, to);
   const sighted = new Set(sightings.map((s) => s.packetId));
@@ -297,7 +311,7 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
     const ack = isTcpReceiveFree(d) ? await acknowledgementOf(store, d) : null;
     decided.push({ ...d, fate: decideFate(d, sightings, places, ack) });
   }
-  return [...duplicates, ...decided];
+  return [...byReason, ...decided];
 }
 
 // ---- the settler

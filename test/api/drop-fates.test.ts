@@ -191,5 +191,9 @@ test("TCP's duplicate frees (TCP_OLD_DATA, TCP_OLD_SEQUENCE, TCP_OLD_ACK) are co
     assert.match(fate.proof, new RegExp(`^a duplicate the receiving socket discarded \\(${reason}\\)`));
   }
   assert.equal(decideFate({ ...base, reason: 'TCP_OFOMERGE' }, [], [], null).fate, 'lost', 'a reason that is not a duplicate, seen nowhere: lost');
+  // A full receiving socket's free is a loss whatever was seen (it had arrived): no sightings are needed.
+  const full = decideFate({ ...base, proto: 'udp', reason: 'SOCKET_RCVBUFF' }, [], [], null);
+  assert.equal(full.fate, 'lost');
+  assert.match(full.proof, /^its receiving socket had no room for it \(SOCKET_RCVBUFF\)/);
   assert.equal(decideFate({ ...base, proto: 'udp', reason: 'TCP_OLD_DATA' }, [], [], null).fate, 'lost', 'only TCP has these');
 });
