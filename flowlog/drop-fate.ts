@@ -265,19 +265,27 @@ const DUPLICATE_REASONS: ReadonlyMap<string, string> = new Map([
 ]);
 
 /**
- * Frees by the receiving socket itself, which had no room for the packet (SOCKET_RCVBUFF: its receive
- * buffer was full; SOCKET_BACKLOG: its backlog; PROTO_MEM: the protocol's memory limit): the packet had
- * arrived where it was going, nothing can see it after — a loss, decided without the store (a
- * UDP flood has thousands a second, each batch of which would read every chunk of its time).
+ * Frees at the packet's destination, by its socket or for want of one: SOCKET_RCVBUFF (the receive
+ * buffer was full), SOCKET_BACKLOG, PROTO_MEM (the protocol's memory limit), NO_SOCKET (no socket
+ * for it: closed, or never open), TCP_CLOSE (its socket was closed). The packet had arrived where it
+ * was going, nothing can see it after — a loss, decided without the store (a UDP flood, or many short
+ * connections whose last packets meet closed sockets, make thousands a second).
  */
-const SOCKET_FULL_REASONS: ReadonlySet<string> = new Set(['SOCKET_RCVBUFF', 'SOCKET_BACKLOG', 'PROTO_MEM']);
+const SOCKET_FULL_REASONS: ReadonlyMap<string, string> = new Map([
+  ['SOCKET_RCVBUFF', 'its receiving socket had no room for it'],
+  ['SOCKET_BACKLOG', 'its receiving socket had no room for it'],
+  ['PROTO_MEM', 'its receiving socket had no room for it'],
+  ['NO_SOCKET', 'no socket of its destination took it'],
+  ['TCP_CLOSE', 'its destination socket was closed'],
+]);
 
 /** The fate of a drop its reason alone decides, or null. */
 function reasonFate(d: TracedDrop): DropFate | null {
   const why = d.proto === 'tcp' ? DUPLICATE_REASONS.get(d.reason) : undefined;
   if (why !== undefined) return { fate: 'copy', proof: `a duplicate the receiving socket discarded (${d.reason}): ${why}`, seenAt: null, seenDeltaNs: null };
-  if (SOCKET_FULL_REASONS.has(d.reason)) {
-    return { fate: 'lost', proof: `its receiving socket had no room for it (${d.reason}): it had arrived, and nothing saw it after`, seenAt: null, seenDeltaNs: null };
+  const atDestination = SOCKET_FULL_REASONS.get(d.reason);
+  if (atDestination !== undefined) {
+    return { fate: 'lost', proof: `${atDestination} (${d.reason}): it had arrived, and nothing saw it after`, seenAt: null, seenDeltaNs: null };
   }
   return null;
 }
@@ -319,9 +327,11 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
 /** How long a drop is held before its fate is decided: the packets captured around it reach the store meanwhile. */
 export const DEFAULT_SETTLE_MS = 2000;
 /** A drop is decided after this long even if the writer has not stored the packets captured meanwhile (store failing). */
-const MAX_HOLD_MS = 60_000;
+const MAX_HOLD_MS = 10_000;
+/** Drops decided from the store in one batch, one batch at a time; more than that waiting are written undecided. */
+const DECIDED_PER_BATCH = 256;
 /** More drops than this held: the oldest are decided at once. */
-const MAX_HELD = 100_000;
+const MAX_HELD = 20_000;
 
 /** How far the packet writer has got: rows taken in, and rows stored or refused. */
 export interface PacketProgress {
@@ -355,6 +365,8 @@ export class DropSettler {
   #timer: NodeJS.Timeout | null = null;
   /** Decisions run one at a time, in the order drops came. */
   #deciding: Promise<void> = Promise.resolve();
+  /** Batches queued or being decided from the store. */
+  #batchesInFlight = 0;
   readonly #counts: DropFateCounts = { lost: 0, copy: 0, consumed: 0, unknown: 0 };
 
   constructor(options: DropSettlerOptions) {
@@ -390,17 +402,31 @@ export class DropSettler {
     const now = Date.now();
     const progress = this.#options.packetProgress();
     const ready: TracedDrop[] = [];
+    const overdue: TracedDrop[] = [];
     const keep: Held[] = [];
     const excess = this.#held.length - MAX_HELD;
+    // The store is asked for one batch at a time, of at most DECIDED_PER_BATCH drops; the others wait
+    // for the next. Past MAX_HOLD_MS waiting, or MAX_HELD waiting, drops come faster than they can be
+    // decided (a storm of them): those are written undecided (fates.unknown, counted as losses) rather
+    // than piling up work that would starve capture.
+    const room = this.#batchesInFlight === 0 ? DECIDED_PER_BATCH : 0;
     this.#held.forEach((h, i) => {
       if (h.mark === null && now - h.heldAt >= this.#settleMs) h.mark = progress.accepted;
       const stored = h.mark !== null && progress.done >= h.mark;
-      if (stored || now - h.heldAt >= MAX_HOLD_MS || i < excess) ready.push(h.drop);
+      if (now - h.heldAt >= MAX_HOLD_MS || i < excess) overdue.push(h.drop);
+      else if (stored && ready.length < room) ready.push(h.drop);
       else keep.push(h);
     });
     this.#held = keep;
     this.#stopTimerIfIdle();
+    if (overdue.length > 0) this.#writeUndecided(overdue, `not decided: drops came faster than they could be decided (${DECIDED_PER_BATCH} a batch, one batch at a time)`);
     if (ready.length > 0) void this.#decide(ready);
+  }
+
+  #writeUndecided(drops: TracedDrop[], proof: string): void {
+    const fate: DropFate = { fate: 'unknown', proof, seenAt: null, seenDeltaNs: null };
+    this.#counts.unknown += drops.length;
+    this.#options.onDecided(drops.map((d) => ({ ...d, fate })));
   }
 
   #stopTimerIfIdle(): void {
@@ -408,6 +434,7 @@ export class DropSettler {
   }
 
   #decide(drops: TracedDrop[]): Promise<void> {
+    this.#batchesInFlight++;
     this.#deciding = this.#deciding.then(async () => {
       if (drops.length === 0) return;
       let decided: DropRecord[];
@@ -422,6 +449,8 @@ export class DropSettler {
       }
       for (const d of decided) this.#counts[d.fate.fate]++;
       this.#options.onDecided(decided);
+    }).finally(() => {
+      this.#batchesInFlight--;
     });
     return this.#deciding;
   }
