@@ -232,7 +232,11 @@ test('nagle: 40 ms stalls of split requests; healthy requests, a bulk iperf3 tra
     const d = await diagnosisOf(service, connection);
     t.diagnostic(JSON.stringify(d.findings.map((f) => f.summary)));
     assert.ok(d.packets > 1000, `${d.packets} packets diagnosed`);
-    assert.deepEqual(kinds(d), []);
+    // Healthy means no segment retransmitted: then no finding at all. On 2 CPUs shared with the suite's
+    // capture a veth can still lose a few (the client retransmits them); then those losses are the only finding.
+    const retransmitted = connection.flows.reduce((n, f) => n + f.retrans.c2s + f.retrans.s2c, 0);
+    if (retransmitted === 0) assert.deepEqual(kinds(d), []);
+    else assert.deepEqual([...new Set(kinds(d))], ['lost'], `${retransmitted} retransmissions: ${JSON.stringify(d.findings.map((f) => f.summary))}`);
   });
 
   await t.test('hop delay: responses held for a moment in the router\'s queue are outliers on that hop', async (t) => {
