@@ -6,14 +6,13 @@
 // packet (packet id) was seen, decides, and hands the drops with their fate to
 // the writer. Rules and kernel evidence: docs/drops.md, "Fate".
 
-import type { DropFate, DropRecord, EpochNs, TracedDrop } from '../model/records.js';
+import type { DropFate, DropRecord, EpochNs, FourTuple, TracedDrop } from '../model/records.js';
 import { headerLayout } from '../model/headers.js';
 import { PROTO_NUMBER, TCP_FLAG_BIT } from '../model/protocol.js';
 import { MAX_TS_NS } from './codec.js';
-import { packetRowsForTuples } from './queries.js';
-import { PACKET_READ_COLUMNS, packetRowsOfChunks } from './packets/rows.js';
+import { PACKET_READ_COLUMNS, packetRowsOfChunks, type PacketColumns } from './packets/rows.js';
 import type { NativeBlock } from './native-format.js';
-import { timeParam, type Params } from './query-params.js';
+import { connKeyList, timeParam, type Params } from './query-params.js';
 import type { FlowLogStore } from './store.js';
 
 /** Sightings this far from a drop (either side) may be of its packet: a packet crosses a host in microseconds, a retransmission has another id. */
@@ -115,18 +114,16 @@ function segmentFields(d: TracedDrop): { ipId: number; seq: number; ack: number;
  * The same segment is the one seen with `d`'s tuple within CAPTURE_ID_WINDOW_NS before the drop
  * with equal IP id, sequence and acknowledgement numbers, flags, window and payload length.
  */
-async function captureIdOf(store: FlowLogStore, d: TracedDrop): Promise<bigint | null> {
+function captureIdOf(packets: ConnectionPackets, d: TracedDrop): bigint | null {
   const fields = segmentFields(d);
   if (fields === null || fields.len <= 0) return null;
   let found: bigint | null = null;
-  for await (const batch of packetRowsForTuples(store, 'tcp', [d], { from: d.ts - CAPTURE_ID_WINDOW_NS, to: d.ts })) {
-    const c = batch.columns;
-    for (const row of batch.rows) {
-      if (c.sport[row] !== d.sport || c.dport[row] !== d.dport || c.addresses[c.src[row]].text !== d.src) continue;
-      if (c.ipId[row] !== fields.ipId || c.seq[row] !== fields.seq || c.ack[row] !== fields.ack) continue;
-      if (c.flags[row] !== fields.flags || c.win[row] !== fields.win || c.len[row] !== fields.len) continue;
-      found = c.packetId[row];
-    }
+  const c = packets.columns;
+  for (const row of packets.of(d, d.ts - CAPTURE_ID_WINDOW_NS, d.ts)) {
+    if (c.sport[row] !== d.sport || c.dport[row] !== d.dport || c.addresses[c.src[row]].text !== d.src) continue;
+    if (c.ipId[row] !== fields.ipId || c.seq[row] !== fields.seq || c.ack[row] !== fields.ack) continue;
+    if (c.flags[row] !== fields.flags || c.win[row] !== fields.win || c.len[row] !== fields.len) continue;
+    found = c.packetId[row];
   }
   return found;
 }
@@ -236,20 +233,92 @@ async function storedDropsOf(store: FlowLogStore, ids: readonly bigint[], from: 
 }
 
 /** The first segment of the reverse direction, after drop `d` and within the window, whose ACK covers `d`'s segment. */
-async function acknowledgementOf(store: FlowLogStore, d: TracedDrop): Promise<Acknowledgement | null> {
+function acknowledgementOf(packets: ConnectionPackets, d: TracedDrop): Acknowledgement | null {
   const end = segmentEnd(d);
   if (end === null) return null;
-  const range = { from: d.ts, to: d.ts + FATE_WINDOW_NS };
-  for await (const batch of packetRowsForTuples(store, 'tcp', [d], range)) {
-    const c = batch.columns;
-    for (const row of batch.rows) {
-      const src = c.addresses[c.src[row]].text;
-      if (c.ts[row] <= d.ts || src !== d.dst || c.sport[row] !== d.dport || c.dport[row] !== d.sport) continue;
-      if (!(c.flags[row] & TCP_FLAG_BIT.ACK) || !seqAtOrAfter(c.ack[row], end)) continue;
-      return { ts: c.ts[row], point: pointOf(c.points[c.point[row]]), ack: c.ack[row], from: `${src}:${c.sport[row]}` };
-    }
+  const c = packets.columns;
+  for (const row of packets.of(d, d.ts + 1n, d.ts + FATE_WINDOW_NS)) {
+    const src = c.addresses[c.src[row]].text;
+    if (src !== d.dst || c.sport[row] !== d.dport || c.dport[row] !== d.sport) continue;
+    if (!(c.flags[row] & TCP_FLAG_BIT.ACK) || !seqAtOrAfter(c.ack[row], end)) continue;
+    return { ts: c.ts[row], point: pointOf(c.points[c.point[row]]), ack: c.ack[row], from: `${src}:${c.sport[row]}` };
   }
   return null;
+}
+
+/** The TCP packets of some connections within some windows of time, read together; `of` gives one connection's. */
+class ConnectionPackets {
+  /** Per connection (its two ends' address indexes and ports, lower end first), its rows in time order. */
+  readonly #rows = new Map<number, Map<number, number[]>>();
+  readonly #addressIndex: Map<string, number>;
+
+  constructor(readonly columns: PacketColumns, rows: Uint32Array) {
+    const c = columns;
+    this.#addressIndex = new Map(c.addresses.map((a, i) => [a.text, i]));
+    for (const row of rows) {
+      const list = this.#list(c.src[row] * 0x10000 + c.sport[row], c.dst[row] * 0x10000 + c.dport[row]);
+      list.push(row);
+    }
+  }
+
+  /** The rows of `tuple`'s connection (either direction) with from <= ts <= to, in time order. */
+  *of(tuple: FourTuple, from: bigint, to: bigint): Generator<number> {
+    const src = this.#addressIndex.get(tuple.src);
+    const dst = this.#addressIndex.get(tuple.dst);
+    if (src === undefined || dst === undefined) return;
+    const rows = this.#list(src * 0x10000 + tuple.sport, dst * 0x10000 + tuple.dport);
+    const ts = this.columns.ts;
+    let lo = 0;
+    let hi = rows.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ts[rows[mid]] < from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < rows.length && ts[rows[i]] <= to; i++) yield rows[i];
+  }
+
+  #list(end1: number, end2: number): number[] {
+    const [lower, upper] = end1 <= end2 ? [end1, end2] : [end2, end1];
+    let byUpper = this.#rows.get(lower);
+    if (byUpper === undefined) this.#rows.set(lower, (byUpper = new Map()));
+    let list = byUpper.get(upper);
+    if (list === undefined) byUpper.set(upper, (list = []));
+    return list;
+  }
+}
+
+/** A window of time of one TCP connection's packets (both ends inclusive). */
+interface PacketWindow {
+  tuple: FourTuple;
+  from: bigint;
+  to: bigint;
+}
+
+/**
+ * The TCP packets of the windows' connections, in one query: the chunks of those connections that
+ * overlap the time from the first window's start to the last one's end, unpacked (`of` picks each
+ * window's). One query per batch of drops, not one per drop: the embedded engine spends milliseconds
+ * on any query, and many short connections make a drop each. (A condition per window, ORed, made the
+ * engine spend hundreds of milliseconds analysing the query.)
+ */
+async function packetsInWindows(store: FlowLogStore, windows: readonly PacketWindow[]): Promise<ConnectionPackets | null> {
+  if (windows.length === 0) return null;
+  const tuples = new Map<string, FourTuple>();
+  let from = MAX_TS_NS;
+  let to = 0n;
+  for (const w of windows) {
+    tuples.set([`${w.tuple.src}|${w.tuple.sport}`, `${w.tuple.dst}|${w.tuple.dport}`].sort().join(' '), w.tuple);
+    if (w.from < from) from = w.from;
+    if (w.to > to) to = w.to;
+  }
+  const params: Params = { from, to };
+  const query = `SELECT ${PACKET_READ_COLUMNS} FROM ${store.table('packets')}
+    WHERE conn_key IN (${connKeyList('tcp', [...tuples.values()], params)}) AND last_ts >= ${timeParam('from')} AND first_ts <= ${timeParam('to')}`;
+  const blocks: NativeBlock[] = [];
+  for await (const block of store.selectNative(query, params)) blocks.push(block);
+  const rows = packetRowsOfChunks(blocks, from, to + 1n);
+  return new ConnectionPackets(rows.columns, rows.rows);
 }
 
 /**
@@ -304,21 +373,28 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
   const { from, to } = windowOf(traced);
   const sightings = await sightingsOf(store, [...new Set(traced.map((d) => d.packetId))], from, to);
   const sighted = new Set(sightings.map((s) => s.packetId));
+  // The packets the store is asked for besides the sightings: before a TCP data segment seen under no
+  // tracer id (for capture's id of it), after a TCP receive free (for the acknowledgement that covered it).
+  const unsighted = traced.filter((d) => d.proto === 'tcp' && !sighted.has(d.packetId) && (segmentFields(d)?.len ?? 0) > 0);
+  const freed = traced.filter((d) => isTcpReceiveFree(d) && segmentEnd(d) !== null);
+  const packets = await packetsInWindows(store, [
+    ...unsighted.map((d) => ({ tuple: d, from: d.ts - CAPTURE_ID_WINDOW_NS, to: d.ts })),
+    ...freed.map((d) => ({ tuple: d, from: d.ts + 1n, to: d.ts + FATE_WINDOW_NS })),
+  ]);
   const drops: TracedDrop[] = [];
   const reIdentified: bigint[] = [];
   for (const d of traced) {
-    const id = d.proto === 'tcp' && !sighted.has(d.packetId) ? await captureIdOf(store, d) : null;
+    const id = packets !== null && d.proto === 'tcp' && !sighted.has(d.packetId) ? captureIdOf(packets, d) : null;
     if (id !== null) reIdentified.push(id);
     drops.push(id === null ? d : { ...d, packetId: id });
   }
   if (reIdentified.length > 0) sightings.push(...(await sightingsOf(store, [...new Set(reIdentified)], from, to)));
   const stored = await storedDropsOf(store, [...new Set(drops.map((d) => d.packetId))], from, to);
   const places: DropPlace[] = [...stored, ...drops];
-  const decided: DropRecord[] = [];
-  for (const d of drops) {
-    const ack = isTcpReceiveFree(d) ? await acknowledgementOf(store, d) : null;
-    decided.push({ ...d, fate: decideFate(d, sightings, places, ack) });
-  }
+  const decided = drops.map((d): DropRecord => {
+    const ack = packets !== null && isTcpReceiveFree(d) ? acknowledgementOf(packets, d) : null;
+    return { ...d, fate: decideFate(d, sightings, places, ack) };
+  });
   return [...byReason, ...decided];
 }
 

@@ -13,13 +13,14 @@ import { xorColumnBytes } from '../../flowlog/packets/residual.js';
 import { checkServerVersion, openStore, parseRetention, type FlowLogStore } from '../../flowlog/store.js';
 import { FlowLogWriter } from '../../flowlog/writer.js';
 import {
-  createDatabaseStatement, createTableStatements, MIGRATIONS, PACKET_CHUNKS, PACKET_ROWS_V1, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement, TABLE_NAMES, TABLES, type Migration, type SchemaTarget,
+  connKeySql, createDatabaseStatement, createTableStatements, MIGRATIONS, PACKET_CHUNKS, PACKET_ROWS_V1, retentionStatement, SCHEMA_VERSION, schemaVersionTableStatement, TABLE_NAMES, TABLES, type Migration, type SchemaTarget,
 } from '../../flowlog/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packetHeaders, random } from '../support/headers.js';
 import { FIXED_BYTES } from '../../flowlog/packets/chunk-format.js';
 import { chunkResiduals } from '../support/chunk-residuals.js';
 import { flowsBySynSeq, flowsForTuples, natForTuple, natTranslations, packetRowsForTuples } from '../../flowlog/queries.js';
+import { connKeyList } from '../../flowlog/query-params.js';
 import { column, nativeBlocks, type FixedColumn, type NativeBlock } from '../../flowlog/native-format.js';
 import type { PacketRows } from '../../flowlog/packets/rows.js';
 import { packetColumnsOfRecords } from '../../flowlog/packets/record-columns.js';
@@ -690,5 +691,23 @@ test('serve refuses malformed store options with exit code 2, before opening any
     const run = spawnSync(process.execPath, [cli, 'serve', ...args], { encoding: 'utf8' });
     assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
     assert.match(run.stderr, message);
+  }
+});
+
+test('the connection key a query computes from a tuple is the one the engine materialized (v4, v6, either direction, ports that sort differently as text)', async () => {
+  const tuples: FourTuple[] = [
+    { src: '10.0.0.1', sport: 9, dst: '10.0.0.1', dport: 10 },
+    { src: '192.168.7.200', sport: 65535, dst: '10.1.2.3', dport: 80 },
+    { src: 'fd00::1', sport: 50000, dst: '2001:db8:0:1::2', dport: 443 },
+  ];
+  for (const proto of ['tcp', 'udp'] as const) {
+    for (const t of [...tuples, ...tuples.map(reverse)]) {
+      const params: Record<string, unknown> = {};
+      const key = connKeyList(proto, [t], params);
+      const engine = connKeySql(`${proto === 'tcp' ? 6 : 17}`, `'${storedAddress(t.src, 'src')}'`, `${t.sport}`, `'${storedAddress(t.dst, 'dst')}'`, `${t.dport}`);
+      const result = await store.client.query({ query: `SELECT toString(${key}), toString(${engine})`, query_params: params, format: 'JSONCompactEachRow' });
+      const [[ours, theirs]] = await result.json<[string, string]>();
+      assert.equal(ours, theirs, `${proto} ${JSON.stringify(t)}`);
+    }
   }
 });
