@@ -42,10 +42,21 @@ export const MIN_SERVER_VERSION = '23.8';
 /** Directory inside an embedded store's for the batch files the engine inserts from. */
 const INSERT_DIR = 'nettrail-inserts';
 
-/** An embedded store's directory and the directory of the batch files the engine inserts from. */
+/**
+ * Server settings the embedded engine starts with: its memory worker checks the process's memory
+ * every 50–100 ms by default, a steady cost while nothing else happens; once a second is enough
+ * for the engine's memory accounting in a store this size.
+ */
+const ENGINE_ARGS = ['--memory_worker_period_ms=1000'];
+
+/**
+ * An embedded store's directory, the directory of the batch files the engine inserts from, and the
+ * session that started the engine with ENGINE_ARGS (open while the store is: sessions on the path share it).
+ */
 interface EmbeddedPaths {
   path: string;
   insertDir: string;
+  engine: Session;
 }
 
 /** Database used inside an embedded store, and by default on a server. */
@@ -184,6 +195,7 @@ export class FlowLogStore {
     for (const session of this.streamSessions) session.close();
     this.streamSessions.clear();
     await this.client.close();
+    this.embedded?.engine.close();
   }
 }
 
@@ -195,7 +207,7 @@ export async function openStore(opts: StoreOptions): Promise<FlowLogStore> {
   try {
     if ('path' in opts) {
       await mkdir(opts.path, { recursive: true });
-      embedded = { path: opts.path, insertDir: path.join(opts.path, INSERT_DIR) };
+      embedded = { path: opts.path, insertDir: path.join(opts.path, INSERT_DIR), engine: new Session(opts.path, { connectionArgs: ENGINE_ARGS }) };
       client = createClient({ connection: createChdbConnection({ path: opts.path }) as unknown as ClientConnection });
       target = { database: DEFAULT_DATABASE, cluster: null };
     } else {
@@ -210,6 +222,7 @@ export async function openStore(opts: StoreOptions): Promise<FlowLogStore> {
       });
     }
   } catch (err) {
+    (embedded as EmbeddedPaths | null)?.engine.close();
     throw asOpenError(err, where);
   }
   try {
@@ -226,6 +239,7 @@ export async function openStore(opts: StoreOptions): Promise<FlowLogStore> {
     return new FlowLogStore(client, target, version, embedded);
   } catch (err) {
     await client.close();
+    embedded?.engine.close();
     throw asOpenError(err, where);
   }
 }

@@ -56,9 +56,9 @@ export interface PointStatus extends HookCounters {
   hooks: AttachHook[];
   /** Packets decoded in user space. */
   packets: number;
-  /** Over the last sampling interval. */
-  events_per_s: number;
-  lost_per_s: number;
+  /** Since an earlier read of status() (see status()); absent until there is one. */
+  events_per_s?: number;
+  lost_per_s?: number;
   by_hook: Array<{ hook: AttachHook } & HookCounters>;
 }
 
@@ -67,8 +67,8 @@ export interface CaptureStatus extends HookCounters {
   /** Packets decoded in user space. */
   packets: number;
   /** Kernel-counted totals include points detached since and packets whose point found the counter table full. */
-  events_per_s: number;
-  lost_per_s: number;
+  events_per_s?: number;
+  lost_per_s?: number;
   /** Ring-buffer records user space could not decode (added to `malformed`). */
   undecodable: number;
   /** Later IP fragments whose first fragment was not seen: kept with ports 0. */
@@ -99,8 +99,13 @@ export const DEFAULT_WAKEUP_BYTES = 256 * 1024;
 /** How often the consumer drains the ring when the kernel wakes it only above wakeupBytes. */
 const RING_POLL_MS = 20;
 const MAX_RING_BYTES = 1 << 30;
-/** Rates are over this interval. */
-const RATE_SAMPLE_MS = 2000;
+/**
+ * Rates are measured between reads of status() at least RATE_MIN_MS apart and at most RATE_MAX_MS: no
+ * timer reads every point's kernel counters while no one asks (at hundreds of points that was most of
+ * serve's idle CPU).
+ */
+const RATE_MIN_MS = 1000;
+const RATE_MAX_MS = 60_000;
 
 const pointKey = (netnsIno: number, ifindex: number) => `${netnsIno}/${ifindex}`;
 const zeroCounters = (): HookCounters => Object.fromEntries(POINT_COUNTERS.map((c) => [c, 0])) as HookCounters;
@@ -142,10 +147,10 @@ export class PacketCapture {
   #undecodable = 0;
   #unattributedFragments = 0;
   #packets = 0;
-  /** The previous sample of kernel counters per point (and `*` for the total), for rates. */
+  /** The kernel counters per point (and '' for the total) at the read of status() rates are measured from. */
   #sample: { at: number; events: Map<string, [number, number]> } | null = null;
+  /** Events and lost per second per point (and '' for the total) between the last two samples; empty until measured. */
   #rates = new Map<string, { events: number; lost: number }>();
-  #sampler: NodeJS.Timeout | undefined;
   /** Kernel counters of points detached since, let go from point_stats and summed here (for the totals). */
   readonly #retired: HookCounters = zeroCounters();
   /** The kernel counters as they were when capture stopped. */
@@ -200,9 +205,6 @@ export class PacketCapture {
       await bpf.close();
       throw err;
     }
-    capture.#sampleRates();
-    capture.#sampler = setInterval(() => capture.#sampleRates(), RATE_SAMPLE_MS);
-    capture.#sampler.unref();
     return capture;
   }
 
@@ -383,20 +385,22 @@ export class PacketCapture {
     return out;
   }
 
-  #sampleRates(): void {
+  /** Measures the rates from the counters of this read of status() and the sample (see RATE_MIN_MS). */
+  #measureRates(counters: Map<string, Map<AttachHook, HookCounters>>): void {
     const now = performance.now();
+    const previous = this.#sample;
+    if (previous !== null && now - previous.at < RATE_MIN_MS) return;
     const current = new Map<string, [number, number]>();
     let total: [number, number] = [0, 0];
-    for (const [point, byHook] of this.#kernelCounters()) {
+    for (const [point, byHook] of counters) {
       const sum = sumCounters([...byHook.values()]);
       current.set(point, [sum.events, sum.lost]);
       total = [total[0] + sum.events, total[1] + sum.lost];
     }
     current.set('', total);
-    const previous = this.#sample;
-    if (previous && now > previous.at) {
+    this.#rates = new Map();
+    if (previous !== null && now - previous.at <= RATE_MAX_MS) {
       const seconds = (now - previous.at) / 1000;
-      this.#rates = new Map();
       for (const [point, [events, lost]] of current) {
         const [events0, lost0] = previous.events.get(point) ?? [0, 0];
         this.#rates.set(point, { events: (events - events0) / seconds, lost: (lost - lost0) / seconds });
@@ -417,12 +421,14 @@ export class PacketCapture {
     return [...unique.values()];
   }
 
+  /** Rates (events_per_s, lost_per_s) are over the time since an earlier read, 1 to 60 s before; absent at the first read. */
   status(): CaptureStatus {
     const counters = this.#kernelCounters();
+    if (this.#finalCounters === null) this.#measureRates(counters);
     const points: PointStatus[] = [];
     for (const [key, a] of this.#attachments) {
       const byHook = counters.get(key) ?? new Map<AttachHook, HookCounters>();
-      const rate = this.#rates.get(key) ?? { events: 0, lost: 0 };
+      const rate = this.#rates.get(key);
       points.push({
         node: this.#config.node,
         netns: a.netns.name,
@@ -431,20 +437,18 @@ export class PacketCapture {
         hooks: [...a.hooks],
         packets: a.packets,
         ...sumCounters([...byHook.values()]),
-        events_per_s: rate.events,
-        lost_per_s: rate.lost,
+        ...(rate && { events_per_s: rate.events, lost_per_s: rate.lost }),
         by_hook: [...byHook].map(([hook, c]) => ({ hook, ...c })),
       });
     }
     const totals = sumCounters([...counters.values()].flatMap((byHook) => [...byHook.values()]));
-    const rate = this.#rates.get('') ?? { events: 0, lost: 0 };
+    const rate = this.#rates.get('');
     return {
       points,
       packets: this.#packets,
       ...totals,
       malformed: totals.malformed + this.#undecodable,
-      events_per_s: rate.events,
-      lost_per_s: rate.lost,
+      ...(rate && { events_per_s: rate.events, lost_per_s: rate.lost }),
       undecodable: this.#undecodable,
       unattributed_fragments: this.#unattributedFragments,
       ring_bytes: this.#ringBytes,
@@ -457,7 +461,6 @@ export class PacketCapture {
 
   /** Detach everything after delivering every packet already captured; status() then stays as it ended. */
   async stop(): Promise<void> {
-    clearInterval(this.#sampler);
     await this.freeze();
     if (this.#finalCounters) return;
     for (const attachment of this.#attachments.values()) for (const link of attachment.links) this.#bpf.detach(link);
