@@ -14,8 +14,10 @@
 //   idle   serve with no traffic: CPU, RSS, threads, child processes, processes created
 //          per second machine-wide (next to the same window without serve)
 // Prints Markdown tables on stdout (progress on stderr); --json FILE writes every figure.
-//   node dist/bench/serve.js [--rounds 3] [--seconds 4] [--idle-seconds 30] [--only bulk,small,idle]
-//                            [--serve-arg=ARG]... [--json FILE]     (as root; ~4 minutes with the defaults)
+//   node dist/bench/serve.js [--rounds 3] [--seconds 20] [--idle-seconds 30] [--only bulk,small,idle]
+//                            [--serve-arg=ARG]... [--json FILE]     (as root; ~9 minutes with the defaults)
+// 20 s runs measure serve as it runs for good: in 4 s ones, V8 compiling the hot path and the first
+// parts the engine writes take most of the window (docs/capture.md).
 // --serve-arg passes one argument to serve, e.g. --serve-arg=--snaplen=128 --serve-arg=--xdp=generic.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -33,7 +35,7 @@ type Part = (typeof PARTS)[number];
 const { values: options } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '20' },
     'idle-seconds': { type: 'string', default: '30' },
     only: { type: 'string', default: PARTS.join(',') },
     'serve-arg': { type: 'string', multiple: true, default: [] },
