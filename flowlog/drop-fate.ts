@@ -72,6 +72,16 @@ export function isTcpReceiveFree(d: TracedDrop): boolean {
   return d.proto === 'tcp' && d.reason === 'NOT_SPECIFIED' && /^tcp_v[46]_rcv\+/.test(d.location);
 }
 
+/**
+ * TCP's PAWS check (RFC 7323) rejected the segment: its timestamp was older than the last one its
+ * socket took. A late original whose retransmission got there first fails it, as does new data from
+ * a sender whose timestamps went backwards (two hosts behind one NAT); the receiver's acknowledgement
+ * of its data before the drop tells the two apart.
+ */
+export function isPawsReject(d: TracedDrop): boolean {
+  return d.proto === 'tcp' && d.reason === 'TCP_RFC7323_PAWS';
+}
+
 /** seq of the segment's end (seq + payload + FIN), from the headers the kernel held; null when they do not say. */
 export function segmentEnd(d: TracedDrop): number | null {
   const h = d.headers;
@@ -133,16 +143,19 @@ const seqAtOrAfter = (a: number, b: number) => ((a - b) | 0) >= 0;
 
 /**
  * The fate of drop `d`, from the sightings of its packet and the drops of it (both within
- * FATE_WINDOW_NS of it; `drops` includes `d`) and, for a TCP receive free, the
- * acknowledgement that covered it (null when none was seen).
+ * FATE_WINDOW_NS of it; `drops` includes `d`) and the acknowledgement that covered its segment
+ * (below; null when none was seen or none is looked for).
  *
  * A sighting is of the packet going on unless the packet was dropped in that namespace at or
  * after it (the router's ingress before its own FORWARD drop is not). Then:
  * 1. seen going on after the drop, anywhere: `copy` (the latest such sighting is the proof);
  * 2. OTHERHOST (a frame for another station's MAC) and delivered into another namespace
  *    (its last sighting there is ingress), before or after: `copy`;
- * 3. a TCP receive free whose segment the receiver acknowledged: `consumed`;
- * 4. else `lost`.
+ * 3. a PAWS reject whose data the receiver had acknowledged before: `copy` (a late duplicate);
+ * 4. a TCP receive free whose segment the receiver acknowledged: `consumed`;
+ * 5. else `lost`.
+ * `ack` is the acknowledgement rule 3 or 4 looks for: for a PAWS reject the latest before the drop
+ * that covered the segment, for a TCP receive free the first after it.
  * Before any of these, the reason alone decides two kinds (reasonFate): TCP's own duplicates
  * (DUPLICATE_REASONS) are `copy`, the kernel frees them because it has their data already; a full
  * receiving socket's frees (SOCKET_FULL_REASONS) are `lost`.
@@ -166,6 +179,14 @@ export function decideFate(d: TracedDrop, sightings: readonly Sighting[], drops:
     const delivered = goingOn.filter((s) =>
       s.direction === 'ingress' && !sameNetns(s, d) && !near.some((o) => sameNetns(o, s) && o.direction === 'egress' && o.ts > s.ts));
     if (delivered.length > 0) return seen(latest(delivered), 'delivered to its addressee');
+  }
+  if (ack !== null && isPawsReject(d)) {
+    return {
+      fate: 'copy',
+      proof: `a late duplicate its receiving socket rejected for an older timestamp (TCP_RFC7323_PAWS): its data had been acknowledged already, by ${ack.from} (ack ${ack.ack}) at ${ack.point} ${delayText(ack.ts - d.ts)}`,
+      seenAt: ack.point,
+      seenDeltaNs: ack.ts - d.ts,
+    };
   }
   if (ack !== null && isTcpReceiveFree(d)) {
     return {
@@ -244,6 +265,21 @@ function acknowledgementOf(packets: ConnectionPackets, d: TracedDrop): Acknowled
     return { ts: c.ts[row], point: pointOf(c.points[c.point[row]]), ack: c.ack[row], from: `${src}:${c.sport[row]}` };
   }
   return null;
+}
+
+/** The last segment of the reverse direction, before drop `d` and within the window, whose ACK covered `d`'s segment. */
+function acknowledgementBefore(packets: ConnectionPackets, d: TracedDrop): Acknowledgement | null {
+  const end = segmentEnd(d);
+  if (end === null) return null;
+  const c = packets.columns;
+  let found: Acknowledgement | null = null;
+  for (const row of packets.of(d, d.ts - FATE_WINDOW_NS, d.ts)) {
+    const src = c.addresses[c.src[row]].text;
+    if (src !== d.dst || c.sport[row] !== d.dport || c.dport[row] !== d.sport) continue;
+    if (!(c.flags[row] & TCP_FLAG_BIT.ACK) || !seqAtOrAfter(c.ack[row], end)) continue;
+    found = { ts: c.ts[row], point: pointOf(c.points[c.point[row]]), ack: c.ack[row], from: `${src}:${c.sport[row]}` };
+  }
+  return found;
 }
 
 /** The TCP packets of some connections within some windows of time, read together; `of` gives one connection's. */
@@ -377,9 +413,11 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
   // tracer id (for capture's id of it), after a TCP receive free (for the acknowledgement that covered it).
   const unsighted = traced.filter((d) => d.proto === 'tcp' && !sighted.has(d.packetId) && (segmentFields(d)?.len ?? 0) > 0);
   const freed = traced.filter((d) => isTcpReceiveFree(d) && segmentEnd(d) !== null);
+  const rejected = traced.filter((d) => isPawsReject(d) && (segmentFields(d)?.len ?? 0) > 0);
   const packets = await packetsInWindows(store, [
     ...unsighted.map((d) => ({ tuple: d, from: d.ts - CAPTURE_ID_WINDOW_NS, to: d.ts })),
     ...freed.map((d) => ({ tuple: d, from: d.ts + 1n, to: d.ts + FATE_WINDOW_NS })),
+    ...rejected.map((d) => ({ tuple: d, from: d.ts - FATE_WINDOW_NS, to: d.ts })),
   ]);
   const drops: TracedDrop[] = [];
   const reIdentified: bigint[] = [];
@@ -392,7 +430,10 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
   const stored = await storedDropsOf(store, [...new Set(drops.map((d) => d.packetId))], from, to);
   const places: DropPlace[] = [...stored, ...drops];
   const decided = drops.map((d): DropRecord => {
-    const ack = packets !== null && isTcpReceiveFree(d) ? acknowledgementOf(packets, d) : null;
+    const ack = packets === null ? null
+      : isTcpReceiveFree(d) ? acknowledgementOf(packets, d)
+      : isPawsReject(d) && (segmentFields(d)?.len ?? 0) > 0 ? acknowledgementBefore(packets, d)
+      : null;
     return { ...d, fate: decideFate(d, sightings, places, ack) };
   });
   return [...byReason, ...decided];

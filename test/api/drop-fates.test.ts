@@ -197,3 +197,17 @@ test("TCP's duplicate frees (TCP_OLD_DATA, TCP_OLD_SEQUENCE, TCP_OLD_ACK) are co
   assert.match(full.proof, /^its receiving socket had no room for it \(SOCKET_RCVBUFF\)/);
   assert.equal(decideFate({ ...base, proto: 'udp', reason: 'TCP_OLD_DATA' }, [], [], null).fate, 'lost', 'only TCP has these');
 });
+
+test('a PAWS reject (TCP_RFC7323_PAWS) is a copy when the receiver had acknowledged its data before, else a loss', () => {
+  const drop = {
+    ts: 1_000_000_000n, node: 'n', netns: 'ns', netnsIno: 1, iface: '', ifindex: 0, proto: 'tcp' as const,
+    src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 80, reasonCode: 0, location: 'tcp_validate_incoming+0x3c1', stack: [],
+    cause: '', packetId: 7n, wireLen: 66, linkType: 1, headers: new Uint8Array(0), reason: 'TCP_RFC7323_PAWS',
+  };
+  const ack = { ts: 999_000_000n, point: 'n/ns/eth0', ack: 5000, from: '10.0.0.2:80' };
+  const copy = decideFate(drop, [], [], ack);
+  assert.equal(copy.fate, 'copy');
+  assert.match(copy.proof, /^a late duplicate its receiving socket rejected for an older timestamp \(TCP_RFC7323_PAWS\): its data had been acknowledged already, by 10\.0\.0\.2:80 \(ack 5000\) at n\/ns\/eth0 1000 µs earlier/);
+  assert.equal(copy.seenDeltaNs, -1_000_000n);
+  assert.equal(decideFate(drop, [], [], null).fate, 'lost', 'new data PAWS rejected (timestamps gone backwards): a loss');
+});

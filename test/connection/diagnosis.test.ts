@@ -233,10 +233,15 @@ test('nagle: 40 ms stalls of split requests; healthy requests, a bulk iperf3 tra
     t.diagnostic(JSON.stringify(d.findings.map((f) => f.summary)));
     assert.ok(d.packets > 1000, `${d.packets} packets diagnosed`);
     // Healthy means no segment retransmitted: then no finding at all. On 2 CPUs shared with the suite's
-    // capture a veth can still lose a few (the client retransmits them); then those losses are the only finding.
+    // capture a veth can still lose a few (segments reordered across the CPUs fail the receiver's PAWS
+    // check; the client retransmits them), and retransmissions of data that got through are freed as
+    // TCP_OLD_DATA/TCP_OLD_SEQUENCE copies; the diagnosis may then report losses, and nothing else.
     const retransmitted = connection.flows.reduce((n, f) => n + f.retrans.c2s + f.retrans.s2c, 0);
+    const drops = new Map<string, number>();
+    for (const drop of connection.drops) drops.set(`${drop.reason} ${drop.fate}`, (drops.get(`${drop.reason} ${drop.fate}`) ?? 0) + 1);
+    t.diagnostic(`${retransmitted} retransmissions over the points; drops: ${[...drops].map(([what, n]) => `${what} ×${n}`).join(', ') || 'none'}`);
     if (retransmitted === 0) assert.deepEqual(kinds(d), []);
-    else assert.deepEqual([...new Set(kinds(d))], ['lost'], `${retransmitted} retransmissions: ${JSON.stringify(d.findings.map((f) => f.summary))}`);
+    else assert.ok(kinds(d).every((kind) => kind === 'lost'), `${retransmitted} retransmissions: ${JSON.stringify(d.findings.map((f) => f.summary))}`);
   });
 
   await t.test('hop delay: responses held for a moment in the router\'s queue are outliers on that hop', async (t) => {
