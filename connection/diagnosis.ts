@@ -255,7 +255,13 @@ interface Loss {
   drops: DropRecord[];
 }
 
-/** Segments (data, SYN, FIN) seen at a point and not at the next one on their path: by packet id, or by their bytes for packets segmented or merged in between. */
+/**
+ * Segments (data, SYN, FIN) seen at a point and not at the next one on their path: by packet id, or by
+ * their bytes for packets segmented or merged in between. And segments that reached the receiver's own
+ * point and were lost after it, in the receiver's stack: a drop (a loss, not a copy) of the segment in its
+ * namespace and a retransmission of its bytes seen there, before the receiver had acknowledged them
+ * (`from` and `to` are then both that point).
+ */
 function findLosses(m: Model): Loss[] {
   const losses: Loss[] = [];
   const dropsById = new Map<bigint, DropRecord[]>();
@@ -282,6 +288,20 @@ function findLosses(m: Model): Loss[] {
         if (next === null && drops.length === 0) continue;
         losses.push({ way, from: path[h], to: path[h + 1], lost: k, retransmission: next, drops });
       }
+    }
+    const last = path[path.length - 1];
+    const atLast = m.at[last][way];
+    const inReceiver = (d: DropRecord) => d.node === m.points[last].node && d.netns === m.points[last].netns;
+    if (!m.drops.some(inReceiver)) continue;
+    const dropsAtReceiver = (k: Pkt, next: Pkt | null) => (dropsById.get(k.p.packetId) ?? dropsOfBytes(m, k, next)).filter((d) => inReceiver(d) && d.ts >= k.p.ts);
+    for (let i = 0; i < atLast.length; i++) {
+      const k = atLast[i];
+      if (k.end === k.start || has(k.p, RST) || dropsAtReceiver(k, null).length === 0) continue;
+      let next: Pkt | null = null;
+      for (let j = i + 1; j < atLast.length && next === null; j++) if (atLast[j].start < k.end && atLast[j].end > k.start) next = atLast[j];
+      if (next === null || acked(k.end, next.p.ts)) continue;
+      const drops = dropsAtReceiver(k, next);
+      if (drops.length > 0) losses.push({ way, from: last, to: last, lost: k, retransmission: next, drops });
     }
   }
   return losses;
@@ -354,12 +374,15 @@ function lossFinding(m: Model, losses: Loss[]): Finding {
   const what = losses.length === 1 ? 'segment' : 'segments';
   const retrans = delays.length > 0 ? `; the ${side(way)} retransmitted after ${fmtMs(median(delays))}${delays.length > 1 ? ' (median)' : ''}` : '';
   const kernel = drops.length > 0 ? `; the kernel dropped ${drops.length === 1 ? 'it' : `${drops.length} of them`}: ${dropText(drops[0])}` : '';
+  const atReceiver = from === to;
   return {
     kind: 'lost',
     severity: 'warning',
     way,
-    summary: `${losses.length} ${side(way)}→${peer(way)} ${what} of ${sent} seen at ${pointText(a)} never reached ${pointText(b)}${retrans}${kernel}.`,
-    where: onHop(a, b),
+    summary: atReceiver
+      ? `${losses.length} ${side(way)}→${peer(way)} ${what} of ${sent} reached ${pointText(a)} and were lost after it, in the ${peer(way)}'s own stack${retrans}${kernel}.`
+      : `${losses.length} ${side(way)}→${peer(way)} ${what} of ${sent} seen at ${pointText(a)} never reached ${pointText(b)}${retrans}${kernel}.`,
+    where: atReceiver ? atPoint(a) : onHop(a, b),
     evidence: {
       packets,
       drops,
@@ -805,7 +828,7 @@ export function diagnose(input: DiagnosisInput, truncated = false): Diagnosis {
   const groups = new Map<string, Loss[]>();
   for (const l of losses) groups.set(`${l.way}|${l.from}|${l.to}`, [...(groups.get(`${l.way}|${l.from}|${l.to}`) ?? []), l]);
   for (const group of groups.values()) {
-    const mtu = mtuFinding(m, group);
+    const mtu = group[0].from === group[0].to ? null : mtuFinding(m, group);
     if (mtu) findings.push(mtu.finding);
     const rest = mtu ? group.filter((l) => !mtu.explained.has(l)) : group;
     if (rest.length > 0) findings.push(lossFinding(m, rest));

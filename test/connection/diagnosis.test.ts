@@ -68,7 +68,7 @@ test('lossy: segments the router drops are lost between its two interfaces, with
   assert.ok(lost.evidence.packets.some((p) => p.role === 'retransmission'));
   assert.ok(lost.evidence.drops.length > 0 && lost.evidence.drops.every((drop) => drop.reason === 'NETFILTER_DROP' && drop.netns === lab.nodes.router.netns.name));
   // Every drop the kernel recorded explains a lost segment (matched by its bytes: a large segment's drop has another packet id).
-  assert.equal(lost.evidence.drops.length, connection.drops.length);
+  assert.equal(lost.evidence.drops.length, connection.drops.length, JSON.stringify(connection.drops.map((drop) => [drop.reason, drop.fate, drop.netns, drop.location, drop.src, drop.sport])));
   assert.ok(figure(lost, 'lost')! >= 1 && figure(lost, 'lost')! === connection.drops.length, `lost ${figure(lost, 'lost')}, drops ${connection.drops.length}`);
 
   // The comments a capture file gets: one per evidence packet id, naming the finding and the packet's role.
@@ -178,6 +178,26 @@ test('slow-server: the time went to the server, not the network; nettrail explai
   const badId = await fetch(new URL('/api/v1/connections/diagnosis?id=no%20such%20id!', service.url));
   assert.equal(badId.status, 400);
   assert.equal(((await badId.json()) as { error: { parameter?: string } }).error.parameter, 'id');
+});
+
+test("lost in the receiver's own stack: segments the client's INPUT chain drops after its capture point are lost there", async (t) => {
+  const { lab, service } = await labWithService(t, { scenario: 'nagle' });
+  const [client] = pathPoints(lab);
+  const localPort = randomClientPort();
+  // Every 20th large server→client packet of this connection, dropped in the client's namespace after TC ingress saw it.
+  await inNetns(lab.nodes.client.netns.name, 'iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', String(localPort),
+    '-m', 'length', '--length', '1000:65535', '-m', 'statistic', '--mode', 'nth', '--every', '20', '--packet', '0', '-j', 'DROP');
+  const read = await runTraffic<{ bytes: number }>(lab, { mode: 'read', host: lab.service.ip, port: lab.service.port, path: '/bytes/300000', localPort });
+  assert.ok(read.bytes > 300_000, `the whole response came: ${read.bytes}`);
+  const connection = await settled(service, lab, localPort, lab.service, 4, closedWithDrops);
+  const d = await diagnosisOf(service, connection);
+  const lost = onlyFinding(t, d, 'lost');
+  assert.equal(lost.way, 's2c');
+  assert.ok(samePoint(lost.where.from, client) && lost.where.to === null, lost.where.text);
+  assert.match(lost.summary, /reached .* and were lost after it, in the client's own stack/);
+  assert.ok(lost.evidence.packets.some((p) => p.role === 'lost' && samePoint(p, client)));
+  assert.ok(lost.evidence.packets.some((p) => p.role === 'retransmission'));
+  assert.ok(lost.evidence.drops.length > 0 && lost.evidence.drops.every((drop) => drop.reason === 'NETFILTER_DROP' && drop.netns === lab.nodes.client.netns.name));
 });
 
 test('nagle: 40 ms stalls of split requests; healthy requests, a bulk iperf3 transfer and an idle keep-alive connection: no finding', async (t) => {
