@@ -82,6 +82,9 @@ export function isPawsReject(d: TracedDrop): boolean {
   return d.proto === 'tcp' && d.reason === 'TCP_RFC7323_PAWS';
 }
 
+/** `d` is a TCP segment with payload, by the headers the kernel held. */
+const carriesData = (d: TracedDrop): boolean => (segmentFields(d)?.len ?? 0) > 0;
+
 /** seq of the segment's end (seq + payload + FIN), from the headers the kernel held; null when they do not say. */
 export function segmentEnd(d: TracedDrop): number | null {
   const h = d.headers;
@@ -335,8 +338,7 @@ interface PacketWindow {
  * The TCP packets of the windows' connections, in one query: the chunks of those connections that
  * overlap the time from the first window's start to the last one's end, unpacked (`of` picks each
  * window's). One query per batch of drops, not one per drop: the embedded engine spends milliseconds
- * on any query, and many short connections make a drop each. (A condition per window, ORed, made the
- * engine spend hundreds of milliseconds analysing the query.)
+ * on any query, and many short connections make a drop each.
  */
 async function packetsInWindows(store: FlowLogStore, windows: readonly PacketWindow[]): Promise<ConnectionPackets | null> {
   if (windows.length === 0) return null;
@@ -411,9 +413,9 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
   const sighted = new Set(sightings.map((s) => s.packetId));
   // The packets the store is asked for besides the sightings: before a TCP data segment seen under no
   // tracer id (for capture's id of it), after a TCP receive free (for the acknowledgement that covered it).
-  const unsighted = traced.filter((d) => d.proto === 'tcp' && !sighted.has(d.packetId) && (segmentFields(d)?.len ?? 0) > 0);
+  const unsighted = traced.filter((d) => d.proto === 'tcp' && !sighted.has(d.packetId) && carriesData(d));
   const freed = traced.filter((d) => isTcpReceiveFree(d) && segmentEnd(d) !== null);
-  const rejected = traced.filter((d) => isPawsReject(d) && (segmentFields(d)?.len ?? 0) > 0);
+  const rejected = traced.filter((d) => isPawsReject(d) && carriesData(d));
   const packets = await packetsInWindows(store, [
     ...unsighted.map((d) => ({ tuple: d, from: d.ts - CAPTURE_ID_WINDOW_NS, to: d.ts })),
     ...freed.map((d) => ({ tuple: d, from: d.ts + 1n, to: d.ts + FATE_WINDOW_NS })),
@@ -432,7 +434,7 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
   const decided = drops.map((d): DropRecord => {
     const ack = packets === null ? null
       : isTcpReceiveFree(d) ? acknowledgementOf(packets, d)
-      : isPawsReject(d) && (segmentFields(d)?.len ?? 0) > 0 ? acknowledgementBefore(packets, d)
+      : isPawsReject(d) && carriesData(d) ? acknowledgementBefore(packets, d)
       : null;
     return { ...d, fate: decideFate(d, sightings, places, ack) };
   });

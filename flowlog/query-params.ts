@@ -35,8 +35,8 @@ export function ipv6Param(value: bigint): string {
  * A comma-separated list of connection-key expressions, one per tuple (either
  * direction gives the same key); adds their parameters `conn<i>`: the text
  * connKeySql (schema.ts) hashes, made here. The engine spends milliseconds
- * folding each connKeySql expression of parameters into a constant (100 ms
- * for 60 tuples), and almost nothing hashing a text parameter.
+ * folding each connKeySql expression of parameters into a constant, and
+ * almost nothing hashing a text parameter (figures: docs/capture.md).
  */
 export function connKeyList(proto: Proto, tuples: readonly FourTuple[], params: Params): string {
   const number = protoParam(proto);

@@ -13,13 +13,11 @@
 //       one TCP connect; prints {"localPort","outcome"}: connected, refused, reset or timeout
 //   Any client object with "everyMs" and "forMs" repeats it (errors ignored) and prints nothing.
 import { connect, createServer, type Socket } from 'node:net';
+import { clientMain, type RepeatArgs } from './client-main.js';
 
-interface Target {
+interface Target extends RepeatArgs {
   host: string;
   port: number;
-  localPort?: number;
-  everyMs?: number;
-  forMs?: number;
 }
 type ClientArgs =
   | (Target & { mode: 'turns'; rounds: number; split: boolean; idleMs?: number; keepAliveMs?: number })
@@ -131,30 +129,5 @@ const runs: Record<ClientArgs['mode'], (args: never) => Promise<object>> = { tur
 if (process.argv[2] === 'turns-server') {
   turnsServer(Number(process.argv[3]));
 } else {
-  const args = JSON.parse(process.argv[2] ?? '{}') as ClientArgs;
-  const run = runs[args.mode] as (args: ClientArgs) => Promise<object>;
-  if (args.everyMs === undefined) {
-    const giveUp = setTimeout(() => {
-      process.stderr.write(`no result within ${GIVE_UP_MS} ms\n`);
-      process.exit(1);
-    }, GIVE_UP_MS);
-    run(args).then(
-      (result) => {
-        clearTimeout(giveUp);
-        process.stdout.write(`${JSON.stringify(result)}\n`);
-      },
-      (err: Error) => {
-        process.stderr.write(`${err.message}\n`);
-        process.exit(1);
-      },
-    );
-  } else {
-    const until = Date.now() + (args.forMs ?? 0);
-    const everyMs = args.everyMs;
-    const tick = (): void => {
-      if (Date.now() >= until) return;
-      run({ ...args, localPort: undefined }).catch(() => undefined).finally(() => setTimeout(tick, everyMs));
-    };
-    tick();
-  }
+  clientMain(JSON.parse(process.argv[2] ?? '{}') as ClientArgs, (args) => (runs[args.mode] as (args: ClientArgs) => Promise<object>)(args), GIVE_UP_MS);
 }

@@ -2,14 +2,12 @@
 //   node http-client.js '{"host","port","path","localPort"?}'            one request, prints {"status","localPort","bytes"}
 //   node http-client.js '{"host","port","path","everyMs","forMs"}'       one request every everyMs for forMs, prints nothing
 import { request } from 'node:http';
+import { clientMain, type RepeatArgs } from './client-main.js';
 
-interface ClientArgs {
+interface ClientArgs extends RepeatArgs {
   host: string;
   port: number;
   path: string;
-  localPort?: number;
-  everyMs?: number;
-  forMs?: number;
 }
 
 const REQUEST_TIMEOUT_MS = 5000;
@@ -29,22 +27,4 @@ function get(args: ClientArgs): Promise<{ status: number; localPort: number; byt
   });
 }
 
-const args = JSON.parse(process.argv[2] ?? '{}') as ClientArgs;
-if (args.everyMs === undefined) {
-  get(args).then(
-    (result) => process.stdout.write(`${JSON.stringify(result)}\n`),
-    (err: Error) => {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(1);
-    },
-  );
-} else {
-  const until = Date.now() + (args.forMs ?? 0);
-  const everyMs = args.everyMs;
-  const tick = (): void => {
-    if (Date.now() >= until) return;
-    // A failed request is retried on the next tick: the demo keeps going.
-    get(args).catch(() => undefined).finally(() => setTimeout(tick, everyMs));
-  };
-  tick();
-}
+clientMain(JSON.parse(process.argv[2] ?? '{}') as ClientArgs, get);

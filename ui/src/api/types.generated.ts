@@ -350,7 +350,9 @@ export interface CaptureStatus {
     other_l4?: number;
     /** truncated or inconsistent headers */
     malformed?: number;
+    /** per second since an earlier read of the status 1 to 60 s before; absent at a first read */
     events_per_s?: number;
+    /** per second since an earlier read of the status 1 to 60 s before; absent at a first read */
     lost_per_s?: number;
     by_hook?: {
       hook: string;
@@ -380,7 +382,9 @@ export interface CaptureStatus {
   not_ip?: number;
   /** IP but neither TCP nor UDP */
   other_l4?: number;
+  /** per second since an earlier read of the status 1 to 60 s before; absent at a first read */
   events_per_s?: number;
+  /** per second since an earlier read of the status 1 to 60 s before; absent at a first read */
   lost_per_s?: number;
   /** ring-buffer records user space could not decode (part of malformed) */
   undecodable?: number;
