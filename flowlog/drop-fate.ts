@@ -412,19 +412,20 @@ export async function decideFates(store: FlowLogStore, all: readonly TracedDrop[
   const sightings = await sightingsOf(store, [...new Set(traced.map((d) => d.packetId))], from, to);
   const sighted = new Set(sightings.map((s) => s.packetId));
   // The packets the store is asked for besides the sightings: before a TCP data segment seen under no
-  // tracer id (for capture's id of it), after a TCP receive free (for the acknowledgement that covered it).
-  const unsighted = traced.filter((d) => d.proto === 'tcp' && !sighted.has(d.packetId) && carriesData(d));
+  // tracer id (for capture's id of it), after a TCP receive free and before a PAWS reject (for the
+  // acknowledgement that covered it).
+  const unsighted = new Set(traced.filter((d) => d.proto === 'tcp' && !sighted.has(d.packetId) && carriesData(d)));
   const freed = traced.filter((d) => isTcpReceiveFree(d) && segmentEnd(d) !== null);
   const rejected = traced.filter((d) => isPawsReject(d) && carriesData(d));
   const packets = await packetsInWindows(store, [
-    ...unsighted.map((d) => ({ tuple: d, from: d.ts - CAPTURE_ID_WINDOW_NS, to: d.ts })),
+    ...[...unsighted].map((d) => ({ tuple: d, from: d.ts - CAPTURE_ID_WINDOW_NS, to: d.ts })),
     ...freed.map((d) => ({ tuple: d, from: d.ts + 1n, to: d.ts + FATE_WINDOW_NS })),
     ...rejected.map((d) => ({ tuple: d, from: d.ts - FATE_WINDOW_NS, to: d.ts })),
   ]);
   const drops: TracedDrop[] = [];
   const reIdentified: bigint[] = [];
   for (const d of traced) {
-    const id = packets !== null && d.proto === 'tcp' && !sighted.has(d.packetId) ? captureIdOf(packets, d) : null;
+    const id = packets !== null && unsighted.has(d) ? captureIdOf(packets, d) : null;
     if (id !== null) reIdentified.push(id);
     drops.push(id === null ? d : { ...d, packetId: id });
   }

@@ -40,6 +40,9 @@ test('a UDP flood through a tiny ring: loss counted per point and shown, the API
   const server = await iperfServer(pair.server.name, IPERF_PORT);
   t.after(() => server.stop());
 
+  // Rates are measured between reads of the status: none at the first.
+  const first = (await (await fetch(`${service.url}/api/v1/capture/status`)).json()) as { events_per_s?: number };
+  assert.equal(first.events_per_s, undefined, 'no rate at the first read');
   const poll = pollApi(service.url, ['/healthz', '/api/v1/capture/status', '/metrics', '/api/v1/flows?limit=10'], 50);
   const flood = await iperfUdpFlood(pair.client.name, pair.v4, IPERF_PORT, 3);
   const during = await poll.stop();
@@ -47,7 +50,7 @@ test('a UDP flood through a tiny ring: loss counted per point and shown, the API
 
   // The loss is visible while serve runs: per point in the status API and in /metrics, alike.
   const status = (await (await fetch(`${service.url}/api/v1/capture/status`)).json()) as {
-    points: Array<{ netns: string; iface: string; events: number; lost: number; by_hook: Array<{ hook: string; events: number; lost: number }> }>;
+    points: Array<{ netns: string; iface: string; events: number; lost: number; events_per_s?: number; lost_per_s?: number; by_hook: Array<{ hook: string; events: number; lost: number }> }>;
     lost: number;
     events: number;
   };
@@ -58,6 +61,8 @@ test('a UDP flood through a tiny ring: loss counted per point and shown, the API
     `server eth0: ${serverPoint.events} events, ${serverPoint.lost} lost`);
   assert.ok(client.lost > 0, 'the tiny ring lost events at the sender');
   assert.ok(status.lost >= client.lost + serverPoint.lost);
+  // The polls during the flood measured its rates at the sender: events and losses a second.
+  assert.ok(client.events_per_s! > 0 && client.lost_per_s! > 0, `rates at the client: ${client.events_per_s} events/s, ${client.lost_per_s} lost/s`);
   for (const point of [client, serverPoint]) {
     const labels = { node: 'faults', netns: point.netns, iface: 'eth0' };
     assert.equal(metricValue(metrics, 'nettrail_capture_lost_events_total', labels), point.lost, `/metrics shows ${point.netns}'s loss`);
