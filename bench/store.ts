@@ -413,7 +413,7 @@ async function main() {
         best = Math.min(best, performance.now() - started);
       }
       const body = out.contents();
-      console.log(`  packets, encoding alone (records → RowBinary, JavaScript): ${fmt(DEFAULT_BATCH_ROWS / (best / 1000))} headers/s, ` +
+      console.log(`  packets, encoding alone (columns → RowBinary, main thread): ${fmt(DEFAULT_BATCH_ROWS / (best / 1000))} headers/s, ` +
         `${fmt(body.length / DEFAULT_BATCH_ROWS, 1)} bytes/header`);
       const started = performance.now();
       const cpu = process.cpuUsage();

@@ -1,5 +1,5 @@
 // Records <-> table rows, and the checks every encoder (drops-table.ts and
-// packets/chunk-writer.ts too) puts values through. Inserts are RowBinary rows
+// packets/record-columns.ts too) puts values through. Inserts are RowBinary rows
 // of the *_COLUMNS, in that order, with the tables' own column types. Packets
 // are written in chunks (packets/chunk-writer.ts) and read in bulk
 // (packets/rows.ts); flows and NAT entries select the *_SELECT_COLUMNS in

@@ -1,6 +1,7 @@
 // Packets as they travel from capture to the flow table and the flow-log writer: one typed array
-// per field (columns), never an object per packet. capture/packets/columns-layout.ts reads them out
-// of the native decoder's batches; flowlog/packets/record-columns.ts makes them from PacketRecords.
+// per field (columns), never an object per packet, all in one batch laid out as native/packet_columns.h
+// says. native/packet-columns-layout.ts reads them out of the native decoder's batches and lays out
+// batches for flowlog/packets/record-columns.ts, which makes them from PacketRecords.
 import { formatIPv4, formatIPv6 } from './address.js';
 import { DIRECTION, HOOK, PROTO_NUMBER } from './protocol.js';
 import type { Direction, Hook, PacketRecord, Proto, TcpOptions } from './records.js';
@@ -26,6 +27,8 @@ export interface PacketColumns {
   names: PointNames;
   /** LINKTYPE_* of every packet's `headers`. */
   linkType: number;
+  /** The batch the columns below are views of (native/packet_columns.h): the native chunk encoder reads them there. */
+  batch: Uint8Array;
   /** Wall-clock ns. */
   ts: BigInt64Array;
   /** `ts` as 32-bit words, low then high: compared and subtracted without a BigInt. */
@@ -80,7 +83,7 @@ export interface PacketColumns {
  */
 export function packetColumns(c: PacketColumns): PacketColumns {
   return {
-    count: c.count, node: c.node, names: c.names, linkType: c.linkType,
+    count: c.count, node: c.node, names: c.names, linkType: c.linkType, batch: c.batch,
     ts: c.ts, tsWords: c.tsWords, packetId: c.packetId, packetIdWords: c.packetIdWords,
     src: c.src, dst: c.dst, srcWords: c.srcWords, dstWords: c.dstWords,
     netnsIno: c.netnsIno, ifindex: c.ifindex, seq: c.seq, ack: c.ack, len: c.len, wireLen: c.wireLen, tsVal: c.tsVal, tsEcr: c.tsEcr,

@@ -3,6 +3,7 @@
 // JavaScript in batches, read maps. Validation and error codes live in native/addon.ts, policy in capture/.
 #include <napi.h>
 
+#include "chunk_encoder.h"
 #include "conntrack.h"
 #include "event_loop.h"
 #include "js_channel.h"
@@ -696,6 +697,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("packetId", Napi::Function::New(env, PacketId));
   nettrail::InitLinks(env, exports);
   nettrail::InitConntrack(env, exports);
+  nettrail::InitChunkEncoder(env, exports);
   return exports;
 }
 

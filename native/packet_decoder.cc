@@ -7,29 +7,16 @@
 #include <cstring>
 
 #include "../bpf/capture.h"
+#include "header_walk.h"
 
 namespace nettrail {
 
 namespace {
 
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
 constexpr size_t kEthAddrs = 12;
 constexpr size_t kVlanTag = 4;
 constexpr uint8_t kNextHeaderFragment = 44;
 constexpr uint8_t kNextHeaderAuth = 51;
-
-constexpr uint8_t kOptionEnd = 0, kOptionNop = 1, kOptionMss = 2, kOptionWscale = 3, kOptionSackPerm = 4,
-                  kOptionSack = 5, kOptionTimestamps = 8;
-
-constexpr size_t kColumnBytes[kColumnCount] = {
-#define NT_COLUMN_BYTES(name, bytes) bytes,
-    NT_PACKET_COLUMNS(NT_COLUMN_BYTES)
-#undef NT_COLUMN_BYTES
-};
-
-inline uint16_t Be16(const uint8_t* at) { return uint16_t(at[0] << 8 | at[1]); }
-inline uint32_t Be32(const uint8_t* at) { return uint32_t(at[0]) << 24 | uint32_t(at[1]) << 16 | uint32_t(at[2]) << 8 | at[3]; }
 
 // FNV-1a over bytes, continuing from `hash`.
 inline uint32_t Fnv(uint32_t hash, const void* data, size_t length) {
@@ -59,43 +46,31 @@ struct TcpOptions {
   nt_sack_block sack[NT_SACK_MAX];
 };
 
-// The walk of model/headers.ts's walkTcpOptions: up to an end-of-list or malformed option; only
-// options of their kind's length count; a later option of a kind replaces an earlier one.
+// The options a packet carries; a later option of a kind replaces an earlier one.
 void ParseTcpOptions(const uint8_t* bytes, size_t from, size_t to, TcpOptions& o) {
-  size_t at = from;
-  while (at < to) {
-    uint8_t kind = bytes[at];
-    if (kind == kOptionEnd) return;
-    if (kind == kOptionNop) {
-      at++;
-      continue;
-    }
-    if (at + 1 >= to) return;
-    uint8_t length = bytes[at + 1];
-    if (length < 2 || at + length > to) return;
+  WalkTcpOptions(bytes, from, to, [&](uint8_t kind, size_t at, size_t length) {
     const uint8_t* v = bytes + at + 2;
-    if (kind == kOptionMss && length == 4) {
+    if (kind == kOptionMss) {
       o.present |= NT_OPT_MSS;
       o.mss = Be16(v);
-    } else if (kind == kOptionWscale && length == 3) {
+    } else if (kind == kOptionWscale) {
       o.present |= NT_OPT_WSCALE;
       o.wscale = v[0];
-    } else if (kind == kOptionSackPerm && length == 2) {
+    } else if (kind == kOptionSackPerm) {
       o.present |= NT_OPT_SACK_PERM;
-    } else if (kind == kOptionSack && (length - 2) % 8 == 0) {
+    } else if (kind == kOptionSack) {
       o.present |= NT_OPT_SACK;
       o.sackCount = 0;
-      for (size_t block = 0; block < size_t(length - 2) / 8 && block < NT_SACK_MAX; block++) {
+      for (size_t block = 0; block < (length - 2) / 8 && block < NT_SACK_MAX; block++) {
         o.sack[block] = {Be32(v + 8 * block), Be32(v + 8 * block + 4)};
         o.sackCount++;
       }
-    } else if (kind == kOptionTimestamps && length == 10) {
+    } else if (kind == kOptionTimestamps) {
       o.present |= NT_OPT_TS_VAL | NT_OPT_TS_ECR;
       o.tsVal = Be32(v);
       o.tsEcr = Be32(v + 4);
     }
-    at += length;
-  }
+  });
 }
 
 // The IPv6 fragment header's identification and offset, walking the extension headers between l3 and l4.
@@ -141,10 +116,6 @@ void PacketColumnsBuilder::PutBytes(PacketColumn column, const uint8_t* from, si
   auto& bytes = columns_[column];
   bytes.insert(bytes.end(), from, from + length);
 }
-
-namespace {
-size_t Align8(size_t n) { return (n + 7) & ~size_t(7); }
-}  // namespace
 
 size_t PacketColumnsBuilder::BatchBytes() const {
   size_t total = sizeof(nt_columns_header);

@@ -21,6 +21,16 @@ enum PacketColumn : int {
   kColumnCount
 };
 
+// Bytes per packet of each column.
+inline constexpr size_t kColumnBytes[kColumnCount] = {
+#define NT_COLUMN_BYTES(name, bytes) bytes,
+    NT_PACKET_COLUMNS(NT_COLUMN_BYTES)
+#undef NT_COLUMN_BYTES
+};
+
+// Each column of a batch, and its header and SACK areas, start 8-aligned.
+inline size_t Align8(size_t n) { return (n + 7) & ~size_t(7); }
+
 // The columns of one batch as they are filled.
 class PacketColumnsBuilder {
  public:

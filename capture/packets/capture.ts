@@ -3,7 +3,7 @@
 // per-point counters and rates.
 import type { PacketColumns, PointNames } from '../../model/packet-columns.js';
 import type { NetnsRef } from '../../model/records.js';
-import { readPacketColumns } from './columns-layout.js';
+import { readPacketColumns } from '../../native/packet-columns-layout.js';
 import { CAPTURE_EVERYTHING, writeFilter, type CaptureFilter } from './filter.js';
 import { CAPTURE_MAX, DIRECTION, HOOK, POINT_COUNTERS, pointKeyLayout, pointStatsLayout, type PointCounter } from './layout.js';
 import { BpfObject, CaptureError, bpfObjectPath, possibleCpus, type AttachHook } from '../../native/addon.js';

@@ -4,8 +4,9 @@
 // packet ids in an array (`packet_ids`, for the joins of drops to packets). The
 // engine then handles a row per chunk instead of 30 columns per packet
 // (docs/store.md). This file holds the format and its packing in SQL (the
-// migration from a row per packet); the writer packs with PacketChunkBuilder
-// (chunk-writer.ts), reads unpack with packetRowsOfChunks (rows.ts).
+// migration from a row per packet); the writer packs with the addon's encoder
+// (native/chunk_encoder.cc, whose packet_chunks.h mirrors this format), reads
+// unpack with packetRowsOfChunks (rows.ts).
 
 /** The chunk table's columns in schema version 5, as its packing in SQL (the migration to version 5) fills them. */
 const VERSION_5_COLUMNS = [

@@ -1,9 +1,11 @@
-// PacketRecords made into the columns the writer takes (model/packet-columns.ts), for packets that
-// do not come from capture's native decoder (imports, benchmarks, tests). Every value is checked
+// PacketRecords made into the columns the writer takes (model/packet-columns.ts, in a batch laid out as
+// the native decoder's), for packets that do not come from capture's native decoder (imports,
+// benchmarks, tests). Every value is checked
 // against its column here, as the native decoder checks what it decodes: the writer then takes the
 // columns as they are.
 import { DIRECTION, HOOK, PROTO_NUMBER } from '../../model/protocol.js';
-import { FRAGMENT, OPTION_BIT, packetColumns, SACK_MAX, type PacketColumns } from '../../model/packet-columns.js';
+import { FRAGMENT, OPTION_BIT, SACK_MAX, type PacketColumns } from '../../model/packet-columns.js';
+import { newPacketColumns } from '../../native/packet-columns-layout.js';
 import type { PacketRecord } from '../../model/records.js';
 import { addressBytes, enumValue, invalid, timestamp, U8, U16, U32, u64, uint, utf8 } from '../codec.js';
 
@@ -69,36 +71,18 @@ export function packetColumnsOfRecords(records: readonly PacketRecord[]): Packet
     headerBytes += p.headers.length;
     sackBlocks += p.options.sack?.length ?? 0;
   }
-  const ts = new BigInt64Array(n);
-  const packetId = new BigUint64Array(n);
-  const src = new Uint8Array(16 * n);
-  const dst = new Uint8Array(16 * n);
-  const c: PacketColumns = packetColumns({
-    count: n,
-    node: records[0]?.node ?? '',
-    names: {
-      netnsName: (ino) => netnsNames.get(ino) ?? `ino:${ino}`,
-      ifaceName: (ino, ifindex) => ifaceNames.get(`${ino}/${ifindex}`) ?? `if${ifindex}`,
-    },
-    linkType: records[0]?.linkType ?? 0,
-    ts, tsWords: new Uint32Array(ts.buffer), packetId, packetIdWords: new Uint32Array(packetId.buffer),
-    src, dst, srcWords: new Uint32Array(src.buffer), dstWords: new Uint32Array(dst.buffer),
-    netnsIno: new Uint32Array(n), ifindex: new Uint32Array(n), seq: new Uint32Array(n), ack: new Uint32Array(n),
-    len: new Uint32Array(n), wireLen: new Uint32Array(n), tsVal: new Uint32Array(n), tsEcr: new Uint32Array(n),
-    headerAt: new Uint32Array(n), headerLen: new Uint16Array(n), sackAt: new Uint32Array(n), sackCount: new Uint8Array(n),
-    sport: new Uint16Array(n), dport: new Uint16Array(n), win: new Uint16Array(n), ipId: new Uint16Array(n), mss: new Uint16Array(n),
-    hook: new Uint8Array(n), direction: new Uint8Array(n), proto: new Uint8Array(n), flags: new Uint8Array(n),
-    options: new Uint8Array(n), wscale: new Uint8Array(n), fragment: new Uint8Array(n),
-    headers: new Uint8Array(headerBytes), sacks: new Uint32Array(2 * sackBlocks),
-  });
+  const c = newPacketColumns(n, headerBytes, sackBlocks, records[0]?.node ?? '', {
+    netnsName: (ino) => netnsNames.get(ino) ?? `ino:${ino}`,
+    ifaceName: (ino, ifindex) => ifaceNames.get(`${ino}/${ifindex}`) ?? `if${ifindex}`,
+  }, records[0]?.linkType ?? 0);
   let headerAt = 0;
   let sackAt = 0;
   records.forEach((p, i) => {
     const o = p.options;
-    ts[i] = p.ts;
-    packetId[i] = p.packetId;
-    src.set(addressBytes(p.src, 'src'), 16 * i);
-    dst.set(addressBytes(p.dst, 'dst'), 16 * i);
+    c.ts[i] = p.ts;
+    c.packetId[i] = p.packetId;
+    c.src.set(addressBytes(p.src, 'src'), 16 * i);
+    c.dst.set(addressBytes(p.dst, 'dst'), 16 * i);
     c.netnsIno[i] = p.netnsIno;
     c.ifindex[i] = p.ifindex;
     c.seq[i] = p.seq;

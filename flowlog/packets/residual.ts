@@ -13,8 +13,10 @@
 // the exact bytes, whatever they were — cut short, malformed, or disagreeing
 // with the columns.
 //
-// Functions work on `bytes[from, to)` in place, without copying: the encoder
-// runs them on the insert buffer, once per stored packet.
+// Functions work on `bytes[from, to)` in place, without copying: the reader
+// runs them once per packet it unpacks. The writer's transform is the same in
+// C++ (native/chunk_encoder.cc); test/flowlog/store.test.ts writes headers of
+// every kind through that one and reads them back through this one.
 
 import { walkTcpOptions, type HeaderLayout } from '../../model/headers.js';
 import { PROTO_NUMBER, TCP_OPTION } from '../../model/protocol.js';

@@ -18,7 +18,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   native: ['model'],
   capture: ['model', 'native'],
   flows: ['model'],
-  flowlog: ['model'],
+  flowlog: ['model', 'native'],
   'nat-tracker': ['model', 'native'],
   lab: ['model', 'native'],
   connection: ['model', 'flowlog', 'nat-tracker', 'pcap'],

@@ -1,7 +1,7 @@
-// The native decoder's batches: capture/packets/columns-layout.ts must match native/packet_columns.h.
+// The native decoder's batches: native/packet-columns-layout.ts must match native/packet_columns.h.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COLUMNS_VERSION, columnsHeaderLayout, PACKET_COLUMNS } from '../../capture/packets/columns-layout.js';
+import { COLUMNS_VERSION, columnsHeaderLayout, PACKET_COLUMNS } from '../../native/packet-columns-layout.js';
 import { FRAGMENT, OPTION_BIT, SACK_MAX } from '../../model/packet-columns.js';
 import { assertSameLayout, cProgramOutput, headerDefines } from '../support/c-header.js';
 

@@ -1,6 +1,6 @@
 // Ring records of a BPF_PROG_TEST_RUN decoded as capture decodes them: columns (what the writer
 // and flow table take) and the same packets as PacketRecords (what tests compare).
-import { readPacketColumns } from '../../capture/packets/columns-layout.js';
+import { readPacketColumns } from '../../native/packet-columns-layout.js';
 import { packetRecordsOf, type PacketColumns } from '../../model/packet-columns.js';
 import type { PacketRecord } from '../../model/records.js';
 import { PacketRecordDecoder } from '../../native/addon.js';

@@ -1,9 +1,11 @@
-// The batches of decoded packets the native addon hands over (native/packet_columns.h): a header,
-// each column for `capacity` packets (8-aligned), the packets' header bytes, their SACK blocks.
-// test/capture/packet-columns-layout.test.ts checks these constants against the C header.
-import { packetColumns, type PacketColumns, type PointNames } from '../../model/packet-columns.js';
-import { LINKTYPE_ETHERNET } from '../../model/protocol.js';
-import { cStruct } from '../../model/c-struct.js';
+// The batches of decoded packets (native/packet_columns.h): a header, each column for `capacity`
+// packets (8-aligned), the packets' header bytes, their SACK blocks. The native decoder hands them
+// over; newPacketColumns() lays out one for columns made in TypeScript, so that the native chunk
+// encoder reads every batch alike. test/capture/packet-columns-layout.test.ts checks these constants
+// against the C header.
+import { packetColumns, type PacketColumns, type PointNames } from '../model/packet-columns.js';
+import { LINKTYPE_ETHERNET } from '../model/protocol.js';
+import { cStruct } from '../model/c-struct.js';
 
 export const COLUMNS_VERSION = 1;
 
@@ -35,10 +37,15 @@ export interface DecodedBatch {
 
 const align8 = (n: number) => (n + 7) & ~7;
 
-/** Views of the columns in `batch` (no copy); the batch must stay as it is while they are used. */
-export function readPacketColumns(batch: Buffer, node: string, names: PointNames): DecodedBatch {
-  const H = columnsHeaderLayout.fields;
-  const word = (field: keyof typeof H) => batch.readUInt32LE(H[field].offset);
+const H = columnsHeaderLayout.fields;
+
+/**
+ * Views of the columns in `batch` (no copy); the batch must stay as it is while they are used. Its packets'
+ * header bytes are of link type `linkType` (the native decoder's are Ethernet).
+ */
+export function readPacketColumns(batch: Uint8Array, node: string, names: PointNames, linkType = LINKTYPE_ETHERNET): DecodedBatch {
+  const header = new DataView(batch.buffer, batch.byteOffset, Math.min(batch.byteLength, columnsHeaderLayout.size));
+  const word = (field: keyof typeof H) => header.getUint32(H[field].offset, true);
   if (batch.length < columnsHeaderLayout.size || word('version') !== COLUMNS_VERSION) {
     throw new ColumnsFormatError(`packet batch of version ${batch.length >= 4 ? word('version') : '?'}, not ${COLUMNS_VERSION}`);
   }
@@ -62,11 +69,30 @@ export function readPacketColumns(batch: Buffer, node: string, names: PointNames
   if (at + sacks.byteLength > batch.byteOffset + batch.length) throw new ColumnsFormatError('packet batch cut short');
   const v = views as unknown as PacketColumns;
   const columns = packetColumns({
-    ...v, count, node, names, linkType: LINKTYPE_ETHERNET, headers, sacks,
+    ...v, count, node, names, linkType, batch, headers, sacks,
     tsWords: new Uint32Array(v.ts.buffer, v.ts.byteOffset, 2 * count),
     packetIdWords: new Uint32Array(v.packetId.buffer, v.packetId.byteOffset, 2 * count),
     srcWords: new Uint32Array(v.src.buffer, v.src.byteOffset, 4 * count),
     dstWords: new Uint32Array(v.dst.buffer, v.dst.byteOffset, 4 * count),
   });
   return { columns, malformed: word('malformed'), unattributedFragments: word('unattributed_fragments') };
+}
+
+/**
+ * Empty columns of `count` packets with room for `headerBytes` header bytes and `sackBlocks` SACK blocks,
+ * in a batch of their own: for packets that do not come from the native decoder (imports, benchmarks, tests).
+ */
+export function newPacketColumns(
+  count: number, headerBytes: number, sackBlocks: number, node: string, names: PointNames, linkType: number,
+): PacketColumns {
+  const columnBytes = PACKET_COLUMNS.reduce((sum, [, bytes]) => sum + align8(bytes * count), 0);
+  const batch = new Uint8Array(columnsHeaderLayout.size + columnBytes + align8(headerBytes) + 8 * sackBlocks);
+  const header = new DataView(batch.buffer);
+  const put = (field: keyof typeof H, value: number) => header.setUint32(H[field].offset, value, true);
+  put('version', COLUMNS_VERSION);
+  put('count', count);
+  put('capacity', count);
+  put('header_bytes', headerBytes);
+  put('sack_blocks', sackBlocks);
+  return readPacketColumns(batch, node, names, linkType).columns;
 }
