@@ -267,12 +267,12 @@ uint8_t* PackResidual(uint8_t* out, const uint8_t* residual, size_t length, cons
 bool PacketChunkEncoder::Key::operator==(const Key& other) const { return memcmp(this, &other, sizeof(Key)) == 0; }
 
 uint32_t PacketChunkEncoder::Hash(const Key& key) {
-  uint32_t words[sizeof(Key) / 4];
-  static_assert(sizeof(Key) % 4 == 0, "a key is whole words");
+  uint64_t words[sizeof(Key) / 8];
+  static_assert(sizeof(Key) % 8 == 0, "a key is whole 64-bit words");
   memcpy(words, &key, sizeof(Key));
-  uint32_t h = 0x9e3779b1u;
-  for (uint32_t w : words) h = (h ^ w) * 0x85ebca6bu, h ^= h >> 13;
-  return h ^ (h >> 16);
+  uint64_t h = 0;
+  for (uint64_t w : words) h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+  return uint32_t(h >> 32) ^ uint32_t(h);
 }
 
 PacketChunkEncoder::Chunk* PacketChunkEncoder::ChunkOf(const Key& key, int64_t ts) {
@@ -285,6 +285,11 @@ PacketChunkEncoder::Chunk* PacketChunkEncoder::ChunkOf(const Key& key, int64_t t
     // None yet, or too far apart in time, or full: a new chunk takes the packets to come.
     chunks_.push_back(std::make_unique<Chunk>());
     current = chunks_.back().get();
+    if (!spareRows_.empty()) {
+      current->rows = std::move(spareRows_.back());
+      spareRows_.pop_back();
+      spareBytes_ -= current->rows.capacity();
+    }
     current->key = key;
     current->earliest = ts - NT_CHUNK_SPAN_NS;
     current->latest = ts + NT_CHUNK_SPAN_NS;
@@ -356,7 +361,15 @@ const char* PacketChunkEncoder::Add(const uint8_t* batch, size_t length, uint32_
 
 void PacketChunkEncoder::Encode(const std::vector<std::string>& nodes, const std::vector<std::string>& netns,
                                 const std::vector<std::string>& iface, std::vector<uint8_t>& out) {
-  for (size_t k = 0; k < chunks_.size(); k++) EncodeChunk(*chunks_[k], nodes[chunks_[k]->key.node], netns[k], iface[k], out);
+  for (size_t k = 0; k < chunks_.size(); k++) {
+    Chunk& chunk = *chunks_[k];
+    EncodeChunk(chunk, nodes[chunk.key.node], netns[k], iface[k], out);
+    if (spareBytes_ + chunk.rows.capacity() <= kSpareBytes) {
+      chunk.rows.clear();
+      spareBytes_ += chunk.rows.capacity();
+      spareRows_.push_back(std::move(chunk.rows));
+    }
+  }
   chunks_.clear();
   current_.clear();
   std::fill(std::begin(recent_), std::end(recent_), nullptr);

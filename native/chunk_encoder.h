@@ -67,7 +67,12 @@ class PacketChunkEncoder {
                    std::vector<uint8_t>& out) const;
 
   static constexpr size_t kRecentSlots = 256;  // a power of two
+  // Staging buffers of encoded chunks kept for the next ones, up to this many bytes: buffers freed and
+  // allocated again come back as fresh pages, which the kernel faults in and clears.
+  static constexpr size_t kSpareBytes = 32 << 20;
   std::vector<std::unique_ptr<Chunk>> chunks_;
+  std::vector<std::vector<uint8_t>> spareRows_;
+  size_t spareBytes_ = 0;
   // The chunk now taking each key's packets; chunks_ also holds those that are full or too far in time.
   std::unordered_map<Key, Chunk*, KeyHash> current_;
   // The chunk last chosen per slot of Hash(): packets of a chunk mostly come close together.
