@@ -136,13 +136,16 @@ const threadCount = (pid: number) => readdirSync(`/proc/${pid}/task`).length;
  * `node`, `V8 Worker`, `libuv-worker` (by Node version), and so is any thread
  * nobody named, the addon's ring thread included until it gets a name; chDB's
  * ClickHouse engine names its threads (QueryPipelineEx, BgSchPool, MergeMutate, ...).
+ * chDB's binding runs each query on libuv's pool, so the share of a query's work
+ * the engine does on the calling thread counts among the node helpers: names do
+ * not tell the two apart.
  */
 const THREAD_GROUPS = ['main', 'native', 'node', 'engine'] as const;
 type ThreadGroup = (typeof THREAD_GROUPS)[number];
 const THREAD_GROUP_LABELS: Record<ThreadGroup, string> = {
   main: 'main (JS, event loop)',
   native: 'native (nettrail*)',
-  node: 'node helpers (V8, libuv, unnamed)',
+  node: 'node helpers (V8, libuv pool with chDB's query calls, unnamed)',
   engine: 'engine (chDB threads)',
 };
 const NODE_HELPER_NAMES = /^(node$|V8 ?Worker|V8 DefaultWork|libuv-worker|DelayedTaskSch|SignalInspecto|inspector)/;
