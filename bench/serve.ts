@@ -145,7 +145,7 @@ type ThreadGroup = (typeof THREAD_GROUPS)[number];
 const THREAD_GROUP_LABELS: Record<ThreadGroup, string> = {
   main: 'main (JS, event loop)',
   native: 'native (nettrail*)',
-  node: 'node helpers (V8, libuv pool with chDB's query calls, unnamed)',
+  node: 'node helpers (V8, libuv pool running chDB queries, unnamed)',
   engine: 'engine (chDB threads)',
 };
 const NODE_HELPER_NAMES = /^(node$|V8 ?Worker|V8 DefaultWork|libuv-worker|DelayedTaskSch|SignalInspecto|inspector)/;
