@@ -159,7 +159,8 @@ export class FlowTable {
         found = recent;
       }
     }
-    let bucket = this.#flows.get(key);
+    // The map is looked in only when the recent flow is not the packet's, or the flow ends here.
+    let bucket = found === undefined ? this.#flows.get(key) : undefined;
     if (found === undefined && bucket !== undefined) {
       for (let f = 0; f < bucket.length; f++) {
         const flow = bucket[f];
@@ -174,7 +175,8 @@ export class FlowTable {
     }
     if (found !== undefined) {
       if (!this.#beginsIncarnation(found, c, i)) return this.#update(found, c, i, fromClient);
-      this.#end(found, bucket!);
+      bucket ??= this.#flows.get(key)!;
+      this.#end(found, bucket);
     }
     if (bucket === undefined) this.#flows.set(key, (bucket = []));
     // The client sent the first packet, unless that packet is a SYN-ACK.
