@@ -18,19 +18,15 @@ const isIndex = (n: number, below: number) => Number.isInteger(n) && n >= 0 && n
 
 export class PacketChunkEncoder {
   readonly #native = new (loadNative<{ PacketChunkEncoder: new () => NativeChunkEncoder }>().PacketChunkEncoder)();
-  #chunks = 0;
-
   /** Chunks made since the last encode(), in the order encode() writes them. */
-  get chunkCount(): number {
-    return this.#chunks;
-  }
+  #chunks = 0;
 
   /** Bytes the staged packets take. */
   get stagedBytes(): number {
     return this.#native.stagedBytes();
   }
 
-  /** Takes in packets [0, count) of `columns`, of the node the caller numbers `node`; returns chunkCount. */
+  /** Takes in packets [0, count) of `columns`, of the node the caller numbers `node`; returns the chunks made since the last encode(). */
   add(columns: PacketColumns, count: number, node: number): number {
     if (!isIndex(count, columns.count + 1)) throw new CaptureError('INVALID_ARGUMENT', `count ${count}: not 0..${columns.count}`);
     if (!isIndex(node, 2 ** 32)) throw new CaptureError('INVALID_ARGUMENT', `node ${node}: not a 32-bit number`);
@@ -38,7 +34,7 @@ export class PacketChunkEncoder {
     return (this.#chunks = this.#native.add(columns.batch, count, node, columns.linkType));
   }
 
-  /** Namespace inode, ifindex and node number of each chunk from the `from`th on: three numbers per chunk. */
+  /** Namespace inode and ifindex of each chunk from the `from`th on: two numbers per chunk. */
   points(from: number): Uint32Array {
     return this.#native.points(from);
   }

@@ -457,7 +457,7 @@ void PacketChunkEncoder::EncodeChunk(const Chunk& chunk, const std::string& node
 namespace {
 
 // new PacketChunkEncoder(); add(batch, count, node, linkType) -> chunks so far; points(from) -> Uint32Array of
-// netns_ino, ifindex, node per chunk from `from` on; stagedBytes(); encode(nodes, netns, iface) -> bytes of the
+// netns_ino and ifindex per chunk from `from` on; stagedBytes(); encode(nodes, netns, iface) -> bytes of the
 // rows, kept until copyEncoded(target, at) copies them out. Arguments come checked by the wrapper.
 class PacketChunkEncoderObject : public Napi::ObjectWrap<PacketChunkEncoderObject> {
  public:
@@ -482,11 +482,10 @@ class PacketChunkEncoderObject : public Napi::ObjectWrap<PacketChunkEncoderObjec
   Napi::Value Points(const Napi::CallbackInfo& info) {
     size_t from = info[0].As<Napi::Number>().Uint32Value();
     size_t count = encoder_.ChunkCount() > from ? encoder_.ChunkCount() - from : 0;
-    auto points = Napi::Uint32Array::New(info.Env(), 3 * count);
+    auto points = Napi::Uint32Array::New(info.Env(), 2 * count);
     for (size_t k = 0; k < count; k++) {
-      points[3 * k] = encoder_.NetnsInoOf(from + k);
-      points[3 * k + 1] = encoder_.IfindexOf(from + k);
-      points[3 * k + 2] = encoder_.NodeOf(from + k);
+      points[2 * k] = encoder_.NetnsInoOf(from + k);
+      points[2 * k + 1] = encoder_.IfindexOf(from + k);
     }
     return points;
   }

@@ -35,7 +35,7 @@ export class PacketChunkBuilder {
     }
     if (this.#encoder.add(columns, count, node) === this.#netns.length) return;
     const points = this.#encoder.points(this.#netns.length);
-    for (let k = 0; k < points.length; k += 3) {
+    for (let k = 0; k < points.length; k += 2) {
       this.#netns.push(columns.names.netnsName(points[k]));
       this.#iface.push(columns.names.ifaceName(points[k], points[k + 1]));
     }
