@@ -9,7 +9,7 @@ interface NativeChunkEncoder {
   add(batch: Uint8Array, count: number, node: number, linkType: number): number;
   points(from: number): Uint32Array;
   stagedBytes(): number;
-  encode(nodes: string[], netns: string[], iface: string[]): number;
+  encode(nodes: readonly string[], netns: readonly string[], iface: readonly string[]): number;
   copyEncoded(target: Uint8Array, at: number): void;
 }
 
@@ -47,7 +47,7 @@ export class PacketChunkEncoder {
     if (netns.length !== this.#chunks || iface.length !== this.#chunks) {
       throw new CaptureError('INVALID_ARGUMENT', `${netns.length} namespace and ${iface.length} interface names for ${this.#chunks} chunks`);
     }
-    const length = this.#native.encode([...nodes], [...netns], [...iface]);
+    const length = this.#native.encode(nodes, netns, iface);
     this.#chunks = 0;
     const at = out.reserve(length);
     this.#native.copyEncoded(out.raw, at);
